@@ -1,0 +1,519 @@
+//! One group as an acceptor sees it: Paxos acceptor state, the chosen log, and recovery.
+//!
+//! States of an acceptor for a group:
+//!
+//! ```text
+//!   (no state) --first Sync or Recover--> Recovering --majority fenced + caught up--> Voting
+//!   restart: Recovering stays Recovering; Voting stays Voting (both rebuilt from disk)
+//! ```
+//!
+//! A node that creates state for a group cannot tell "new group" from "I lost my disk", so it
+//! always recovers first: it draws a new [`Incarnation`], asks the other acceptors to fence
+//! promises of its older incarnations (they persist the new incarnation and from then on refuse
+//! accepts that counted an older one), adopts the highest accepted value each of them reports,
+//! and catches up the chosen log they report. Only then does it vote. Enough peers must answer
+//! that every quorum containing this acceptor overlaps them (`n - quorum + 1` of the others).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::context::{Context, page};
+use crate::ids::{Ballot, Incarnation, NodeId, Slot};
+use crate::io::Rejection;
+use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
+use crate::storage::{AcceptedValue, LoadQuery, Record, RestoredGroup};
+use crate::time::Time;
+use crate::wire::{Message, RejectReason};
+use crate::canary::canary;
+
+/// Whether the acceptor may vote for this group yet.
+#[derive(Debug)]
+pub(crate) enum Phase {
+    /// Waiting for peers to fence older incarnations and report their state.
+    Recovering(Recovering),
+    /// Caught up; answers prepares and accepts.
+    Voting,
+}
+
+/// Progress of recovery.
+#[derive(Debug, Default)]
+pub(crate) struct Recovering {
+    /// Peers that fenced us, with what they reported.
+    answered: BTreeMap<NodeId, PeerReport>,
+}
+
+#[derive(Debug)]
+struct PeerReport {
+    promised: Ballot,
+    accepted: Vec<(Slot, AcceptedValue)>,
+    chosen_next: Slot,
+}
+
+/// An acceptor's state for one group.
+#[derive(Debug)]
+pub(crate) struct AcceptorGroup {
+    pub(crate) genesis: GroupGenesis,
+    pub(crate) incarnation: Incarnation,
+    pub(crate) phase: Phase,
+    pub(crate) promised: Ballot,
+    /// Accepted values of slots at or after `chosen_next`.
+    pub(crate) accepted: BTreeMap<Slot, AcceptedValue>,
+    peer_incarnations: BTreeMap<NodeId, Incarnation>,
+    /// The first slot not known chosen; every slot before it is chosen and known.
+    pub(crate) chosen_next: Slot,
+    /// The most recent chosen entries (at most `chosen_in_memory_max`); older ones are on disk.
+    recent: BTreeMap<Slot, Entry>,
+    history: AcceptorHistory,
+    /// The acceptor set a device last told us about; used to find peers before we know the log.
+    hint: Option<AcceptorSet>,
+    subscribers: BTreeSet<NodeId>,
+    next_peer_sync_at: Time,
+}
+
+impl AcceptorGroup {
+    /// Fresh state for a group this node did not host: recovering, with a new incarnation.
+    pub(crate) fn create(cx: &mut Context<'_>, genesis: GroupGenesis, hint: Option<AcceptorSet>) -> AcceptorGroup {
+        let incarnation = Incarnation(cx.rng.next_u64());
+        cx.persist(vec![
+            Record::Group { group: cx.group, genesis: genesis.clone() },
+            Record::Incarnation { group: cx.group, incarnation },
+        ]);
+        let history = AcceptorHistory::new(&genesis);
+        let mut group = AcceptorGroup {
+            genesis,
+            incarnation,
+            phase: Phase::Recovering(Recovering::default()),
+            promised: Ballot::ZERO,
+            accepted: BTreeMap::new(),
+            peer_incarnations: BTreeMap::new(),
+            chosen_next: Slot(0),
+            recent: BTreeMap::new(),
+            history,
+            hint,
+            subscribers: BTreeSet::new(),
+            next_peer_sync_at: cx.now,
+        };
+        group.ask_peers_to_fence(cx);
+        group.finish_recovery_if_safe(cx);
+        group
+    }
+
+    /// State rebuilt from disk. A group whose incarnation was never written counts as fresh.
+    pub(crate) fn restore(cx: &mut Context<'_>, restored: RestoredGroup) -> AcceptorGroup {
+        let mut history = AcceptorHistory::new(&restored.genesis);
+        let mut chosen_next = Slot(0);
+        for (slot, entry) in &restored.chosen {
+            assert_eq!(*slot, chosen_next, "invariant: an acceptor persists chosen entries contiguously");
+            history.record(*slot, entry);
+            chosen_next = slot.next();
+        }
+        let keep = cx.config.chosen_in_memory_max;
+        let recent = restored.chosen.iter().rev().take(keep).map(|(s, e)| (*s, e.clone())).collect();
+        let Some(incarnation) = restored.incarnation else {
+            return AcceptorGroup::create(cx, restored.genesis, None);
+        };
+        let phase = if restored.recovered { Phase::Voting } else { Phase::Recovering(Recovering::default()) };
+        AcceptorGroup {
+            genesis: restored.genesis,
+            incarnation,
+            phase,
+            promised: restored.promised,
+            accepted: restored.accepted.into_iter().filter(|(slot, _)| *slot >= chosen_next).collect(),
+            peer_incarnations: restored.peer_incarnations,
+            chosen_next,
+            recent,
+            history,
+            hint: None,
+            subscribers: BTreeSet::new(),
+            next_peer_sync_at: cx.now,
+        }
+    }
+
+    /// When this group next needs a timer.
+    pub(crate) fn wake_at(&self) -> Time {
+        self.next_peer_sync_at
+    }
+
+    /// The acceptor set in force after the chosen prefix this node knows.
+    pub(crate) fn acceptors(&self) -> &AcceptorSet {
+        self.history.latest()
+    }
+
+    /// A chosen entry this node holds in memory.
+    pub(crate) fn recent_chosen(&self, slot: Slot) -> Option<&Entry> {
+        self.recent.get(&slot)
+    }
+
+    fn peers(&self, me: NodeId) -> BTreeSet<NodeId> {
+        let mut peers: BTreeSet<NodeId> = self.history.latest().members().iter().copied().collect();
+        if let Some(hint) = &self.hint {
+            peers.extend(hint.members().iter().copied());
+        }
+        peers.remove(&me);
+        peers
+    }
+
+    fn is_known_acceptor(&self, node: NodeId) -> bool {
+        self.history.ever_contained(node) || self.hint.as_ref().is_some_and(|h| h.contains(node))
+    }
+
+    // ----- inputs ---------------------------------------------------------------------------
+
+    /// Routes one decoded message.
+    pub(crate) fn on_message(&mut self, cx: &mut Context<'_>, from: NodeId, message: Message) -> Option<LoadWanted> {
+        match message {
+            Message::Sync { genesis, from_slot, acceptors } => return self.on_sync(cx, from, &genesis, from_slot, acceptors),
+            Message::Prepare { ballot, from_slot } => return self.on_prepare(cx, from, ballot, from_slot),
+            Message::Accept { ballot, slot, entry, value_hash, promised_by } => {
+                return self.on_accept(cx, from, ballot, slot, entry, value_hash, &promised_by);
+            }
+            Message::Chosen { slot, entry } => self.on_chosen(cx, from, vec![(slot, entry)]),
+            Message::Entries { entries, .. } => self.on_chosen(cx, from, entries),
+            Message::Recover { incarnation, genesis } => self.on_recover(cx, from, incarnation, &genesis),
+            Message::Recovery { incarnation, promised, accepted, chosen_next } => {
+                self.on_recovery(cx, from, incarnation, PeerReport { promised, accepted, chosen_next });
+            }
+            Message::CatchUp { from_slot } => {
+                if !self.is_known_acceptor(from) {
+                    cx.reject(Rejection::Unauthorised);
+                    return None;
+                }
+                return self.serve(cx, from, from_slot, false);
+            }
+            Message::Promise { .. } | Message::Accepted { .. } | Message::Rejected { .. } | Message::UnknownGroup => {
+                cx.reject(Rejection::Unauthorised);
+            }
+        }
+        None
+    }
+
+    fn on_sync(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        genesis: &GroupGenesis,
+        from_slot: Slot,
+        acceptors: AcceptorSet,
+    ) -> Option<LoadWanted> {
+        if *genesis != self.genesis || !acceptors.is_well_formed(cx.config.acceptors_max) {
+            cx.reject(Rejection::Invalid);
+            return None;
+        }
+        if !self.genesis.allows_proposer(from) {
+            cx.reject(Rejection::Unauthorised);
+            return None;
+        }
+        if self.subscribers.len() < cx.config.subscribers_max || self.subscribers.contains(&from) {
+            self.subscribers.insert(from);
+        } else {
+            cx.reject(Rejection::OverLimit);
+        }
+        if self.hint.as_ref() != Some(&acceptors) && matches!(self.phase, Phase::Recovering(_)) {
+            self.hint = Some(acceptors);
+            self.ask_peers_to_fence(cx);
+        }
+        self.serve(cx, from, from_slot, true)
+    }
+
+    fn on_prepare(&mut self, cx: &mut Context<'_>, from: NodeId, ballot: Ballot, from_slot: Slot) -> Option<LoadWanted> {
+        if !self.genesis.allows_proposer(from) || ballot.proposer != from {
+            cx.reject(Rejection::Unauthorised);
+            return None;
+        }
+        if !matches!(self.phase, Phase::Voting) {
+            cx.reject(Rejection::NotReady);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::NotReady, promised: self.promised });
+            return None;
+        }
+        if from_slot < self.chosen_next {
+            // A stale proposer: answer with what is chosen so it catches up in one round trip.
+            return self.serve(cx, from, from_slot, true);
+        }
+        if ballot < self.promised {
+            cx.reject(Rejection::StaleBallot);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::BallotTooLow, promised: self.promised });
+            return None;
+        }
+        if ballot > self.promised {
+            self.promised = ballot;
+            if !canary!(cx.config, PromiseNotPersisted) {
+                cx.persist(vec![Record::Promised { group: cx.group, ballot }]);
+            }
+        }
+        let accepted = self.accepted.range(from_slot..).map(|(s, v)| (*s, v.clone())).collect();
+        cx.send(from, Message::Promise { ballot, incarnation: self.incarnation, accepted });
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_accept(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        slot: Slot,
+        entry: Entry,
+        value_hash: crate::ids::ValueHash,
+        promised_by: &[(NodeId, Incarnation)],
+    ) -> Option<LoadWanted> {
+        if !self.genesis.allows_proposer(from) || ballot.proposer != from {
+            cx.reject(Rejection::Unauthorised);
+            return None;
+        }
+        if entry.encoded_len() > cx.config.entry_bytes_max || entry.hash() != value_hash || !self.entry_is_well_formed(cx, &entry) {
+            cx.reject(Rejection::Invalid);
+            return None;
+        }
+        if !matches!(self.phase, Phase::Voting) {
+            cx.reject(Rejection::NotReady);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::NotReady, promised: self.promised });
+            return None;
+        }
+        if slot < self.chosen_next {
+            cov_mark::hit!(accept_for_chosen_slot_answered_with_chosen_value);
+            cx.reject(Rejection::Duplicate);
+            return self.serve(cx, from, slot, false);
+        }
+        if ballot < self.promised {
+            cx.reject(Rejection::StaleBallot);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::BallotTooLow, promised: self.promised });
+            return None;
+        }
+        if slot.0 >= self.chosen_next.0 + cx.config.accepted_window_slots {
+            cx.reject(Rejection::OverLimit);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::OutsideWindow, promised: self.promised });
+            return None;
+        }
+        if self.counts_a_fenced_promise(cx.me, promised_by) {
+            cov_mark::hit!(accept_counting_fenced_incarnation_refused);
+            cx.reject(Rejection::StaleIncarnation);
+            cx.send(from, Message::Rejected { ballot, reason: RejectReason::StaleIncarnation, promised: self.promised });
+            return None;
+        }
+        if let Some(existing) = self.accepted.get(&slot).filter(|v| v.ballot == ballot) {
+            if existing.value_hash != value_hash {
+                cx.reject(Rejection::Equivocation);
+                return None;
+            }
+            // A retransmission: the accept is already durable, so answering again is safe.
+            cx.reject(Rejection::Duplicate);
+            cx.send(from, Message::Accepted { ballot, slot, value_hash });
+            return None;
+        }
+        self.promised = ballot;
+        self.accepted.insert(slot, AcceptedValue { ballot, value_hash, entry: entry.clone() });
+        let record = Record::Accepted { group: cx.group, slot, ballot, value_hash, entry };
+        if canary!(cx.config, SendBeforePersist) {
+            cx.send(from, Message::Accepted { ballot, slot, value_hash });
+            cx.persist(vec![record]);
+        } else {
+            cx.persist(vec![record]);
+            cx.send(from, Message::Accepted { ballot, slot, value_hash });
+        }
+        None
+    }
+
+    fn entry_is_well_formed(&self, cx: &Context<'_>, entry: &Entry) -> bool {
+        match entry {
+            Entry::SetAcceptors(set) => set.is_well_formed(cx.config.acceptors_max),
+            Entry::Noop | Entry::Value(_) => true,
+        }
+    }
+
+    /// Whether `promised_by` names an incarnation (ours or a peer's) that has since been replaced.
+    fn counts_a_fenced_promise(&self, me: NodeId, promised_by: &[(NodeId, Incarnation)]) -> bool {
+        promised_by.iter().any(|(node, incarnation)| {
+            let current = if *node == me { Some(&self.incarnation) } else { self.peer_incarnations.get(node) };
+            current.is_some_and(|current| current != incarnation)
+        })
+    }
+
+    fn on_chosen(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>) {
+        if !self.genesis.allows_proposer(from) && !self.is_known_acceptor(from) {
+            cx.reject(Rejection::Unauthorised);
+            return;
+        }
+        let mut learned = Vec::new();
+        for (slot, entry) in entries {
+            if slot < self.chosen_next {
+                continue;
+            }
+            if slot > self.chosen_next {
+                // A gap: peer sync fills it; pull now rather than at the next tick.
+                self.next_peer_sync_at = cx.now;
+                break;
+            }
+            if entry.encoded_len() > cx.config.entry_bytes_max || !self.entry_is_well_formed(cx, &entry) {
+                cx.reject(Rejection::Invalid);
+                break;
+            }
+            self.learn(slot, entry.clone());
+            learned.push((slot, entry));
+        }
+        if learned.is_empty() {
+            return;
+        }
+        let records = learned.iter().map(|(slot, entry)| Record::Chosen { group: cx.group, slot: *slot, entry: entry.clone() });
+        cx.persist(records.collect());
+        for (slot, entry) in learned {
+            let subscribers: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
+            cx.send_all(&subscribers, &Message::Chosen { slot, entry });
+        }
+        self.finish_recovery_if_safe(cx);
+    }
+
+    fn learn(&mut self, slot: Slot, entry: Entry) {
+        assert_eq!(slot, self.chosen_next, "chosen entries are learned in slot order");
+        self.history.record(slot, &entry);
+        self.accepted.remove(&slot);
+        self.recent.insert(slot, entry);
+        self.chosen_next = slot.next();
+    }
+
+    /// Keeps `recent` within its limit. Called once per handled input.
+    pub(crate) fn trim(&mut self, chosen_in_memory_max: usize) {
+        while self.recent.len() > chosen_in_memory_max {
+            self.recent.pop_first();
+        }
+    }
+
+    fn on_recover(&mut self, cx: &mut Context<'_>, from: NodeId, incarnation: Incarnation, genesis: &GroupGenesis) {
+        if *genesis != self.genesis {
+            cx.reject(Rejection::Invalid);
+            return;
+        }
+        if !self.is_known_acceptor(from) {
+            cov_mark::hit!(recover_from_unknown_acceptor_refused);
+            cx.reject(Rejection::Unauthorised);
+            return;
+        }
+        if self.peer_incarnations.get(&from) != Some(&incarnation) {
+            self.peer_incarnations.insert(from, incarnation);
+            cx.persist(vec![Record::PeerIncarnation { group: cx.group, acceptor: from, incarnation }]);
+        }
+        let accepted = self.accepted.range(self.chosen_next..).map(|(s, v)| (*s, v.clone())).collect();
+        cx.send(from, Message::Recovery { incarnation, promised: self.promised, accepted, chosen_next: self.chosen_next });
+    }
+
+    fn on_recovery(&mut self, cx: &mut Context<'_>, from: NodeId, incarnation: Incarnation, report: PeerReport) {
+        if !self.is_known_acceptor(from) {
+            cx.reject(Rejection::Unauthorised);
+            return;
+        }
+        let Phase::Recovering(recovering) = &mut self.phase else {
+            cx.reject(Rejection::Duplicate);
+            return;
+        };
+        if incarnation != self.incarnation {
+            cx.reject(Rejection::StaleIncarnation);
+            return;
+        }
+        if report.chosen_next > self.chosen_next {
+            cx.send(from, Message::CatchUp { from_slot: self.chosen_next });
+        }
+        recovering.answered.insert(from, report);
+        self.finish_recovery_if_safe(cx);
+    }
+
+    fn ask_peers_to_fence(&mut self, cx: &mut Context<'_>) {
+        let Phase::Recovering(recovering) = &self.phase else { return };
+        let message = Message::Recover { incarnation: self.incarnation, genesis: self.genesis.clone() };
+        let waiting: Vec<NodeId> = self.peers(cx.me).into_iter().filter(|p| !recovering.answered.contains_key(p)).collect();
+        cx.send_all(&waiting, &message);
+        self.next_peer_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+    }
+
+    /// Becomes a voter once enough peers fenced us and we know every slot they know is chosen.
+    fn finish_recovery_if_safe(&mut self, cx: &mut Context<'_>) {
+        let Phase::Recovering(recovering) = &self.phase else { return };
+        let set = self.history.latest();
+        let others: Vec<NodeId> = set.members().iter().copied().filter(|m| *m != cx.me).collect();
+        let needed = (set.members().len() - set.quorum_size() + 1).min(others.len());
+        let answered: Vec<&PeerReport> = others.iter().filter_map(|o| recovering.answered.get(o)).collect();
+        if answered.len() < needed {
+            return;
+        }
+        let known_chosen = answered.iter().map(|r| r.chosen_next).max().unwrap_or(Slot(0));
+        if self.chosen_next < known_chosen {
+            return;
+        }
+        let promised = answered.iter().map(|r| r.promised).max().unwrap_or(Ballot::ZERO).max(self.promised);
+        let mut adopted: BTreeMap<Slot, AcceptedValue> = BTreeMap::new();
+        for (slot, value) in answered.iter().flat_map(|r| r.accepted.iter()) {
+            if *slot < self.chosen_next {
+                continue;
+            }
+            let better = adopted.get(slot).is_none_or(|current| value.ballot > current.ballot);
+            if better && value.entry.hash() == value.value_hash {
+                adopted.insert(*slot, value.clone());
+            }
+        }
+        let mut records = vec![Record::Promised { group: cx.group, ballot: promised }];
+        for (slot, value) in adopted {
+            let keep_own = self.accepted.get(&slot).is_some_and(|own| own.ballot >= value.ballot);
+            if !keep_own {
+                records.push(Record::Accepted {
+                    group: cx.group,
+                    slot,
+                    ballot: value.ballot,
+                    value_hash: value.value_hash,
+                    entry: value.entry.clone(),
+                });
+                self.accepted.insert(slot, value);
+            }
+        }
+        records.push(Record::Recovered { group: cx.group });
+        self.promised = promised;
+        self.phase = Phase::Voting;
+        cov_mark::hit!(acceptor_recovered_and_votes);
+        cx.persist(records);
+    }
+
+    /// Answers "chosen entries from `from_slot`", from memory or through a disk load.
+    fn serve(&mut self, cx: &mut Context<'_>, to: NodeId, from_slot: Slot, always_answer: bool) -> Option<LoadWanted> {
+        let accepted_pending = self.accepted.range(self.chosen_next..).next().is_some();
+        if from_slot >= self.chosen_next {
+            if always_answer {
+                cx.send(to, Message::Entries { entries: Vec::new(), chosen_next: self.chosen_next, accepted_pending });
+            }
+            return None;
+        }
+        let in_memory = self.recent.first_key_value().is_some_and(|(first, _)| *first <= from_slot);
+        if !in_memory {
+            let count = cx.config.catch_up_entries_max;
+            return Some(LoadWanted { to, query: LoadQuery::ChosenEntries { group: cx.group, from: from_slot, count } });
+        }
+        let entries = page(self.recent.range(from_slot..).map(|(s, e)| (*s, e)), cx.config);
+        cx.send(to, Message::Entries { entries, chosen_next: self.chosen_next, accepted_pending });
+        None
+    }
+
+    /// Answers a load issued by [`AcceptorGroup::serve`].
+    pub(crate) fn serve_loaded(&self, cx: &mut Context<'_>, to: NodeId, entries: Vec<(Slot, Entry)>) {
+        let accepted_pending = self.accepted.range(self.chosen_next..).next().is_some();
+        let entries = page(entries.iter().map(|(s, e)| (*s, e)), cx.config);
+        cx.send(to, Message::Entries { entries, chosen_next: self.chosen_next, accepted_pending });
+    }
+
+    /// Periodic work: retry recovery, or ask peers for chosen entries we may have missed.
+    pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
+        if cx.now < self.next_peer_sync_at {
+            return;
+        }
+        match &self.phase {
+            Phase::Recovering(_) => self.ask_peers_to_fence(cx),
+            Phase::Voting => {
+                let message = Message::CatchUp { from_slot: self.chosen_next };
+                let peers: Vec<NodeId> = self.peers(cx.me).into_iter().collect();
+                cx.send_all(&peers, &message);
+                self.next_peer_sync_at = cx.now.plus_ms(cx.config.peer_sync_interval_ms);
+            }
+        }
+    }
+}
+
+/// A disk read the group needs before it can answer `to`.
+#[derive(Debug)]
+pub(crate) struct LoadWanted {
+    pub(crate) to: NodeId,
+    pub(crate) query: LoadQuery,
+}

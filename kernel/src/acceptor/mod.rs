@@ -1,0 +1,230 @@
+//! The acceptor node: hosts many groups, each with its own Paxos acceptor state.
+
+mod group;
+
+use std::collections::BTreeMap;
+
+use crate::config::ValidConfig;
+use crate::context::Context;
+use crate::ids::{Ballot, GroupId, NodeId, Slot};
+use crate::io::{Counters, Effect, Effects, Input, Node, Outputs, Rejection};
+use crate::rng::NodeRng;
+use crate::storage::{LoadId, LoadResult, Restored};
+use crate::time::Time;
+use crate::wire::{DecodeError, Envelope, Message, decode};
+
+pub(crate) use group::AcceptorGroup;
+use group::{LoadWanted, Phase};
+
+/// A Paxos acceptor for many groups. It stores and orders; it never proposes.
+#[derive(Debug)]
+pub struct Acceptor {
+    me: NodeId,
+    config: ValidConfig,
+    rng: NodeRng,
+    groups: BTreeMap<GroupId, AcceptorGroup>,
+    loads: BTreeMap<LoadId, (GroupId, NodeId)>,
+    next_load: u64,
+    counters: Counters,
+}
+
+impl Acceptor {
+    /// Builds an acceptor from its durable state. `seed` must differ between boots.
+    pub fn new(config: ValidConfig, me: NodeId, seed: u64, restored: Restored) -> (Acceptor, Outputs) {
+        let mut acceptor = Acceptor {
+            me,
+            config,
+            rng: NodeRng::from_seed(seed),
+            groups: BTreeMap::new(),
+            loads: BTreeMap::new(),
+            next_load: 0,
+            counters: Counters::default(),
+        };
+        let mut effects = Effects::default();
+        for (group, state) in restored.groups {
+            let mut cx = acceptor_context(&acceptor.config, me, group, &mut acceptor.rng, &mut acceptor.counters, &mut effects, Time::ZERO);
+            let restored = AcceptorGroup::restore(&mut cx, state);
+            acceptor.groups.insert(group, restored);
+        }
+        let wake_at = acceptor.wake_at();
+        (acceptor, Outputs { effects: effects.list, wake_at })
+    }
+
+    /// This node's identity.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Counts of rejected input.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Read-only views of the groups, for checkers and status pages.
+    pub fn groups(&self) -> impl Iterator<Item = AcceptorGroupView<'_>> {
+        self.groups.iter().map(|(id, group)| AcceptorGroupView { id: *id, group })
+    }
+
+    /// A read-only view of one group.
+    pub fn group(&self, id: GroupId) -> Option<AcceptorGroupView<'_>> {
+        self.groups.get(&id).map(|group| AcceptorGroupView { id, group })
+    }
+
+    fn wake_at(&self) -> Option<Time> {
+        self.groups.values().map(AcceptorGroup::wake_at).min()
+    }
+
+    fn on_frame(&mut self, now: Time, from: NodeId, frame: &[u8], effects: &mut Effects) {
+        let envelope = match decode(frame, self.config.message_bytes_max) {
+            Ok(envelope) => envelope,
+            Err(error) => return self.counters.count(rejection_of(&error)),
+        };
+        let Envelope { group, message } = envelope;
+        if from == self.me {
+            return self.counters.count(Rejection::Unauthorised);
+        }
+        if !self.groups.contains_key(&group) && !self.create_group(now, from, group, &message, effects) {
+            return;
+        }
+        let me = self.me;
+        let Some(state) = self.groups.get_mut(&group) else { return };
+        let mut cx = acceptor_context(&self.config, me, group, &mut self.rng, &mut self.counters, effects, now);
+        let wanted = state.on_message(&mut cx, from, message);
+        state.trim(self.config.chosen_in_memory_max);
+        if let Some(wanted) = wanted {
+            self.start_load(group, wanted, effects);
+        }
+    }
+
+    /// Creates state for a group on the first message that carries its genesis.
+    fn create_group(&mut self, now: Time, from: NodeId, group: GroupId, message: &Message, effects: &mut Effects) -> bool {
+        let (genesis, hint) = match message {
+            Message::Sync { genesis, acceptors, .. } => (genesis, Some(acceptors.clone())),
+            Message::Recover { genesis, .. } => (genesis, None),
+            _ => {
+                self.counters.count(Rejection::UnknownGroup);
+                let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+                cx.send(from, Message::UnknownGroup);
+                return false;
+            }
+        };
+        let well_formed = genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max)
+            && genesis.group_id() == group
+            && hint.as_ref().is_none_or(|h| h.is_well_formed(self.config.acceptors_max));
+        if !well_formed {
+            self.counters.count(Rejection::Invalid);
+            return false;
+        }
+        if self.groups.len() >= self.config.groups_max {
+            self.counters.count(Rejection::OverLimit);
+            return false;
+        }
+        let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+        let state = AcceptorGroup::create(&mut cx, genesis.clone(), hint);
+        self.groups.insert(group, state);
+        true
+    }
+
+    fn start_load(&mut self, group: GroupId, wanted: LoadWanted, effects: &mut Effects) {
+        if self.loads.len() >= self.config.loads_pending_max {
+            return self.counters.count(Rejection::OverLimit);
+        }
+        let request = LoadId(self.next_load);
+        self.next_load += 1;
+        self.loads.insert(request, (group, wanted.to));
+        effects.list.push(Effect::Load { request, query: wanted.query });
+    }
+
+    fn on_loaded(&mut self, now: Time, request: LoadId, result: LoadResult, effects: &mut Effects) {
+        let Some((group, to)) = self.loads.remove(&request) else {
+            return self.counters.count(Rejection::Invalid);
+        };
+        let Some(state) = self.groups.get(&group) else { return };
+        let LoadResult::ChosenEntries(entries) = result;
+        let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+        state.serve_loaded(&mut cx, to, entries);
+    }
+
+    fn on_timer(&mut self, now: Time, effects: &mut Effects) {
+        let me = self.me;
+        for (group, state) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
+            let mut cx = acceptor_context(&self.config, me, *group, &mut self.rng, &mut self.counters, effects, now);
+            state.on_timer(&mut cx);
+        }
+    }
+}
+
+impl Node for Acceptor {
+    fn handle(&mut self, now: Time, input: Input) -> Outputs {
+        let mut effects = Effects::default();
+        match input {
+            Input::Received { from, frame } => self.on_frame(now, from, &frame, &mut effects),
+            Input::Timer => self.on_timer(now, &mut effects),
+            Input::Loaded { request, result } => self.on_loaded(now, request, result, &mut effects),
+            Input::Command(_) => self.counters.count(Rejection::Invalid),
+        }
+        Outputs { effects: effects.list, wake_at: self.wake_at() }
+    }
+}
+
+/// What a checker or status page may read about one group on an acceptor.
+#[derive(Debug, Clone, Copy)]
+pub struct AcceptorGroupView<'a> {
+    id: GroupId,
+    group: &'a AcceptorGroup,
+}
+
+impl AcceptorGroupView<'_> {
+    /// The group.
+    pub fn id(&self) -> GroupId {
+        self.id
+    }
+    /// Highest ballot promised.
+    pub fn promised(&self) -> Ballot {
+        self.group.promised
+    }
+    /// Accepted ballots of slots not known chosen.
+    pub fn accepted(&self) -> impl Iterator<Item = (Slot, Ballot)> + '_ {
+        self.group.accepted.iter().map(|(s, v)| (*s, v.ballot))
+    }
+    /// First slot not known chosen.
+    pub fn chosen_next(&self) -> Slot {
+        self.group.chosen_next
+    }
+    /// Whether it votes yet.
+    pub fn is_voting(&self) -> bool {
+        matches!(self.group.phase, Phase::Voting)
+    }
+    /// Its incarnation for the group.
+    pub fn incarnation(&self) -> crate::ids::Incarnation {
+        self.group.incarnation
+    }
+    /// The acceptor set after the chosen prefix it knows.
+    pub fn acceptors(&self) -> &crate::log::AcceptorSet {
+        self.group.acceptors()
+    }
+    /// A chosen entry still held in memory.
+    pub fn chosen(&self, slot: Slot) -> Option<&crate::log::Entry> {
+        self.group.recent_chosen(slot)
+    }
+}
+
+pub(crate) fn rejection_of(error: &DecodeError) -> Rejection {
+    match error {
+        DecodeError::Oversized { .. } => Rejection::Oversized,
+        DecodeError::WrongVersion(_) => Rejection::WrongVersion,
+        DecodeError::Empty | DecodeError::Malformed | DecodeError::Trailing(_) => Rejection::Malformed,
+    }
+}
+
+fn acceptor_context<'a>(
+    config: &'a ValidConfig,
+    me: NodeId,
+    group: GroupId,
+    rng: &'a mut NodeRng,
+    counters: &'a mut Counters,
+    effects: &'a mut Effects,
+    now: Time,
+) -> Context<'a> {
+    Context { now, me, group, config, rng, counters, effects }
+}

@@ -1,0 +1,55 @@
+//! Deliberately broken kernels, compiled only with the `canary` feature.
+//!
+//! Each canary removes one thing the protocol relies on. The simulator's checkers must catch
+//! every one of them within the CI seed budget; if one survives, the checkers are too weak.
+
+use serde::{Deserialize, Serialize};
+
+/// One deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Canary {
+    /// Acceptors reply to a prepare without persisting the promise.
+    PromiseNotPersisted,
+    /// Proposers never persist their round counter, so a restart reuses ballots.
+    BallotCounterNotPersisted,
+    /// Quorums are one acceptor too small.
+    QuorumTooSmall,
+    /// Acceptors send their reply before the persist it depends on.
+    SendBeforePersist,
+    /// A proposer that adopted another value applies its own when its ballot wins.
+    ApplyOwnValueInsteadOfChosen,
+}
+
+impl Canary {
+    /// Every canary, with its command-line name.
+    pub const ALL: [(&'static str, Canary); 5] = [
+        ("promise-not-persisted", Canary::PromiseNotPersisted),
+        ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
+        ("quorum-too-small", Canary::QuorumTooSmall),
+        ("send-before-persist", Canary::SendBeforePersist),
+        ("apply-own-value-instead-of-chosen", Canary::ApplyOwnValueInsteadOfChosen),
+    ];
+
+    /// The canary with this command-line name.
+    pub fn from_name(name: &str) -> Option<Canary> {
+        Canary::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+}
+
+/// `true` when the named canary is switched on; a constant `false` without the feature.
+#[cfg(feature = "canary")]
+macro_rules! canary {
+    ($config:expr, $name:ident) => {
+        $config.canary == Some($crate::canary::Canary::$name)
+    };
+}
+
+/// `true` when the named canary is switched on; a constant `false` without the feature.
+#[cfg(not(feature = "canary"))]
+macro_rules! canary {
+    ($config:expr, $name:ident) => {
+        false
+    };
+}
+
+pub(crate) use canary;

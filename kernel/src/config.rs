@@ -1,0 +1,158 @@
+//! Node configuration: every queue, map and retry has a named limit here.
+//!
+//! A [`Config`] becomes usable only through [`Config::validate`], which returns a [`ValidConfig`];
+//! the nodes accept nothing else, so a node can never run on limits that contradict each other.
+
+use serde::{Deserialize, Serialize};
+
+/// Limits and timings of one node. Field names end in their unit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// Largest encoded wire message accepted or sent.
+    pub message_bytes_max: usize,
+    /// Largest encoded log entry (the value a slot carries).
+    pub entry_bytes_max: usize,
+    /// Groups one node hosts at most.
+    pub groups_max: usize,
+    /// Acceptors in one group's acceptor set at most.
+    pub acceptors_max: usize,
+    /// Proposers named in one genesis at most.
+    pub proposers_max: usize,
+    /// Slots one group's log may reach; a proposal past it is refused.
+    pub slots_per_group_max: u64,
+    /// Local proposals waiting in one group's queue at most.
+    pub proposals_queued_max: usize,
+    /// Devices an acceptor pushes chosen values to, per group.
+    pub subscribers_max: usize,
+    /// How far past its first unchosen slot an acceptor accepts values.
+    pub accepted_window_slots: u64,
+    /// Chosen entries an acceptor keeps in memory per group; older ones are loaded from disk.
+    pub chosen_in_memory_max: usize,
+    /// Entries in one catch-up page at most.
+    pub catch_up_entries_max: usize,
+    /// Disk loads an acceptor has outstanding at once at most.
+    pub loads_pending_max: usize,
+    /// First backoff after a rejected or timed-out ballot; doubles per failure.
+    pub backoff_ms_min: u64,
+    /// Largest backoff between ballot attempts.
+    pub backoff_ms_max: u64,
+    /// How long a proposer waits for a quorum of promises or accepts before retrying.
+    pub ballot_timeout_ms: u64,
+    /// How often a proposer retransmits an unanswered accept before starting a new ballot.
+    pub accept_retransmits_max: u32,
+    /// How often a device asks its acceptors for chosen values it may have missed.
+    pub sync_interval_ms: u64,
+    /// How often an acceptor retries recovery or asks peers for chosen values it missed.
+    pub peer_sync_interval_ms: u64,
+    /// How long a slot may sit accepted but undecided before a device finishes it.
+    pub stuck_slot_ms: u64,
+    /// A deliberately broken behaviour for checker tests; `None` in every real build.
+    #[cfg(feature = "canary")]
+    pub canary: Option<crate::canary::Canary>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            message_bytes_max: 1 << 20,
+            entry_bytes_max: 64 << 10,
+            groups_max: 10_000,
+            acceptors_max: 15,
+            proposers_max: 1_000,
+            slots_per_group_max: 1 << 40,
+            proposals_queued_max: 256,
+            subscribers_max: 256,
+            accepted_window_slots: 8,
+            chosen_in_memory_max: 256,
+            catch_up_entries_max: 64,
+            loads_pending_max: 64,
+            backoff_ms_min: 10,
+            backoff_ms_max: 1_000,
+            ballot_timeout_ms: 300,
+            accept_retransmits_max: 2,
+            sync_interval_ms: 500,
+            peer_sync_interval_ms: 1_000,
+            stuck_slot_ms: 1_000,
+            #[cfg(feature = "canary")]
+            canary: None,
+        }
+    }
+}
+
+/// A configuration that passed [`Config::validate`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidConfig(Config);
+
+impl std::ops::Deref for ValidConfig {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.0
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A limit that must be at least one was zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// Two settings contradict each other.
+    #[error("{0}")]
+    Inconsistent(&'static str),
+}
+
+impl Config {
+    /// Checks every limit and returns the proof that they hold.
+    pub fn validate(self) -> Result<ValidConfig, ConfigError> {
+        let at_least_one = [
+            ("message_bytes_max", self.message_bytes_max as u64),
+            ("entry_bytes_max", self.entry_bytes_max as u64),
+            ("groups_max", self.groups_max as u64),
+            ("acceptors_max", self.acceptors_max as u64),
+            ("proposers_max", self.proposers_max as u64),
+            ("slots_per_group_max", self.slots_per_group_max),
+            ("proposals_queued_max", self.proposals_queued_max as u64),
+            ("subscribers_max", self.subscribers_max as u64),
+            ("accepted_window_slots", self.accepted_window_slots),
+            ("chosen_in_memory_max", self.chosen_in_memory_max as u64),
+            ("catch_up_entries_max", self.catch_up_entries_max as u64),
+            ("loads_pending_max", self.loads_pending_max as u64),
+            ("backoff_ms_min", self.backoff_ms_min),
+            ("ballot_timeout_ms", self.ballot_timeout_ms),
+            ("sync_interval_ms", self.sync_interval_ms),
+            ("peer_sync_interval_ms", self.peer_sync_interval_ms),
+            ("stuck_slot_ms", self.stuck_slot_ms),
+        ];
+        if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Zero(name));
+        }
+        if self.backoff_ms_max < self.backoff_ms_min {
+            return Err(ConfigError::Inconsistent("backoff_ms_max must be at least backoff_ms_min"));
+        }
+        if self.entry_bytes_max.saturating_mul(2) > self.message_bytes_max {
+            return Err(ConfigError::Inconsistent(
+                "message_bytes_max must hold two entries (an accept carries one plus its envelope)",
+            ));
+        }
+        if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64)
+            > self.message_bytes_max as u64 * 64
+        {
+            return Err(ConfigError::Inconsistent("catch-up pages would be far larger than a message"));
+        }
+        Ok(ValidConfig(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_zero_limits_are_refused() {
+        assert!(Config::default().validate().is_ok());
+        let config = Config { proposals_queued_max: 0, ..Config::default() };
+        assert_eq!(config.validate(), Err(ConfigError::Zero("proposals_queued_max")));
+        let config = Config { backoff_ms_max: 1, backoff_ms_min: 5, ..Config::default() };
+        assert!(matches!(config.validate(), Err(ConfigError::Inconsistent(_))));
+    }
+}

@@ -1,0 +1,247 @@
+//! The kernel's one door in and one door out.
+//!
+//! `node.handle(now, input) -> Outputs`. Effects are carried out in order; `Persist` is a
+//! barrier: it must be durable before any later effect of the same node is carried out.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GroupId, NodeId, Slot, ValueHash};
+use crate::log::{AcceptorSet, Entry, GroupGenesis};
+use crate::storage::{LoadId, LoadQuery, LoadResult, WriteBatch};
+use crate::time::Time;
+
+/// Something that happened to a node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Input {
+    /// The local app asked for something.
+    Command(Command),
+    /// A frame arrived from a peer. Its bytes are untrusted.
+    Received {
+        /// The authenticated sender (the transport vouches for it).
+        from: NodeId,
+        /// The frame.
+        frame: Vec<u8>,
+    },
+    /// The time the node asked to be woken at (or later) has come.
+    Timer,
+    /// A `Load` finished.
+    Loaded {
+        /// The request it answers.
+        request: LoadId,
+        /// The rows.
+        result: LoadResult,
+    },
+}
+
+/// A request from the local app to a device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start following a group (the creator and every other member alike).
+    OpenGroup {
+        /// The group's genesis; its hash is the group id.
+        genesis: GroupGenesis,
+    },
+    /// Append an opaque value to the group's log.
+    Propose {
+        /// Which group.
+        group: GroupId,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Replace the group's acceptor set (takes effect from the slot after the one it is chosen in).
+    ChangeAcceptors {
+        /// Which group.
+        group: GroupId,
+        /// The new set.
+        acceptors: AcceptorSet,
+    },
+}
+
+/// Something the host must do, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// Make the batch durable before carrying out any later effect.
+    Persist(WriteBatch),
+    /// Send a frame to a peer.
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The encoded frame.
+        frame: Vec<u8>,
+    },
+    /// Read from durable storage and answer with `Input::Loaded`.
+    Load {
+        /// Echoed back.
+        request: LoadId,
+        /// What to read.
+        query: LoadQuery,
+    },
+    /// Tell the local app.
+    Notify(Event),
+}
+
+/// What a node tells its host app.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// A chosen entry was applied to the local log (durably).
+    Applied {
+        /// Which group.
+        group: GroupId,
+        /// Which slot.
+        slot: Slot,
+        /// The chosen entry.
+        entry: Entry,
+        /// Its hash.
+        value_hash: ValueHash,
+    },
+    /// One of this device's own proposals was chosen.
+    Committed {
+        /// Which group.
+        group: GroupId,
+        /// The slot it was chosen for.
+        slot: Slot,
+    },
+    /// A command could not be carried out.
+    CommandFailed {
+        /// Why.
+        error: CommandError,
+    },
+}
+
+/// Why a local command was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum CommandError {
+    /// The group is not open on this device.
+    #[error("unknown group {0:?}")]
+    UnknownGroup(GroupId),
+    /// The genesis is malformed or over the limits.
+    #[error("invalid genesis")]
+    InvalidGenesis,
+    /// This device is not allowed to propose in the group.
+    #[error("this device may not propose in group {0:?}")]
+    NotAProposer(GroupId),
+    /// Too many proposals are already waiting.
+    #[error("proposal queue full ({0} waiting)")]
+    QueueFull(usize),
+    /// The value is larger than `entry_bytes_max`.
+    #[error("value of {size} bytes exceeds the limit of {limit}")]
+    ValueTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The node already hosts `groups_max` groups.
+    #[error("group limit reached ({0})")]
+    TooManyGroups(usize),
+    /// The log reached `slots_per_group_max`.
+    #[error("log full")]
+    LogFull,
+}
+
+/// What one `handle` call returns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Outputs {
+    /// Effects, to be carried out in order.
+    pub effects: Vec<Effect>,
+    /// When to deliver the next `Input::Timer`, if ever.
+    pub wake_at: Option<Time>,
+}
+
+/// A node of either kind, as a host drives it.
+pub trait Node {
+    /// Handles one input at time `now`.
+    fn handle(&mut self, now: Time, input: Input) -> Outputs;
+}
+
+/// Why an incoming message was dropped. Counted per node; see [`Counters`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(usize)]
+pub enum Rejection {
+    /// The frame was not a message.
+    Malformed,
+    /// The frame was over the size limit.
+    Oversized,
+    /// The frame was from another protocol version.
+    WrongVersion,
+    /// The message was about a group this node does not host.
+    UnknownGroup,
+    /// The sender has no business sending this message for this group.
+    Unauthorised,
+    /// The message's contents break the protocol's shape (bad hash, bad genesis, bad set).
+    Invalid,
+    /// A ballot below the current promise.
+    StaleBallot,
+    /// A ballot carried two different values for one slot.
+    Equivocation,
+    /// An accept counted a promise of a fenced incarnation.
+    StaleIncarnation,
+    /// The message arrived while the acceptor was still recovering.
+    NotReady,
+    /// The message repeats or answers something already settled.
+    Duplicate,
+    /// A limit in `Config` was reached.
+    OverLimit,
+}
+
+impl Rejection {
+    /// Every reason, in counter order.
+    pub const ALL: [Rejection; 12] = [
+        Rejection::Malformed,
+        Rejection::Oversized,
+        Rejection::WrongVersion,
+        Rejection::UnknownGroup,
+        Rejection::Unauthorised,
+        Rejection::Invalid,
+        Rejection::StaleBallot,
+        Rejection::Equivocation,
+        Rejection::StaleIncarnation,
+        Rejection::NotReady,
+        Rejection::Duplicate,
+        Rejection::OverLimit,
+    ];
+}
+
+/// Counts of dropped messages by reason: the node's status view of bad input.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters([u64; Rejection::ALL.len()]);
+
+impl Counters {
+    /// Counts one rejection.
+    pub fn count(&mut self, reason: Rejection) {
+        self.0[reason as usize] += 1;
+    }
+
+    /// How many messages were rejected for `reason`.
+    pub fn of(&self, reason: Rejection) -> u64 {
+        self.0[reason as usize]
+    }
+
+    /// All rejections.
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `(reason, count)` for every reason with a non-zero count.
+    pub fn nonzero(&self) -> Vec<(Rejection, u64)> {
+        Rejection::ALL.iter().map(|r| (*r, self.of(*r))).filter(|(_, n)| *n > 0).collect()
+    }
+}
+
+/// Collects effects during one `handle` call.
+#[derive(Debug, Default)]
+pub(crate) struct Effects {
+    pub(crate) list: Vec<Effect>,
+}
+
+impl Effects {
+    pub(crate) fn persist(&mut self, batch: WriteBatch) {
+        if !batch.is_empty() {
+            self.list.push(Effect::Persist(batch));
+        }
+    }
+
+    pub(crate) fn notify(&mut self, event: Event) {
+        self.list.push(Effect::Notify(event));
+    }
+}

@@ -1,0 +1,195 @@
+//! What a group's commit log holds: its genesis, the entries chosen for slots, and the acceptor
+//! set in force for each slot.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{GroupId, NodeId, Slot, ValueHash};
+
+/// One value chosen for a slot. Paxos orders these without looking inside `Value`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Entry {
+    /// Fills a slot that a stalled proposer left half-accepted; changes nothing.
+    Noop,
+    /// An opaque value from the layer above (later: an MLS commit).
+    Value(Vec<u8>),
+    /// Replaces the acceptor set. Takes effect from the next slot.
+    SetAcceptors(AcceptorSet),
+}
+
+impl Entry {
+    /// The hash a ballot is bound to when it carries this entry.
+    pub fn hash(&self) -> ValueHash {
+        let bytes = postcard::to_allocvec(self).expect("invariant: entries always encode");
+        ValueHash(*blake3::hash(&bytes).as_bytes())
+    }
+
+    /// Encoded size in bytes, for limits.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Entry::Noop => 1,
+            Entry::Value(bytes) => bytes.len() + 6,
+            Entry::SetAcceptors(set) => set.members().len() * 33 + 2,
+        }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entry::Noop => write!(f, "Noop"),
+            Entry::Value(bytes) if bytes.len() <= 16 => write!(f, "Value({})", crate::ids::hex(bytes)),
+            Entry::Value(bytes) => write!(f, "Value({} bytes {:?})", bytes.len(), self.hash()),
+            Entry::SetAcceptors(set) => write!(f, "SetAcceptors({:?})", set.members()),
+        }
+    }
+}
+
+/// A non-empty, sorted set of distinct acceptors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptorSet(Vec<NodeId>);
+
+impl AcceptorSet {
+    /// Sorts and de-duplicates `members`; `None` if that leaves nobody or more than `max`.
+    pub fn new(mut members: Vec<NodeId>, max: usize) -> Option<AcceptorSet> {
+        members.sort_unstable();
+        members.dedup();
+        (!members.is_empty() && members.len() <= max).then_some(AcceptorSet(members))
+    }
+
+    /// Re-checks a set that arrived from the wire (it may be unsorted, repeated or empty).
+    pub fn is_well_formed(&self, max: usize) -> bool {
+        !self.0.is_empty() && self.0.len() <= max && self.0.windows(2).all(|w| w[0] < w[1])
+    }
+
+    /// The members, sorted.
+    pub fn members(&self) -> &[NodeId] {
+        &self.0
+    }
+
+    /// Whether `node` is a member.
+    pub fn contains(&self, node: NodeId) -> bool {
+        self.0.binary_search(&node).is_ok()
+    }
+
+    /// How many distinct members make a majority.
+    pub fn quorum_size(&self) -> usize {
+        let size = self.0.len() / 2 + 1;
+        debug_assert!(2 * size > self.0.len());
+        size
+    }
+
+    /// Whether the distinct `voters` include a majority of this set. Non-members do not count.
+    pub fn is_quorum<'a>(&self, voters: impl IntoIterator<Item = &'a NodeId>) -> bool {
+        let members = voters.into_iter().filter(|v| self.contains(**v)).count();
+        members >= self.quorum_size()
+    }
+}
+
+/// What a group starts from. Its hash is the group's id, so nobody can swap it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupGenesis {
+    /// Makes two groups with the same members distinct.
+    pub nonce: u64,
+    /// The acceptor set in force for slot 0.
+    pub acceptors: AcceptorSet,
+    /// Devices allowed to propose. (The MLS layer replaces this with group membership.)
+    pub proposers: Vec<NodeId>,
+}
+
+impl GroupGenesis {
+    /// The group id this genesis names.
+    pub fn group_id(&self) -> GroupId {
+        let bytes = postcard::to_allocvec(self).expect("invariant: genesis always encodes");
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"plait group genesis v1");
+        hasher.update(&bytes);
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        GroupId(id)
+    }
+
+    /// Whether `node` may propose in this group.
+    pub fn allows_proposer(&self, node: NodeId) -> bool {
+        self.proposers.binary_search(&node).is_ok()
+    }
+
+    /// Checks shape and limits of a genesis that arrived from the wire.
+    pub fn is_well_formed(&self, acceptors_max: usize, proposers_max: usize) -> bool {
+        self.acceptors.is_well_formed(acceptors_max)
+            && !self.proposers.is_empty()
+            && self.proposers.len() <= proposers_max
+            && self.proposers.windows(2).all(|w| w[0] < w[1])
+    }
+}
+
+/// The acceptor set in force at each slot, derived from the genesis and the chosen log.
+///
+/// Architecture Invariant: membership is a function of the log. Every node that has learned the
+/// same prefix of slots computes the same acceptor set for the next slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptorHistory {
+    /// `(first slot it applies to, set)`, in slot order; the first entry is the genesis set.
+    changes: Vec<(Slot, AcceptorSet)>,
+}
+
+impl AcceptorHistory {
+    /// The history of a group that has chosen nothing yet.
+    pub fn new(genesis: &GroupGenesis) -> AcceptorHistory {
+        AcceptorHistory { changes: vec![(Slot(0), genesis.acceptors.clone())] }
+    }
+
+    /// Records that `entry` was chosen at `slot`. Must be called in slot order.
+    pub fn record(&mut self, slot: Slot, entry: &Entry) {
+        let last = self.changes.last().expect("invariant: history starts with the genesis set").0;
+        assert!(slot >= last, "acceptor history recorded out of order: {slot:?} < {last:?}");
+        if let Entry::SetAcceptors(set) = entry {
+            self.changes.push((slot.next(), set.clone()));
+        }
+    }
+
+    /// The set in force for `slot` (given that everything before it has been recorded).
+    pub fn at(&self, slot: Slot) -> &AcceptorSet {
+        let index = self.changes.partition_point(|(from, _)| *from <= slot);
+        &self.changes[index.saturating_sub(1)].1
+    }
+
+    /// The set in force after everything recorded so far.
+    pub fn latest(&self) -> &AcceptorSet {
+        &self.changes.last().expect("invariant: history starts with the genesis set").1
+    }
+
+    /// Whether `node` was an acceptor at any slot recorded so far.
+    pub fn ever_contained(&self, node: NodeId) -> bool {
+        self.changes.iter().any(|(_, set)| set.contains(node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(ids: &[u64]) -> AcceptorSet {
+        AcceptorSet::new(ids.iter().map(|i| NodeId::from_index(*i)).collect(), 16).expect("non-empty")
+    }
+
+    #[test]
+    fn history_applies_a_change_from_the_next_slot() {
+        let genesis = GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)] };
+        let mut history = AcceptorHistory::new(&genesis);
+        history.record(Slot(0), &Entry::Noop);
+        history.record(Slot(1), &Entry::SetAcceptors(set(&[2, 3, 4])));
+        assert_eq!(history.at(Slot(1)), &set(&[1, 2, 3]));
+        assert_eq!(history.at(Slot(2)), &set(&[2, 3, 4]));
+        assert_eq!(history.latest(), &set(&[2, 3, 4]));
+        assert!(history.ever_contained(NodeId::from_index(1)));
+    }
+
+    #[test]
+    fn genesis_names_its_group() {
+        let a = GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)] };
+        let mut b = a.clone();
+        b.nonce = 2;
+        assert_ne!(a.group_id(), b.group_id());
+        assert_eq!(a.group_id(), a.clone().group_id());
+    }
+}

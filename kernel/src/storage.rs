@@ -1,0 +1,267 @@
+//! What the kernel persists and what it gets back after a restart.
+//!
+//! The kernel emits `Effect::Persist(WriteBatch)`; the host makes the batch durable, all or
+//! nothing, before it carries out any later effect. After a restart the host rebuilds a
+//! [`Restored`] from everything durable and hands it to the node's constructor.
+//!
+//! [`Restored::apply`] is the reference meaning of a batch: the simulator's disk is exactly a
+//! `Restored` that batches are applied to, and a real store must load the same `Restored` after
+//! the same batches (store-sqlite tests this against the simulator's model).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
+use crate::log::{AcceptorSet, Entry, GroupGenesis};
+
+/// One durable fact. Later records for the same key replace earlier ones.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Record {
+    /// A node (either kind) now hosts this group.
+    Group {
+        /// Which group.
+        group: GroupId,
+        /// Its genesis.
+        genesis: GroupGenesis,
+    },
+    /// Acceptor: the incarnation it drew when it created its state for the group.
+    Incarnation {
+        /// Which group.
+        group: GroupId,
+        /// The incarnation.
+        incarnation: Incarnation,
+    },
+    /// Acceptor: it has caught up safely after creating its state and may vote.
+    Recovered {
+        /// Which group.
+        group: GroupId,
+    },
+    /// Acceptor: the highest ballot it promised for the group.
+    Promised {
+        /// Which group.
+        group: GroupId,
+        /// The promise.
+        ballot: Ballot,
+    },
+    /// Acceptor: the value it accepted for a slot.
+    Accepted {
+        /// Which group.
+        group: GroupId,
+        /// Which slot.
+        slot: Slot,
+        /// The ballot that carried the value.
+        ballot: Ballot,
+        /// Hash of `entry`.
+        value_hash: ValueHash,
+        /// The value.
+        entry: Entry,
+    },
+    /// Acceptor: a peer acceptor's current incarnation, learned when it recovered.
+    PeerIncarnation {
+        /// Which group.
+        group: GroupId,
+        /// The peer.
+        acceptor: NodeId,
+        /// Its incarnation.
+        incarnation: Incarnation,
+    },
+    /// Either kind: the value chosen for a slot (a device records only what it has applied).
+    Chosen {
+        /// Which group.
+        group: GroupId,
+        /// Which slot.
+        slot: Slot,
+        /// The chosen value.
+        entry: Entry,
+    },
+    /// Device: rounds up to this one may have been used; the next ballot must be higher.
+    RoundFloor {
+        /// Which group.
+        group: GroupId,
+        /// The highest round reserved.
+        round: u64,
+    },
+}
+
+impl Record {
+    /// The group this record belongs to.
+    pub fn group(&self) -> GroupId {
+        match self {
+            Record::Group { group, .. }
+            | Record::Incarnation { group, .. }
+            | Record::Recovered { group }
+            | Record::Promised { group, .. }
+            | Record::Accepted { group, .. }
+            | Record::PeerIncarnation { group, .. }
+            | Record::Chosen { group, .. }
+            | Record::RoundFloor { group, .. } => *group,
+        }
+    }
+}
+
+/// Records that become durable together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteBatch {
+    /// The records, applied in order.
+    pub records: Vec<Record>,
+}
+
+impl WriteBatch {
+    /// Adds a record.
+    pub fn push(&mut self, record: Record) {
+        self.records.push(record);
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// An accepted value as stored and as reported in promises.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedValue {
+    /// The ballot that carried it.
+    pub ballot: Ballot,
+    /// Hash of `entry`.
+    pub value_hash: ValueHash,
+    /// The value.
+    pub entry: Entry,
+}
+
+/// Everything durable about one group on one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredGroup {
+    /// The group's genesis.
+    pub genesis: GroupGenesis,
+    /// Acceptor: its incarnation for this group.
+    pub incarnation: Option<Incarnation>,
+    /// Acceptor: whether it finished recovery and may vote.
+    pub recovered: bool,
+    /// Acceptor: highest promise.
+    pub promised: Ballot,
+    /// Acceptor: accepted values of slots not known chosen.
+    pub accepted: BTreeMap<Slot, AcceptedValue>,
+    /// Acceptor: peers' incarnations.
+    pub peer_incarnations: BTreeMap<NodeId, Incarnation>,
+    /// Chosen entries (acceptor: all it knows; device: all it applied).
+    pub chosen: BTreeMap<Slot, Entry>,
+    /// Device: highest round it may have used.
+    pub round_floor: u64,
+}
+
+impl RestoredGroup {
+    fn new(genesis: GroupGenesis) -> RestoredGroup {
+        RestoredGroup {
+            genesis,
+            incarnation: None,
+            recovered: false,
+            promised: Ballot::ZERO,
+            accepted: BTreeMap::new(),
+            peer_incarnations: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            round_floor: 0,
+        }
+    }
+
+    /// The acceptor set after every chosen entry this group holds.
+    pub fn acceptors(&self) -> AcceptorSet {
+        let mut set = self.genesis.acceptors.clone();
+        for entry in self.chosen.values() {
+            if let Entry::SetAcceptors(next) = entry {
+                set = next.clone();
+            }
+        }
+        set
+    }
+}
+
+/// A node's durable state, as handed to its constructor after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restored {
+    /// Per group.
+    pub groups: BTreeMap<GroupId, RestoredGroup>,
+}
+
+impl Restored {
+    /// Nothing durable: a new node, or one whose disk was lost.
+    pub fn empty() -> Restored {
+        Restored::default()
+    }
+
+    /// Applies a batch as a store must: records in order, later facts replacing earlier ones.
+    /// Records for a group that has no `Group` record yet are ignored (the kernel never writes
+    /// them; a store that loses the `Group` row loses the group).
+    pub fn apply(&mut self, batch: &WriteBatch) {
+        for record in &batch.records {
+            self.apply_record(record);
+        }
+    }
+
+    fn apply_record(&mut self, record: &Record) {
+        if let Record::Group { group, genesis } = record {
+            self.groups.entry(*group).or_insert_with(|| RestoredGroup::new(genesis.clone()));
+            return;
+        }
+        let Some(state) = self.groups.get_mut(&record.group()) else { return };
+        match record {
+            Record::Group { .. } => unreachable!("handled above"),
+            Record::Incarnation { incarnation, .. } => state.incarnation = Some(*incarnation),
+            Record::Recovered { .. } => state.recovered = true,
+            Record::Promised { ballot, .. } => state.promised = state.promised.max(*ballot),
+            Record::Accepted { slot, ballot, value_hash, entry, .. } => {
+                let value = AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone() };
+                state.accepted.insert(*slot, value);
+                state.promised = state.promised.max(*ballot);
+            }
+            Record::PeerIncarnation { acceptor, incarnation, .. } => {
+                state.peer_incarnations.insert(*acceptor, *incarnation);
+            }
+            Record::Chosen { slot, entry, .. } => {
+                state.accepted.remove(slot);
+                state.chosen.insert(*slot, entry.clone());
+            }
+            Record::RoundFloor { round, .. } => state.round_floor = state.round_floor.max(*round),
+        }
+    }
+}
+
+/// Identifies one outstanding `Load`; echoed back in `Input::Loaded`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LoadId(pub u64);
+
+/// A bounded read the kernel asks the host for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadQuery {
+    /// Chosen entries of `group` from slot `from`, at most `count` of them, in slot order.
+    ChosenEntries {
+        /// Which group.
+        group: GroupId,
+        /// First slot wanted.
+        from: Slot,
+        /// Entries at most.
+        count: usize,
+    },
+}
+
+/// The rows a `Load` returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LoadResult {
+    /// Answer to [`LoadQuery::ChosenEntries`]: contiguous from `from`, possibly fewer than asked.
+    ChosenEntries(Vec<(Slot, Entry)>),
+}
+
+impl LoadQuery {
+    /// Answers the query from a durable image: the reference any store must agree with.
+    pub fn answer(&self, durable: &Restored) -> LoadResult {
+        match self {
+            LoadQuery::ChosenEntries { group, from, count } => {
+                let rows = durable.groups.get(group).map(|state| {
+                    state.chosen.range(*from..).take(*count).map(|(slot, entry)| (*slot, entry.clone())).collect()
+                });
+                LoadResult::ChosenEntries(rows.unwrap_or_default())
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Wire messages: our own enum, postcard-encoded, behind a protocol version and a size limit.
+//!
+//! A frame is `[version: u8][postcard(Envelope)]`. [`decode`] checks size, version, and that the
+//! whole frame was consumed; anything else is a typed [`DecodeError`], never a panic.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
+use crate::log::{AcceptorSet, Entry, GroupGenesis};
+use crate::storage::AcceptedValue;
+
+/// The protocol version this kernel speaks. Frames with another version are refused.
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// One message about one group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The group the message is about.
+    pub group: GroupId,
+    /// The message.
+    pub message: Message,
+}
+
+/// Everything nodes say to each other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Device → acceptor: "I follow this group; send me chosen entries from `from_slot`".
+    /// Also tells an acceptor that lost its disk about the group and who its peers are.
+    Sync {
+        /// The group's genesis (checked against the group id).
+        genesis: GroupGenesis,
+        /// The first slot the device has not applied.
+        from_slot: Slot,
+        /// The acceptor set the device believes is in force now.
+        acceptors: AcceptorSet,
+    },
+    /// Proposer → acceptor: phase 1 for every slot from `from_slot` on.
+    Prepare {
+        /// The new ballot.
+        ballot: Ballot,
+        /// The first slot the proposer has not learned.
+        from_slot: Slot,
+    },
+    /// Acceptor → proposer: phase 1b.
+    Promise {
+        /// The ballot promised.
+        ballot: Ballot,
+        /// The acceptor's incarnation for the group.
+        incarnation: Incarnation,
+        /// Accepted values for slots from the prepare's `from_slot` on, in slot order.
+        accepted: Vec<(Slot, AcceptedValue)>,
+    },
+    /// Proposer → acceptor: phase 2a.
+    Accept {
+        /// The ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// The value.
+        entry: Entry,
+        /// Hash of `entry`; the ballot is bound to it.
+        value_hash: ValueHash,
+        /// The acceptors (and their incarnations) whose promises make up this ballot's quorum.
+        promised_by: Vec<(NodeId, Incarnation)>,
+    },
+    /// Acceptor → proposer: phase 2b.
+    Accepted {
+        /// The ballot.
+        ballot: Ballot,
+        /// The slot.
+        slot: Slot,
+        /// Hash of the accepted value.
+        value_hash: ValueHash,
+    },
+    /// Acceptor → proposer: the ballot was refused.
+    Rejected {
+        /// The refused ballot.
+        ballot: Ballot,
+        /// Why.
+        reason: RejectReason,
+        /// The acceptor's current promise, so the proposer can pick a higher round.
+        promised: Ballot,
+    },
+    /// Anyone → anyone: the value chosen for a slot.
+    Chosen {
+        /// The slot.
+        slot: Slot,
+        /// The chosen value.
+        entry: Entry,
+    },
+    /// Acceptor → device or acceptor: a page of chosen entries, contiguous from the first.
+    Entries {
+        /// The entries.
+        entries: Vec<(Slot, Entry)>,
+        /// The sender's first slot not known chosen.
+        chosen_next: Slot,
+        /// Whether the sender holds an accepted value for a slot not known chosen.
+        accepted_pending: bool,
+    },
+    /// Acceptor → anyone: "I host no such group" (so a device re-sends `Sync`).
+    UnknownGroup,
+    /// Acceptor → peer acceptor: "I created fresh state for this group with `incarnation`;
+    /// fence my older promises and tell me what you hold".
+    Recover {
+        /// The sender's new incarnation.
+        incarnation: Incarnation,
+        /// The group's genesis (checked against the group id).
+        genesis: GroupGenesis,
+    },
+    /// Peer acceptor → recovering acceptor: its state, after durably fencing older incarnations.
+    Recovery {
+        /// The incarnation this answers.
+        incarnation: Incarnation,
+        /// The peer's promise.
+        promised: Ballot,
+        /// The peer's accepted values for slots from its `chosen_next` on.
+        accepted: Vec<(Slot, AcceptedValue)>,
+        /// The peer's first slot not known chosen.
+        chosen_next: Slot,
+    },
+    /// Acceptor → peer acceptor: "send me chosen entries from `from_slot`".
+    CatchUp {
+        /// First slot wanted.
+        from_slot: Slot,
+    },
+}
+
+/// Why an acceptor refused a ballot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// The acceptor promised a higher ballot.
+    BallotTooLow,
+    /// The accept named an incarnation of some acceptor that has since lost its state.
+    StaleIncarnation,
+    /// The acceptor is still recovering and does not vote yet.
+    NotReady,
+    /// The slot is too far past the acceptor's first unchosen slot.
+    OutsideWindow,
+}
+
+/// Why a frame could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The frame was empty.
+    #[error("empty frame")]
+    Empty,
+    /// The frame was larger than the configured maximum.
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    Oversized {
+        /// The frame's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The frame was from another protocol version.
+    #[error("protocol version {0}, expected {PROTOCOL_VERSION}")]
+    WrongVersion(u8),
+    /// The bytes were not a message.
+    #[error("malformed message")]
+    Malformed,
+    /// A message was followed by extra bytes.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+}
+
+/// Why a message could not be encoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("encoded message of {size} bytes exceeds the limit of {limit}")]
+pub struct EncodeError {
+    /// The encoded size.
+    pub size: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
+/// Encodes a frame, refusing frames over `limit` bytes.
+pub fn encode(envelope: &Envelope, limit: usize) -> Result<Vec<u8>, EncodeError> {
+    let mut frame = Vec::with_capacity(64);
+    frame.push(PROTOCOL_VERSION);
+    let frame = postcard::to_extend(envelope, frame).expect("invariant: messages always encode into a Vec");
+    if frame.len() > limit {
+        return Err(EncodeError { size: frame.len(), limit });
+    }
+    Ok(frame)
+}
+
+/// Decodes a frame of at most `limit` bytes.
+pub fn decode(frame: &[u8], limit: usize) -> Result<Envelope, DecodeError> {
+    if frame.len() > limit {
+        return Err(DecodeError::Oversized { size: frame.len(), limit });
+    }
+    let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
+    if version != PROTOCOL_VERSION {
+        return Err(DecodeError::WrongVersion(version));
+    }
+    let (envelope, rest) = postcard::take_from_bytes::<Envelope>(body).map_err(|_| DecodeError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(DecodeError::Trailing(rest.len()));
+    }
+    Ok(envelope)
+}
+
+impl Message {
+    /// A short name for counters and traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Sync { .. } => "Sync",
+            Message::Prepare { .. } => "Prepare",
+            Message::Promise { .. } => "Promise",
+            Message::Accept { .. } => "Accept",
+            Message::Accepted { .. } => "Accepted",
+            Message::Rejected { .. } => "Rejected",
+            Message::Chosen { .. } => "Chosen",
+            Message::Entries { .. } => "Entries",
+            Message::UnknownGroup => "UnknownGroup",
+            Message::Recover { .. } => "Recover",
+            Message::Recovery { .. } => "Recovery",
+            Message::CatchUp { .. } => "CatchUp",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope() -> Envelope {
+        Envelope {
+            group: GroupId([3; 16]),
+            message: Message::Prepare { ballot: Ballot { round: 4, proposer: NodeId::from_index(2) }, from_slot: Slot(9) },
+        }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_bad_frames() {
+        let frame = encode(&envelope(), 1024).expect("small");
+        assert_eq!(decode(&frame, 1024), Ok(envelope()));
+        assert_eq!(decode(&[], 1024), Err(DecodeError::Empty));
+        assert_eq!(decode(&frame, 4), Err(DecodeError::Oversized { size: frame.len(), limit: 4 }));
+        let mut wrong = frame.clone();
+        wrong[0] = 9;
+        assert_eq!(decode(&wrong, 1024), Err(DecodeError::WrongVersion(9)));
+        assert_eq!(decode(&frame[..frame.len() - 1], 1024), Err(DecodeError::Malformed));
+        let mut long = frame.clone();
+        long.push(0);
+        assert_eq!(decode(&long, 1024), Err(DecodeError::Trailing(1)));
+        assert!(encode(&envelope(), 4).is_err());
+    }
+}
