@@ -84,8 +84,9 @@ impl Ballot {
     pub const ZERO: Ballot = Ballot { round: 0, proposer: NodeId([0; 32]) };
 }
 
-/// A random number an acceptor draws when it first creates state for a group. A new incarnation
-/// means "I may have forgotten promises": peers fence promises made by older incarnations.
+/// Numbers an acceptor's lives in one group. An acceptor that creates fresh state (new, or after
+/// losing its disk) takes one more than any incarnation its peers recorded for it, and peers
+/// refuse accepts that counted a promise of an older incarnation: it may have forgotten them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Incarnation(pub u64);
 

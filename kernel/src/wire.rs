@@ -99,6 +99,17 @@ pub enum Message {
     },
     /// Acceptor → anyone: "I host no such group" (so a device re-sends `Sync`).
     UnknownGroup,
+    /// Acceptor → peer acceptor: "I hold no state for this group; which incarnation of mine did
+    /// you last record?" (A new incarnation must be higher than every recorded one.)
+    IncarnationQuery {
+        /// The group's genesis (checked against the group id).
+        genesis: GroupGenesis,
+    },
+    /// Peer acceptor → asking acceptor: the incarnation of the asker it last recorded, if any.
+    IncarnationKnown {
+        /// The recorded incarnation.
+        incarnation: Option<Incarnation>,
+    },
     /// Acceptor → peer acceptor: "I created fresh state for this group with `incarnation`;
     /// fence my older promises and tell me what you hold".
     Recover {
@@ -117,6 +128,9 @@ pub enum Message {
         accepted: Vec<(Slot, AcceptedValue)>,
         /// The peer's first slot not known chosen.
         chosen_next: Slot,
+        /// The incarnations the peer has recorded, its own included, so the fence survives
+        /// acceptors losing their disks one after another.
+        incarnations: Vec<(NodeId, Incarnation)>,
     },
     /// Acceptor → peer acceptor: "send me chosen entries from `from_slot`".
     CatchUp {
@@ -213,6 +227,8 @@ impl Message {
             Message::Chosen { .. } => "Chosen",
             Message::Entries { .. } => "Entries",
             Message::UnknownGroup => "UnknownGroup",
+            Message::IncarnationQuery { .. } => "IncarnationQuery",
+            Message::IncarnationKnown { .. } => "IncarnationKnown",
             Message::Recover { .. } => "Recover",
             Message::Recovery { .. } => "Recovery",
             Message::CatchUp { .. } => "CatchUp",

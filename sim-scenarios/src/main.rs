@@ -1,1 +1,132 @@
-fn main() {}
+//! `plait-sim`: lists, runs, replays and benchmarks Plait's chaos scenarios.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use plait_sim_scenarios::runner::{self, Batch};
+use plait_sim_scenarios::{RunOptions, all, bench};
+
+#[derive(Parser)]
+#[command(name = "plait-sim", about = "Seeded chaos simulation of the Plait kernel")]
+struct Cli {
+    #[command(subcommand)]
+    command: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// One line per scenario: `NAME — description`.
+    List,
+    /// Runs seeds `S..S+N` of every scenario whose name starts with PREFIX.
+    Run {
+        /// Scenario name prefix (all scenarios by default).
+        #[arg(long, default_value = "")]
+        scenario: String,
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 100)]
+        seeds: u64,
+        /// First seed.
+        #[arg(long, default_value_t = 0)]
+        seed_start: u64,
+        /// Stop at the first failure.
+        #[arg(long)]
+        fail_fast: bool,
+        /// Run a deliberately broken kernel.
+        #[cfg(feature = "canary")]
+        #[arg(long)]
+        canary: Option<String>,
+    },
+    /// Replays one run exactly; the last line is `trace-hash: <hex>`.
+    Replay {
+        /// The exact scenario name.
+        #[arg(long)]
+        scenario: String,
+        /// The seed.
+        #[arg(long)]
+        seed: u64,
+        /// Write the readable trace here.
+        #[arg(long)]
+        trace_out: Option<std::path::PathBuf>,
+        /// Run a deliberately broken kernel.
+        #[cfg(feature = "canary")]
+        #[arg(long)]
+        canary: Option<String>,
+    },
+    /// Prints simulated events per second per core and seeds per second per family.
+    Bench {
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 20)]
+        seeds: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let scenarios = all();
+    match cli.command {
+        Verb::List => {
+            for scenario in &scenarios {
+                println!("{} — {}", scenario.name, scenario.description);
+            }
+            ExitCode::SUCCESS
+        }
+        #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        Verb::Run { scenario, seeds, seed_start, fail_fast, #[cfg(feature = "canary")] canary } => {
+            let mut batch = Batch { prefix: scenario, seeds, seed_start, fail_fast, ..Batch::default() };
+            #[cfg(feature = "canary")]
+            if let Some(name) = canary {
+                let Some(found) = plait_kernel::canary::Canary::from_name(&name) else { return unknown_canary(&name) };
+                batch.options.canary = Some(found);
+                batch.canary_name = Some(name);
+            }
+            if !scenarios.iter().any(|s| s.name.starts_with(&batch.prefix)) {
+                eprintln!("no scenario starts with {:?}; see `plait-sim list`", batch.prefix);
+                return ExitCode::from(2);
+            }
+            let summary = runner::run(&scenarios, &batch);
+            println!("{} passed, {} failed", summary.passed, summary.failed);
+            if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
+        Verb::Replay { scenario, seed, trace_out, #[cfg(feature = "canary")] canary } => {
+            let Some(found) = scenarios.iter().find(|s| s.name == scenario) else {
+                eprintln!("no scenario named {scenario:?}; see `plait-sim list`");
+                return ExitCode::from(2);
+            };
+            let mut options = RunOptions { seed, keep_trace_text: trace_out.is_some(), ..RunOptions::default() };
+            #[cfg(feature = "canary")]
+            if let Some(name) = canary {
+                let Some(canary) = plait_kernel::canary::Canary::from_name(&name) else { return unknown_canary(&name) };
+                options.canary = Some(canary);
+            }
+            let outcome = runner::replay(found, &options);
+            if let (Some(path), Some(text)) = (trace_out, &outcome.trace_text) {
+                if let Err(error) = std::fs::write(&path, text.join("\n") + "\n") {
+                    eprintln!("cannot write the trace to {}: {error}", path.display());
+                    return ExitCode::from(2);
+                }
+                println!("trace written to {} ({} lines)", path.display(), text.len());
+            }
+            println!("faults: {}", outcome.profile);
+            println!("events: {}", outcome.events);
+            let failed = outcome.violation.is_some();
+            match &outcome.violation {
+                Some(violation) => println!("FAILED invariant={} at {}: {}", violation.invariant, violation.at, violation.detail),
+                None => println!("passed"),
+            }
+            println!("trace-hash: {}", outcome.trace_hash);
+            if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        }
+        Verb::Bench { seeds } => {
+            bench::run(&scenarios, seeds);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+#[cfg(feature = "canary")]
+fn unknown_canary(name: &str) -> ExitCode {
+    let names: Vec<&str> = plait_kernel::canary::Canary::ALL.iter().map(|(n, _)| *n).collect();
+    eprintln!("unknown canary {name:?}; known: {}", names.join(", "));
+    ExitCode::from(2)
+}

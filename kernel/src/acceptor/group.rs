@@ -3,16 +3,12 @@
 //! States of an acceptor for a group:
 //!
 //! ```text
-//!   (no state) --first Sync or Recover--> Recovering --majority fenced + caught up--> Voting
-//!   restart: Recovering stays Recovering; Voting stays Voting (both rebuilt from disk)
+//!   (no state) --first Sync or Recover--> Choosing --peers' records--> Fencing --caught up--> Voting
+//!   restart: each state is rebuilt from disk (Choosing if no incarnation was written yet)
 //! ```
 //!
 //! A node that creates state for a group cannot tell "new group" from "I lost my disk", so it
-//! always recovers first: it draws a new [`Incarnation`], asks the other acceptors to fence
-//! promises of its older incarnations (they persist the new incarnation and from then on refuse
-//! accepts that counted an older one), adopts the highest accepted value each of them reports,
-//! and catches up the chosen log they report. Only then does it vote. Enough peers must answer
-//! that every quorum containing this acceptor overlaps them (`n - quorum + 1` of the others).
+//! always recovers first (see `recovery.rs`). Only then does it vote.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,24 +24,33 @@ use crate::canary::canary;
 /// Whether the acceptor may vote for this group yet.
 #[derive(Debug)]
 pub(crate) enum Phase {
-    /// Waiting for peers to fence older incarnations and report their state.
-    Recovering(Recovering),
+    /// Asking peers which incarnation they last recorded for us.
+    Choosing(Choosing),
+    /// Peers fence older incarnations and report what they hold; we catch up.
+    Fencing(Fencing),
     /// Caught up; answers prepares and accepts.
     Voting,
 }
 
-/// Progress of recovery.
+/// Recovery step 1.
 #[derive(Debug, Default)]
-pub(crate) struct Recovering {
-    /// Peers that fenced us, with what they reported.
-    answered: BTreeMap<NodeId, PeerReport>,
+pub(crate) struct Choosing {
+    pub(crate) answers: BTreeMap<NodeId, Option<Incarnation>>,
 }
 
+/// Recovery step 2.
+#[derive(Debug, Default)]
+pub(crate) struct Fencing {
+    pub(crate) reports: BTreeMap<NodeId, PeerReport>,
+}
+
+/// What a peer reported after fencing our older incarnations.
 #[derive(Debug)]
-struct PeerReport {
-    promised: Ballot,
-    accepted: Vec<(Slot, AcceptedValue)>,
-    chosen_next: Slot,
+pub(crate) struct PeerReport {
+    pub(crate) promised: Ballot,
+    pub(crate) accepted: Vec<(Slot, AcceptedValue)>,
+    pub(crate) chosen_next: Slot,
+    pub(crate) incarnations: Vec<(NodeId, Incarnation)>,
 }
 
 /// An acceptor's state for one group.
@@ -57,31 +62,27 @@ pub(crate) struct AcceptorGroup {
     pub(crate) promised: Ballot,
     /// Accepted values of slots at or after `chosen_next`.
     pub(crate) accepted: BTreeMap<Slot, AcceptedValue>,
-    peer_incarnations: BTreeMap<NodeId, Incarnation>,
+    pub(crate) peer_incarnations: BTreeMap<NodeId, Incarnation>,
     /// The first slot not known chosen; every slot before it is chosen and known.
     pub(crate) chosen_next: Slot,
     /// The most recent chosen entries (at most `chosen_in_memory_max`); older ones are on disk.
     recent: BTreeMap<Slot, Entry>,
-    history: AcceptorHistory,
+    pub(crate) history: AcceptorHistory,
     /// The acceptor set a device last told us about; used to find peers before we know the log.
-    hint: Option<AcceptorSet>,
+    pub(crate) hint: Option<AcceptorSet>,
     subscribers: BTreeSet<NodeId>,
-    next_peer_sync_at: Time,
+    pub(crate) next_peer_sync_at: Time,
 }
 
 impl AcceptorGroup {
-    /// Fresh state for a group this node did not host: recovering, with a new incarnation.
+    /// Fresh state for a group this node did not host: it must recover before it votes.
     pub(crate) fn create(cx: &mut Context<'_>, genesis: GroupGenesis, hint: Option<AcceptorSet>) -> AcceptorGroup {
-        let incarnation = Incarnation(cx.rng.next_u64());
-        cx.persist(vec![
-            Record::Group { group: cx.group, genesis: genesis.clone() },
-            Record::Incarnation { group: cx.group, incarnation },
-        ]);
+        cx.persist(vec![Record::Group { group: cx.group, genesis: genesis.clone() }]);
         let history = AcceptorHistory::new(&genesis);
         let mut group = AcceptorGroup {
             genesis,
-            incarnation,
-            phase: Phase::Recovering(Recovering::default()),
+            incarnation: Incarnation(0),
+            phase: Phase::Choosing(Choosing::default()),
             promised: Ballot::ZERO,
             accepted: BTreeMap::new(),
             peer_incarnations: BTreeMap::new(),
@@ -92,8 +93,8 @@ impl AcceptorGroup {
             subscribers: BTreeSet::new(),
             next_peer_sync_at: cx.now,
         };
-        group.ask_peers_to_fence(cx);
-        group.finish_recovery_if_safe(cx);
+        group.ask_peers(cx);
+        group.advance_recovery(cx);
         group
     }
 
@@ -108,10 +109,12 @@ impl AcceptorGroup {
         }
         let keep = cx.config.chosen_in_memory_max;
         let recent = restored.chosen.iter().rev().take(keep).map(|(s, e)| (*s, e.clone())).collect();
-        let Some(incarnation) = restored.incarnation else {
-            return AcceptorGroup::create(cx, restored.genesis, None);
+        let phase = match (restored.incarnation, restored.recovered) {
+            (None, _) => Phase::Choosing(Choosing::default()),
+            (Some(_), false) => Phase::Fencing(Fencing::default()),
+            (Some(_), true) => Phase::Voting,
         };
-        let phase = if restored.recovered { Phase::Voting } else { Phase::Recovering(Recovering::default()) };
+        let incarnation = restored.incarnation.unwrap_or(Incarnation(0));
         AcceptorGroup {
             genesis: restored.genesis,
             incarnation,
@@ -143,7 +146,7 @@ impl AcceptorGroup {
         self.recent.get(&slot)
     }
 
-    fn peers(&self, me: NodeId) -> BTreeSet<NodeId> {
+    pub(crate) fn peers(&self, me: NodeId) -> BTreeSet<NodeId> {
         let mut peers: BTreeSet<NodeId> = self.history.latest().members().iter().copied().collect();
         if let Some(hint) = &self.hint {
             peers.extend(hint.members().iter().copied());
@@ -152,7 +155,7 @@ impl AcceptorGroup {
         peers
     }
 
-    fn is_known_acceptor(&self, node: NodeId) -> bool {
+    pub(crate) fn is_known_acceptor(&self, node: NodeId) -> bool {
         self.history.ever_contained(node) || self.hint.as_ref().is_some_and(|h| h.contains(node))
     }
 
@@ -168,9 +171,11 @@ impl AcceptorGroup {
             }
             Message::Chosen { slot, entry } => self.on_chosen(cx, from, vec![(slot, entry)]),
             Message::Entries { entries, .. } => self.on_chosen(cx, from, entries),
+            Message::IncarnationQuery { genesis } => self.on_incarnation_query(cx, from, &genesis),
+            Message::IncarnationKnown { incarnation } => self.on_incarnation_known(cx, from, incarnation),
             Message::Recover { incarnation, genesis } => self.on_recover(cx, from, incarnation, &genesis),
-            Message::Recovery { incarnation, promised, accepted, chosen_next } => {
-                self.on_recovery(cx, from, incarnation, PeerReport { promised, accepted, chosen_next });
+            Message::Recovery { incarnation, promised, accepted, chosen_next, incarnations } => {
+                self.on_recovery(cx, from, incarnation, PeerReport { promised, accepted, chosen_next, incarnations });
             }
             Message::CatchUp { from_slot } => {
                 if !self.is_known_acceptor(from) {
@@ -207,9 +212,9 @@ impl AcceptorGroup {
         } else {
             cx.reject(Rejection::OverLimit);
         }
-        if self.hint.as_ref() != Some(&acceptors) && matches!(self.phase, Phase::Recovering(_)) {
+        if self.hint.as_ref() != Some(&acceptors) && !matches!(self.phase, Phase::Voting) {
             self.hint = Some(acceptors);
-            self.ask_peers_to_fence(cx);
+            self.ask_peers(cx);
         }
         self.serve(cx, from, from_slot, true)
     }
@@ -319,11 +324,14 @@ impl AcceptorGroup {
         }
     }
 
-    /// Whether `promised_by` names an incarnation (ours or a peer's) that has since been replaced.
+    /// Whether `promised_by` counts a promise of an incarnation (ours or a peer's) older than the
+    /// one recorded: that incarnation may have forgotten the promise.
     fn counts_a_fenced_promise(&self, me: NodeId, promised_by: &[(NodeId, Incarnation)]) -> bool {
         promised_by.iter().any(|(node, incarnation)| {
-            let current = if *node == me { Some(&self.incarnation) } else { self.peer_incarnations.get(node) };
-            current.is_some_and(|current| current != incarnation)
+            if *node == me {
+                return *incarnation != self.incarnation;
+            }
+            self.peer_incarnations.get(node).is_some_and(|recorded| incarnation < recorded)
         })
     }
 
@@ -358,7 +366,7 @@ impl AcceptorGroup {
             let subscribers: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
             cx.send_all(&subscribers, &Message::Chosen { slot, entry });
         }
-        self.finish_recovery_if_safe(cx);
+        self.advance_recovery(cx);
     }
 
     fn learn(&mut self, slot: Slot, entry: Entry) {
@@ -374,98 +382,6 @@ impl AcceptorGroup {
         while self.recent.len() > chosen_in_memory_max {
             self.recent.pop_first();
         }
-    }
-
-    fn on_recover(&mut self, cx: &mut Context<'_>, from: NodeId, incarnation: Incarnation, genesis: &GroupGenesis) {
-        if *genesis != self.genesis {
-            cx.reject(Rejection::Invalid);
-            return;
-        }
-        if !self.is_known_acceptor(from) {
-            cov_mark::hit!(recover_from_unknown_acceptor_refused);
-            cx.reject(Rejection::Unauthorised);
-            return;
-        }
-        if self.peer_incarnations.get(&from) != Some(&incarnation) {
-            self.peer_incarnations.insert(from, incarnation);
-            cx.persist(vec![Record::PeerIncarnation { group: cx.group, acceptor: from, incarnation }]);
-        }
-        let accepted = self.accepted.range(self.chosen_next..).map(|(s, v)| (*s, v.clone())).collect();
-        cx.send(from, Message::Recovery { incarnation, promised: self.promised, accepted, chosen_next: self.chosen_next });
-    }
-
-    fn on_recovery(&mut self, cx: &mut Context<'_>, from: NodeId, incarnation: Incarnation, report: PeerReport) {
-        if !self.is_known_acceptor(from) {
-            cx.reject(Rejection::Unauthorised);
-            return;
-        }
-        let Phase::Recovering(recovering) = &mut self.phase else {
-            cx.reject(Rejection::Duplicate);
-            return;
-        };
-        if incarnation != self.incarnation {
-            cx.reject(Rejection::StaleIncarnation);
-            return;
-        }
-        if report.chosen_next > self.chosen_next {
-            cx.send(from, Message::CatchUp { from_slot: self.chosen_next });
-        }
-        recovering.answered.insert(from, report);
-        self.finish_recovery_if_safe(cx);
-    }
-
-    fn ask_peers_to_fence(&mut self, cx: &mut Context<'_>) {
-        let Phase::Recovering(recovering) = &self.phase else { return };
-        let message = Message::Recover { incarnation: self.incarnation, genesis: self.genesis.clone() };
-        let waiting: Vec<NodeId> = self.peers(cx.me).into_iter().filter(|p| !recovering.answered.contains_key(p)).collect();
-        cx.send_all(&waiting, &message);
-        self.next_peer_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);
-    }
-
-    /// Becomes a voter once enough peers fenced us and we know every slot they know is chosen.
-    fn finish_recovery_if_safe(&mut self, cx: &mut Context<'_>) {
-        let Phase::Recovering(recovering) = &self.phase else { return };
-        let set = self.history.latest();
-        let others: Vec<NodeId> = set.members().iter().copied().filter(|m| *m != cx.me).collect();
-        let needed = (set.members().len() - set.quorum_size() + 1).min(others.len());
-        let answered: Vec<&PeerReport> = others.iter().filter_map(|o| recovering.answered.get(o)).collect();
-        if answered.len() < needed {
-            return;
-        }
-        let known_chosen = answered.iter().map(|r| r.chosen_next).max().unwrap_or(Slot(0));
-        if self.chosen_next < known_chosen {
-            return;
-        }
-        let promised = answered.iter().map(|r| r.promised).max().unwrap_or(Ballot::ZERO).max(self.promised);
-        let mut adopted: BTreeMap<Slot, AcceptedValue> = BTreeMap::new();
-        for (slot, value) in answered.iter().flat_map(|r| r.accepted.iter()) {
-            if *slot < self.chosen_next {
-                continue;
-            }
-            let better = adopted.get(slot).is_none_or(|current| value.ballot > current.ballot);
-            if better && value.entry.hash() == value.value_hash {
-                adopted.insert(*slot, value.clone());
-            }
-        }
-        let mut records = vec![Record::Promised { group: cx.group, ballot: promised }];
-        for (slot, value) in adopted {
-            let keep_own = self.accepted.get(&slot).is_some_and(|own| own.ballot >= value.ballot);
-            if !keep_own {
-                records.push(Record::Accepted {
-                    group: cx.group,
-                    slot,
-                    ballot: value.ballot,
-                    value_hash: value.value_hash,
-                    entry: value.entry.clone(),
-                });
-                self.accepted.insert(slot, value);
-            }
-        }
-        records.push(Record::Recovered { group: cx.group });
-        self.promised = promised;
-        self.phase = Phase::Voting;
-        cov_mark::hit!(acceptor_recovered_and_votes);
-        cx.persist(records);
     }
 
     /// Answers "chosen entries from `from_slot`", from memory or through a disk load.
@@ -499,14 +415,13 @@ impl AcceptorGroup {
         if cx.now < self.next_peer_sync_at {
             return;
         }
-        match &self.phase {
-            Phase::Recovering(_) => self.ask_peers_to_fence(cx),
-            Phase::Voting => {
-                let message = Message::CatchUp { from_slot: self.chosen_next };
-                let peers: Vec<NodeId> = self.peers(cx.me).into_iter().collect();
-                cx.send_all(&peers, &message);
-                self.next_peer_sync_at = cx.now.plus_ms(cx.config.peer_sync_interval_ms);
-            }
+        // Ask every peer for chosen entries we lack (peers answer only if they have more).
+        let message = Message::CatchUp { from_slot: self.chosen_next };
+        let peers: Vec<NodeId> = self.peers(cx.me).into_iter().collect();
+        cx.send_all(&peers, &message);
+        self.next_peer_sync_at = cx.now.plus_ms(cx.config.peer_sync_interval_ms);
+        if !matches!(self.phase, Phase::Voting) {
+            self.ask_peers(cx);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The acceptor node: hosts many groups, each with its own Paxos acceptor state.
 
 mod group;
+mod recovery;
 
 use std::collections::BTreeMap;
 
@@ -101,6 +102,12 @@ impl Acceptor {
         let (genesis, hint) = match message {
             Message::Sync { genesis, acceptors, .. } => (genesis, Some(acceptors.clone())),
             Message::Recover { genesis, .. } => (genesis, None),
+            Message::IncarnationQuery { .. } => {
+                // We never recorded an incarnation of anyone in a group we do not host.
+                let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+                cx.send(from, Message::IncarnationKnown { incarnation: None });
+                return false;
+            }
             _ => {
                 self.counters.count(Rejection::UnknownGroup);
                 let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);

@@ -31,6 +31,9 @@ pub(crate) struct DeviceGroup {
     undecided_since: Option<Time>,
     /// Set when a stuck slot must be finished with a new ballot even without local work.
     finish_stuck_slot: bool,
+    /// The most recently applied entries (at most `chosen_in_memory_max`), to hand to an
+    /// acceptor that missed them (for example because the proposer that chose them crashed).
+    recent: std::collections::BTreeMap<Slot, Entry>,
 }
 
 impl DeviceGroup {
@@ -42,7 +45,7 @@ impl DeviceGroup {
     }
 
     /// A group rebuilt from disk.
-    pub(crate) fn restore(now: Time, restored: RestoredGroup) -> DeviceGroup {
+    pub(crate) fn restore(now: Time, restored: RestoredGroup, chosen_in_memory_max: usize) -> DeviceGroup {
         let mut history = AcceptorHistory::new(&restored.genesis);
         let mut next_slot = Slot(0);
         for (slot, entry) in &restored.chosen {
@@ -50,7 +53,9 @@ impl DeviceGroup {
             history.record(*slot, entry);
             next_slot = slot.next();
         }
-        DeviceGroup::with(restored.genesis, next_slot, history, restored.round_floor, now)
+        let mut group = DeviceGroup::with(restored.genesis, next_slot, history, restored.round_floor, now);
+        group.recent = restored.chosen.into_iter().rev().take(chosen_in_memory_max).collect();
+        group
     }
 
     fn with(genesis: GroupGenesis, next_slot: Slot, history: AcceptorHistory, round_floor: u64, now: Time) -> DeviceGroup {
@@ -66,6 +71,7 @@ impl DeviceGroup {
             next_sync_at: now,
             undecided_since: None,
             finish_stuck_slot: false,
+            recent: std::collections::BTreeMap::new(),
         }
     }
 
@@ -123,6 +129,7 @@ impl DeviceGroup {
             Message::Chosen { slot, entry } => self.on_entries(cx, vec![(slot, entry)], None),
             Message::Entries { entries, chosen_next, accepted_pending } => {
                 self.on_entries(cx, entries, Some((chosen_next, accepted_pending)));
+                self.help_lagging_acceptor(cx, from, chosen_next);
             }
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
@@ -132,6 +139,8 @@ impl DeviceGroup {
             | Message::Prepare { .. }
             | Message::Accept { .. }
             | Message::Recover { .. }
+            | Message::IncarnationQuery { .. }
+            | Message::IncarnationKnown { .. }
             | Message::Recovery { .. }
             | Message::CatchUp { .. } => cx.reject(Rejection::Unauthorised),
         }
@@ -149,7 +158,8 @@ impl DeviceGroup {
         }
         preparing.promises.insert(from, (incarnation, accepted));
         let Some(quorum) = preparing.tally(canary!(cx.config, QuorumTooSmall)) else { return };
-        self.failures = 0;
+        // `failures` resets only when a value is chosen: two proposers that keep winning phase 1
+        // and losing phase 2 to each other must keep backing off longer.
         self.proposer = Proposer::Leading(Leading::from_quorum(quorum));
         self.drive(cx);
     }
@@ -182,6 +192,7 @@ impl DeviceGroup {
         if let Entry::SetAcceptors(next) = &entry {
             targets.extend(next.members().iter().copied());
         }
+        self.failures = 0;
         self.apply(cx, vec![(slot, entry.clone())], own.then_some(slot));
         cx.send_all(&targets, &Message::Chosen { slot, entry });
         self.drive(cx);
@@ -192,8 +203,8 @@ impl DeviceGroup {
             return cx.reject(Rejection::Duplicate);
         }
         self.highest_round_seen = self.highest_round_seen.max(promised.round);
-        if reason == RejectReason::OutsideWindow {
-            // We are ahead of that acceptor; it will catch up from its peers. Keep the ballot.
+        if matches!(reason, RejectReason::OutsideWindow | RejectReason::NotReady) {
+            // That acceptor is behind or still recovering; the others may still make a quorum.
             return;
         }
         self.back_off(cx);
@@ -229,6 +240,17 @@ impl DeviceGroup {
         self.drive(cx);
     }
 
+    /// Hands an acceptor the chosen entries it lacks, if we still hold them in memory. Acceptors
+    /// otherwise learn only from the proposer that chose a value, which may have crashed.
+    fn help_lagging_acceptor(&mut self, cx: &mut Context<'_>, acceptor: NodeId, chosen_next: Slot) {
+        if chosen_next >= self.next_slot || !self.recent.contains_key(&chosen_next) {
+            return;
+        }
+        cov_mark::hit!(device_hands_chosen_entries_to_a_lagging_acceptor);
+        let entries = crate::context::page(self.recent.range(chosen_next..).map(|(s, e)| (*s, e)), cx.config);
+        cx.send(acceptor, Message::Entries { entries, chosen_next: self.next_slot, accepted_pending: false });
+    }
+
     /// The slot among `entries` that settles our in-flight proposal, if it was chosen as sent.
     fn own_slot_among(&self, entries: &[(Slot, Entry)]) -> Option<Slot> {
         let Proposer::Leading(Leading { in_flight: Some(in_flight), .. }) = &self.proposer else { return None };
@@ -262,6 +284,10 @@ impl DeviceGroup {
             assert_eq!(slot, self.next_slot, "entries are applied in slot order");
             self.history.record(slot, &entry);
             self.next_slot = slot.next();
+            self.recent.insert(slot, entry.clone());
+            if self.recent.len() > cx.config.chosen_in_memory_max {
+                self.recent.pop_first();
+            }
             self.undecided_since = None;
             if entry == Entry::Noop {
                 self.finish_stuck_slot = false;

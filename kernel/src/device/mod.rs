@@ -32,7 +32,7 @@ impl Device {
     /// Builds a device from its durable state. `seed` must differ between boots.
     pub fn new(config: ValidConfig, me: NodeId, seed: u64, restored: Restored) -> (Device, Outputs) {
         let groups: BTreeMap<GroupId, DeviceGroup> =
-            restored.groups.into_iter().map(|(id, state)| (id, DeviceGroup::restore(Time::ZERO, state))).collect();
+            restored.groups.into_iter().map(|(id, state)| (id, DeviceGroup::restore(Time::ZERO, state, config.chosen_in_memory_max))).collect();
         let device = Device { me, config, rng: NodeRng::from_seed(seed), groups, counters: Counters::default() };
         let wake_at = device.wake_at();
         (device, Outputs { effects: Vec::new(), wake_at })
@@ -163,6 +163,17 @@ impl DeviceGroupView<'_> {
     /// The acceptor set in force for the next slot.
     pub fn acceptors(&self) -> &AcceptorSet {
         self.group.acceptors()
+    }
+    /// The proposer's state, for diagnostics.
+    pub fn proposer_state(&self) -> String {
+        match &self.group.proposer {
+            proposer::Proposer::Idle => "idle".into(),
+            proposer::Proposer::Backoff { until } => format!("backoff until {until}"),
+            proposer::Proposer::Preparing(p) => format!("preparing {:?} promises={}", p.ballot, p.promises.len()),
+            proposer::Proposer::Leading(l) => {
+                format!("leading {:?} in_flight={:?}", l.ballot, l.in_flight.as_ref().map(|f| (f.slot.0, f.accepted_by.len())))
+            }
+        }
     }
     /// The genesis.
     pub fn genesis(&self) -> &GroupGenesis {

@@ -1,0 +1,282 @@
+//! Invariants, checked after every event against ghost state the nodes cannot see.
+//!
+//! The ghost records every durable accept as a vote (votes are sticky: an acceptor that later
+//! accepts something else or loses its disk still voted). A value is *chosen* for a slot when a
+//! majority of distinct acceptors of the set in force for that slot voted for the same ballot
+//! and value. Everything else is checked against that.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plait_kernel::log::AcceptorHistory;
+use plait_kernel::storage::Record;
+use plait_kernel::wire::{Envelope, Message, decode};
+use plait_kernel::{Ballot, Entry, GroupGenesis, GroupId, Incarnation, NodeId, Restored, Slot, Time, ValueHash, WriteBatch};
+
+/// A broken invariant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// Short name of the invariant (printed as `invariant=NAME`).
+    pub invariant: &'static str,
+    /// What exactly happened.
+    pub detail: String,
+    /// When.
+    pub at: Time,
+}
+
+/// One group's ghost.
+#[derive(Debug)]
+struct GhostGroup {
+    history: AcceptorHistory,
+    votes: BTreeMap<Slot, BTreeMap<(Ballot, ValueHash), BTreeSet<NodeId>>>,
+    values: BTreeMap<ValueHash, Entry>,
+    /// Chosen values of slots `0..frontier`, contiguous.
+    chosen: Vec<ValueHash>,
+    /// Each `(ballot, slot)` carries one value.
+    bindings: BTreeMap<(Ballot, Slot), ValueHash>,
+}
+
+impl GhostGroup {
+    fn frontier(&self) -> Slot {
+        Slot(self.chosen.len() as u64)
+    }
+
+    fn chosen_at(&self, slot: Slot) -> Option<ValueHash> {
+        self.chosen.get(slot.0 as usize).copied()
+    }
+
+    /// The value with a quorum of votes at `slot`, judged by the set in force there.
+    fn quorum_value(&self, slot: Slot) -> Vec<ValueHash> {
+        let set = self.history.at(slot);
+        let Some(votes) = self.votes.get(&slot) else { return Vec::new() };
+        let mut winners: Vec<ValueHash> = votes.iter().filter(|(_, voters)| set.is_quorum(voters.iter())).map(|((_, hash), _)| *hash).collect();
+        winners.sort_unstable();
+        winners.dedup();
+        winners
+    }
+}
+
+/// All invariants and their ghost state.
+#[derive(Debug, Default)]
+pub struct Checker {
+    groups: BTreeMap<GroupId, GhostGroup>,
+    /// Highest prepare ballot each device has sent per group, across all its boots, and whether
+    /// the device rebooted since (a rebooted device must never send that ballot again).
+    prepared: BTreeMap<(NodeId, GroupId), (Ballot, bool)>,
+    /// Highest promise each acceptor incarnation has shown the world per group.
+    shown_promises: BTreeMap<(NodeId, GroupId, Incarnation), Ballot>,
+    violation: Option<Violation>,
+    /// Events checked.
+    pub checks: u64,
+}
+
+impl Checker {
+    /// The first broken invariant, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// Records a broken invariant (the first one wins).
+    pub fn fail(&mut self, at: Time, invariant: &'static str, detail: String) {
+        if self.violation.is_none() {
+            self.violation = Some(Violation { invariant, detail, at });
+        }
+    }
+
+    /// Registers a group so votes can be judged against its acceptor sets.
+    pub fn know_group(&mut self, genesis: &GroupGenesis) {
+        self.groups.entry(genesis.group_id()).or_insert_with(|| GhostGroup {
+            history: AcceptorHistory::new(genesis),
+            votes: BTreeMap::new(),
+            values: BTreeMap::new(),
+            chosen: Vec::new(),
+            bindings: BTreeMap::new(),
+        });
+    }
+
+    /// The ghost's chosen frontier of a group: every slot below it has a chosen value.
+    pub fn frontier(&self, group: GroupId) -> Slot {
+        self.groups.get(&group).map_or(Slot(0), GhostGroup::frontier)
+    }
+
+    /// The acceptor set in force at the ghost's frontier.
+    pub fn acceptors(&self, group: GroupId) -> Option<&plait_kernel::AcceptorSet> {
+        self.groups.get(&group).map(|g| g.history.latest())
+    }
+
+    /// Chosen values of a group, in slot order.
+    pub fn chosen(&self, group: GroupId) -> Vec<Entry> {
+        let Some(ghost) = self.groups.get(&group) else { return Vec::new() };
+        ghost.chosen.iter().map(|hash| ghost.values[hash].clone()).collect()
+    }
+
+    /// An acceptor's batch is about to become durable.
+    pub fn on_acceptor_persist(&mut self, at: Time, acceptor: NodeId, batch: &WriteBatch) {
+        for record in &batch.records {
+            match record {
+                Record::Accepted { group, slot, ballot, value_hash, entry } => {
+                    let Some(ghost) = self.groups.get_mut(group) else { continue };
+                    ghost.values.entry(*value_hash).or_insert_with(|| entry.clone());
+                    ghost.votes.entry(*slot).or_default().entry((*ballot, *value_hash)).or_default().insert(acceptor);
+                    self.settle(at, *group, *slot);
+                }
+                Record::Chosen { group, slot, entry } => self.check_learned(at, acceptor, *group, *slot, &entry.hash()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Re-evaluates what is chosen after a vote at `slot`.
+    fn settle(&mut self, at: Time, group: GroupId, slot: Slot) {
+        let Some(ghost) = self.groups.get_mut(&group) else { return };
+        if slot < ghost.frontier() {
+            let winners = ghost.quorum_value(slot);
+            let chosen = ghost.chosen_at(slot).expect("below the frontier");
+            if let Some(other) = winners.iter().find(|w| **w != chosen) {
+                let detail = format!("{group:?} slot {} chose {chosen:?} and later {other:?}", slot.0);
+                return self.fail(at, "one-value-per-slot", detail);
+            }
+            return;
+        }
+        // Advance the frontier while the next slot has a winner; later slots wait for it.
+        loop {
+            let next = ghost.frontier();
+            let winners = ghost.quorum_value(next);
+            match winners.as_slice() {
+                [] => return,
+                [winner] => {
+                    let entry = ghost.values[winner].clone();
+                    ghost.history.record(next, &entry);
+                    ghost.chosen.push(*winner);
+                }
+                [first, second, ..] => {
+                    let detail = format!("{group:?} slot {} has quorums for {first:?} and {second:?}", next.0);
+                    return self.fail(at, "one-value-per-slot", detail);
+                }
+            }
+        }
+    }
+
+    fn check_learned(&mut self, at: Time, node: NodeId, group: GroupId, slot: Slot, hash: &ValueHash) {
+        let Some(ghost) = self.groups.get(&group) else { return };
+        match ghost.chosen_at(slot) {
+            Some(chosen) if chosen == *hash => {}
+            Some(chosen) => {
+                let detail = format!("{node} learned {hash:?} at {group:?} slot {} but {chosen:?} was chosen", slot.0);
+                self.fail(at, "learners-agree-with-chosen", detail);
+            }
+            None => {
+                let detail = format!("{node} learned {hash:?} at {group:?} slot {} before any value was chosen", slot.0);
+                self.fail(at, "learn-only-chosen-values", detail);
+            }
+        }
+    }
+
+    /// A device applied a chosen entry.
+    pub fn on_applied(&mut self, at: Time, device: NodeId, group: GroupId, slot: Slot, hash: &ValueHash) {
+        self.check_learned(at, device, group, slot, hash);
+    }
+
+    /// A node is about to send `frame`; `durable` is its disk as of now.
+    pub fn on_send(&mut self, at: Time, sender: NodeId, frame: &[u8], durable: &Restored) {
+        let Ok(Envelope { group, message }) = decode(frame, usize::MAX) else {
+            return self.fail(at, "nodes-send-well-formed-frames", format!("{sender} sent an undecodable frame"));
+        };
+        let state = durable.groups.get(&group);
+        match message {
+            Message::Promise { ballot, incarnation, .. } => {
+                if state.is_none_or(|s| s.promised < ballot) {
+                    let detail = format!("{sender} promised {ballot:?} in {group:?} before the promise was durable");
+                    return self.fail(at, "no-send-before-its-persist", detail);
+                }
+                self.show_promise(sender, group, incarnation, ballot, state);
+            }
+            Message::Accepted { ballot, slot, value_hash } => {
+                let durable_accept = state.and_then(|s| s.accepted.get(&slot)).is_some_and(|a| a.ballot == ballot && a.value_hash == value_hash);
+                let durable_chosen = state.is_some_and(|s| s.chosen.contains_key(&slot));
+                if !durable_accept && !durable_chosen {
+                    let detail = format!("{sender} acknowledged {ballot:?} at {group:?} slot {} before the accept was durable", slot.0);
+                    return self.fail(at, "no-send-before-its-persist", detail);
+                }
+                if let Some(incarnation) = state.and_then(|s| s.incarnation) {
+                    self.show_promise(sender, group, incarnation, ballot, state);
+                }
+            }
+            Message::Prepare { ballot, .. } => self.check_prepare(at, sender, group, ballot, state.map_or(0, |s| s.round_floor)),
+            Message::Accept { ballot, slot, value_hash, .. } => {
+                let Some(ghost) = self.groups.get_mut(&group) else { return };
+                let bound = *ghost.bindings.entry((ballot, slot)).or_insert(value_hash);
+                if bound != value_hash {
+                    let detail = format!("{ballot:?} carried {bound:?} and {value_hash:?} at {group:?} slot {}", slot.0);
+                    self.fail(at, "ballots-unique", detail);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn show_promise(&mut self, acceptor: NodeId, group: GroupId, incarnation: Incarnation, ballot: Ballot, _state: Option<&plait_kernel::storage::RestoredGroup>) {
+        let shown = self.shown_promises.entry((acceptor, group, incarnation)).or_default();
+        *shown = (*shown).max(ballot);
+    }
+
+    fn check_prepare(&mut self, at: Time, device: NodeId, group: GroupId, ballot: Ballot, round_floor: u64) {
+        if ballot.round > round_floor {
+            let detail = format!("{device} prepared round {} in {group:?} with only {round_floor} durable", ballot.round);
+            return self.fail(at, "no-send-before-its-persist", detail);
+        }
+        let (previous, rebooted) = self.prepared.entry((device, group)).or_default();
+        // One prepare goes to every acceptor, so a boot may repeat its ballot; a new boot may not.
+        let reused = if *rebooted { ballot <= *previous } else { ballot < *previous };
+        if reused {
+            let detail = format!("{device} prepared {ballot:?} in {group:?} after {previous:?}");
+            return self.fail(at, "ballots-unique", detail);
+        }
+        *previous = ballot;
+        *rebooted = false;
+    }
+
+    /// A device restarted: its next ballot must be new.
+    pub fn on_device_restart(&mut self, device: NodeId) {
+        for ((node, _), (_, rebooted)) in self.prepared.iter_mut() {
+            if *node == device {
+                *rebooted = true;
+            }
+        }
+    }
+
+    /// An acceptor restarted: its promises must not have gone backwards.
+    pub fn on_acceptor_restart(&mut self, at: Time, acceptor: &plait_kernel::Acceptor) {
+        for view in acceptor.groups() {
+            let key = (acceptor.id(), view.id(), view.incarnation());
+            if let Some(shown) = self.shown_promises.get(&key) {
+                if view.promised() < *shown {
+                    let detail = format!("{} promised {shown:?} in {:?} and restarted at {:?}", acceptor.id(), view.id(), view.promised());
+                    self.fail(at, "promises-never-decrease", detail);
+                }
+            }
+        }
+    }
+
+    /// Per-event structural checks of an acceptor's state.
+    pub fn check_acceptor(&mut self, at: Time, acceptor: &plait_kernel::Acceptor) {
+        self.checks += 1;
+        for view in acceptor.groups() {
+            if let Some((slot, ballot)) = view.accepted().find(|(_, ballot)| *ballot > view.promised()) {
+                let detail = format!("{} accepted {ballot:?} at slot {} above its promise {:?}", acceptor.id(), slot.0, view.promised());
+                return self.fail(at, "accepted-at-most-promised", detail);
+            }
+        }
+    }
+
+    /// Per-event structural checks of a device's state.
+    pub fn check_device(&mut self, at: Time, device: &plait_kernel::Device) {
+        self.checks += 1;
+        for view in device.groups() {
+            let frontier = self.frontier(view.id());
+            if view.next_slot() > frontier {
+                let detail = format!("{} applied up to slot {} but only {} are chosen", device.id(), view.next_slot().0, frontier.0);
+                return self.fail(at, "learn-only-chosen-values", detail);
+            }
+        }
+    }
+}

@@ -1,0 +1,677 @@
+//! The `Cluster` harness: nodes on one virtual clock, a seeded network and disks, fault
+//! injection, and the invariant checker run after every event.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use plait_kernel::storage::LoadResult;
+use plait_kernel::{
+    Acceptor, Command, Config, Device, Effect, Event, GroupGenesis, GroupId, Input, LoadId, Node, NodeId, Outputs, Time, ValidConfig,
+};
+
+use crate::chance::{Chance, SimRng};
+use crate::checker::Checker;
+use crate::disk::Disk;
+use crate::faults::FaultProfile;
+use crate::network::{Fate, Network};
+use crate::trace::Trace;
+
+/// A node's role in the simulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Proposes and learns.
+    Device,
+    /// Votes and stores.
+    Acceptor,
+}
+
+/// A running node.
+#[derive(Debug)]
+enum Machine {
+    Device(Box<Device>),
+    Acceptor(Box<Acceptor>),
+}
+
+impl Machine {
+    fn handle(&mut self, now: Time, input: Input) -> Outputs {
+        match self {
+            Machine::Device(device) => device.handle(now, input),
+            Machine::Acceptor(acceptor) => acceptor.handle(now, input),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct SimNode {
+    id: NodeId,
+    role: Role,
+    machine: Option<Machine>,
+    disk: Disk,
+    boot: u32,
+    timer: Option<(Time, u64)>,
+    timer_generation: u64,
+    /// Kept down through the liveness phase (a lost minority).
+    lost: bool,
+}
+
+#[derive(Debug)]
+enum SimEvent {
+    Deliver { from: usize, to: usize, frame: Vec<u8> },
+    Timer { node: usize, boot: u32, generation: u64 },
+    Command { node: usize, command: Command },
+    Loaded { node: usize, boot: u32, request: LoadId, result: LoadResult },
+    Restart { node: usize, wipe: bool },
+    Fault,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Time,
+    seq: u64,
+    event: SimEvent,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Counts of what happened in a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Events processed (deliveries, timers, commands, loads, faults).
+    pub events: u64,
+    /// Frames sent.
+    pub sent: u64,
+    /// Frames lost to faults or partitions.
+    pub lost: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Restarts with an empty disk.
+    pub wipes: u64,
+    /// Own proposals chosen, over all devices.
+    pub committed: u64,
+    /// Commands refused with an error event.
+    pub command_errors: u64,
+}
+
+/// Events a run may process at most; a run that needs more is reported as a liveness failure.
+pub const EVENTS_PER_RUN_MAX: u64 = 5_000_000;
+
+/// Nodes, network, disks and checker on one virtual clock.
+#[derive(Debug)]
+pub struct Cluster {
+    now: Time,
+    rng: SimRng,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    next_seq: u64,
+    nodes: Vec<SimNode>,
+    config: ValidConfig,
+    /// The network, open to scenarios for scripted partitions.
+    pub network: Network,
+    /// Invariants.
+    pub checker: Checker,
+    /// Faults injected while `faults_on`.
+    pub profile: FaultProfile,
+    faults_on: bool,
+    in_flight: u64,
+    trace: Trace,
+    /// What happened.
+    pub stats: Stats,
+    /// How long a disk read takes.
+    pub load_delay_ms: u64,
+    genesis_opened: Option<GroupGenesis>,
+}
+
+impl Cluster {
+    /// A cluster of `acceptors` acceptors (ids 1..) and `devices` devices (ids 101..), all up.
+    pub fn new(seed: u64, acceptors: usize, devices: usize, config: Config, profile: FaultProfile, keep_trace_text: bool) -> Cluster {
+        let config = config.validate().expect("scenario configs are valid");
+        let mut nodes = Vec::new();
+        for i in 0..acceptors {
+            nodes.push(SimNode::new(NodeId::from_index(1 + i as u64), Role::Acceptor));
+        }
+        for i in 0..devices {
+            nodes.push(SimNode::new(NodeId::from_index(101 + i as u64), Role::Device));
+        }
+        let mut network = Network::new(profile.latency);
+        network.loss = profile.loss;
+        network.duplicate = profile.duplicate;
+        let mut cluster = Cluster {
+            now: Time::ZERO,
+            rng: SimRng::new(seed),
+            queue: BinaryHeap::new(),
+            next_seq: 0,
+            nodes,
+            config,
+            network,
+            checker: Checker::default(),
+            profile,
+            faults_on: false,
+            in_flight: 0,
+            trace: Trace::new(keep_trace_text),
+            stats: Stats::default(),
+            load_delay_ms: 1,
+            genesis_opened: None,
+        };
+        for index in 0..cluster.nodes.len() {
+            cluster.boot(index);
+        }
+        cluster
+    }
+
+    // ----- topology -------------------------------------------------------------------------
+
+    /// The current virtual time.
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Indexes of every acceptor.
+    pub fn acceptors(&self) -> Vec<usize> {
+        self.indexes_of(Role::Acceptor)
+    }
+
+    /// Indexes of every device.
+    pub fn devices(&self) -> Vec<usize> {
+        self.indexes_of(Role::Device)
+    }
+
+    fn indexes_of(&self, role: Role) -> Vec<usize> {
+        (0..self.nodes.len()).filter(|i| self.nodes[*i].role == role).collect()
+    }
+
+    /// The node id at `index`.
+    pub fn id(&self, index: usize) -> NodeId {
+        self.nodes[index].id
+    }
+
+    /// Whether the node is running.
+    pub fn is_up(&self, index: usize) -> bool {
+        self.nodes[index].machine.is_some()
+    }
+
+    /// The device at `index`, if it is a running device.
+    pub fn device(&self, index: usize) -> Option<&Device> {
+        match &self.nodes[index].machine {
+            Some(Machine::Device(device)) => Some(device),
+            _ => None,
+        }
+    }
+
+    /// The acceptor at `index`, if it is a running acceptor.
+    pub fn acceptor(&self, index: usize) -> Option<&Acceptor> {
+        match &self.nodes[index].machine {
+            Some(Machine::Acceptor(acceptor)) => Some(acceptor),
+            _ => None,
+        }
+    }
+
+    /// A genesis naming the first `acceptors` acceptors and every device.
+    pub fn genesis(&self, nonce: u64, acceptors: usize) -> GroupGenesis {
+        let acceptors = self.acceptors().iter().take(acceptors).map(|i| self.id(*i)).collect();
+        let acceptors = plait_kernel::AcceptorSet::new(acceptors, self.config.acceptors_max).expect("at least one acceptor");
+        let mut proposers: Vec<NodeId> = self.devices().iter().map(|i| self.id(*i)).collect();
+        proposers.sort_unstable();
+        GroupGenesis { nonce, acceptors, proposers }
+    }
+
+    /// Opens the group on every device now. Opening is idempotent, so scenarios repeat it the way
+    /// an app opens its documents at every start.
+    pub fn open_group(&mut self, genesis: &GroupGenesis) -> GroupId {
+        self.checker.know_group(genesis);
+        self.genesis_opened = Some(genesis.clone());
+        for device in self.devices() {
+            self.command(device, Command::OpenGroup { genesis: genesis.clone() });
+        }
+        genesis.group_id()
+    }
+
+    // ----- the harness verbs ----------------------------------------------------------------
+
+    /// Delivers a command to a node at the current time (dropped if the node is down).
+    pub fn command(&mut self, node: usize, command: Command) {
+        self.command_at(self.now, node, command);
+    }
+
+    /// Delivers a command to a node at time `at`.
+    pub fn command_at(&mut self, at: Time, node: usize, command: Command) {
+        self.schedule(at, SimEvent::Command { node, command });
+    }
+
+    /// Cuts every link between the two sides.
+    pub fn partition(&mut self, side: &[usize], other: &[usize]) {
+        self.network.partition(side, other);
+        self.trace.line(|| format!("{} partition {side:?} | {other:?}", self.now));
+    }
+
+    /// Cuts one node off from everyone.
+    pub fn isolate(&mut self, node: usize) {
+        let others: Vec<usize> = (0..self.nodes.len()).filter(|i| *i != node).collect();
+        self.partition(&[node], &others);
+    }
+
+    /// Removes every partition and clog.
+    pub fn heal(&mut self) {
+        self.network.heal();
+        self.trace.line(|| format!("{} heal", self.now));
+    }
+
+    /// Crashes a node: its memory is gone, its disk keeps what was durable.
+    pub fn crash(&mut self, node: usize) {
+        if self.nodes[node].machine.take().is_some() {
+            self.stats.crashes += 1;
+            self.nodes[node].timer = None;
+            let id = self.nodes[node].id;
+            self.trace.record(self.now, id, 10, &[]);
+            self.trace.line(|| format!("{} {id} CRASH", self.now));
+        }
+    }
+
+    /// Restarts a crashed node from its durable state (or from nothing with `wipe`).
+    pub fn restart(&mut self, node: usize, wipe: bool) {
+        if self.nodes[node].machine.is_some() {
+            return;
+        }
+        if wipe {
+            self.nodes[node].disk.wipe();
+            self.stats.wipes += 1;
+        }
+        self.boot(node);
+    }
+
+    /// Marks a node as lost for good: the liveness phase will not restart it.
+    pub fn lose(&mut self, node: usize) {
+        self.crash(node);
+        self.nodes[node].lost = true;
+    }
+
+    /// Turns random fault injection on (the safety phase).
+    pub fn start_faults(&mut self) {
+        self.faults_on = true;
+        let at = self.now.plus_ms(self.rng.between(1, self.profile.fault_interval_ms));
+        self.schedule(at, SimEvent::Fault);
+    }
+
+    /// Starts the liveness phase: no more faults, a healed and calm network, every node that is
+    /// not lost restarted.
+    pub fn stop_faults_and_heal(&mut self) {
+        self.faults_on = false;
+        self.network.heal();
+        self.network.calm();
+        for node in 0..self.nodes.len() {
+            if !self.nodes[node].lost {
+                self.restart(node, false);
+            }
+        }
+        if let Some(genesis) = self.genesis_opened.clone() {
+            self.open_group(&genesis);
+        }
+        self.trace.line(|| format!("{} liveness phase: faults off, network healed", self.now));
+    }
+
+    /// Processes events up to and including time `until`, stopping at the first violation.
+    pub fn run_until(&mut self, until: Time) {
+        while self.checker.violation().is_none() {
+            match self.queue.peek() {
+                Some(Reverse(next)) if next.at <= until => {}
+                _ => break,
+            }
+            if !self.step() {
+                break;
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs until nothing but periodic timers is left: no frames in flight and every device
+    /// idle. Returns false if `deadline` came first.
+    pub fn run_until_idle(&mut self, deadline: Time) -> bool {
+        self.run_until_condition(deadline, |cluster| {
+            cluster.in_flight == 0
+                && cluster.devices().iter().all(|d| cluster.device(*d).is_none_or(|dev| dev.groups().all(|g| g.is_idle())))
+        })
+    }
+
+    /// Runs until `done` holds (checked after each event) or `deadline` passes.
+    pub fn run_until_condition(&mut self, deadline: Time, done: impl Fn(&Cluster) -> bool) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if self.checker.violation().is_some() || self.stats.events >= EVENTS_PER_RUN_MAX {
+                return false;
+            }
+            match self.queue.peek() {
+                Some(Reverse(next)) if next.at <= deadline => {}
+                _ => return false,
+            }
+            self.step();
+        }
+    }
+
+    /// Whether every running device and every running acceptor of the current set has learned
+    /// every chosen slot of `group`, and no device has unfinished proposals.
+    pub fn converged(&self, group: GroupId) -> bool {
+        let frontier = self.checker.frontier(group);
+        let Some(acceptors) = self.checker.acceptors(group) else { return false };
+        let devices_done = self.devices().iter().filter_map(|d| self.device(*d)).all(|device| {
+            device.group(group).is_some_and(|g| g.is_idle() && g.next_slot() == frontier)
+        });
+        let acceptors_done = self.acceptors().iter().filter(|a| acceptors.contains(self.id(**a))).filter_map(|a| self.acceptor(*a)).all(
+            |acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier),
+        );
+        devices_done && acceptors_done
+    }
+
+    /// One line per node describing where it stands in `group` (for liveness failures).
+    pub fn describe_group(&self, group: GroupId) -> String {
+        let mut lines = vec![format!("ghost frontier {} acceptors {:?}", self.checker.frontier(group).0, self.checker.acceptors(group))];
+        for (index, node) in self.nodes.iter().enumerate() {
+            let state = match &node.machine {
+                None => "down".to_string(),
+                Some(Machine::Device(device)) => device.group(group).map_or("no group".into(), |g| {
+                    format!("device next_slot={} queued={} idle={} {}", g.next_slot().0, g.queued(), g.is_idle(), g.proposer_state())
+                }),
+                Some(Machine::Acceptor(acceptor)) => acceptor.group(group).map_or("no group".into(), |g| {
+                    format!("acceptor chosen_next={} voting={} promised={:?}", g.chosen_next().0, g.is_voting(), g.promised())
+                }),
+            };
+            lines.push(format!("  [{index}] {}: {state}", node.id));
+        }
+        lines.join("\n")
+    }
+
+    /// The trace hash so far.
+    pub fn trace_hash(&self) -> String {
+        self.trace.hash_hex()
+    }
+
+    /// The readable trace, if kept.
+    pub fn trace_text(&self) -> Option<&[String]> {
+        self.trace.text()
+    }
+
+    // ----- the event loop -------------------------------------------------------------------
+
+    fn schedule(&mut self, at: Time, event: SimEvent) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if matches!(event, SimEvent::Deliver { .. }) {
+            self.in_flight += 1;
+        }
+        self.queue.push(Reverse(Scheduled { at, seq, event }));
+    }
+
+    /// Processes the next event. Returns false if there was none.
+    pub fn step(&mut self) -> bool {
+        let Some(Reverse(Scheduled { at, event, .. })) = self.queue.pop() else { return false };
+        debug_assert!(at >= self.now, "time never runs backwards");
+        self.now = at;
+        self.stats.events += 1;
+        match event {
+            SimEvent::Deliver { from, to, frame } => {
+                self.in_flight -= 1;
+                if self.network.is_blocked(from, to) {
+                    self.stats.lost += 1;
+                } else {
+                    let from_id = self.nodes[from].id;
+                    self.input(to, 1, Input::Received { from: from_id, frame });
+                }
+            }
+            SimEvent::Timer { node, boot, generation } => {
+                let current = self.nodes[node].boot == boot && self.nodes[node].timer_generation == generation;
+                if current {
+                    self.nodes[node].timer = None;
+                    self.input(node, 2, Input::Timer);
+                }
+            }
+            SimEvent::Command { node, command } => self.input(node, 3, Input::Command(command)),
+            SimEvent::Loaded { node, boot, request, result } => {
+                if self.nodes[node].boot == boot {
+                    self.input(node, 4, Input::Loaded { request, result });
+                }
+            }
+            SimEvent::Restart { node, wipe } => {
+                if self.faults_on {
+                    self.restart(node, wipe && self.may_wipe(node));
+                }
+            }
+            SimEvent::Fault => self.inject_fault(),
+        }
+        true
+    }
+
+    fn input(&mut self, index: usize, kind: u8, input: Input) {
+        let now = self.now;
+        let id = self.nodes[index].id;
+        let Some(machine) = self.nodes[index].machine.as_mut() else { return };
+        if self.trace.wants_text() {
+            let text = describe_input(&input);
+            self.trace.line(|| format!("{now} {id} <- {text}"));
+        }
+        record_input(&mut self.trace, now, id, kind, &input);
+        let outputs = machine.handle(now, input);
+        self.execute(index, outputs);
+        self.check(index);
+    }
+
+    /// Carries out effects in order; `Persist` is applied before anything after it runs.
+    fn execute(&mut self, index: usize, outputs: Outputs) {
+        let now = self.now;
+        let id = self.nodes[index].id;
+        for effect in outputs.effects {
+            if self.faults_on && self.profile.crashes && self.rng.happens(self.profile.crash_mid_effects) {
+                self.crash(index);
+                self.schedule_restart(index);
+                return;
+            }
+            match effect {
+                Effect::Persist(batch) => {
+                    if self.nodes[index].role == Role::Acceptor {
+                        self.checker.on_acceptor_persist(now, id, &batch);
+                    }
+                    self.nodes[index].disk.persist(&batch);
+                    let bytes = postcard::to_allocvec(&batch).expect("batches encode");
+                    self.trace.record(now, id, 20, &bytes);
+                    self.trace.line(|| format!("{now} {id} persist {batch:?}"));
+                }
+                Effect::Send { to, frame } => self.send(index, to, frame),
+                Effect::Load { request, query } => {
+                    let result = query.answer(self.nodes[index].disk.durable());
+                    let boot = self.nodes[index].boot;
+                    self.schedule(now.plus_ms(self.load_delay_ms), SimEvent::Loaded { node: index, boot, request, result });
+                    self.trace.record(now, id, 22, &request.0.to_le_bytes());
+                }
+                Effect::Notify(event) => self.observe(index, event),
+            }
+        }
+        self.set_timer(index, outputs.wake_at);
+    }
+
+    fn send(&mut self, from: usize, to: NodeId, frame: Vec<u8>) {
+        let now = self.now;
+        let id = self.nodes[from].id;
+        self.checker.on_send(now, id, &frame, self.nodes[from].disk.durable());
+        self.trace.record(now, id, 21, &frame);
+        self.stats.sent += 1;
+        let Some(target) = self.nodes.iter().position(|n| n.id == to) else {
+            self.stats.lost += 1;
+            return;
+        };
+        self.trace.line(|| {
+            let text = plait_kernel::wire::decode(&frame, usize::MAX).map(|e| format!("{:?}", e.message)).unwrap_or_default();
+            format!("{now} {id} -> {to} {text}")
+        });
+        match self.network.fate(&mut self.rng, from, target) {
+            Fate::Lost => self.stats.lost += 1,
+            Fate::Delivered(delays) => {
+                let (last, copies) = delays.split_last().expect("a delivered frame has at least one delay");
+                for delay in copies {
+                    self.schedule(now.plus_ms(*delay), SimEvent::Deliver { from, to: target, frame: frame.clone() });
+                }
+                self.schedule(now.plus_ms(*last), SimEvent::Deliver { from, to: target, frame });
+            }
+        }
+    }
+
+    fn observe(&mut self, index: usize, event: Event) {
+        let now = self.now;
+        let id = self.nodes[index].id;
+        match &event {
+            Event::Applied { group, slot, value_hash, .. } => self.checker.on_applied(now, id, *group, *slot, value_hash),
+            Event::Committed { .. } => self.stats.committed += 1,
+            Event::CommandFailed { .. } => self.stats.command_errors += 1,
+        }
+        let bytes = postcard::to_allocvec(&event).expect("events encode");
+        self.trace.record(now, id, 23, &bytes);
+    }
+
+    fn set_timer(&mut self, index: usize, wake_at: Option<Time>) {
+        let Some(wake_at) = wake_at else {
+            self.nodes[index].timer = None;
+            return;
+        };
+        // Timers fire strictly later than now so a node cannot spin the clock in place.
+        let at = wake_at.max(self.now.plus_ms(1));
+        if self.nodes[index].timer.is_some_and(|(t, _)| t == at) {
+            return;
+        }
+        let node = &mut self.nodes[index];
+        node.timer_generation += 1;
+        node.timer = Some((at, node.timer_generation));
+        let (boot, generation) = (node.boot, node.timer_generation);
+        self.schedule(at, SimEvent::Timer { node: index, boot, generation });
+    }
+
+    fn check(&mut self, index: usize) {
+        let now = self.now;
+        match &self.nodes[index].machine {
+            Some(Machine::Acceptor(acceptor)) => self.checker.check_acceptor(now, acceptor),
+            Some(Machine::Device(device)) => self.checker.check_device(now, device),
+            None => {}
+        }
+    }
+
+    fn boot(&mut self, index: usize) {
+        let seed = self.rng.seed();
+        let node = &mut self.nodes[index];
+        node.boot += 1;
+        node.timer = None;
+        let restored = node.disk.durable().clone();
+        let (machine, outputs) = match node.role {
+            Role::Device => {
+                let (device, outputs) = Device::new(self.config.clone(), node.id, seed, restored);
+                self.checker.on_device_restart(node.id);
+                (Machine::Device(Box::new(device)), outputs)
+            }
+            Role::Acceptor => {
+                let (acceptor, outputs) = Acceptor::new(self.config.clone(), node.id, seed, restored);
+                self.checker.on_acceptor_restart(self.now, &acceptor);
+                (Machine::Acceptor(Box::new(acceptor)), outputs)
+            }
+        };
+        node.machine = Some(machine);
+        let id = node.id;
+        self.trace.record(self.now, id, 11, &seed.to_le_bytes());
+        self.trace.line(|| format!("{} {id} BOOT", self.now));
+        self.execute(index, outputs);
+    }
+
+    // ----- fault injection ------------------------------------------------------------------
+
+    fn schedule_restart(&mut self, node: usize) {
+        let downtime = self.rng.between(50, 2_000);
+        let wipe = self.profile.wipes && self.nodes[node].role == Role::Acceptor && self.rng.happens(Chance::percent(30));
+        self.schedule(self.now.plus_ms(downtime), SimEvent::Restart { node, wipe });
+    }
+
+    /// A wipe is allowed only while every other acceptor is up and voting in all its groups, so
+    /// at most one acceptor at a time is rebuilding lost state (the fault model's bound).
+    fn may_wipe(&self, node: usize) -> bool {
+        self.acceptors().iter().filter(|a| **a != node).all(|a| self.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())))
+    }
+
+    fn inject_fault(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        let count = self.nodes.len();
+        let mut options: Vec<u8> = vec![0]; // 0: heal
+        let p = &self.profile;
+        for (on, code) in [(p.partitions, 1), (p.asymmetric, 2), (p.isolate, 3), (p.clogging, 4), (p.crashes, 5)] {
+            if on {
+                options.push(code);
+            }
+        }
+        match options[self.rng.index(options.len())] {
+            1 => {
+                let side: Vec<usize> = (0..count).filter(|_| self.rng.happens(Chance::percent(50))).collect();
+                let other: Vec<usize> = (0..count).filter(|i| !side.contains(i)).collect();
+                self.partition(&side, &other);
+            }
+            2 => {
+                let (from, to) = (self.rng.index(count), self.rng.index(count));
+                self.network.block_one_way(from, to);
+            }
+            3 => {
+                let node = self.rng.index(count);
+                self.isolate(node);
+            }
+            4 => {
+                let (from, to) = (self.rng.index(count), self.rng.index(count));
+                let extra = self.rng.between(100, 1_000);
+                self.network.clog(from, to, extra);
+            }
+            5 => {
+                let node = self.rng.index(count);
+                if self.is_up(node) {
+                    self.crash(node);
+                    self.schedule_restart(node);
+                }
+            }
+            _ => self.heal(),
+        }
+        let at = self.now.plus_ms(self.rng.between(1, 2 * self.profile.fault_interval_ms));
+        self.schedule(at, SimEvent::Fault);
+    }
+}
+
+impl SimNode {
+    fn new(id: NodeId, role: Role) -> SimNode {
+        SimNode { id, role, machine: None, disk: Disk::default(), boot: 0, timer: None, timer_generation: 0, lost: false }
+    }
+}
+
+fn record_input(trace: &mut Trace, now: Time, id: NodeId, kind: u8, input: &Input) {
+    match input {
+        Input::Received { frame, .. } => trace.record(now, id, kind, frame),
+        Input::Timer => trace.record(now, id, kind, &[]),
+        other => {
+            let bytes = postcard::to_allocvec(other).expect("inputs encode");
+            trace.record(now, id, kind, &bytes);
+        }
+    }
+}
+
+fn describe_input(input: &Input) -> String {
+    match input {
+        Input::Received { from, frame } => match plait_kernel::wire::decode(frame, usize::MAX) {
+            Ok(envelope) => format!("{from} {:?}", envelope.message),
+            Err(error) => format!("{from} garbage ({error})"),
+        },
+        other => format!("{other:?}"),
+    }
+}

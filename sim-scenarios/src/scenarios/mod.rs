@@ -1,0 +1,3 @@
+//! Scenario families.
+
+pub mod paxos;
