@@ -78,10 +78,11 @@ impl AcceptorSet {
         size
     }
 
-    /// Whether the distinct `voters` include a majority of this set. Non-members do not count.
+    /// Whether `voters` include a majority of this set's members. Non-members and repeats do
+    /// not count: a value is chosen by a majority of *distinct* acceptors.
     pub fn is_quorum<'a>(&self, voters: impl IntoIterator<Item = &'a NodeId>) -> bool {
-        let members = voters.into_iter().filter(|v| self.contains(**v)).count();
-        members >= self.quorum_size()
+        let distinct: std::collections::BTreeSet<&NodeId> = voters.into_iter().filter(|v| self.contains(**v)).collect();
+        distinct.len() >= self.quorum_size()
     }
 }
 
