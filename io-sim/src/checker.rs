@@ -48,7 +48,8 @@ impl GhostGroup {
     fn quorum_value(&self, slot: Slot) -> Vec<ValueHash> {
         let set = self.history.at(slot);
         let Some(votes) = self.votes.get(&slot) else { return Vec::new() };
-        let mut winners: Vec<ValueHash> = votes.iter().filter(|(_, voters)| set.is_quorum(voters.iter())).map(|((_, hash), _)| *hash).collect();
+        let mut winners: Vec<ValueHash> =
+            votes.iter().filter(|(_, voters)| set.is_quorum(voters.iter())).map(|((_, hash), _)| *hash).collect();
         winners.sort_unstable();
         winners.dedup();
         winners
@@ -191,10 +192,12 @@ impl Checker {
                 self.show_promise(sender, group, incarnation, ballot, state);
             }
             Message::Accepted { ballot, slot, value_hash } => {
-                let durable_accept = state.and_then(|s| s.accepted.get(&slot)).is_some_and(|a| a.ballot == ballot && a.value_hash == value_hash);
+                let durable_accept =
+                    state.and_then(|s| s.accepted.get(&slot)).is_some_and(|a| a.ballot == ballot && a.value_hash == value_hash);
                 let durable_chosen = state.is_some_and(|s| s.chosen.contains_key(&slot));
                 if !durable_accept && !durable_chosen {
-                    let detail = format!("{sender} acknowledged {ballot:?} at {group:?} slot {} before the accept was durable", slot.0);
+                    let detail =
+                        format!("{sender} acknowledged {ballot:?} at {group:?} slot {} before the accept was durable", slot.0);
                     return self.fail(at, "no-send-before-its-persist", detail);
                 }
                 if let Some(incarnation) = state.and_then(|s| s.incarnation) {
@@ -214,7 +217,14 @@ impl Checker {
         }
     }
 
-    fn show_promise(&mut self, acceptor: NodeId, group: GroupId, incarnation: Incarnation, ballot: Ballot, _state: Option<&plait_kernel::storage::RestoredGroup>) {
+    fn show_promise(
+        &mut self,
+        acceptor: NodeId,
+        group: GroupId,
+        incarnation: Incarnation,
+        ballot: Ballot,
+        _state: Option<&plait_kernel::storage::RestoredGroup>,
+    ) {
         let shown = self.shown_promises.entry((acceptor, group, incarnation)).or_default();
         *shown = (*shown).max(ballot);
     }
@@ -248,11 +258,12 @@ impl Checker {
     pub fn on_acceptor_restart(&mut self, at: Time, acceptor: &plait_kernel::Acceptor) {
         for view in acceptor.groups() {
             let key = (acceptor.id(), view.id(), view.incarnation());
-            if let Some(shown) = self.shown_promises.get(&key) {
-                if view.promised() < *shown {
-                    let detail = format!("{} promised {shown:?} in {:?} and restarted at {:?}", acceptor.id(), view.id(), view.promised());
-                    self.fail(at, "promises-never-decrease", detail);
-                }
+            if let Some(shown) = self.shown_promises.get(&key)
+                && view.promised() < *shown
+            {
+                let detail =
+                    format!("{} promised {shown:?} in {:?} and restarted at {:?}", acceptor.id(), view.id(), view.promised());
+                self.fail(at, "promises-never-decrease", detail);
             }
         }
     }
@@ -262,7 +273,8 @@ impl Checker {
         self.checks += 1;
         for view in acceptor.groups() {
             if let Some((slot, ballot)) = view.accepted().find(|(_, ballot)| *ballot > view.promised()) {
-                let detail = format!("{} accepted {ballot:?} at slot {} above its promise {:?}", acceptor.id(), slot.0, view.promised());
+                let detail =
+                    format!("{} accepted {ballot:?} at slot {} above its promise {:?}", acceptor.id(), slot.0, view.promised());
                 return self.fail(at, "accepted-at-most-promised", detail);
             }
         }
@@ -274,7 +286,8 @@ impl Checker {
         for view in device.groups() {
             let frontier = self.frontier(view.id());
             if view.next_slot() > frontier {
-                let detail = format!("{} applied up to slot {} but only {} are chosen", device.id(), view.next_slot().0, frontier.0);
+                let detail =
+                    format!("{} applied up to slot {} but only {} are chosen", device.id(), view.next_slot().0, frontier.0);
                 return self.fail(at, "learn-only-chosen-values", detail);
             }
         }

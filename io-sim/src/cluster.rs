@@ -6,7 +6,8 @@ use std::collections::BinaryHeap;
 
 use plait_kernel::storage::LoadResult;
 use plait_kernel::{
-    Acceptor, Command, Config, Device, Effect, Event, GroupGenesis, GroupId, Input, LoadId, Node, NodeId, Outputs, Time, ValidConfig,
+    Acceptor, Command, Config, Device, Effect, Event, GroupGenesis, GroupId, Input, LoadId, Node, NodeId, Outputs, Time,
+    ValidConfig,
 };
 
 use crate::chance::{Chance, SimRng};
@@ -137,7 +138,14 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster of `acceptors` acceptors (ids 1..) and `devices` devices (ids 101..), all up.
-    pub fn new(seed: u64, acceptors: usize, devices: usize, config: Config, profile: FaultProfile, keep_trace_text: bool) -> Cluster {
+    pub fn new(
+        seed: u64,
+        acceptors: usize,
+        devices: usize,
+        config: Config,
+        profile: FaultProfile,
+        keep_trace_text: bool,
+    ) -> Cluster {
         let config = config.validate().expect("scenario configs are valid");
         let mut nodes = Vec::new();
         for i in 0..acceptors {
@@ -367,23 +375,35 @@ impl Cluster {
     pub fn converged(&self, group: GroupId) -> bool {
         let frontier = self.checker.frontier(group);
         let Some(acceptors) = self.checker.acceptors(group) else { return false };
-        let devices_done = self.devices().iter().filter_map(|d| self.device(*d)).all(|device| {
-            device.group(group).is_some_and(|g| g.is_idle() && g.next_slot() == frontier)
-        });
-        let acceptors_done = self.acceptors().iter().filter(|a| acceptors.contains(self.id(**a))).filter_map(|a| self.acceptor(*a)).all(
-            |acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier),
-        );
+        let devices_done = self
+            .devices()
+            .iter()
+            .filter_map(|d| self.device(*d))
+            .all(|device| device.group(group).is_some_and(|g| g.is_idle() && g.next_slot() == frontier));
+        let acceptors_done = self
+            .acceptors()
+            .iter()
+            .filter(|a| acceptors.contains(self.id(**a)))
+            .filter_map(|a| self.acceptor(*a))
+            .all(|acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier));
         devices_done && acceptors_done
     }
 
     /// One line per node describing where it stands in `group` (for liveness failures).
     pub fn describe_group(&self, group: GroupId) -> String {
-        let mut lines = vec![format!("ghost frontier {} acceptors {:?}", self.checker.frontier(group).0, self.checker.acceptors(group))];
+        let mut lines =
+            vec![format!("ghost frontier {} acceptors {:?}", self.checker.frontier(group).0, self.checker.acceptors(group))];
         for (index, node) in self.nodes.iter().enumerate() {
             let state = match &node.machine {
                 None => "down".to_string(),
                 Some(Machine::Device(device)) => device.group(group).map_or("no group".into(), |g| {
-                    format!("device next_slot={} queued={} idle={} {}", g.next_slot().0, g.queued(), g.is_idle(), g.proposer_state())
+                    format!(
+                        "device next_slot={} queued={} idle={} {}",
+                        g.next_slot().0,
+                        g.queued(),
+                        g.is_idle(),
+                        g.proposer_state()
+                    )
                 }),
                 Some(Machine::Acceptor(acceptor)) => acceptor.group(group).map_or("no group".into(), |g| {
                     format!("acceptor chosen_next={} voting={} promised={:?}", g.chosen_next().0, g.is_voting(), g.promised())
@@ -601,7 +621,10 @@ impl Cluster {
     /// A wipe is allowed only while every other acceptor is up and voting in all its groups, so
     /// at most one acceptor at a time is rebuilding lost state (the fault model's bound).
     fn may_wipe(&self, node: usize) -> bool {
-        self.acceptors().iter().filter(|a| **a != node).all(|a| self.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())))
+        self.acceptors()
+            .iter()
+            .filter(|a| **a != node)
+            .all(|a| self.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())))
     }
 
     fn inject_fault(&mut self) {

@@ -21,7 +21,11 @@ const TRACE_BUFFER_BYTES_MAX: usize = 64 << 10;
 impl Trace {
     /// A trace that keeps only the hash, or also readable lines.
     pub fn new(keep_text: bool) -> Trace {
-        Trace { hasher: blake3::Hasher::new(), pending: Vec::with_capacity(TRACE_BUFFER_BYTES_MAX + 4096), text: keep_text.then(Vec::new) }
+        Trace {
+            hasher: blake3::Hasher::new(),
+            pending: Vec::with_capacity(TRACE_BUFFER_BYTES_MAX + 4096),
+            text: keep_text.then(Vec::new),
+        }
     }
 
     /// Whether readable lines are kept (callers skip formatting otherwise).

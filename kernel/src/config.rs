@@ -134,9 +134,7 @@ impl Config {
                 "message_bytes_max must hold two entries (an accept carries one plus its envelope)",
             ));
         }
-        if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64)
-            > self.message_bytes_max as u64 * 64
-        {
+        if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64) > self.message_bytes_max as u64 * 64 {
             return Err(ConfigError::Inconsistent("catch-up pages would be far larger than a message"));
         }
         Ok(ValidConfig(self))

@@ -60,7 +60,10 @@ impl Context<'_> {
 }
 
 /// Builds a page of chosen entries that fits in one message.
-pub(crate) fn page<'e>(entries: impl Iterator<Item = (crate::ids::Slot, &'e Entry)>, config: &ValidConfig) -> Vec<(crate::ids::Slot, Entry)> {
+pub(crate) fn page<'e>(
+    entries: impl Iterator<Item = (crate::ids::Slot, &'e Entry)>,
+    config: &ValidConfig,
+) -> Vec<(crate::ids::Slot, Entry)> {
     let budget = config.message_bytes_max / 2;
     let mut used = 0;
     let mut page = Vec::new();

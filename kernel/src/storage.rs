@@ -257,9 +257,10 @@ impl LoadQuery {
     pub fn answer(&self, durable: &Restored) -> LoadResult {
         match self {
             LoadQuery::ChosenEntries { group, from, count } => {
-                let rows = durable.groups.get(group).map(|state| {
-                    state.chosen.range(*from..).take(*count).map(|(slot, entry)| (*slot, entry.clone())).collect()
-                });
+                let rows = durable
+                    .groups
+                    .get(group)
+                    .map(|state| state.chosen.range(*from..).take(*count).map(|(slot, entry)| (*slot, entry.clone())).collect());
                 LoadResult::ChosenEntries(rows.unwrap_or_default())
             }
         }

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use plait_kernel::wire::{Envelope, Message, RejectReason, decode, encode};
 use plait_kernel::{
-    Acceptor, AcceptorSet, Ballot, Config, Effect, Entry, GroupGenesis, GroupId, Incarnation, Input, Node, NodeId, Restored, Slot, Time,
+    Acceptor, AcceptorSet, Ballot, Config, Effect, Entry, GroupGenesis, GroupId, Incarnation, Input, Node, NodeId, Restored,
+    Slot, Time,
 };
 use proptest::prelude::*;
 
@@ -42,10 +43,11 @@ impl Model {
         if ballot < self.promised || slot.0 >= WINDOW {
             return Reply::Rejected(ballot);
         }
-        if let Some((existing, value)) = self.accepted.get(&slot) {
-            if *existing == ballot && *value != entry {
-                return Reply::Nothing; // equivocation: refused silently
-            }
+        if let Some((existing, value)) = self.accepted.get(&slot)
+            && *existing == ballot
+            && *value != entry
+        {
+            return Reply::Nothing; // equivocation: refused silently
         }
         self.promised = ballot;
         self.accepted.insert(slot, (ballot, entry));
@@ -63,7 +65,12 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (0..2usize, 1..6u64).prop_map(|(proposer, round)| Op::Prepare { proposer, round }),
-        (0..2usize, 1..6u64, 0..10u64, 0..3u8).prop_map(|(proposer, round, slot, value)| Op::Accept { proposer, round, slot, value }),
+        (0..2usize, 1..6u64, 0..10u64, 0..3u8).prop_map(|(proposer, round, slot, value)| Op::Accept {
+            proposer,
+            round,
+            slot,
+            value
+        }),
         Just(Op::Restart),
     ]
 }
@@ -95,7 +102,13 @@ impl Subject {
         }
         let incarnation = self.acceptor.group(self.group).expect("created").incarnation();
         for peer in [2, 3] {
-            let report = Message::Recovery { incarnation, promised: Ballot::ZERO, accepted: vec![], chosen_next: Slot(0), incarnations: vec![] };
+            let report = Message::Recovery {
+                incarnation,
+                promised: Ballot::ZERO,
+                accepted: vec![],
+                chosen_next: Slot(0),
+                incarnations: vec![],
+            };
             self.send(NodeId::from_index(peer), report);
         }
         assert!(self.acceptor.group(self.group).expect("created").is_voting());
@@ -136,9 +149,13 @@ fn me() -> NodeId {
 fn reply_of(messages: Vec<Message>) -> Reply {
     match messages.as_slice() {
         [] => Reply::Nothing,
-        [Message::Promise { ballot, accepted, .. }] => Reply::Promise(*ballot, accepted.iter().map(|(s, v)| (*s, v.ballot)).collect()),
+        [Message::Promise { ballot, accepted, .. }] => {
+            Reply::Promise(*ballot, accepted.iter().map(|(s, v)| (*s, v.ballot)).collect())
+        }
         [Message::Accepted { ballot, slot, .. }] => Reply::Accepted(*ballot, *slot),
-        [Message::Rejected { ballot, reason: RejectReason::BallotTooLow | RejectReason::OutsideWindow, .. }] => Reply::Rejected(*ballot),
+        [Message::Rejected { ballot, reason: RejectReason::BallotTooLow | RejectReason::OutsideWindow, .. }] => {
+            Reply::Rejected(*ballot)
+        }
         other => panic!("unexpected replies {other:?}"),
     }
 }

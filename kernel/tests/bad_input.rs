@@ -23,7 +23,10 @@ fn bad_frames_are_counted_by_reason() {
     let mut wrong_version = good.clone();
     wrong_version[0] = PROTOCOL_VERSION + 1;
     let oversized = vec![PROTOCOL_VERSION; Config::default().message_bytes_max + 1];
-    let unknown_group = frame(plait_kernel::GroupId([9; 16]), Message::Prepare { ballot: Ballot { round: 1, proposer: device }, from_slot: Slot(0) });
+    let unknown_group = frame(
+        plait_kernel::GroupId([9; 16]),
+        Message::Prepare { ballot: Ballot { round: 1, proposer: device }, from_slot: Slot(0) },
+    );
     let unauthorised = frame(group, Message::Prepare { ballot: Ballot { round: 10, proposer: stranger }, from_slot: Slot(0) });
     let inputs = [
         (device, vec![]),
@@ -83,6 +86,28 @@ fn impossible_commands_return_typed_errors() {
     assert!(errors[0].contains("UnknownGroup"));
     assert!(errors[1].contains("ValueTooLarge"));
     let (mut device_node, _) = plait_kernel::Device::new(support::config(), device, 1, plait_kernel::Restored::empty());
-    let outputs = device_node.handle(plait_kernel::Time(0), Input::Command(Command::OpenGroup { genesis: plait_kernel::GroupGenesis { proposers: vec![], ..genesis } }));
+    let outputs = device_node.handle(
+        plait_kernel::Time(0),
+        Input::Command(Command::OpenGroup { genesis: plait_kernel::GroupGenesis { proposers: vec![], ..genesis } }),
+    );
     assert!(format!("{:?}", outputs.effects).contains("InvalidGenesis"));
+}
+
+#[test]
+fn a_delayed_recover_from_an_older_incarnation_cannot_roll_the_fence_back() {
+    let (mut net, genesis) = support::net(1);
+    let group = genesis.group_id();
+    net.command(NodeId::from_index(101), Command::OpenGroup { genesis: genesis.clone() });
+    net.deliver_all(1_000);
+    let (acceptor, peer) = (NodeId::from_index(1), NodeId::from_index(2));
+    let recover = |incarnation| {
+        frame(group, Message::Recover { incarnation: plait_kernel::Incarnation(incarnation), genesis: genesis.clone() })
+    };
+    net.input(acceptor, Input::Received { from: peer, frame: recover(5) });
+    let before = net.acceptor(acceptor).counters().of(Rejection::StaleIncarnation);
+    let log_before = net.log.len();
+    cov_mark::check!(recover_from_an_older_incarnation_refused);
+    net.input(acceptor, Input::Received { from: peer, frame: recover(4) });
+    assert_eq!(net.acceptor(acceptor).counters().of(Rejection::StaleIncarnation), before + 1);
+    assert_eq!(net.log.len(), log_before, "no persist and no reply: {:?}", &net.log[log_before..]);
 }

@@ -28,26 +28,40 @@ fn entry() -> impl Strategy<Value = Entry> {
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
         (ballot(), any::<u64>()).prop_map(|(ballot, slot)| Message::Prepare { ballot, from_slot: Slot(slot) }),
-        (ballot(), any::<u64>(), entry(), proptest::collection::vec((node(), any::<u64>()), 0..5)).prop_map(|(ballot, slot, entry, by)| {
-            Message::Accept {
-                ballot,
-                slot: Slot(slot),
-                value_hash: entry.hash(),
-                entry,
-                promised_by: by.into_iter().map(|(n, i)| (n, Incarnation(i))).collect(),
+        (ballot(), any::<u64>(), entry(), proptest::collection::vec((node(), any::<u64>()), 0..5)).prop_map(
+            |(ballot, slot, entry, by)| {
+                Message::Accept {
+                    ballot,
+                    slot: Slot(slot),
+                    value_hash: entry.hash(),
+                    entry,
+                    promised_by: by.into_iter().map(|(n, i)| (n, Incarnation(i))).collect(),
+                }
             }
+        ),
+        (ballot(), any::<u64>(), proptest::collection::vec((any::<u64>(), ballot(), entry()), 0..4)).prop_map(
+            |(ballot, inc, accepted)| {
+                let accepted = accepted
+                    .into_iter()
+                    .map(|(s, b, e)| (Slot(s), AcceptedValue { ballot: b, value_hash: e.hash(), entry: e }))
+                    .collect();
+                Message::Promise { ballot, incarnation: Incarnation(inc), accepted }
+            }
+        ),
+        (ballot(), ballot()).prop_map(|(ballot, promised)| Message::Rejected {
+            ballot,
+            reason: RejectReason::BallotTooLow,
+            promised
         }),
-        (ballot(), any::<u64>(), proptest::collection::vec((any::<u64>(), ballot(), entry()), 0..4)).prop_map(|(ballot, inc, accepted)| {
-            let accepted = accepted
-                .into_iter()
-                .map(|(s, b, e)| (Slot(s), AcceptedValue { ballot: b, value_hash: e.hash(), entry: e }))
-                .collect();
-            Message::Promise { ballot, incarnation: Incarnation(inc), accepted }
-        }),
-        (ballot(), ballot()).prop_map(|(ballot, promised)| Message::Rejected { ballot, reason: RejectReason::BallotTooLow, promised }),
-        (proptest::collection::vec((any::<u64>(), entry()), 0..4), any::<u64>(), any::<bool>()).prop_map(|(entries, next, pending)| {
-            Message::Entries { entries: entries.into_iter().map(|(s, e)| (Slot(s), e)).collect(), chosen_next: Slot(next), accepted_pending: pending }
-        }),
+        (proptest::collection::vec((any::<u64>(), entry()), 0..4), any::<u64>(), any::<bool>()).prop_map(
+            |(entries, next, pending)| {
+                Message::Entries {
+                    entries: entries.into_iter().map(|(s, e)| (Slot(s), e)).collect(),
+                    chosen_next: Slot(next),
+                    accepted_pending: pending,
+                }
+            }
+        ),
         proptest::option::of(any::<u64>()).prop_map(|i| Message::IncarnationKnown { incarnation: i.map(Incarnation) }),
         Just(Message::UnknownGroup),
     ]

@@ -21,7 +21,7 @@ pub fn run(scenarios: &[Scenario], seeds: u64) {
         for scenario in scenarios.iter().filter(|s| s.name.starts_with(family)) {
             for seed in 0..seeds {
                 let one = Instant::now();
-                let outcome = (scenario.run)(&RunOptions { seed, ..RunOptions::default() });
+                let outcome = (scenario.run)(&RunOptions::new(seed));
                 per_seed_ms.push(one.elapsed().as_secs_f64() * 1e3);
                 events += outcome.events;
             }

@@ -35,6 +35,11 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// Options for one seed, with no trace text and no canary.
+    pub fn new(seed: u64) -> RunOptions {
+        RunOptions { seed, ..RunOptions::default() }
+    }
+
     /// The kernel configuration scenarios start from (with the canary, if any).
     pub fn kernel_config(&self) -> plait_kernel::Config {
         #[allow(unused_mut)]

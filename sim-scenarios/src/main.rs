@@ -71,7 +71,14 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
-        Verb::Run { scenario, seeds, seed_start, fail_fast, #[cfg(feature = "canary")] canary } => {
+        Verb::Run {
+            scenario,
+            seeds,
+            seed_start,
+            fail_fast,
+            #[cfg(feature = "canary")]
+            canary,
+        } => {
             let mut batch = Batch { prefix: scenario, seeds, seed_start, fail_fast, ..Batch::default() };
             #[cfg(feature = "canary")]
             if let Some(name) = canary {
@@ -88,12 +95,19 @@ fn main() -> ExitCode {
             if summary.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         #[cfg_attr(not(feature = "canary"), allow(unused_mut))]
-        Verb::Replay { scenario, seed, trace_out, #[cfg(feature = "canary")] canary } => {
+        Verb::Replay {
+            scenario,
+            seed,
+            trace_out,
+            #[cfg(feature = "canary")]
+            canary,
+        } => {
             let Some(found) = scenarios.iter().find(|s| s.name == scenario) else {
                 eprintln!("no scenario named {scenario:?}; see `plait-sim list`");
                 return ExitCode::from(2);
             };
-            let mut options = RunOptions { seed, keep_trace_text: trace_out.is_some(), ..RunOptions::default() };
+            let mut options = RunOptions::new(seed);
+            options.keep_trace_text = trace_out.is_some();
             #[cfg(feature = "canary")]
             if let Some(name) = canary {
                 let Some(canary) = plait_kernel::canary::Canary::from_name(&name) else { return unknown_canary(&name) };

@@ -41,8 +41,14 @@ impl Outline {
     /// Builds the cluster, opens the group and schedules the workload.
     pub fn start(self, options: &RunOptions) -> Session {
         let mut rng = SimRng::new(options.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xabcd);
-        let mut cluster =
-            Cluster::new(options.seed, self.acceptors, self.devices, options.kernel_config(), self.profile, options.keep_trace_text);
+        let mut cluster = Cluster::new(
+            options.seed,
+            self.acceptors,
+            self.devices,
+            options.kernel_config(),
+            self.profile,
+            options.keep_trace_text,
+        );
         let genesis = cluster.genesis(options.seed, self.genesis_acceptors.unwrap_or(self.acceptors));
         let group = cluster.open_group(&genesis);
         for (n, device) in cluster.devices().into_iter().enumerate() {

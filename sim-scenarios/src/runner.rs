@@ -58,36 +58,38 @@ pub fn run(scenarios: &[Scenario], batch: &Batch) -> Summary {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                if index >= total || stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (scenario, seed) = jobs[index as usize];
-                let options = RunOptions { seed, ..batch.options.clone() };
-                let outcome = (scenario.run)(&options);
-                let mut summary = summary.lock().expect("no thread panics while holding the summary");
-                match outcome.violation {
-                    None => summary.passed += 1,
-                    Some(violation) => {
-                        summary.failed += 1;
-                        let line = format!(
-                            "FAILED scenario={} seed={seed} invariant={} replay: {}",
-                            scenario.name,
-                            violation.invariant,
-                            replay_command(scenario.name, seed, batch.canary_name.as_deref())
-                        );
-                        progress.println(&line);
-                        progress.println(&format!("  at {}: {}", violation.at, violation.detail));
-                        progress.println(&format!("  faults: {}", outcome.profile));
-                        summary.failures.push(line);
-                        if batch.fail_fast {
-                            stop.store(true, Ordering::Relaxed);
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= total || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let (scenario, seed) = jobs[index as usize];
+                    let options = RunOptions { seed, ..batch.options.clone() };
+                    let outcome = (scenario.run)(&options);
+                    let mut summary = summary.lock().expect("no thread panics while holding the summary");
+                    match outcome.violation {
+                        None => summary.passed += 1,
+                        Some(violation) => {
+                            summary.failed += 1;
+                            let line = format!(
+                                "FAILED scenario={} seed={seed} invariant={} replay: {}",
+                                scenario.name,
+                                violation.invariant,
+                                replay_command(scenario.name, seed, batch.canary_name.as_deref())
+                            );
+                            progress.println(&line);
+                            progress.println(&format!("  at {}: {}", violation.at, violation.detail));
+                            progress.println(&format!("  faults: {}", outcome.profile));
+                            summary.failures.push(line);
+                            if batch.fail_fast {
+                                stop.store(true, Ordering::Relaxed);
+                            }
                         }
                     }
+                    drop(summary);
+                    progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
                 }
-                drop(summary);
-                progress.tick(done.fetch_add(1, Ordering::Relaxed) + 1);
             });
         }
     });
@@ -119,7 +121,7 @@ impl Progress {
             let filled = (done * width / self.total.max(1)) as usize;
             eprint!("\r[{}{}] {done}/{}", "#".repeat(filled), " ".repeat(width as usize - filled), self.total);
             let _ = std::io::stderr().flush();
-        } else if self.total >= 10 && done % (self.total / 10) == 0 {
+        } else if self.total >= 10 && done.is_multiple_of(self.total / 10) {
             eprintln!("progress: {done}/{} runs", self.total);
         }
     }

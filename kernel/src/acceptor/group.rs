@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::canary::canary;
 use crate::context::{Context, page};
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::Rejection;
@@ -19,7 +20,6 @@ use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
 use crate::storage::{AcceptedValue, LoadQuery, Record, RestoredGroup};
 use crate::time::Time;
 use crate::wire::{Message, RejectReason};
-use crate::canary::canary;
 
 /// Whether the acceptor may vote for this group yet.
 #[derive(Debug)]
@@ -264,7 +264,8 @@ impl AcceptorGroup {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
-        if entry.encoded_len() > cx.config.entry_bytes_max || entry.hash() != value_hash || !self.entry_is_well_formed(cx, &entry) {
+        if entry.encoded_len() > cx.config.entry_bytes_max || entry.hash() != value_hash || !self.entry_is_well_formed(cx, &entry)
+        {
             cx.reject(Rejection::Invalid);
             return None;
         }

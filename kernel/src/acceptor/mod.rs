@@ -43,7 +43,15 @@ impl Acceptor {
         };
         let mut effects = Effects::default();
         for (group, state) in restored.groups {
-            let mut cx = acceptor_context(&acceptor.config, me, group, &mut acceptor.rng, &mut acceptor.counters, &mut effects, Time::ZERO);
+            let mut cx = acceptor_context(
+                &acceptor.config,
+                me,
+                group,
+                &mut acceptor.rng,
+                &mut acceptor.counters,
+                &mut effects,
+                Time::ZERO,
+            );
             let restored = AcceptorGroup::restore(&mut cx, state);
             acceptor.groups.insert(group, restored);
         }

@@ -146,7 +146,14 @@ impl DeviceGroup {
         }
     }
 
-    fn on_promise(&mut self, cx: &mut Context<'_>, from: NodeId, ballot: Ballot, incarnation: Incarnation, accepted: Vec<(Slot, AcceptedValue)>) {
+    fn on_promise(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        ballot: Ballot,
+        incarnation: Incarnation,
+        accepted: Vec<(Slot, AcceptedValue)>,
+    ) {
         let Proposer::Preparing(preparing) = &mut self.proposer else {
             return cx.reject(Rejection::Duplicate);
         };
@@ -181,11 +188,12 @@ impl DeviceGroup {
         let in_flight = leading.in_flight.take().expect("checked above");
         let mut entry = in_flight.entry;
         let mut own = in_flight.own;
-        if !own && canary!(cx.config, ApplyOwnValueInsteadOfChosen) {
-            if let Some(front) = self.queue.front() {
-                entry = front.clone();
-                own = true;
-            }
+        if !own
+            && canary!(cx.config, ApplyOwnValueInsteadOfChosen)
+            && let Some(front) = self.queue.front()
+        {
+            entry = front.clone();
+            own = true;
         }
         // Tell the acceptors of both the old and (after a change) the new set.
         let mut targets: BTreeSet<NodeId> = self.history.at(slot).members().iter().copied().collect();
@@ -305,11 +313,11 @@ impl DeviceGroup {
             }
             leading.adopted.retain(|slot, _| *slot >= self.next_slot);
         }
-        if let Proposer::Preparing(preparing) = &self.proposer {
-            if preparing.from_slot < self.next_slot {
-                // Promises were for slots now decided; ask again from the new frontier.
-                self.proposer = Proposer::Idle;
-            }
+        if let Proposer::Preparing(preparing) = &self.proposer
+            && preparing.from_slot < self.next_slot
+        {
+            // Promises were for slots now decided; ask again from the new frontier.
+            self.proposer = Proposer::Idle;
         }
     }
 
@@ -323,11 +331,11 @@ impl DeviceGroup {
             }
             self.proposer = Proposer::Idle;
         }
-        if let Proposer::Leading(leading) = &self.proposer {
-            if &leading.acceptors != self.history.at(self.next_slot) {
-                cov_mark::hit!(leader_reprepares_after_acceptor_change);
-                self.proposer = Proposer::Idle;
-            }
+        if let Proposer::Leading(leading) = &self.proposer
+            && &leading.acceptors != self.history.at(self.next_slot)
+        {
+            cov_mark::hit!(leader_reprepares_after_acceptor_change);
+            self.proposer = Proposer::Idle;
         }
         match &mut self.proposer {
             Proposer::Idle => {
@@ -373,7 +381,13 @@ impl DeviceGroup {
             return;
         };
         let value_hash = entry.hash();
-        let accept = Message::Accept { ballot: leading.ballot, slot, entry: entry.clone(), value_hash, promised_by: leading.promised_by.clone() };
+        let accept = Message::Accept {
+            ballot: leading.ballot,
+            slot,
+            entry: entry.clone(),
+            value_hash,
+            promised_by: leading.promised_by.clone(),
+        };
         cx.send_all(leading.acceptors.members(), &accept);
         leading.in_flight = Some(InFlight {
             slot,
@@ -389,7 +403,11 @@ impl DeviceGroup {
     /// Periodic work: sync with acceptors; retry or abandon ballots that timed out.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
         if cx.now >= self.next_sync_at {
-            let sync = Message::Sync { genesis: self.genesis.clone(), from_slot: self.next_slot, acceptors: self.history.latest().clone() };
+            let sync = Message::Sync {
+                genesis: self.genesis.clone(),
+                from_slot: self.next_slot,
+                acceptors: self.history.latest().clone(),
+            };
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &sync);
             self.next_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);

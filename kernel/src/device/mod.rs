@@ -31,8 +31,11 @@ pub struct Device {
 impl Device {
     /// Builds a device from its durable state. `seed` must differ between boots.
     pub fn new(config: ValidConfig, me: NodeId, seed: u64, restored: Restored) -> (Device, Outputs) {
-        let groups: BTreeMap<GroupId, DeviceGroup> =
-            restored.groups.into_iter().map(|(id, state)| (id, DeviceGroup::restore(Time::ZERO, state, config.chosen_in_memory_max))).collect();
+        let groups: BTreeMap<GroupId, DeviceGroup> = restored
+            .groups
+            .into_iter()
+            .map(|(id, state)| (id, DeviceGroup::restore(Time::ZERO, state, config.chosen_in_memory_max)))
+            .collect();
         let device = Device { me, config, rng: NodeRng::from_seed(seed), groups, counters: Counters::default() };
         let wake_at = device.wake_at();
         (device, Outputs { effects: Vec::new(), wake_at })
@@ -90,7 +93,15 @@ impl Device {
         if self.groups.len() >= self.config.groups_max {
             return Err(CommandError::TooManyGroups(self.groups.len()));
         }
-        let mut cx = Context { now, me: self.me, group: id, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
+        let mut cx = Context {
+            now,
+            me: self.me,
+            group: id,
+            config: &self.config,
+            rng: &mut self.rng,
+            counters: &mut self.counters,
+            effects,
+        };
         let mut group = DeviceGroup::open(&mut cx, genesis);
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
@@ -99,7 +110,15 @@ impl Device {
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {
         let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context { now, me: self.me, group: id, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
+        let mut cx = Context {
+            now,
+            me: self.me,
+            group: id,
+            config: &self.config,
+            rng: &mut self.rng,
+            counters: &mut self.counters,
+            effects,
+        };
         group.propose(&mut cx, entry)
     }
 
@@ -111,13 +130,29 @@ impl Device {
         let Some(group) = self.groups.get_mut(&id) else {
             return self.counters.count(Rejection::UnknownGroup);
         };
-        let mut cx = Context { now, me: self.me, group: id, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
+        let mut cx = Context {
+            now,
+            me: self.me,
+            group: id,
+            config: &self.config,
+            rng: &mut self.rng,
+            counters: &mut self.counters,
+            effects,
+        };
         group.on_message(&mut cx, from, message);
     }
 
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
-            let mut cx = Context { now, me: self.me, group: *id, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
+            let mut cx = Context {
+                now,
+                me: self.me,
+                group: *id,
+                config: &self.config,
+                rng: &mut self.rng,
+                counters: &mut self.counters,
+                effects,
+            };
             group.on_timer(&mut cx);
         }
     }

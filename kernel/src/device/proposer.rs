@@ -22,9 +22,7 @@ pub(crate) enum Proposer {
     /// No ballot in use.
     Idle,
     /// Waiting before trying a new ballot.
-    Backoff {
-        until: Time,
-    },
+    Backoff { until: Time },
     /// Phase 1 in progress.
     Preparing(Preparing),
     /// Phase 1 done for every slot from `from_slot` on.

@@ -71,7 +71,9 @@ fn uncontended_commits_take_one_round_trip_each(options: &RunOptions) -> Outcome
     let mut rng = SimRng::new(options.seed);
     let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
     let one_way_ms = profile.latency.min_ms;
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 1, profile, proposals_per_device: 0, safety_ms: 0 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 1, profile, proposals_per_device: 0, safety_ms: 0 }
+            .start(options);
     let device = session.cluster.devices()[0];
     let group = session.group;
     for k in 0..20u64 {
@@ -100,8 +102,18 @@ fn dueling_proposers_converge(options: &RunOptions) -> Outcome {
     profile.loss = Chance(rng.between(0, 150_000) as u32);
     profile.duplicate = Chance(rng.between(0, 100_000) as u32);
     profile.latency.spread_ms = rng.between(5, 60);
-    let profile = FaultProfile { partitions: false, asymmetric: false, isolate: false, clogging: false, crashes: false, wipes: false, ..profile };
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 3, profile, proposals_per_device: 8, safety_ms: 5_000 }.start(options);
+    let profile = FaultProfile {
+        partitions: false,
+        asymmetric: false,
+        isolate: false,
+        clogging: false,
+        crashes: false,
+        wipes: false,
+        ..profile
+    };
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 3, profile, proposals_per_device: 8, safety_ms: 5_000 }
+            .start(options);
     session.cluster.start_faults();
     session.finish()
 }
@@ -110,7 +122,9 @@ fn dueling_proposers_converge(options: &RunOptions) -> Outcome {
 fn minority_partition_during_accept(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }
+            .start(options);
     let group = session.group;
     let devices = session.cluster.devices();
     session.cluster.command(devices[0], Command::Propose { group, value: b"warm-up".to_vec() });
@@ -137,7 +151,9 @@ fn minority_partition_during_accept(options: &RunOptions) -> Outcome {
 fn majority_partition_then_heal(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 4, safety_ms: 8_000 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 4, safety_ms: 8_000 }
+            .start(options);
     let acceptors = session.cluster.acceptors();
     let devices = session.cluster.devices();
     let keep = acceptors[session.rng.index(3)];
@@ -165,7 +181,9 @@ fn acceptor_crash_and_restart_mid_accept(options: &RunOptions) -> Outcome {
     profile.crashes = true;
     profile.crash_mid_effects = Chance(rng.between(20_000, 100_000) as u32);
     profile.fault_interval_ms = rng.between(200, 1_000);
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 10, safety_ms: 8_000 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 10, safety_ms: 8_000 }
+            .start(options);
     session.cluster.start_faults();
     session.finish()
 }
@@ -176,7 +194,9 @@ fn acceptor_restart_with_empty_disk(options: &RunOptions) -> Outcome {
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = true;
     profile.crashes = true;
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 3, profile, proposals_per_device: 10, safety_ms: 10_000 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 3, profile, proposals_per_device: 10, safety_ms: 10_000 }
+            .start(options);
     session.cluster.start_faults();
     // Also wipe one acceptor at a scripted moment, so every seed exercises recovery.
     let at = Time(session.rng.between(500, 6_000));
@@ -185,9 +205,12 @@ fn acceptor_restart_with_empty_disk(options: &RunOptions) -> Outcome {
     session.cluster.crash(victim);
     let back = session.cluster.now().plus_ms(session.rng.between(10, 1_000));
     session.cluster.run_until(back);
-    let others_voting = session.cluster.acceptors().iter().filter(|a| **a != victim).all(|a| {
-        session.cluster.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting()))
-    });
+    let others_voting = session
+        .cluster
+        .acceptors()
+        .iter()
+        .filter(|a| **a != victim)
+        .all(|a| session.cluster.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())));
     session.cluster.restart(victim, others_voting);
     session.finish()
 }
@@ -196,7 +219,9 @@ fn acceptor_restart_with_empty_disk(options: &RunOptions) -> Outcome {
 fn proposer_crash_after_accept_quorum(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }
+            .start(options);
     let group = session.group;
     let devices = session.cluster.devices();
     let warm_up = session.rng.between(0, 3);
@@ -224,8 +249,13 @@ fn proposer_crash_after_accept_quorum(options: &RunOptions) -> Outcome {
 /// Proves randomized backoff breaks the duel that one-way links invite.
 fn asymmetric_partition_does_not_livelock(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
-    let profile = FaultProfile { latency: Latency { min_ms: 2, spread_ms: rng.between(0, 10), tail: Chance::NEVER, tail_ms_max: 0 }, ..FaultProfile::calm() };
-    let mut session = Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }.start(options);
+    let profile = FaultProfile {
+        latency: Latency { min_ms: 2, spread_ms: rng.between(0, 10), tail: Chance::NEVER, tail_ms_max: 0 },
+        ..FaultProfile::calm()
+    };
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }
+            .start(options);
     let group = session.group;
     let acceptors = session.cluster.acceptors();
     let devices = session.cluster.devices();
@@ -252,7 +282,9 @@ fn acceptor_set_change_under_faults(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = false;
-    let mut session = Outline { genesis_acceptors: Some(3), acceptors: 4, devices: 2, profile, proposals_per_device: 6, safety_ms: 8_000 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: Some(3), acceptors: 4, devices: 2, profile, proposals_per_device: 6, safety_ms: 8_000 }
+            .start(options);
     let group = session.group;
     // The genesis names acceptors 1-3; acceptor 4 waits to be added in place of a random one.
     let all = session.cluster.acceptors();
@@ -268,7 +300,8 @@ fn acceptor_set_change_under_faults(options: &RunOptions) -> Outcome {
     session.run_safety();
     session.begin_liveness();
     // The proposal is lost if its device crashed first; ask again now that faults stopped.
-    let applied = |c: &plait_io_sim::Cluster| c.device(c.devices()[0]).and_then(|d| d.group(group)).is_some_and(|g| g.acceptors() == &next);
+    let applied =
+        |c: &plait_io_sim::Cluster| c.device(c.devices()[0]).and_then(|d| d.group(group)).is_some_and(|g| g.acceptors() == &next);
     if !applied(&session.cluster) {
         let device = session.cluster.devices()[0];
         session.cluster.command(device, Command::ChangeAcceptors { group, acceptors: next.clone() });
@@ -277,7 +310,8 @@ fn acceptor_set_change_under_faults(options: &RunOptions) -> Outcome {
     }
     session.await_convergence();
     if session.cluster.checker.violation().is_none() && session.cluster.checker.acceptors(group) != Some(&next) {
-        session.fail("acceptor-set-change-takes-effect", format!("the set is still {:?}", session.cluster.checker.acceptors(group)));
+        session
+            .fail("acceptor-set-change-takes-effect", format!("the set is still {:?}", session.cluster.checker.acceptors(group)));
     }
     session.outcome()
 }
@@ -288,7 +322,9 @@ fn random_swarm(options: &RunOptions) -> Outcome {
     let profile = FaultProfile::swarm(&mut rng);
     let acceptors = if rng.happens(Chance::percent(50)) { 3 } else { 5 };
     let devices = rng.between(2, 4) as usize;
-    let mut session = Outline { genesis_acceptors: None, acceptors, devices, profile, proposals_per_device: 8, safety_ms: 10_000 }.start(options);
+    let mut session =
+        Outline { genesis_acceptors: None, acceptors, devices, profile, proposals_per_device: 8, safety_ms: 10_000 }
+            .start(options);
     session.cluster.start_faults();
     session.finish()
 }

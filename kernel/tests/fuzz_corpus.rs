@@ -1,0 +1,86 @@
+//! Replays the checked-in fuzz corpus (`fuzz/corpus/*`) through the fuzzing entry points, on
+//! stable Rust. `PLAIT_WRITE_CORPUS=1` regenerates the seed inputs from valid messages.
+
+use std::path::{Path, PathBuf};
+
+use plait_kernel::storage::AcceptedValue;
+use plait_kernel::wire::{Envelope, Message, encode};
+use plait_kernel::{AcceptorSet, Ballot, Entry, GroupGenesis, Incarnation, NodeId, Slot, fuzzing};
+
+fn corpus(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus").join(target)
+}
+
+/// Valid frames of every kind, for a group the fuzzing acceptor hosts.
+fn seeds() -> Vec<Vec<u8>> {
+    let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three");
+    let genesis = GroupGenesis { nonce: 0, acceptors: acceptors.clone(), proposers: vec![NodeId::from_index(10)] };
+    let group = genesis.group_id();
+    let ballot = Ballot { round: 3, proposer: NodeId::from_index(10) };
+    let entry = Entry::Value(b"seed".to_vec());
+    let accepted = AcceptedValue { ballot, value_hash: entry.hash(), entry: entry.clone() };
+    let messages = vec![
+        Message::Sync { genesis: genesis.clone(), from_slot: Slot(0), acceptors },
+        Message::Prepare { ballot, from_slot: Slot(0) },
+        Message::Promise { ballot, incarnation: Incarnation(1), accepted: vec![(Slot(0), accepted.clone())] },
+        Message::Accept {
+            ballot,
+            slot: Slot(0),
+            value_hash: entry.hash(),
+            entry: entry.clone(),
+            promised_by: vec![(NodeId::from_index(1), Incarnation(1))],
+        },
+        Message::Accepted { ballot, slot: Slot(0), value_hash: entry.hash() },
+        Message::Chosen { slot: Slot(0), entry: entry.clone() },
+        Message::Entries { entries: vec![(Slot(0), entry)], chosen_next: Slot(1), accepted_pending: false },
+        Message::IncarnationQuery { genesis: genesis.clone() },
+        Message::IncarnationKnown { incarnation: Some(Incarnation(2)) },
+        Message::Recover { incarnation: Incarnation(1), genesis },
+        Message::Recovery {
+            incarnation: Incarnation(1),
+            promised: ballot,
+            accepted: vec![(Slot(0), accepted)],
+            chosen_next: Slot(0),
+            incarnations: vec![],
+        },
+        Message::CatchUp { from_slot: Slot(0) },
+        Message::UnknownGroup,
+    ];
+    messages.into_iter().map(|message| encode(&Envelope { group, message }, 1 << 20).expect("small")).collect()
+}
+
+fn write_seeds() {
+    let frames = seeds();
+    for (i, frame) in frames.iter().enumerate() {
+        std::fs::write(corpus("decode_message").join(format!("seed-{i:02}")), frame).expect("write");
+    }
+    // One input for handle_frames: every frame, separated by 0xff.
+    let joined: Vec<u8> = frames.join(&0xffu8);
+    std::fs::write(corpus("handle_frames").join("seed-all-kinds"), joined).expect("write");
+}
+
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    let mut count = 0;
+    let mut paths: Vec<PathBuf> =
+        std::fs::read_dir(corpus(target)).expect("corpus exists").map(|e| e.expect("entry").path()).collect();
+    paths.sort();
+    for path in paths {
+        let bytes = std::fs::read(&path).expect("readable");
+        run(&bytes);
+        // Every prefix too: truncation is the most common corruption.
+        for cut in (0..bytes.len()).step_by(7) {
+            run(&bytes[..cut]);
+        }
+        count += 1;
+    }
+    count
+}
+
+#[test]
+fn corpus_replays_without_panics() {
+    if std::env::var_os("PLAIT_WRITE_CORPUS").is_some() {
+        write_seeds();
+    }
+    assert!(replay("decode_message", fuzzing::decode_message) >= 13, "the seed corpus is checked in");
+    assert!(replay("handle_frames", fuzzing::handle_frames) >= 1);
+}

@@ -1,0 +1,55 @@
+//! Each rare branch of the protocol is reached by some seed of the scenario written for it.
+//! (`cov_mark::check!` fails the test if the marked line never ran.)
+
+use plait_sim_scenarios::{RunOptions, all};
+
+/// Runs seeds of the named scenario until `done` or the seed budget runs out; all must pass.
+fn run_seeds(name: &str, seeds: u64) {
+    let scenario = all().into_iter().find(|s| s.name == name).expect("scenario exists");
+    for seed in 0..seeds {
+        let outcome = (scenario.run)(&RunOptions::new(seed));
+        assert!(outcome.violation.is_none(), "{name} seed {seed}: {:?}", outcome.violation);
+    }
+}
+
+#[test]
+fn a_new_group_recovers_before_voting() {
+    cov_mark::check!(acceptor_recovered_and_votes);
+    run_seeds("paxos/uncontended-commits-take-one-round-trip-each", 1);
+}
+
+#[test]
+fn accepts_counting_a_wiped_acceptors_old_promise_are_refused() {
+    cov_mark::check!(accept_counting_fenced_incarnation_refused);
+    run_seeds("paxos/an-acceptor-restarted-with-an-empty-disk-rejoins-safely", 300);
+}
+
+#[test]
+fn a_device_finishes_a_slot_its_proposer_left_half_done() {
+    cov_mark::check!(device_finishes_a_stuck_slot);
+    run_seeds("paxos/a-proposer-crashing-after-an-accept-quorum-leaves-its-value-chosen", 20);
+}
+
+#[test]
+fn a_leader_runs_phase_one_again_after_the_acceptor_set_changes() {
+    cov_mark::check!(leader_reprepares_after_acceptor_change);
+    run_seeds("paxos/an-acceptor-set-change-under-faults-moves-the-quorum", 50);
+}
+
+#[test]
+fn devices_hand_chosen_entries_to_acceptors_that_missed_them() {
+    cov_mark::check!(device_hands_chosen_entries_to_a_lagging_acceptor);
+    run_seeds("paxos/acceptors-crashing-mid-accept-restart-from-their-disks", 100);
+}
+
+#[test]
+fn a_stale_proposer_is_answered_with_the_chosen_value() {
+    cov_mark::check!(accept_for_chosen_slot_answered_with_chosen_value);
+    run_seeds("paxos/dueling-proposers-converge-under-loss-duplication-and-reordering", 50);
+}
+
+#[test]
+fn recovery_messages_from_strangers_are_refused() {
+    cov_mark::check!(recover_from_unknown_acceptor_refused);
+    run_seeds("paxos/an-acceptor-set-change-under-faults-moves-the-quorum", 100);
+}
