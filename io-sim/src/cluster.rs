@@ -127,6 +127,7 @@ pub struct Cluster {
     /// Faults injected while `faults_on`.
     pub profile: FaultProfile,
     faults_on: bool,
+    /// Frames, commands and loads scheduled but not yet handled: work that is not a timer.
     in_flight: u64,
     trace: Trace,
     /// What happened.
@@ -344,8 +345,8 @@ impl Cluster {
         self.now = self.now.max(until);
     }
 
-    /// Runs until nothing but periodic timers is left: no frames in flight and every device
-    /// idle. Returns false if `deadline` came first.
+    /// Runs until nothing but periodic timers is left: no frame, command or load pending and
+    /// every device idle. Returns false if `deadline` came first.
     pub fn run_until_idle(&mut self, deadline: Time) -> bool {
         self.run_until_condition(deadline, |cluster| {
             cluster.in_flight == 0
@@ -429,7 +430,7 @@ impl Cluster {
     fn schedule(&mut self, at: Time, event: SimEvent) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if matches!(event, SimEvent::Deliver { .. }) {
+        if matches!(event, SimEvent::Deliver { .. } | SimEvent::Command { .. } | SimEvent::Loaded { .. }) {
             self.in_flight += 1;
         }
         self.queue.push(Reverse(Scheduled { at, seq, event }));
@@ -458,8 +459,12 @@ impl Cluster {
                     self.input(node, 2, Input::Timer);
                 }
             }
-            SimEvent::Command { node, command } => self.input(node, 3, Input::Command(command)),
+            SimEvent::Command { node, command } => {
+                self.in_flight -= 1;
+                self.input(node, 3, Input::Command(command));
+            }
             SimEvent::Loaded { node, boot, request, result } => {
+                self.in_flight -= 1;
                 if self.nodes[node].boot == boot {
                     self.input(node, 4, Input::Loaded { request, result });
                 }
