@@ -9,7 +9,10 @@
 --     signed and byte order of an 8-byte big-endian BLOB equals numeric order over all of u64;
 --   * a ballot is round (8 B big-endian) followed by proposer (32 B): byte order = ballot order,
 --     so "keep the highest ballot" is a plain `>` in SQL;
---   * genesis and entries are postcard, the kernel's wire encoding.
+--   * genesis and entries are postcard, the kernel's wire encoding;
+--   * every record row ends with `checksum`: 8 bytes of BLAKE3 over the table name and the row's
+--     other columns. SQLite checks its b-tree structure but not the bytes inside rows; a torn or
+--     truncated page that leaves the structure intact would otherwise load wrong values silently.
 
 -- Which node this database belongs to. Exactly one row, written when the database is created.
 CREATE TABLE node_identity (
@@ -20,24 +23,28 @@ CREATE TABLE node_identity (
 -- Record::Group. Every other table hangs off this one.
 CREATE TABLE groups (
     group_id BLOB PRIMARY KEY CHECK (length(group_id) = 16),
-    genesis  BLOB NOT NULL
+    genesis  BLOB NOT NULL,
+    checksum BLOB NOT NULL CHECK (length(checksum) = 8)
 ) STRICT, WITHOUT ROWID;
 
 -- Record::Incarnation (last one wins).
 CREATE TABLE incarnations (
     group_id    BLOB PRIMARY KEY REFERENCES groups (group_id),
-    incarnation BLOB NOT NULL CHECK (length(incarnation) = 8)
+    incarnation BLOB NOT NULL CHECK (length(incarnation) = 8),
+    checksum    BLOB NOT NULL CHECK (length(checksum) = 8)
 ) STRICT, WITHOUT ROWID;
 
 -- Record::Recovered (a row means recovered).
 CREATE TABLE recovered (
-    group_id BLOB PRIMARY KEY REFERENCES groups (group_id)
+    group_id BLOB PRIMARY KEY REFERENCES groups (group_id),
+    checksum BLOB NOT NULL CHECK (length(checksum) = 8)
 ) STRICT, WITHOUT ROWID;
 
 -- Record::Promised and the ballot of Record::Accepted (highest one wins).
 CREATE TABLE promised (
     group_id BLOB PRIMARY KEY REFERENCES groups (group_id),
-    ballot   BLOB NOT NULL CHECK (length(ballot) = 40)
+    ballot   BLOB NOT NULL CHECK (length(ballot) = 40),
+    checksum BLOB NOT NULL CHECK (length(checksum) = 8)
 ) STRICT, WITHOUT ROWID;
 
 -- Record::Accepted, per slot; a Record::Chosen for the slot deletes the row.
@@ -47,6 +54,7 @@ CREATE TABLE accepted (
     ballot     BLOB NOT NULL CHECK (length(ballot) = 40),
     value_hash BLOB NOT NULL CHECK (length(value_hash) = 32),
     entry      BLOB NOT NULL,
+    checksum   BLOB NOT NULL CHECK (length(checksum) = 8),
     PRIMARY KEY (group_id, slot)
 ) STRICT, WITHOUT ROWID;
 
@@ -55,6 +63,7 @@ CREATE TABLE peer_incarnations (
     group_id    BLOB NOT NULL REFERENCES groups (group_id),
     acceptor    BLOB NOT NULL CHECK (length(acceptor) = 32),
     incarnation BLOB NOT NULL CHECK (length(incarnation) = 8),
+    checksum    BLOB NOT NULL CHECK (length(checksum) = 8),
     PRIMARY KEY (group_id, acceptor)
 ) STRICT, WITHOUT ROWID;
 
@@ -64,11 +73,13 @@ CREATE TABLE chosen (
     group_id BLOB NOT NULL REFERENCES groups (group_id),
     slot     BLOB NOT NULL CHECK (length(slot) = 8),
     entry    BLOB NOT NULL,
+    checksum BLOB NOT NULL CHECK (length(checksum) = 8),
     PRIMARY KEY (group_id, slot)
 ) STRICT;
 
 -- Record::RoundFloor (highest one wins).
 CREATE TABLE round_floors (
     group_id BLOB PRIMARY KEY REFERENCES groups (group_id),
-    round    BLOB NOT NULL CHECK (length(round) = 8)
+    round    BLOB NOT NULL CHECK (length(round) = 8),
+    checksum BLOB NOT NULL CHECK (length(checksum) = 8)
 ) STRICT, WITHOUT ROWID;

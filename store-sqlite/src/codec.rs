@@ -28,6 +28,33 @@ pub(crate) fn ballot_to_column(ballot: Ballot) -> [u8; BALLOT_LEN] {
     bytes
 }
 
+/// Bytes of a row checksum.
+pub(crate) const CHECKSUM_LEN: usize = 8;
+
+/// The checksum stored with a row: BLAKE3 over the table name and each column, length-prefixed
+/// so that moving bytes between columns changes it. SQLite verifies its b-tree structure but not
+/// the bytes inside a row; this catches a damaged row that still parses.
+pub(crate) fn row_checksum(table: &str, columns: &[&[u8]]) -> [u8; CHECKSUM_LEN] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"plait store row v1");
+    for part in std::iter::once(table.as_bytes()).chain(columns.iter().copied()) {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let mut checksum = [0u8; CHECKSUM_LEN];
+    checksum.copy_from_slice(&hasher.finalize().as_bytes()[..CHECKSUM_LEN]);
+    checksum
+}
+
+/// Fails with [`StoreError::Corrupt`] unless `checksum` is the checksum of `columns`.
+pub(crate) fn verify_row(table: &'static str, columns: &[&[u8]], checksum: &[u8]) -> Result<(), StoreError> {
+    if row_checksum(table, columns).as_slice() == checksum {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt { detail: format!("a row of {table} does not match its checksum") })
+    }
+}
+
 /// Encodes a value with postcard.
 pub(crate) fn to_postcard<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).expect("invariant: kernel types always encode with postcard")
@@ -120,6 +147,15 @@ mod tests {
         for ballot in ballots {
             assert_eq!(reader.ballot(&ballot_to_column(ballot)).expect("round trip"), ballot);
         }
+    }
+
+    #[test]
+    fn a_changed_byte_or_a_byte_moved_between_columns_fails_the_row_checksum() {
+        let checksum = row_checksum("chosen", &[b"group", b"slot"]);
+        assert!(verify_row("chosen", &[b"group", b"slot"], &checksum).is_ok());
+        assert!(verify_row("chosen", &[b"group", b"slou"], &checksum).is_err());
+        assert!(verify_row("chosen", &[b"grou", b"pslot"], &checksum).is_err());
+        assert!(verify_row("accepted", &[b"group", b"slot"], &checksum).is_err());
     }
 
     #[test]

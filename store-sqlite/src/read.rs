@@ -5,62 +5,67 @@ use std::collections::BTreeMap;
 use plait_kernel::ids::Ballot;
 use plait_kernel::log::GroupGenesis;
 use plait_kernel::storage::{AcceptedValue, LoadQuery, LoadResult, Restored, RestoredGroup};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::codec::{ColumnReader, u64_to_column};
+use crate::codec::{ColumnReader, u64_to_column, verify_row};
 use crate::error::StoreError;
 
 /// The most chosen entries one [`LoadQuery::ChosenEntries`] returns, whatever `count` asks: a
 /// load is a bounded read. The kernel asks again from the next slot when it needs more.
 pub const CHOSEN_ENTRIES_PER_LOAD_MAX: usize = 4096;
 
-/// Reads every table into a [`Restored`]. Each table is one statement scanned in key order.
+/// Reads every table into a [`Restored`]. Each table is one statement scanned in key order, and
+/// every row is checked against its checksum.
 pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, StoreError> {
-    let mut groups = BTreeMap::new();
-    for row in sqlx::query("SELECT group_id, genesis FROM groups").fetch_all(&mut *connection).await? {
-        let group = ColumnReader { column: "groups.group_id" }.group_id(row.try_get(0)?)?;
-        let genesis = ColumnReader { column: "groups.genesis" }.genesis(row.try_get(1)?)?;
-        groups.insert(group, empty_group_state(genesis));
+    let mut restored = Restored::empty();
+    for row in fetch(connection, "SELECT group_id, genesis, checksum FROM groups").await? {
+        let [group, genesis] = checked(&row, "groups")?;
+        let group = ColumnReader { column: "groups.group_id" }.group_id(group)?;
+        let genesis = ColumnReader { column: "groups.genesis" }.genesis(genesis)?;
+        restored.groups.insert(group, empty_group_state(genesis));
     }
-    let mut restored = Restored { groups };
-
-    for row in sqlx::query("SELECT group_id, incarnation FROM incarnations").fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "incarnations", row.try_get(0)?)?;
-        state.incarnation = Some(ColumnReader { column: "incarnations.incarnation" }.incarnation(row.try_get(1)?)?);
+    for row in fetch(connection, "SELECT group_id, incarnation, checksum FROM incarnations").await? {
+        let [group, incarnation] = checked(&row, "incarnations")?;
+        let incarnation = ColumnReader { column: "incarnations.incarnation" }.incarnation(incarnation)?;
+        group_of(&mut restored, "incarnations", group)?.incarnation = Some(incarnation);
     }
-    for row in sqlx::query("SELECT group_id FROM recovered").fetch_all(&mut *connection).await? {
-        group_of(&mut restored, "recovered", row.try_get(0)?)?.recovered = true;
+    for row in fetch(connection, "SELECT group_id, checksum FROM recovered").await? {
+        let [group] = checked(&row, "recovered")?;
+        group_of(&mut restored, "recovered", group)?.recovered = true;
     }
-    for row in sqlx::query("SELECT group_id, ballot FROM promised").fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "promised", row.try_get(0)?)?;
-        state.promised = ColumnReader { column: "promised.ballot" }.ballot(row.try_get(1)?)?;
+    for row in fetch(connection, "SELECT group_id, ballot, checksum FROM promised").await? {
+        let [group, ballot] = checked(&row, "promised")?;
+        group_of(&mut restored, "promised", group)?.promised = ColumnReader { column: "promised.ballot" }.ballot(ballot)?;
     }
-    let accepted = "SELECT group_id, slot, ballot, value_hash, entry FROM accepted";
-    for row in sqlx::query(accepted).fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "accepted", row.try_get(0)?)?;
-        let slot = ColumnReader { column: "accepted.slot" }.slot(row.try_get(1)?)?;
+    let accepted = "SELECT group_id, slot, ballot, value_hash, entry, checksum FROM accepted";
+    for row in fetch(connection, accepted).await? {
+        let [group, slot, ballot, value_hash, entry] = checked(&row, "accepted")?;
+        let slot = ColumnReader { column: "accepted.slot" }.slot(slot)?;
         let value = AcceptedValue {
-            ballot: ColumnReader { column: "accepted.ballot" }.ballot(row.try_get(2)?)?,
-            value_hash: ColumnReader { column: "accepted.value_hash" }.value_hash(row.try_get(3)?)?,
-            entry: ColumnReader { column: "accepted.entry" }.entry(row.try_get(4)?)?,
+            ballot: ColumnReader { column: "accepted.ballot" }.ballot(ballot)?,
+            value_hash: ColumnReader { column: "accepted.value_hash" }.value_hash(value_hash)?,
+            entry: ColumnReader { column: "accepted.entry" }.entry(entry)?,
         };
-        state.accepted.insert(slot, value);
+        group_of(&mut restored, "accepted", group)?.accepted.insert(slot, value);
     }
-    let peers = "SELECT group_id, acceptor, incarnation FROM peer_incarnations";
-    for row in sqlx::query(peers).fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "peer_incarnations", row.try_get(0)?)?;
-        let acceptor = ColumnReader { column: "peer_incarnations.acceptor" }.node_id(row.try_get(1)?)?;
-        let incarnation = ColumnReader { column: "peer_incarnations.incarnation" }.incarnation(row.try_get(2)?)?;
-        state.peer_incarnations.insert(acceptor, incarnation);
+    let peers = "SELECT group_id, acceptor, incarnation, checksum FROM peer_incarnations";
+    for row in fetch(connection, peers).await? {
+        let [group, acceptor, incarnation] = checked(&row, "peer_incarnations")?;
+        let acceptor = ColumnReader { column: "peer_incarnations.acceptor" }.node_id(acceptor)?;
+        let incarnation = ColumnReader { column: "peer_incarnations.incarnation" }.incarnation(incarnation)?;
+        group_of(&mut restored, "peer_incarnations", group)?.peer_incarnations.insert(acceptor, incarnation);
     }
-    for row in sqlx::query("SELECT group_id, slot, entry FROM chosen").fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "chosen", row.try_get(0)?)?;
-        let slot = ColumnReader { column: "chosen.slot" }.slot(row.try_get(1)?)?;
-        state.chosen.insert(slot, ColumnReader { column: "chosen.entry" }.entry(row.try_get(2)?)?);
+    for row in fetch(connection, "SELECT group_id, slot, entry, checksum FROM chosen").await? {
+        let [group, slot, entry] = checked(&row, "chosen")?;
+        let slot = ColumnReader { column: "chosen.slot" }.slot(slot)?;
+        let entry = ColumnReader { column: "chosen.entry" }.entry(entry)?;
+        group_of(&mut restored, "chosen", group)?.chosen.insert(slot, entry);
     }
-    for row in sqlx::query("SELECT group_id, round FROM round_floors").fetch_all(&mut *connection).await? {
-        let state = group_of(&mut restored, "round_floors", row.try_get(0)?)?;
-        state.round_floor = ColumnReader { column: "round_floors.round" }.u64(row.try_get(1)?)?;
+    for row in fetch(connection, "SELECT group_id, round, checksum FROM round_floors").await? {
+        let [group, round] = checked(&row, "round_floors")?;
+        group_of(&mut restored, "round_floors", group)?.round_floor =
+            ColumnReader { column: "round_floors.round" }.u64(round)?;
     }
     Ok(restored)
 }
@@ -71,7 +76,8 @@ pub(crate) async fn answer(connection: &mut SqliteConnection, query: &LoadQuery)
         LoadQuery::ChosenEntries { group, from, count } => {
             let limit = (*count).min(CHOSEN_ENTRIES_PER_LOAD_MAX);
             let rows = sqlx::query(
-                "SELECT slot, entry FROM chosen WHERE group_id = ? AND slot >= ? ORDER BY group_id, slot LIMIT ?",
+                "SELECT group_id, slot, entry, checksum FROM chosen \
+                 WHERE group_id = ? AND slot >= ? ORDER BY group_id, slot LIMIT ?",
             )
             .bind(group.0.as_slice())
             .bind(u64_to_column(from.0).as_slice())
@@ -80,12 +86,29 @@ pub(crate) async fn answer(connection: &mut SqliteConnection, query: &LoadQuery)
             .await?;
             let mut entries = Vec::with_capacity(rows.len());
             for row in rows {
-                let slot = ColumnReader { column: "chosen.slot" }.slot(row.try_get(0)?)?;
-                entries.push((slot, ColumnReader { column: "chosen.entry" }.entry(row.try_get(1)?)?));
+                let [_group, slot, entry] = checked(&row, "chosen")?;
+                let slot = ColumnReader { column: "chosen.slot" }.slot(slot)?;
+                entries.push((slot, ColumnReader { column: "chosen.entry" }.entry(entry)?));
             }
             Ok(LoadResult::ChosenEntries(entries))
         }
     }
+}
+
+async fn fetch(connection: &mut SqliteConnection, sql: &'static str) -> Result<Vec<SqliteRow>, StoreError> {
+    Ok(sqlx::query(sql).fetch_all(&mut *connection).await?)
+}
+
+/// The first `N` columns of `row` as bytes, after checking them against the checksum that
+/// follows them.
+fn checked<'row, const N: usize>(row: &'row SqliteRow, table: &'static str) -> Result<[&'row [u8]; N], StoreError> {
+    let mut columns: [&[u8]; N] = [&[]; N];
+    for (index, column) in columns.iter_mut().enumerate() {
+        *column = row.try_get(index)?;
+    }
+    let checksum: &[u8] = row.try_get(N)?;
+    verify_row(table, &columns, checksum)?;
+    Ok(columns)
 }
 
 /// The state of a group before any per-group record: what `Restored::apply` starts from. (The
