@@ -64,7 +64,10 @@ impl CommitQueue {
     /// Queues `batch` and returns once it is durable. Batches are committed in queue order.
     pub async fn submit(&self, batch: WriteBatch) -> Result<(), SubmitError> {
         let (durable, reply) = oneshot::channel();
-        self.sender.send(Submission { batch, durable }).await.map_err(|_| SubmitError::WriterStopped)?;
+        self.sender
+            .send(Submission { batch, durable })
+            .await
+            .map_err(|_| SubmitError::WriterStopped)?;
         reply.await.map_err(|_| SubmitError::WriterStopped)?
     }
 }
@@ -77,13 +80,25 @@ impl CommitWriter {
     }
 }
 
-async fn run_writer(mut store: Store, mut receiver: mpsc::Receiver<Submission>) -> (Store, CommitCounts) {
+async fn run_writer(
+    mut store: Store,
+    mut receiver: mpsc::Receiver<Submission>,
+) -> (Store, CommitCounts) {
     let mut counts = CommitCounts::default();
     let mut queued = Vec::with_capacity(BATCHES_PER_COMMIT_MAX);
-    while receiver.recv_many(&mut queued, BATCHES_PER_COMMIT_MAX).await > 0 {
-        let (batches, replies): (Vec<_>, Vec<_>) =
-            queued.drain(..).map(|submission| (submission.batch, submission.durable)).unzip();
-        let result = store.apply(&batches).await.map_err(|error| SubmitError::CommitFailed(Arc::new(error)));
+    while receiver
+        .recv_many(&mut queued, BATCHES_PER_COMMIT_MAX)
+        .await
+        > 0
+    {
+        let (batches, replies): (Vec<_>, Vec<_>) = queued
+            .drain(..)
+            .map(|submission| (submission.batch, submission.durable))
+            .unzip();
+        let result = store
+            .apply(&batches)
+            .await
+            .map_err(|error| SubmitError::CommitFailed(Arc::new(error)));
         counts.commits += 1;
         counts.batches += batches.len() as u64;
         let failed = result.is_err();

@@ -21,57 +21,124 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     let mut restored = Restored::empty();
     for row in fetch(connection, "SELECT group_id, genesis, checksum FROM groups").await? {
         let [group, genesis] = checked(&row, "groups")?;
-        let group = ColumnReader { column: "groups.group_id" }.group_id(group)?;
-        let genesis = ColumnReader { column: "groups.genesis" }.genesis(genesis)?;
+        let group = ColumnReader {
+            column: "groups.group_id",
+        }
+        .group_id(group)?;
+        let genesis = ColumnReader {
+            column: "groups.genesis",
+        }
+        .genesis(genesis)?;
         restored.groups.insert(group, empty_group_state(genesis));
     }
-    for row in fetch(connection, "SELECT group_id, incarnation, checksum FROM incarnations").await? {
+    for row in fetch(
+        connection,
+        "SELECT group_id, incarnation, checksum FROM incarnations",
+    )
+    .await?
+    {
         let [group, incarnation] = checked(&row, "incarnations")?;
-        let incarnation = ColumnReader { column: "incarnations.incarnation" }.incarnation(incarnation)?;
+        let incarnation = ColumnReader {
+            column: "incarnations.incarnation",
+        }
+        .incarnation(incarnation)?;
         group_of(&mut restored, "incarnations", group)?.incarnation = Some(incarnation);
     }
     for row in fetch(connection, "SELECT group_id, checksum FROM recovered").await? {
         let [group] = checked(&row, "recovered")?;
         group_of(&mut restored, "recovered", group)?.recovered = true;
     }
-    for row in fetch(connection, "SELECT group_id, ballot, checksum FROM promised").await? {
+    for row in fetch(
+        connection,
+        "SELECT group_id, ballot, checksum FROM promised",
+    )
+    .await?
+    {
         let [group, ballot] = checked(&row, "promised")?;
-        group_of(&mut restored, "promised", group)?.promised = ColumnReader { column: "promised.ballot" }.ballot(ballot)?;
+        group_of(&mut restored, "promised", group)?.promised = ColumnReader {
+            column: "promised.ballot",
+        }
+        .ballot(ballot)?;
     }
     let accepted = "SELECT group_id, slot, ballot, value_hash, entry, checksum FROM accepted";
     for row in fetch(connection, accepted).await? {
         let [group, slot, ballot, value_hash, entry] = checked(&row, "accepted")?;
-        let slot = ColumnReader { column: "accepted.slot" }.slot(slot)?;
+        let slot = ColumnReader {
+            column: "accepted.slot",
+        }
+        .slot(slot)?;
         let value = AcceptedValue {
-            ballot: ColumnReader { column: "accepted.ballot" }.ballot(ballot)?,
-            value_hash: ColumnReader { column: "accepted.value_hash" }.value_hash(value_hash)?,
-            entry: ColumnReader { column: "accepted.entry" }.entry(entry)?,
+            ballot: ColumnReader {
+                column: "accepted.ballot",
+            }
+            .ballot(ballot)?,
+            value_hash: ColumnReader {
+                column: "accepted.value_hash",
+            }
+            .value_hash(value_hash)?,
+            entry: ColumnReader {
+                column: "accepted.entry",
+            }
+            .entry(entry)?,
         };
-        group_of(&mut restored, "accepted", group)?.accepted.insert(slot, value);
+        group_of(&mut restored, "accepted", group)?
+            .accepted
+            .insert(slot, value);
     }
     let peers = "SELECT group_id, acceptor, incarnation, checksum FROM peer_incarnations";
     for row in fetch(connection, peers).await? {
         let [group, acceptor, incarnation] = checked(&row, "peer_incarnations")?;
-        let acceptor = ColumnReader { column: "peer_incarnations.acceptor" }.node_id(acceptor)?;
-        let incarnation = ColumnReader { column: "peer_incarnations.incarnation" }.incarnation(incarnation)?;
-        group_of(&mut restored, "peer_incarnations", group)?.peer_incarnations.insert(acceptor, incarnation);
+        let acceptor = ColumnReader {
+            column: "peer_incarnations.acceptor",
+        }
+        .node_id(acceptor)?;
+        let incarnation = ColumnReader {
+            column: "peer_incarnations.incarnation",
+        }
+        .incarnation(incarnation)?;
+        group_of(&mut restored, "peer_incarnations", group)?
+            .peer_incarnations
+            .insert(acceptor, incarnation);
     }
-    for row in fetch(connection, "SELECT group_id, slot, entry, checksum FROM chosen").await? {
+    for row in fetch(
+        connection,
+        "SELECT group_id, slot, entry, checksum FROM chosen",
+    )
+    .await?
+    {
         let [group, slot, entry] = checked(&row, "chosen")?;
-        let slot = ColumnReader { column: "chosen.slot" }.slot(slot)?;
-        let entry = ColumnReader { column: "chosen.entry" }.entry(entry)?;
-        group_of(&mut restored, "chosen", group)?.chosen.insert(slot, entry);
+        let slot = ColumnReader {
+            column: "chosen.slot",
+        }
+        .slot(slot)?;
+        let entry = ColumnReader {
+            column: "chosen.entry",
+        }
+        .entry(entry)?;
+        group_of(&mut restored, "chosen", group)?
+            .chosen
+            .insert(slot, entry);
     }
-    for row in fetch(connection, "SELECT group_id, round, checksum FROM round_floors").await? {
+    for row in fetch(
+        connection,
+        "SELECT group_id, round, checksum FROM round_floors",
+    )
+    .await?
+    {
         let [group, round] = checked(&row, "round_floors")?;
-        group_of(&mut restored, "round_floors", group)?.round_floor =
-            ColumnReader { column: "round_floors.round" }.u64(round)?;
+        group_of(&mut restored, "round_floors", group)?.round_floor = ColumnReader {
+            column: "round_floors.round",
+        }
+        .u64(round)?;
     }
     Ok(restored)
 }
 
 /// Answers a bounded read with one range scan over the table's primary key.
-pub(crate) async fn answer(connection: &mut SqliteConnection, query: &LoadQuery) -> Result<LoadResult, StoreError> {
+pub(crate) async fn answer(
+    connection: &mut SqliteConnection,
+    query: &LoadQuery,
+) -> Result<LoadResult, StoreError> {
     match query {
         LoadQuery::ChosenEntries { group, from, count } => {
             let limit = (*count).min(CHOSEN_ENTRIES_PER_LOAD_MAX);
@@ -87,21 +154,36 @@ pub(crate) async fn answer(connection: &mut SqliteConnection, query: &LoadQuery)
             let mut entries = Vec::with_capacity(rows.len());
             for row in rows {
                 let [_group, slot, entry] = checked(&row, "chosen")?;
-                let slot = ColumnReader { column: "chosen.slot" }.slot(slot)?;
-                entries.push((slot, ColumnReader { column: "chosen.entry" }.entry(entry)?));
+                let slot = ColumnReader {
+                    column: "chosen.slot",
+                }
+                .slot(slot)?;
+                entries.push((
+                    slot,
+                    ColumnReader {
+                        column: "chosen.entry",
+                    }
+                    .entry(entry)?,
+                ));
             }
             Ok(LoadResult::ChosenEntries(entries))
         }
     }
 }
 
-async fn fetch(connection: &mut SqliteConnection, sql: &'static str) -> Result<Vec<SqliteRow>, StoreError> {
+async fn fetch(
+    connection: &mut SqliteConnection,
+    sql: &'static str,
+) -> Result<Vec<SqliteRow>, StoreError> {
     Ok(sqlx::query(sql).fetch_all(&mut *connection).await?)
 }
 
 /// The first `N` columns of `row` as bytes, after checking them against the checksum that
 /// follows them.
-fn checked<'row, const N: usize>(row: &'row SqliteRow, table: &'static str) -> Result<[&'row [u8]; N], StoreError> {
+fn checked<'row, const N: usize>(
+    row: &'row SqliteRow,
+    table: &'static str,
+) -> Result<[&'row [u8]; N], StoreError> {
     let mut columns: [&[u8]; N] = [&[]; N];
     for (index, column) in columns.iter_mut().enumerate() {
         *column = row.try_get(index)?;
@@ -128,9 +210,16 @@ fn empty_group_state(genesis: GroupGenesis) -> RestoredGroup {
 
 /// The group a row belongs to. Foreign keys make a row without its group impossible, so one is
 /// reported as corruption rather than ignored.
-fn group_of<'a>(restored: &'a mut Restored, table: &'static str, group: &[u8]) -> Result<&'a mut RestoredGroup, StoreError> {
+fn group_of<'a>(
+    restored: &'a mut Restored,
+    table: &'static str,
+    group: &[u8],
+) -> Result<&'a mut RestoredGroup, StoreError> {
     let group = ColumnReader { column: table }.group_id(group)?;
-    restored.groups.get_mut(&group).ok_or_else(|| StoreError::Corrupt {
-        detail: format!("{table} has a row for group {group} that has no row in groups"),
-    })
+    restored
+        .groups
+        .get_mut(&group)
+        .ok_or_else(|| StoreError::Corrupt {
+            detail: format!("{table} has a row for group {group} that has no row in groups"),
+        })
 }

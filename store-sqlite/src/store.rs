@@ -30,7 +30,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
-        StoreOptions { busy_timeout_ms: 5_000, pages_max: None }
+        StoreOptions {
+            busy_timeout_ms: 5_000,
+            pages_max: None,
+        }
     }
 }
 
@@ -59,28 +62,52 @@ impl Store {
     ///
     /// Refuses a file that is not a SQLite database, is damaged, belongs to another program or
     /// another node, or was written by a newer Plait, before changing anything in it.
-    pub async fn open_with(path: impl AsRef<Path>, node: NodeId, options: StoreOptions) -> Result<Store, StoreError> {
-        let mut connect = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
-            .foreign_keys(true);
-        if let Some(pages_max) = options.pages_max {
-            connect = connect.pragma("max_page_count", pages_max.to_string());
+    ///
+    /// A new database is built beside `path` and renamed into place once its schema and owner
+    /// are durable, so a file at `path` is never legitimately empty: an empty file is a
+    /// truncated database and is refused, instead of silently starting over.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        node: NodeId,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        let path = path.as_ref();
+        match std::fs::metadata(path) {
+            Ok(metadata) if metadata.len() == 0 => {
+                return Err(StoreError::Corrupt {
+                    detail: "the database file is empty (truncated)".to_owned(),
+                });
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                create(path, node, &options).await?;
+            }
+            Err(_) => return Err(StoreError::CannotOpen),
         }
-        let mut connection = connect.connect().await?;
+        let mut connection = connect(path, &options, false).await?;
         check_integrity(&mut connection).await?;
         check_schema(&mut connection, node).await?;
         MIGRATOR.run(&mut connection).await?;
         claim_identity(&mut connection, node).await?;
 
         let mut groups_durable = BTreeSet::new();
-        for row in sqlx::query("SELECT group_id FROM groups").fetch_all(&mut connection).await? {
-            groups_durable.insert(ColumnReader { column: "groups.group_id" }.group_id(row.try_get(0)?)?);
+        for row in sqlx::query("SELECT group_id FROM groups")
+            .fetch_all(&mut connection)
+            .await?
+        {
+            groups_durable.insert(
+                ColumnReader {
+                    column: "groups.group_id",
+                }
+                .group_id(row.try_get(0)?)?,
+            );
         }
-        Ok(Store { connection, node, groups_durable, is_stopped: false })
+        Ok(Store {
+            connection,
+            node,
+            groups_durable,
+            is_stopped: false,
+        })
     }
 
     /// The node this database belongs to.
@@ -143,10 +170,63 @@ impl Store {
     }
 }
 
+/// Connects with the settings every Plait database uses: write-ahead log, `synchronous=FULL`
+/// (a commit returns after its fsync), foreign keys on.
+async fn connect(
+    path: &Path,
+    options: &StoreOptions,
+    may_create: bool,
+) -> Result<SqliteConnection, StoreError> {
+    let mut connect = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(may_create)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+        .foreign_keys(true);
+    if let Some(pages_max) = options.pages_max {
+        connect = connect.pragma("max_page_count", pages_max.to_string());
+    }
+    Ok(connect.connect().await?)
+}
+
+/// Builds a new database for `node` beside `path` and renames it into place once durable. A
+/// crash part-way leaves only the side file, which the next attempt replaces.
+async fn create(path: &Path, node: NodeId, options: &StoreOptions) -> Result<(), StoreError> {
+    let mut side_name = path.as_os_str().to_owned();
+    side_name.push(".creating");
+    let side_path = std::path::PathBuf::from(side_name);
+    for suffix in ["", "-wal", "-shm"] {
+        let mut stale = side_path.as_os_str().to_owned();
+        stale.push(suffix);
+        match std::fs::remove_file(&stale) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return Err(StoreError::CannotOpen),
+        }
+    }
+    let mut connection = connect(&side_path, options, true).await?;
+    MIGRATOR.run(&mut connection).await?;
+    claim_identity(&mut connection, node).await?;
+    // Closing the last connection checkpoints the log into the file (with fsync, as
+    // synchronous=FULL) and removes it, so the side file alone holds everything.
+    connection.close().await?;
+    std::fs::rename(&side_path, path).map_err(|_| StoreError::CannotOpen)?;
+    let directory = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    let directory = std::fs::File::open(directory.unwrap_or(Path::new(".")));
+    directory
+        .and_then(|directory| directory.sync_all())
+        .map_err(|_| StoreError::CannotOpen)
+}
+
 /// SQLite's own structural check: catches truncated and overwritten pages before we trust them.
 /// It reads the whole file, which the `load` at start does anyway.
 async fn check_integrity(connection: &mut SqliteConnection) -> Result<(), StoreError> {
-    let rows = sqlx::query("PRAGMA quick_check").fetch_all(&mut *connection).await?;
+    let rows = sqlx::query("PRAGMA quick_check")
+        .fetch_all(&mut *connection)
+        .await?;
     let mut problems = Vec::new();
     for row in rows {
         let line: String = row.try_get(0)?;
@@ -157,16 +237,19 @@ async fn check_integrity(connection: &mut SqliteConnection) -> Result<(), StoreE
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(StoreError::Corrupt { detail: problems.join("; ") })
+        Err(StoreError::Corrupt {
+            detail: problems.join("; "),
+        })
     }
 }
 
 /// Refuses, before any migration runs, a database of another program, of a newer Plait, or of
 /// another node.
 async fn check_schema(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
-    let tables: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table'")
-        .fetch_all(&mut *connection)
-        .await?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .fetch_all(&mut *connection)
+            .await?;
     let has_table = |name: &str| tables.iter().any(|table| table == name);
     if tables.is_empty() {
         return Ok(()); // A new database.
@@ -189,23 +272,42 @@ async fn check_schema(connection: &mut SqliteConnection, node: NodeId) -> Result
 
 /// Records `node` as the owner of a new database, or checks that it already is.
 async fn claim_identity(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO node_identity (only_row, node_id) VALUES (1, ?) ON CONFLICT DO NOTHING")
-        .bind(node.0.as_slice())
-        .execute(&mut *connection)
-        .await?;
+    sqlx::query(
+        "INSERT INTO node_identity (only_row, node_id) VALUES (1, ?) ON CONFLICT DO NOTHING",
+    )
+    .bind(node.0.as_slice())
+    .execute(&mut *connection)
+    .await?;
     check_identity(connection, node).await
 }
 
 async fn check_identity(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
-    let recorded: Option<Vec<u8>> = sqlx::query_scalar("SELECT node_id FROM node_identity WHERE only_row = 1")
-        .fetch_optional(&mut *connection)
-        .await?;
-    let Some(recorded) = recorded else { return Ok(()) };
-    let found = ColumnReader { column: "node_identity.node_id" }.node_id(&recorded)?;
-    if found == node { Ok(()) } else { Err(StoreError::OtherNode { expected: node, found }) }
+    let recorded: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT node_id FROM node_identity WHERE only_row = 1")
+            .fetch_optional(&mut *connection)
+            .await?;
+    let Some(recorded) = recorded else {
+        return Ok(());
+    };
+    let found = ColumnReader {
+        column: "node_identity.node_id",
+    }
+    .node_id(&recorded)?;
+    if found == node {
+        Ok(())
+    } else {
+        Err(StoreError::OtherNode {
+            expected: node,
+            found,
+        })
+    }
 }
 
 /// The newest schema version this build knows: the highest embedded migration.
 pub fn schema_version_supported() -> i64 {
-    MIGRATOR.iter().map(|migration| migration.version).max().expect("invariant: at least one migration is embedded")
+    MIGRATOR
+        .iter()
+        .map(|migration| migration.version)
+        .max()
+        .expect("invariant: at least one migration is embedded")
 }
