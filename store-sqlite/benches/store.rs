@@ -118,6 +118,41 @@ fn rusqlite_rows_per_second(directory: &Path) -> f64 {
     RAW_ROWS as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The same rows through sqlx, 500 per multi-row INSERT, in one transaction: separates sqlx's
+/// cost from the store's own.
+async fn sqlx_rows_per_second(directory: &Path) -> f64 {
+    use sqlx::{ConnectOptions, Connection};
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(directory.join("raw-sqlx.sqlite"))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .connect()
+        .await
+        .expect("sqlx open");
+    sqlx::query("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT")
+        .execute(&mut connection)
+        .await
+        .expect("table");
+    let started = Instant::now();
+    let mut transaction = connection.begin().await.expect("begin");
+    let keys: Vec<u64> = (0..RAW_ROWS).collect();
+    for chunk in keys.chunks(500) {
+        let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO t (k, v) ");
+        builder.push_values(chunk, |mut row, key| {
+            row.push_bind(key.to_be_bytes().to_vec())
+                .push_bind(vec![7u8; PAYLOAD_BYTES]);
+        });
+        builder
+            .build()
+            .execute(&mut *transaction)
+            .await
+            .expect("insert");
+    }
+    transaction.commit().await.expect("commit");
+    RAW_ROWS as f64 / started.elapsed().as_secs_f64()
+}
+
 /// Batches per second when every batch is its own commit.
 async fn single_commits_per_second(directory: &Path) -> f64 {
     let mut store = new_store(directory).await;
@@ -211,6 +246,11 @@ fn main() {
     );
     let raw_rows = median(measure(RUNS, rusqlite_rows_per_second));
     println!("anchor  raw rusqlite inserts, one transaction:  {raw_rows:.0} rows/s");
+
+    let sqlx_rows = median(measure(RUNS, |directory| {
+        runtime.block_on(sqlx_rows_per_second(directory))
+    }));
+    println!("anchor  raw sqlx inserts, 500 rows per statement: {sqlx_rows:.0} rows/s");
 
     let single = median(measure(RUNS, |directory| {
         runtime.block_on(single_commits_per_second(directory))
