@@ -22,9 +22,12 @@ const SEED_ENV: &str = "PLAIT_STORE_KILL_SEED";
 const SEED_DEFAULT: u64 = 0x5eed_0006;
 /// Kills per run.
 const KILLS: u64 = 300;
-/// The longest the parent lets a child run before killing it. Short enough that many kills land
-/// while the child is still opening the database.
-const KILL_DELAY_US_MAX: u64 = 20_000;
+/// Half the kills come at a random moment up to this long after the spawn, so many land while
+/// the child is starting, creating or opening the database.
+const KILL_AFTER_SPAWN_US_MAX: u64 = 20_000;
+/// The other half come up to this long after the child's first acknowledgement, so they land
+/// among commits.
+const KILL_AFTER_FIRST_ACKNOWLEDGEMENT_US_MAX: u64 = 5_000;
 /// Batches per `apply` call in the child at most: it uses group commits of 1..=this.
 const BATCHES_PER_APPLY_MAX: u64 = 3;
 /// The line the child prints for each durable batch.
@@ -151,7 +154,8 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let (mut durable_before, mut acknowledged_total) = (0, 0);
+    let (mut durable_before, mut acknowledged_total, mut kills_before_any_acknowledgement) =
+        (0, 0, 0);
 
     for kill in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
@@ -167,17 +171,29 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
             .spawn()
             .expect("spawn the child");
         let stdout = child.stdout.take().expect("piped stdout");
+        let (acknowledgements, acknowledged) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
             let lines = BufReader::new(stdout).lines().map_while(Result::ok);
-            lines
-                .filter_map(|line| line.strip_prefix(ACKNOWLEDGED_PREFIX)?.parse::<u64>().ok())
-                .max()
+            for line in lines {
+                if let Some(number) = line.strip_prefix(ACKNOWLEDGED_PREFIX) {
+                    let number = number.parse::<u64>().expect("the child prints numbers");
+                    let _ = acknowledgements.send(number);
+                }
+            }
         });
-        let delay_us = rng.next_u64() % KILL_DELAY_US_MAX;
+        let aims_among_commits = rng.next_u64() % 2 == 0;
+        let mut acknowledged_max = None;
+        let delay_us = if aims_among_commits {
+            acknowledged_max = acknowledged.recv().ok(); // Err: the child died; caught below.
+            rng.next_u64() % KILL_AFTER_FIRST_ACKNOWLEDGEMENT_US_MAX
+        } else {
+            rng.next_u64() % KILL_AFTER_SPAWN_US_MAX
+        };
         std::thread::sleep(Duration::from_micros(delay_us));
         child.kill().expect("SIGKILL the child");
         let status = child.wait().expect("reap the child");
-        let acknowledged_max = reader.join().expect("the reader thread");
+        reader.join().expect("the reader thread");
+        acknowledged_max = acknowledged_max.max(acknowledged.iter().max());
         let errors = std::fs::read_to_string(&child_errors).unwrap_or_default();
         assert_eq!(
             status.signal(),
@@ -204,11 +220,14 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
                 "kill {kill} (delay {delay_us} µs): batch {acknowledged} was acknowledged but only {durable} are durable"
             );
             acknowledged_total += acknowledged + 1 - durable_before;
+        } else {
+            kills_before_any_acknowledgement += 1;
         }
         durable_before = durable;
     }
     eprintln!(
-        "kill test: {durable_before} batches durable, {acknowledged_total} acknowledged across kills"
+        "kill test: {durable_before} batches durable, {acknowledged_total} acknowledged across \
+         kills, {kills_before_any_acknowledgement} kills before the child acknowledged anything"
     );
     assert!(
         acknowledged_total > 0,
