@@ -67,15 +67,15 @@ pub(crate) fn to_postcard<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 /// Reads one column back, naming the table and column if the bytes are not what we wrote.
-pub(crate) struct ColumnReader {
+pub(crate) struct Column(
     /// `table.column`, for the error message.
-    pub(crate) column: &'static str,
-}
+    pub(crate) &'static str,
+);
 
-impl ColumnReader {
+impl Column {
     fn fixed<const N: usize>(&self, bytes: &[u8]) -> Result<[u8; N], StoreError> {
         bytes.try_into().map_err(|_| StoreError::Corrupt {
-            detail: format!("{} holds {} bytes, expected {N}", self.column, bytes.len()),
+            detail: format!("{} holds {} bytes, expected {N}", self.0, bytes.len()),
         })
     }
 
@@ -122,7 +122,7 @@ impl ColumnReader {
 
     fn postcard<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
         postcard::from_bytes(bytes).map_err(|error| StoreError::Corrupt {
-            detail: format!("{} does not decode: {error}", self.column),
+            detail: format!("{} does not decode: {error}", self.0),
         })
     }
 }
@@ -173,9 +173,7 @@ mod tests {
                 "{pair:?}"
             );
         }
-        let reader = ColumnReader {
-            column: "test.ballot",
-        };
+        let reader = Column("test.ballot");
         for ballot in ballots {
             assert_eq!(
                 reader
@@ -197,9 +195,7 @@ mod tests {
 
     #[test]
     fn a_column_of_the_wrong_length_is_a_typed_corruption_error() {
-        let reader = ColumnReader {
-            column: "chosen.slot",
-        };
+        let reader = Column("chosen.slot");
         assert!(matches!(
             reader.slot(&[1, 2, 3]),
             Err(StoreError::Corrupt { .. })

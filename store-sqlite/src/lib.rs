@@ -31,4 +31,4 @@ pub use commit_queue::{
 };
 pub use error::StoreError;
 pub use read::CHOSEN_ENTRIES_PER_LOAD_MAX;
-pub use store::{Store, StoreOptions, schema_version_supported};
+pub use store::{BUSY_TIMEOUT_MS_DEFAULT, Store, StoreOptions, schema_version_supported};

@@ -8,7 +8,7 @@ use plait_kernel::storage::{AcceptedValue, LoadQuery, LoadResult, Restored, Rest
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use crate::codec::{ColumnReader, u64_to_column, verify_row};
+use crate::codec::{Column, u64_to_column, verify_row};
 use crate::error::StoreError;
 
 /// The most chosen entries one [`LoadQuery::ChosenEntries`] returns, whatever `count` asks: a
@@ -21,14 +21,8 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     let mut restored = Restored::empty();
     for row in fetch(connection, "SELECT group_id, genesis, checksum FROM groups").await? {
         let [group, genesis] = checked(&row, "groups")?;
-        let group = ColumnReader {
-            column: "groups.group_id",
-        }
-        .group_id(group)?;
-        let genesis = ColumnReader {
-            column: "groups.genesis",
-        }
-        .genesis(genesis)?;
+        let group = Column("groups.group_id").group_id(group)?;
+        let genesis = Column("groups.genesis").genesis(genesis)?;
         restored.groups.insert(group, empty_group_state(genesis));
     }
     for row in fetch(
@@ -38,10 +32,7 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     .await?
     {
         let [group, incarnation] = checked(&row, "incarnations")?;
-        let incarnation = ColumnReader {
-            column: "incarnations.incarnation",
-        }
-        .incarnation(incarnation)?;
+        let incarnation = Column("incarnations.incarnation").incarnation(incarnation)?;
         group_of(&mut restored, "incarnations", group)?.incarnation = Some(incarnation);
     }
     for row in fetch(connection, "SELECT group_id, checksum FROM recovered").await? {
@@ -55,31 +46,17 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     .await?
     {
         let [group, ballot] = checked(&row, "promised")?;
-        group_of(&mut restored, "promised", group)?.promised = ColumnReader {
-            column: "promised.ballot",
-        }
-        .ballot(ballot)?;
+        group_of(&mut restored, "promised", group)?.promised =
+            Column("promised.ballot").ballot(ballot)?;
     }
     let accepted = "SELECT group_id, slot, ballot, value_hash, entry, checksum FROM accepted";
     for row in fetch(connection, accepted).await? {
         let [group, slot, ballot, value_hash, entry] = checked(&row, "accepted")?;
-        let slot = ColumnReader {
-            column: "accepted.slot",
-        }
-        .slot(slot)?;
+        let slot = Column("accepted.slot").slot(slot)?;
         let value = AcceptedValue {
-            ballot: ColumnReader {
-                column: "accepted.ballot",
-            }
-            .ballot(ballot)?,
-            value_hash: ColumnReader {
-                column: "accepted.value_hash",
-            }
-            .value_hash(value_hash)?,
-            entry: ColumnReader {
-                column: "accepted.entry",
-            }
-            .entry(entry)?,
+            ballot: Column("accepted.ballot").ballot(ballot)?,
+            value_hash: Column("accepted.value_hash").value_hash(value_hash)?,
+            entry: Column("accepted.entry").entry(entry)?,
         };
         group_of(&mut restored, "accepted", group)?
             .accepted
@@ -88,14 +65,8 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     let peers = "SELECT group_id, acceptor, incarnation, checksum FROM peer_incarnations";
     for row in fetch(connection, peers).await? {
         let [group, acceptor, incarnation] = checked(&row, "peer_incarnations")?;
-        let acceptor = ColumnReader {
-            column: "peer_incarnations.acceptor",
-        }
-        .node_id(acceptor)?;
-        let incarnation = ColumnReader {
-            column: "peer_incarnations.incarnation",
-        }
-        .incarnation(incarnation)?;
+        let acceptor = Column("peer_incarnations.acceptor").node_id(acceptor)?;
+        let incarnation = Column("peer_incarnations.incarnation").incarnation(incarnation)?;
         group_of(&mut restored, "peer_incarnations", group)?
             .peer_incarnations
             .insert(acceptor, incarnation);
@@ -107,14 +78,8 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     .await?
     {
         let [group, slot, entry] = checked(&row, "chosen")?;
-        let slot = ColumnReader {
-            column: "chosen.slot",
-        }
-        .slot(slot)?;
-        let entry = ColumnReader {
-            column: "chosen.entry",
-        }
-        .entry(entry)?;
+        let slot = Column("chosen.slot").slot(slot)?;
+        let entry = Column("chosen.entry").entry(entry)?;
         group_of(&mut restored, "chosen", group)?
             .chosen
             .insert(slot, entry);
@@ -126,10 +91,8 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     .await?
     {
         let [group, round] = checked(&row, "round_floors")?;
-        group_of(&mut restored, "round_floors", group)?.round_floor = ColumnReader {
-            column: "round_floors.round",
-        }
-        .u64(round)?;
+        group_of(&mut restored, "round_floors", group)?.round_floor =
+            Column("round_floors.round").u64(round)?;
     }
     Ok(restored)
 }
@@ -154,17 +117,8 @@ pub(crate) async fn answer(
             let mut entries = Vec::with_capacity(rows.len());
             for row in rows {
                 let [_group, slot, entry] = checked(&row, "chosen")?;
-                let slot = ColumnReader {
-                    column: "chosen.slot",
-                }
-                .slot(slot)?;
-                entries.push((
-                    slot,
-                    ColumnReader {
-                        column: "chosen.entry",
-                    }
-                    .entry(entry)?,
-                ));
+                let slot = Column("chosen.slot").slot(slot)?;
+                entries.push((slot, Column("chosen.entry").entry(entry)?));
             }
             Ok(LoadResult::ChosenEntries(entries))
         }
@@ -215,7 +169,7 @@ fn group_of<'a>(
     table: &'static str,
     group: &[u8],
 ) -> Result<&'a mut RestoredGroup, StoreError> {
-    let group = ColumnReader { column: table }.group_id(group)?;
+    let group = Column(table).group_id(group)?;
     restored
         .groups
         .get_mut(&group)

@@ -11,12 +11,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, Row, SqliteConnection};
 
 use crate::changes::Changes;
-use crate::codec::ColumnReader;
+use crate::codec::Column;
 use crate::error::StoreError;
 use crate::{read, write};
 
 /// The schema, embedded at compile time: the build needs no database.
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// How long a statement waits by default for another process's lock: long enough to ride out a
+/// checkpoint by a tool reading the file, short enough that a stuck lock surfaces as an error.
+pub const BUSY_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
 /// Settings of [`Store::open_with`]. [`Store::open`] uses the defaults.
 #[derive(Clone, Debug)]
@@ -31,7 +35,7 @@ pub struct StoreOptions {
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
         StoreOptions {
-            busy_timeout_ms: 5_000,
+            busy_timeout_ms: BUSY_TIMEOUT_MS_DEFAULT,
             pages_max: None,
         }
     }
@@ -95,12 +99,7 @@ impl Store {
             .fetch_all(&mut connection)
             .await?
         {
-            groups_durable.insert(
-                ColumnReader {
-                    column: "groups.group_id",
-                }
-                .group_id(row.try_get(0)?)?,
-            );
+            groups_durable.insert(Column("groups.group_id").group_id(row.try_get(0)?)?);
         }
         Ok(Store {
             connection,
@@ -131,6 +130,13 @@ impl Store {
         }
         match self.write(&changes).await {
             Ok(()) => {
+                assert!(
+                    changes
+                        .groups
+                        .keys()
+                        .all(|group| !self.groups_durable.contains(group)),
+                    "the fold wrote a group that was already durable"
+                );
                 self.groups_durable.extend(changes.groups.keys().copied());
                 Ok(())
             }
@@ -289,10 +295,7 @@ async fn check_identity(connection: &mut SqliteConnection, node: NodeId) -> Resu
     let Some(recorded) = recorded else {
         return Ok(());
     };
-    let found = ColumnReader {
-        column: "node_identity.node_id",
-    }
-    .node_id(&recorded)?;
+    let found = Column("node_identity.node_id").node_id(&recorded)?;
     if found == node {
         Ok(())
     } else {

@@ -181,7 +181,7 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
                 }
             }
         });
-        let aims_among_commits = rng.next_u64() % 2 == 0;
+        let aims_among_commits = rng.next_u64().is_multiple_of(2);
         let mut acknowledged_max = None;
         let delay_us = if aims_among_commits {
             acknowledged_max = acknowledged.recv().ok(); // Err: the child died; caught below.
