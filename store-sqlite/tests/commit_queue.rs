@@ -52,9 +52,10 @@ fn writer_batch(writer: u64, number: u64) -> WriteBatch {
 }
 
 /// Proves that batches submitted concurrently by many tasks all become durable, each writer's in
-/// its own order, and that the writer needed no more commits than batches.
+/// its own order, that a read through the queue sees them all, and that the writer needed no
+/// more commits than batches.
 #[test]
-fn many_writers_sharing_a_commit_queue_all_become_durable_in_each_writers_order() {
+fn many_writers_sharing_a_commit_queue_all_become_durable_in_order_and_readable() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -82,10 +83,21 @@ fn many_writers_sharing_a_commit_queue_all_become_durable_in_each_writers_order(
                 })
             })
             .collect();
-        drop(queue);
         for task in tasks {
             task.await.expect("writer task");
         }
+        let query = LoadQuery::ChosenEntries {
+            group: genesis().group_id(),
+            from: Slot(0),
+            count: usize::MAX,
+        };
+        let LoadResult::ChosenEntries(rows) = queue.answer(query).await.expect("answer");
+        assert_eq!(
+            rows.len() as u64,
+            WRITERS * BATCHES_PER_WRITER,
+            "a read sees every batch acknowledged before it"
+        );
+        drop(queue);
         let (store, counts) = writer.finish().await.expect("the writer finishes");
         assert_eq!(counts.batches, WRITERS * BATCHES_PER_WRITER);
         assert!(counts.commits >= 1 && counts.commits <= counts.batches);
@@ -147,7 +159,7 @@ fn a_failed_group_commit_stops_the_queue_and_keeps_exactly_the_acknowledged_batc
         }
         let failure = failure.expect("64 pages cannot hold 1,000 entries of 2 KB");
         assert!(
-            matches!(&failure, SubmitError::CommitFailed(error) if matches!(**error, StoreError::Full)),
+            matches!(&failure, SubmitError::StoreFailed(error) if matches!(**error, StoreError::Full)),
             "{failure:?}"
         );
         let later = queue.submit(group_batch()).await;
