@@ -14,10 +14,10 @@ use crate::store::Store;
 /// however far the writers run ahead.
 pub const BATCHES_PER_COMMIT_MAX: usize = 1024;
 
-/// Submissions that may wait in the queue; a writer beyond this waits to submit.
-pub const QUEUED_BATCHES_MAX: usize = 4096;
+/// Requests (batches and reads) that may wait in the queue; a submitter beyond this waits.
+pub const QUEUED_REQUESTS_MAX: usize = 4096;
 
-/// Why a submitted batch was not made durable.
+/// Why a submitted batch was not made durable, or a read not answered.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SubmitError {
     /// The commit that carried the batch (or the read) failed; after a failed commit the writer
@@ -66,7 +66,7 @@ pub struct CommitWriter {
 impl CommitQueue {
     /// Moves `store` into a new writer task on the current tokio runtime.
     pub fn start(store: Store) -> (CommitQueue, CommitWriter) {
-        let (sender, receiver) = mpsc::channel(QUEUED_BATCHES_MAX);
+        let (sender, receiver) = mpsc::channel(QUEUED_REQUESTS_MAX);
         let task = tokio::spawn(run_writer(store, receiver));
         (CommitQueue { sender }, CommitWriter { task })
     }

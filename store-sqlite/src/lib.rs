@@ -26,7 +26,7 @@ mod store;
 mod write;
 
 pub use commit_queue::{
-    BATCHES_PER_COMMIT_MAX, CommitCounts, CommitQueue, CommitWriter, QUEUED_BATCHES_MAX,
+    BATCHES_PER_COMMIT_MAX, CommitCounts, CommitQueue, CommitWriter, QUEUED_REQUESTS_MAX,
     SubmitError,
 };
 pub use error::StoreError;
