@@ -1,0 +1,191 @@
+//! Folds consecutive write batches into the net change per table, with the meaning of
+//! [`Restored::apply`](plait_kernel::storage::Restored::apply).
+//!
+//! The fold exists so that one group commit writes each table with a few multi-row statements
+//! (each statement is a round trip to sqlx's worker thread) instead of one statement per record.
+//! Because every record kind either replaces, keeps the maximum, or sets a flag, the net effect
+//! of a sequence of records on one key is a single row to upsert or delete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
+use plait_kernel::log::{Entry, GroupGenesis};
+use plait_kernel::storage::{AcceptedValue, Record, WriteBatch};
+
+/// The net effect of some batches, table by table. Keys are ordered so writes are deterministic.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    /// Groups that were not durable before: first genesis wins, as in `Restored::apply`.
+    pub(crate) groups: BTreeMap<GroupId, GroupGenesis>,
+    /// Last incarnation per group.
+    pub(crate) incarnations: BTreeMap<GroupId, Incarnation>,
+    /// Groups marked recovered.
+    pub(crate) recovered: BTreeSet<GroupId>,
+    /// Highest ballot per group among `Promised` and `Accepted` records; the write keeps the
+    /// higher of this and the durable one.
+    pub(crate) promised: BTreeMap<GroupId, Ballot>,
+    /// Per slot: the last accepted value, or `None` when a later `Chosen` removed it.
+    pub(crate) accepted: BTreeMap<(GroupId, Slot), Option<AcceptedValue>>,
+    /// Last incarnation per peer.
+    pub(crate) peer_incarnations: BTreeMap<(GroupId, NodeId), Incarnation>,
+    /// Last chosen entry per slot.
+    pub(crate) chosen: BTreeMap<(GroupId, Slot), Entry>,
+    /// Highest round floor per group; the write keeps the higher of this and the durable one.
+    pub(crate) round_floors: BTreeMap<GroupId, u64>,
+}
+
+impl Changes {
+    /// Folds `batches`, in order, on top of a store whose durable groups are `groups_durable`.
+    pub(crate) fn fold(groups_durable: &BTreeSet<GroupId>, batches: &[WriteBatch]) -> Changes {
+        let mut changes = Changes::default();
+        for record in batches.iter().flat_map(|batch| &batch.records) {
+            changes.add(groups_durable, record);
+        }
+        changes
+    }
+
+    /// Whether there is nothing to write.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.incarnations.is_empty()
+            && self.recovered.is_empty()
+            && self.promised.is_empty()
+            && self.accepted.is_empty()
+            && self.peer_incarnations.is_empty()
+            && self.chosen.is_empty()
+            && self.round_floors.is_empty()
+    }
+
+    /// Adding a record kind: add a field above, an arm here, a table in a new migration, and a
+    /// write in `write.rs` and a read in `read.rs`. This match has no wildcard on purpose.
+    fn add(&mut self, groups_durable: &BTreeSet<GroupId>, record: &Record) {
+        let group = record.group();
+        let is_known = groups_durable.contains(&group) || self.groups.contains_key(&group);
+        if !is_known && !matches!(record, Record::Group { .. }) {
+            return; // `Restored::apply` ignores records of a group it does not hold.
+        }
+        match record {
+            Record::Group { genesis, .. } => {
+                if !is_known {
+                    self.groups.insert(group, genesis.clone());
+                }
+            }
+            Record::Incarnation { incarnation, .. } => {
+                self.incarnations.insert(group, *incarnation);
+            }
+            Record::Recovered { .. } => {
+                self.recovered.insert(group);
+            }
+            Record::Promised { ballot, .. } => self.raise_promised(group, *ballot),
+            Record::Accepted {
+                slot,
+                ballot,
+                value_hash,
+                entry,
+                ..
+            } => {
+                let value = AcceptedValue {
+                    ballot: *ballot,
+                    value_hash: *value_hash,
+                    entry: entry.clone(),
+                };
+                self.accepted.insert((group, *slot), Some(value));
+                self.raise_promised(group, *ballot);
+            }
+            Record::PeerIncarnation {
+                acceptor,
+                incarnation,
+                ..
+            } => {
+                self.peer_incarnations
+                    .insert((group, *acceptor), *incarnation);
+            }
+            Record::Chosen { slot, entry, .. } => {
+                self.accepted.insert((group, *slot), None);
+                self.chosen.insert((group, *slot), entry.clone());
+            }
+            Record::RoundFloor { round, .. } => {
+                let floor = self.round_floors.entry(group).or_insert(*round);
+                *floor = (*floor).max(*round);
+            }
+        }
+    }
+
+    fn raise_promised(&mut self, group: GroupId, ballot: Ballot) {
+        let promised = self.promised.entry(group).or_insert(ballot);
+        *promised = (*promised).max(ballot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plait_kernel::log::AcceptorSet;
+
+    use super::*;
+
+    fn genesis(nonce: u64) -> GroupGenesis {
+        let acceptors = AcceptorSet::new(vec![NodeId::from_index(1)], 8).expect("one acceptor");
+        GroupGenesis {
+            nonce,
+            acceptors,
+            proposers: vec![NodeId::from_index(2)],
+        }
+    }
+
+    fn batch(records: Vec<Record>) -> WriteBatch {
+        WriteBatch { records }
+    }
+
+    #[test]
+    fn records_before_their_group_are_dropped_and_after_it_kept() {
+        let genesis = genesis(1);
+        let group = genesis.group_id();
+        let early = Record::RoundFloor { group, round: 5 };
+        let late = Record::RoundFloor { group, round: 3 };
+        let changes = Changes::fold(
+            &BTreeSet::new(),
+            &[
+                batch(vec![early]),
+                batch(vec![Record::Group { group, genesis }, late]),
+            ],
+        );
+        assert_eq!(changes.round_floors.get(&group), Some(&3));
+    }
+
+    #[test]
+    fn chosen_after_accepted_deletes_and_accepted_after_chosen_keeps() {
+        let genesis = genesis(1);
+        let group = genesis.group_id();
+        let ballot = Ballot {
+            round: 2,
+            proposer: NodeId::from_index(2),
+        };
+        let accepted = |slot| Record::Accepted {
+            group,
+            slot: Slot(slot),
+            ballot,
+            value_hash: Entry::Noop.hash(),
+            entry: Entry::Noop,
+        };
+        let chosen = |slot| Record::Chosen {
+            group,
+            slot: Slot(slot),
+            entry: Entry::Noop,
+        };
+        let durable = BTreeSet::from([group]);
+        let changes = Changes::fold(
+            &durable,
+            &[batch(vec![accepted(1), chosen(1), chosen(2), accepted(2)])],
+        );
+        assert_eq!(changes.accepted.get(&(group, Slot(1))), Some(&None));
+        assert!(matches!(
+            changes.accepted.get(&(group, Slot(2))),
+            Some(Some(_))
+        ));
+        assert_eq!(changes.promised.get(&group), Some(&ballot));
+        assert!(
+            changes.groups.is_empty(),
+            "a durable group is not written again"
+        );
+    }
+}
