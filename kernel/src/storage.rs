@@ -4,6 +4,9 @@
 //! nothing, before it carries out any later effect. After a restart the host rebuilds a
 //! [`Restored`] from everything durable and hands it to the node's constructor.
 //!
+//! If a persist fails, durability of that batch is unknown: the host must stop the node and
+//! rebuild it from what the store loads, never carry out the effects after the failed persist.
+//!
 //! [`Restored::apply`] is the reference meaning of a batch: the simulator's disk is exactly a
 //! `Restored` that batches are applied to, and a real store must load the same `Restored` after
 //! the same batches (store-sqlite tests this against the simulator's model).
@@ -152,7 +155,9 @@ pub struct RestoredGroup {
 }
 
 impl RestoredGroup {
-    fn new(genesis: GroupGenesis) -> RestoredGroup {
+    /// A group's state before any record but its `Group` record: what `Restored::apply` starts
+    /// from, and what a store rebuilds on top of.
+    pub fn new(genesis: GroupGenesis) -> RestoredGroup {
         RestoredGroup {
             genesis,
             incarnation: None,
@@ -226,6 +231,9 @@ impl Restored {
         }
     }
 }
+
+/// Rows one `Load` returns at most, whatever `count` asked for; every store applies the same cap.
+pub const LOAD_ROWS_MAX: usize = 4096;
 
 /// Identifies one outstanding `Load`; echoed back in `Input::Loaded`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

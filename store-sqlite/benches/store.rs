@@ -37,23 +37,13 @@ const NODE: NodeId = NodeId([9; 32]);
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis {
-        nonce: 1,
-        acceptors,
-        proposers: vec![NODE],
-    }
+    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE] }
 }
 
 /// One stored message: a log entry in its own batch.
 fn message(slot: u64) -> WriteBatch {
     let group = genesis().group_id();
-    WriteBatch {
-        records: vec![Record::Chosen {
-            group,
-            slot: Slot(slot),
-            entry: Entry::Value(vec![7; PAYLOAD_BYTES]),
-        }],
-    }
+    WriteBatch { records: vec![Record::Chosen { group, slot: Slot(slot), entry: Entry::Value(vec![7; PAYLOAD_BYTES]) }] }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -62,19 +52,9 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 async fn new_store(directory: &Path) -> Store {
-    let mut store = Store::open(directory.join("node.sqlite"), NODE)
-        .await
-        .expect("open");
+    let mut store = Store::open(directory.join("node.sqlite"), NODE).await.expect("open");
     let group = genesis().group_id();
-    store
-        .apply(&[WriteBatch {
-            records: vec![Record::Group {
-                group,
-                genesis: genesis(),
-            }],
-        }])
-        .await
-        .expect("group");
+    store.apply(&[WriteBatch { records: vec![Record::Group { group, genesis: genesis() }] }]).await.expect("group");
     store
 }
 
@@ -93,25 +73,14 @@ fn fdatasync_latency_ms(directory: &Path) -> f64 {
 fn rusqlite_rows_per_second(directory: &Path) -> f64 {
     let path = directory.join("raw.sqlite");
     let mut connection = rusqlite::Connection::open(&path).expect("rusqlite open");
-    connection
-        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
-        .expect("pragmas");
-    connection
-        .execute_batch("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT")
-        .expect("table");
+    connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").expect("pragmas");
+    connection.execute_batch("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT").expect("table");
     let started = Instant::now();
     let transaction = connection.transaction().expect("begin");
     {
-        let mut insert = transaction
-            .prepare("INSERT INTO t (k, v) VALUES (?1, ?2)")
-            .expect("prepare");
+        let mut insert = transaction.prepare("INSERT INTO t (k, v) VALUES (?1, ?2)").expect("prepare");
         for key in 0..RAW_ROWS {
-            insert
-                .execute(rusqlite::params![
-                    key.to_be_bytes().as_slice(),
-                    [7u8; PAYLOAD_BYTES].as_slice()
-                ])
-                .expect("insert");
+            insert.execute(rusqlite::params![key.to_be_bytes().as_slice(), [7u8; PAYLOAD_BYTES].as_slice()]).expect("insert");
         }
     }
     transaction.commit().expect("commit");
@@ -130,24 +99,16 @@ async fn sqlx_rows_per_second(directory: &Path) -> f64 {
         .connect()
         .await
         .expect("sqlx open");
-    sqlx::query("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT")
-        .execute(&mut connection)
-        .await
-        .expect("table");
+    sqlx::query("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT").execute(&mut connection).await.expect("table");
     let started = Instant::now();
     let mut transaction = connection.begin().await.expect("begin");
     let keys: Vec<u64> = (0..RAW_ROWS).collect();
     for chunk in keys.chunks(500) {
         let mut builder = sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO t (k, v) ");
         builder.push_values(chunk, |mut row, key| {
-            row.push_bind(key.to_be_bytes().to_vec())
-                .push_bind(vec![7u8; PAYLOAD_BYTES]);
+            row.push_bind(key.to_be_bytes().to_vec()).push_bind(vec![7u8; PAYLOAD_BYTES]);
         });
-        builder
-            .build()
-            .execute(&mut *transaction)
-            .await
-            .expect("insert");
+        builder.build().execute(&mut *transaction).await.expect("insert");
     }
     transaction.commit().await.expect("commit");
     RAW_ROWS as f64 / started.elapsed().as_secs_f64()
@@ -168,9 +129,7 @@ async fn grouped_batches_per_second(directory: &Path) -> f64 {
     let mut store = new_store(directory).await;
     let started = Instant::now();
     for commit in 0..GROUP_COMMITS {
-        let batches: Vec<_> = (commit * GROUP_SIZE..(commit + 1) * GROUP_SIZE)
-            .map(message)
-            .collect();
+        let batches: Vec<_> = (commit * GROUP_SIZE..(commit + 1) * GROUP_SIZE).map(message).collect();
         store.apply(&batches).await.expect("apply");
     }
     (GROUP_COMMITS * GROUP_SIZE) as f64 / started.elapsed().as_secs_f64()
@@ -186,10 +145,7 @@ async fn concurrent_writers(directory: &Path) -> (f64, f64) {
             let queue = queue.clone();
             tokio::spawn(async move {
                 for number in 0..BATCHES_PER_WRITER {
-                    queue
-                        .submit(message(writer_index * BATCHES_PER_WRITER + number))
-                        .await
-                        .expect("submit");
+                    queue.submit(message(writer_index * BATCHES_PER_WRITER + number)).await.expect("submit");
                 }
             })
         })
@@ -201,10 +157,7 @@ async fn concurrent_writers(directory: &Path) -> (f64, f64) {
     let elapsed = started.elapsed();
     let (_store, counts) = writer.finish().await.expect("writer finished");
     assert_eq!(counts.batches, WRITERS * BATCHES_PER_WRITER);
-    (
-        counts.commits as f64 / counts.batches as f64,
-        counts.batches as f64 / elapsed.as_secs_f64(),
-    )
+    (counts.commits as f64 / counts.batches as f64, counts.batches as f64 / elapsed.as_secs_f64())
 }
 
 /// Bytes of database file per stored message, after a clean close (write-ahead log checkpointed).
@@ -215,9 +168,7 @@ async fn bytes_per_message(directory: &Path) -> f64 {
         store.apply(&batches).await.expect("apply");
     }
     store.close().await.expect("close");
-    let bytes = std::fs::metadata(directory.join("node.sqlite"))
-        .expect("size")
-        .len();
+    let bytes = std::fs::metadata(directory.join("node.sqlite")).expect("size").len();
     bytes as f64 / SIZE_MESSAGES as f64
 }
 
@@ -231,59 +182,37 @@ fn measure<T>(runs: usize, mut run: impl FnMut(&Path) -> T) -> Vec<T> {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let started = Instant::now();
-    println!(
-        "plait-store-sqlite benchmark: medians of {RUNS} runs, payload {PAYLOAD_BYTES} B per message"
-    );
+    println!("plait-store-sqlite benchmark: medians of {RUNS} runs, payload {PAYLOAD_BYTES} B per message");
 
     let fsync_ms = median(measure(RUNS, fdatasync_latency_ms));
-    println!(
-        "anchor  raw write+fdatasync of 512 B:           {fsync_ms:.3} ms (median of {FSYNC_SAMPLES} x {RUNS})"
-    );
+    println!("anchor  raw write+fdatasync of 512 B:           {fsync_ms:.3} ms (median of {FSYNC_SAMPLES} x {RUNS})");
     let raw_rows = median(measure(RUNS, rusqlite_rows_per_second));
     println!("anchor  raw rusqlite inserts, one transaction:  {raw_rows:.0} rows/s");
 
-    let sqlx_rows = median(measure(RUNS, |directory| {
-        runtime.block_on(sqlx_rows_per_second(directory))
-    }));
+    let sqlx_rows = median(measure(RUNS, |directory| runtime.block_on(sqlx_rows_per_second(directory))));
     println!("anchor  raw sqlx inserts, 500 rows per statement: {sqlx_rows:.0} rows/s");
 
-    let single = median(measure(RUNS, |directory| {
-        runtime.block_on(single_commits_per_second(directory))
-    }));
+    let single = median(measure(RUNS, |directory| runtime.block_on(single_commits_per_second(directory))));
     println!(
         "store   single-batch commits:                   {single:.0} batches/s = {single:.0} rows/s ({:.3} ms per commit)",
         1e3 / single
     );
-    let grouped = median(measure(RUNS, |directory| {
-        runtime.block_on(grouped_batches_per_second(directory))
-    }));
-    println!(
-        "store   {GROUP_SIZE} batches per commit:                  {grouped:.0} batches/s = {grouped:.0} rows/s"
-    );
+    let grouped = median(measure(RUNS, |directory| runtime.block_on(grouped_batches_per_second(directory))));
+    println!("store   {GROUP_SIZE} batches per commit:                  {grouped:.0} batches/s = {grouped:.0} rows/s");
 
-    let concurrent = measure(RUNS, |directory| {
-        runtime.block_on(concurrent_writers(directory))
-    });
+    let concurrent = measure(RUNS, |directory| runtime.block_on(concurrent_writers(directory)));
     let fsyncs = median(concurrent.iter().map(|(fsyncs, _)| *fsyncs).collect());
     let rate = median(concurrent.iter().map(|(_, rate)| *rate).collect());
     println!(
         "store   {WRITERS} concurrent writers, one commit task:   {fsyncs:.4} fsyncs per message (target <= 0.1), {rate:.0} messages/s"
     );
 
-    let bytes = median(measure(RUNS.min(3), |directory| {
-        runtime.block_on(bytes_per_message(directory))
-    }));
+    let bytes = median(measure(RUNS.min(3), |directory| runtime.block_on(bytes_per_message(directory))));
     println!(
         "store   bytes on disk per message:              {bytes:.1} B = payload + {:.1} B (target <= payload + 160 B)",
         bytes - PAYLOAD_BYTES as f64
     );
-    println!(
-        "total benchmark time {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    println!("total benchmark time {:.1} s", started.elapsed().as_secs_f64());
 }

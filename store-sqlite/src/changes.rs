@@ -77,28 +77,13 @@ impl Changes {
                 self.recovered.insert(group);
             }
             Record::Promised { ballot, .. } => self.raise_promised(group, *ballot),
-            Record::Accepted {
-                slot,
-                ballot,
-                value_hash,
-                entry,
-                ..
-            } => {
-                let value = AcceptedValue {
-                    ballot: *ballot,
-                    value_hash: *value_hash,
-                    entry: entry.clone(),
-                };
+            Record::Accepted { slot, ballot, value_hash, entry, .. } => {
+                let value = AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone() };
                 self.accepted.insert((group, *slot), Some(value));
                 self.raise_promised(group, *ballot);
             }
-            Record::PeerIncarnation {
-                acceptor,
-                incarnation,
-                ..
-            } => {
-                self.peer_incarnations
-                    .insert((group, *acceptor), *incarnation);
+            Record::PeerIncarnation { acceptor, incarnation, .. } => {
+                self.peer_incarnations.insert((group, *acceptor), *incarnation);
             }
             Record::Chosen { slot, entry, .. } => {
                 self.accepted.insert((group, *slot), None);
@@ -125,11 +110,7 @@ mod tests {
 
     fn genesis(nonce: u64) -> GroupGenesis {
         let acceptors = AcceptorSet::new(vec![NodeId::from_index(1)], 8).expect("one acceptor");
-        GroupGenesis {
-            nonce,
-            acceptors,
-            proposers: vec![NodeId::from_index(2)],
-        }
+        GroupGenesis { nonce, acceptors, proposers: vec![NodeId::from_index(2)] }
     }
 
     fn batch(records: Vec<Record>) -> WriteBatch {
@@ -142,13 +123,7 @@ mod tests {
         let group = genesis.group_id();
         let early = Record::RoundFloor { group, round: 5 };
         let late = Record::RoundFloor { group, round: 3 };
-        let changes = Changes::fold(
-            &BTreeSet::new(),
-            &[
-                batch(vec![early]),
-                batch(vec![Record::Group { group, genesis }, late]),
-            ],
-        );
+        let changes = Changes::fold(&BTreeSet::new(), &[batch(vec![early]), batch(vec![Record::Group { group, genesis }, late])]);
         assert_eq!(changes.round_floors.get(&group), Some(&3));
     }
 
@@ -156,36 +131,15 @@ mod tests {
     fn chosen_after_accepted_deletes_and_accepted_after_chosen_keeps() {
         let genesis = genesis(1);
         let group = genesis.group_id();
-        let ballot = Ballot {
-            round: 2,
-            proposer: NodeId::from_index(2),
-        };
-        let accepted = |slot| Record::Accepted {
-            group,
-            slot: Slot(slot),
-            ballot,
-            value_hash: Entry::Noop.hash(),
-            entry: Entry::Noop,
-        };
-        let chosen = |slot| Record::Chosen {
-            group,
-            slot: Slot(slot),
-            entry: Entry::Noop,
-        };
+        let ballot = Ballot { round: 2, proposer: NodeId::from_index(2) };
+        let accepted =
+            |slot| Record::Accepted { group, slot: Slot(slot), ballot, value_hash: Entry::Noop.hash(), entry: Entry::Noop };
+        let chosen = |slot| Record::Chosen { group, slot: Slot(slot), entry: Entry::Noop };
         let durable = BTreeSet::from([group]);
-        let changes = Changes::fold(
-            &durable,
-            &[batch(vec![accepted(1), chosen(1), chosen(2), accepted(2)])],
-        );
+        let changes = Changes::fold(&durable, &[batch(vec![accepted(1), chosen(1), chosen(2), accepted(2)])]);
         assert_eq!(changes.accepted.get(&(group, Slot(1))), Some(&None));
-        assert!(matches!(
-            changes.accepted.get(&(group, Slot(2))),
-            Some(Some(_))
-        ));
+        assert!(matches!(changes.accepted.get(&(group, Slot(2))), Some(Some(_))));
         assert_eq!(changes.promised.get(&group), Some(&ballot));
-        assert!(
-            changes.groups.is_empty(),
-            "a durable group is not written again"
-        );
+        assert!(changes.groups.is_empty(), "a durable group is not written again");
     }
 }

@@ -47,17 +47,11 @@ pub(crate) fn row_checksum(table: &str, columns: &[&[u8]]) -> [u8; CHECKSUM_LEN]
 }
 
 /// Fails with [`StoreError::Corrupt`] unless `checksum` is the checksum of `columns`.
-pub(crate) fn verify_row(
-    table: &'static str,
-    columns: &[&[u8]],
-    checksum: &[u8],
-) -> Result<(), StoreError> {
+pub(crate) fn verify_row(table: &'static str, columns: &[&[u8]], checksum: &[u8]) -> Result<(), StoreError> {
     if row_checksum(table, columns).as_slice() == checksum {
         Ok(())
     } else {
-        Err(StoreError::Corrupt {
-            detail: format!("a row of {table} does not match its checksum"),
-        })
+        Err(StoreError::Corrupt { detail: format!("a row of {table} does not match its checksum") })
     }
 }
 
@@ -74,9 +68,9 @@ pub(crate) struct Column(
 
 impl Column {
     fn fixed<const N: usize>(&self, bytes: &[u8]) -> Result<[u8; N], StoreError> {
-        bytes.try_into().map_err(|_| StoreError::Corrupt {
-            detail: format!("{} holds {} bytes, expected {N}", self.0, bytes.len()),
-        })
+        bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt { detail: format!("{} holds {} bytes, expected {N}", self.0, bytes.len()) })
     }
 
     pub(crate) fn u64(&self, bytes: &[u8]) -> Result<u64, StoreError> {
@@ -106,10 +100,7 @@ impl Column {
     pub(crate) fn ballot(&self, bytes: &[u8]) -> Result<Ballot, StoreError> {
         let bytes: [u8; BALLOT_LEN] = self.fixed(bytes)?;
         let (round, proposer) = bytes.split_at(8);
-        Ok(Ballot {
-            round: self.u64(round)?,
-            proposer: self.node_id(proposer)?,
-        })
+        Ok(Ballot { round: self.u64(round)?, proposer: self.node_id(proposer)? })
     }
 
     pub(crate) fn entry(&self, bytes: &[u8]) -> Result<Entry, StoreError> {
@@ -121,9 +112,8 @@ impl Column {
     }
 
     fn postcard<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
-        postcard::from_bytes(bytes).map_err(|error| StoreError::Corrupt {
-            detail: format!("{} does not decode: {error}", self.0),
-        })
+        postcard::from_bytes(bytes)
+            .map_err(|error| StoreError::Corrupt { detail: format!("{} does not decode: {error}", self.0) })
     }
 }
 
@@ -133,15 +123,7 @@ mod tests {
 
     #[test]
     fn u64_column_bytes_sort_like_numbers_across_the_sign_bit() {
-        let values = [
-            0,
-            1,
-            255,
-            256,
-            i64::MAX as u64,
-            i64::MAX as u64 + 1,
-            u64::MAX,
-        ];
+        let values = [0, 1, 255, 256, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX];
         for pair in values.windows(2) {
             assert!(u64_to_column(pair[0]) < u64_to_column(pair[1]), "{pair:?}");
         }
@@ -153,34 +135,17 @@ mod tests {
         let high = NodeId::from_index(2);
         let ballots = [
             Ballot::ZERO,
-            Ballot {
-                round: 1,
-                proposer: low,
-            },
-            Ballot {
-                round: 1,
-                proposer: high,
-            },
-            Ballot {
-                round: u64::MAX,
-                proposer: low,
-            },
+            Ballot { round: 1, proposer: low },
+            Ballot { round: 1, proposer: high },
+            Ballot { round: u64::MAX, proposer: low },
         ];
         for pair in ballots.windows(2) {
             assert!(pair[0] < pair[1]);
-            assert!(
-                ballot_to_column(pair[0]) < ballot_to_column(pair[1]),
-                "{pair:?}"
-            );
+            assert!(ballot_to_column(pair[0]) < ballot_to_column(pair[1]), "{pair:?}");
         }
         let reader = Column("test.ballot");
         for ballot in ballots {
-            assert_eq!(
-                reader
-                    .ballot(&ballot_to_column(ballot))
-                    .expect("round trip"),
-                ballot
-            );
+            assert_eq!(reader.ballot(&ballot_to_column(ballot)).expect("round trip"), ballot);
         }
     }
 
@@ -196,13 +161,7 @@ mod tests {
     #[test]
     fn a_column_of_the_wrong_length_is_a_typed_corruption_error() {
         let reader = Column("chosen.slot");
-        assert!(matches!(
-            reader.slot(&[1, 2, 3]),
-            Err(StoreError::Corrupt { .. })
-        ));
-        assert!(matches!(
-            reader.entry(&[0xff, 0xff]),
-            Err(StoreError::Corrupt { .. })
-        ));
+        assert!(matches!(reader.slot(&[1, 2, 3]), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(reader.entry(&[0xff, 0xff]), Err(StoreError::Corrupt { .. })));
     }
 }

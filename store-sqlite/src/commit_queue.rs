@@ -41,15 +41,9 @@ pub struct CommitCounts {
 /// What the writer task is asked to do, in queue order.
 enum Request {
     /// Make a batch durable, then reply.
-    Write {
-        batch: WriteBatch,
-        durable: oneshot::Sender<Result<(), SubmitError>>,
-    },
+    Write { batch: WriteBatch, durable: oneshot::Sender<Result<(), SubmitError>> },
     /// Answer a bounded read once every batch queued before it is durable.
-    Answer {
-        query: LoadQuery,
-        answer: oneshot::Sender<Result<LoadResult, SubmitError>>,
-    },
+    Answer { query: LoadQuery, answer: oneshot::Sender<Result<LoadResult, SubmitError>> },
 }
 
 /// A handle to submit batches and reads to the writer. Clone it for each writer task.
@@ -75,10 +69,7 @@ impl CommitQueue {
     pub async fn submit(&self, batch: WriteBatch) -> Result<(), SubmitError> {
         let (durable, reply) = oneshot::channel();
         let request = Request::Write { batch, durable };
-        self.sender
-            .send(request)
-            .await
-            .map_err(|_| SubmitError::WriterStopped)?;
+        self.sender.send(request).await.map_err(|_| SubmitError::WriterStopped)?;
         reply.await.map_err(|_| SubmitError::WriterStopped)?
     }
 
@@ -87,10 +78,7 @@ impl CommitQueue {
     pub async fn answer(&self, query: LoadQuery) -> Result<LoadResult, SubmitError> {
         let (answer, reply) = oneshot::channel();
         let request = Request::Answer { query, answer };
-        self.sender
-            .send(request)
-            .await
-            .map_err(|_| SubmitError::WriterStopped)?;
+        self.sender.send(request).await.map_err(|_| SubmitError::WriterStopped)?;
         reply.await.map_err(|_| SubmitError::WriterStopped)?
     }
 }
@@ -106,18 +94,11 @@ impl CommitWriter {
 /// Takes whatever is queued, commits consecutive writes as one group, and answers reads between
 /// them in order. Stops at the first failed commit: later batches must not become durable
 /// without the failed ones.
-async fn run_writer(
-    mut store: Store,
-    mut receiver: mpsc::Receiver<Request>,
-) -> (Store, CommitCounts) {
+async fn run_writer(mut store: Store, mut receiver: mpsc::Receiver<Request>) -> (Store, CommitCounts) {
     let mut counts = CommitCounts::default();
     let mut queued = Vec::with_capacity(BATCHES_PER_COMMIT_MAX);
     let mut group = Group::default();
-    'serve: while receiver
-        .recv_many(&mut queued, BATCHES_PER_COMMIT_MAX)
-        .await
-        > 0
-    {
+    'serve: while receiver.recv_many(&mut queued, BATCHES_PER_COMMIT_MAX).await > 0 {
         for request in queued.drain(..) {
             match request {
                 Request::Write { batch, durable } => {
@@ -129,8 +110,7 @@ async fn run_writer(
                         break 'serve;
                     }
                     let result = store.answer(&query).await;
-                    let _ = answer
-                        .send(result.map_err(|error| SubmitError::StoreFailed(Arc::new(error))));
+                    let _ = answer.send(result.map_err(|error| SubmitError::StoreFailed(Arc::new(error))));
                 }
             }
         }
@@ -155,10 +135,7 @@ impl Group {
         if self.batches.is_empty() {
             return true;
         }
-        let result = store
-            .apply(&self.batches)
-            .await
-            .map_err(|error| SubmitError::StoreFailed(Arc::new(error)));
+        let result = store.apply(&self.batches).await.map_err(|error| SubmitError::StoreFailed(Arc::new(error)));
         counts.commits += 1;
         counts.batches += self.batches.len() as u64;
         self.batches.clear();

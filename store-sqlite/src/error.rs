@@ -35,9 +35,7 @@ pub enum StoreError {
         detail: String,
     },
     /// A newer Plait wrote this database; this build does not know its schema.
-    #[error(
-        "the database has schema version {found}, newer than {supported}, the newest this build knows"
-    )]
+    #[error("the database has schema version {found}, newer than {supported}, the newest this build knows")]
     NewerSchema {
         /// The database's schema version.
         found: i64,
@@ -79,16 +77,12 @@ pub enum StoreError {
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> StoreError {
         let code = match &error {
-            sqlx::Error::Database(database) => {
-                database.code().and_then(|code| code.parse::<i64>().ok())
-            }
+            sqlx::Error::Database(database) => database.code().and_then(|code| code.parse::<i64>().ok()),
             _ => None,
         };
         match code.map(|extended| extended & 0xff) {
             Some(sqlite_code::NOTADB) => StoreError::NotADatabase,
-            Some(sqlite_code::CORRUPT) => StoreError::Corrupt {
-                detail: error.to_string(),
-            },
+            Some(sqlite_code::CORRUPT) => StoreError::Corrupt { detail: error.to_string() },
             Some(sqlite_code::READONLY) => StoreError::ReadOnly,
             Some(sqlite_code::FULL) => StoreError::Full,
             Some(sqlite_code::CANTOPEN) => StoreError::CannotOpen,
@@ -100,9 +94,7 @@ impl From<sqlx::Error> for StoreError {
 impl From<MigrateError> for StoreError {
     fn from(error: MigrateError) -> StoreError {
         match error {
-            MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => {
-                StoreError::from(inner)
-            }
+            MigrateError::Execute(inner) | MigrateError::ExecuteMigration(inner, _) => StoreError::from(inner),
             other => StoreError::Migration(other),
         }
     }

@@ -25,10 +25,7 @@ mod read;
 mod store;
 mod write;
 
-pub use commit_queue::{
-    BATCHES_PER_COMMIT_MAX, CommitCounts, CommitQueue, CommitWriter, QUEUED_REQUESTS_MAX,
-    SubmitError,
-};
+pub use commit_queue::{BATCHES_PER_COMMIT_MAX, CommitCounts, CommitQueue, CommitWriter, QUEUED_REQUESTS_MAX, SubmitError};
 pub use error::StoreError;
 pub use read::CHOSEN_ENTRIES_PER_LOAD_MAX;
 pub use store::{BUSY_TIMEOUT_MS_DEFAULT, Store, StoreOptions, schema_version_supported};

@@ -1,9 +1,5 @@
 //! Reads the durable state back: the whole [`Restored`] at start, and bounded [`LoadQuery`]s.
 
-use std::collections::BTreeMap;
-
-use plait_kernel::ids::Ballot;
-use plait_kernel::log::GroupGenesis;
 use plait_kernel::storage::{AcceptedValue, LoadQuery, LoadResult, Restored, RestoredGroup};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
@@ -12,8 +8,9 @@ use crate::codec::{Column, u64_to_column, verify_row};
 use crate::error::StoreError;
 
 /// The most chosen entries one [`LoadQuery::ChosenEntries`] returns, whatever `count` asks: a
-/// load is a bounded read. The kernel asks again from the next slot when it needs more.
-pub const CHOSEN_ENTRIES_PER_LOAD_MAX: usize = 4096;
+/// load is a bounded read. The kernel asks again from the next slot when it needs more. The cap
+/// is the kernel's, so the simulator's reference answer and this store agree.
+pub const CHOSEN_ENTRIES_PER_LOAD_MAX: usize = plait_kernel::storage::LOAD_ROWS_MAX;
 
 /// Reads every table into a [`Restored`]. Each table is one statement scanned in key order, and
 /// every row is checked against its checksum.
@@ -23,14 +20,9 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
         let [group, genesis] = checked(&row, "groups")?;
         let group = Column("groups.group_id").group_id(group)?;
         let genesis = Column("groups.genesis").genesis(genesis)?;
-        restored.groups.insert(group, empty_group_state(genesis));
+        restored.groups.insert(group, RestoredGroup::new(genesis));
     }
-    for row in fetch(
-        connection,
-        "SELECT group_id, incarnation, checksum FROM incarnations",
-    )
-    .await?
-    {
+    for row in fetch(connection, "SELECT group_id, incarnation, checksum FROM incarnations").await? {
         let [group, incarnation] = checked(&row, "incarnations")?;
         let incarnation = Column("incarnations.incarnation").incarnation(incarnation)?;
         group_of(&mut restored, "incarnations", group)?.incarnation = Some(incarnation);
@@ -39,15 +31,9 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
         let [group] = checked(&row, "recovered")?;
         group_of(&mut restored, "recovered", group)?.recovered = true;
     }
-    for row in fetch(
-        connection,
-        "SELECT group_id, ballot, checksum FROM promised",
-    )
-    .await?
-    {
+    for row in fetch(connection, "SELECT group_id, ballot, checksum FROM promised").await? {
         let [group, ballot] = checked(&row, "promised")?;
-        group_of(&mut restored, "promised", group)?.promised =
-            Column("promised.ballot").ballot(ballot)?;
+        group_of(&mut restored, "promised", group)?.promised = Column("promised.ballot").ballot(ballot)?;
     }
     let accepted = "SELECT group_id, slot, ballot, value_hash, entry, checksum FROM accepted";
     for row in fetch(connection, accepted).await? {
@@ -58,50 +44,30 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
             value_hash: Column("accepted.value_hash").value_hash(value_hash)?,
             entry: Column("accepted.entry").entry(entry)?,
         };
-        group_of(&mut restored, "accepted", group)?
-            .accepted
-            .insert(slot, value);
+        group_of(&mut restored, "accepted", group)?.accepted.insert(slot, value);
     }
     let peers = "SELECT group_id, acceptor, incarnation, checksum FROM peer_incarnations";
     for row in fetch(connection, peers).await? {
         let [group, acceptor, incarnation] = checked(&row, "peer_incarnations")?;
         let acceptor = Column("peer_incarnations.acceptor").node_id(acceptor)?;
         let incarnation = Column("peer_incarnations.incarnation").incarnation(incarnation)?;
-        group_of(&mut restored, "peer_incarnations", group)?
-            .peer_incarnations
-            .insert(acceptor, incarnation);
+        group_of(&mut restored, "peer_incarnations", group)?.peer_incarnations.insert(acceptor, incarnation);
     }
-    for row in fetch(
-        connection,
-        "SELECT group_id, slot, entry, checksum FROM chosen",
-    )
-    .await?
-    {
+    for row in fetch(connection, "SELECT group_id, slot, entry, checksum FROM chosen").await? {
         let [group, slot, entry] = checked(&row, "chosen")?;
         let slot = Column("chosen.slot").slot(slot)?;
         let entry = Column("chosen.entry").entry(entry)?;
-        group_of(&mut restored, "chosen", group)?
-            .chosen
-            .insert(slot, entry);
+        group_of(&mut restored, "chosen", group)?.chosen.insert(slot, entry);
     }
-    for row in fetch(
-        connection,
-        "SELECT group_id, round, checksum FROM round_floors",
-    )
-    .await?
-    {
+    for row in fetch(connection, "SELECT group_id, round, checksum FROM round_floors").await? {
         let [group, round] = checked(&row, "round_floors")?;
-        group_of(&mut restored, "round_floors", group)?.round_floor =
-            Column("round_floors.round").u64(round)?;
+        group_of(&mut restored, "round_floors", group)?.round_floor = Column("round_floors.round").u64(round)?;
     }
     Ok(restored)
 }
 
 /// Answers a bounded read with one range scan over the table's primary key.
-pub(crate) async fn answer(
-    connection: &mut SqliteConnection,
-    query: &LoadQuery,
-) -> Result<LoadResult, StoreError> {
+pub(crate) async fn answer(connection: &mut SqliteConnection, query: &LoadQuery) -> Result<LoadResult, StoreError> {
     match query {
         LoadQuery::ChosenEntries { group, from, count } => {
             let limit = (*count).min(CHOSEN_ENTRIES_PER_LOAD_MAX);
@@ -125,19 +91,13 @@ pub(crate) async fn answer(
     }
 }
 
-async fn fetch(
-    connection: &mut SqliteConnection,
-    sql: &'static str,
-) -> Result<Vec<SqliteRow>, StoreError> {
+async fn fetch(connection: &mut SqliteConnection, sql: &'static str) -> Result<Vec<SqliteRow>, StoreError> {
     Ok(sqlx::query(sql).fetch_all(&mut *connection).await?)
 }
 
 /// The first `N` columns of `row` as bytes, after checking them against the checksum that
 /// follows them.
-fn checked<'row, const N: usize>(
-    row: &'row SqliteRow,
-    table: &'static str,
-) -> Result<[&'row [u8]; N], StoreError> {
+fn checked<'row, const N: usize>(row: &'row SqliteRow, table: &'static str) -> Result<[&'row [u8]; N], StoreError> {
     let mut columns: [&[u8]; N] = [&[]; N];
     for (index, column) in columns.iter_mut().enumerate() {
         *column = row.try_get(index)?;
@@ -147,33 +107,12 @@ fn checked<'row, const N: usize>(
     Ok(columns)
 }
 
-/// The state of a group before any per-group record: what `Restored::apply` starts from. (The
-/// kernel's own constructor is private; a new field there is a compile error here.)
-fn empty_group_state(genesis: GroupGenesis) -> RestoredGroup {
-    RestoredGroup {
-        genesis,
-        incarnation: None,
-        recovered: false,
-        promised: Ballot::ZERO,
-        accepted: BTreeMap::new(),
-        peer_incarnations: BTreeMap::new(),
-        chosen: BTreeMap::new(),
-        round_floor: 0,
-    }
-}
-
 /// The group a row belongs to. Foreign keys make a row without its group impossible, so one is
 /// reported as corruption rather than ignored.
-fn group_of<'a>(
-    restored: &'a mut Restored,
-    table: &'static str,
-    group: &[u8],
-) -> Result<&'a mut RestoredGroup, StoreError> {
+fn group_of<'a>(restored: &'a mut Restored, table: &'static str, group: &[u8]) -> Result<&'a mut RestoredGroup, StoreError> {
     let group = Column(table).group_id(group)?;
     restored
         .groups
         .get_mut(&group)
-        .ok_or_else(|| StoreError::Corrupt {
-            detail: format!("{table} has a row for group {group} that has no row in groups"),
-        })
+        .ok_or_else(|| StoreError::Corrupt { detail: format!("{table} has a row for group {group} that has no row in groups") })
 }

@@ -34,10 +34,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> StoreOptions {
-        StoreOptions {
-            busy_timeout_ms: BUSY_TIMEOUT_MS_DEFAULT,
-            pages_max: None,
-        }
+        StoreOptions { busy_timeout_ms: BUSY_TIMEOUT_MS_DEFAULT, pages_max: None }
     }
 }
 
@@ -70,17 +67,11 @@ impl Store {
     /// A new database is built beside `path` and renamed into place once its schema and owner
     /// are durable, so a file at `path` is never legitimately empty: an empty file is a
     /// truncated database and is refused, instead of silently starting over.
-    pub async fn open_with(
-        path: impl AsRef<Path>,
-        node: NodeId,
-        options: StoreOptions,
-    ) -> Result<Store, StoreError> {
+    pub async fn open_with(path: impl AsRef<Path>, node: NodeId, options: StoreOptions) -> Result<Store, StoreError> {
         let path = path.as_ref();
         match std::fs::metadata(path) {
             Ok(metadata) if metadata.len() == 0 => {
-                return Err(StoreError::Corrupt {
-                    detail: "the database file is empty (truncated)".to_owned(),
-                });
+                return Err(StoreError::Corrupt { detail: "the database file is empty (truncated)".to_owned() });
             }
             Ok(_) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -95,18 +86,10 @@ impl Store {
         claim_identity(&mut connection, node).await?;
 
         let mut groups_durable = BTreeSet::new();
-        for row in sqlx::query("SELECT group_id FROM groups")
-            .fetch_all(&mut connection)
-            .await?
-        {
+        for row in sqlx::query("SELECT group_id FROM groups").fetch_all(&mut connection).await? {
             groups_durable.insert(Column("groups.group_id").group_id(row.try_get(0)?)?);
         }
-        Ok(Store {
-            connection,
-            node,
-            groups_durable,
-            is_stopped: false,
-        })
+        Ok(Store { connection, node, groups_durable, is_stopped: false })
     }
 
     /// The node this database belongs to.
@@ -131,10 +114,7 @@ impl Store {
         match self.write(&changes).await {
             Ok(()) => {
                 assert!(
-                    changes
-                        .groups
-                        .keys()
-                        .all(|group| !self.groups_durable.contains(group)),
+                    changes.groups.keys().all(|group| !self.groups_durable.contains(group)),
                     "the fold wrote a group that was already durable"
                 );
                 self.groups_durable.extend(changes.groups.keys().copied());
@@ -178,11 +158,7 @@ impl Store {
 
 /// Connects with the settings every Plait database uses: write-ahead log, `synchronous=FULL`
 /// (a commit returns after its fsync), foreign keys on.
-async fn connect(
-    path: &Path,
-    options: &StoreOptions,
-    may_create: bool,
-) -> Result<SqliteConnection, StoreError> {
+async fn connect(path: &Path, options: &StoreOptions, may_create: bool) -> Result<SqliteConnection, StoreError> {
     let mut connect = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(may_create)
@@ -218,21 +194,15 @@ async fn create(path: &Path, node: NodeId, options: &StoreOptions) -> Result<(),
     // synchronous=FULL) and removes it, so the side file alone holds everything.
     connection.close().await?;
     std::fs::rename(&side_path, path).map_err(|_| StoreError::CannotOpen)?;
-    let directory = path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty());
+    let directory = path.parent().filter(|parent| !parent.as_os_str().is_empty());
     let directory = std::fs::File::open(directory.unwrap_or(Path::new(".")));
-    directory
-        .and_then(|directory| directory.sync_all())
-        .map_err(|_| StoreError::CannotOpen)
+    directory.and_then(|directory| directory.sync_all()).map_err(|_| StoreError::CannotOpen)
 }
 
 /// SQLite's own structural check: catches truncated and overwritten pages before we trust them.
 /// It reads the whole file, which the `load` at start does anyway.
 async fn check_integrity(connection: &mut SqliteConnection) -> Result<(), StoreError> {
-    let rows = sqlx::query("PRAGMA quick_check")
-        .fetch_all(&mut *connection)
-        .await?;
+    let rows = sqlx::query("PRAGMA quick_check").fetch_all(&mut *connection).await?;
     let mut problems = Vec::new();
     for row in rows {
         let line: String = row.try_get(0)?;
@@ -240,22 +210,14 @@ async fn check_integrity(connection: &mut SqliteConnection) -> Result<(), StoreE
             problems.push(line);
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(StoreError::Corrupt {
-            detail: problems.join("; "),
-        })
-    }
+    if problems.is_empty() { Ok(()) } else { Err(StoreError::Corrupt { detail: problems.join("; ") }) }
 }
 
 /// Refuses, before any migration runs, a database of another program, of a newer Plait, or of
 /// another node.
 async fn check_schema(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
     let tables: Vec<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table'")
-            .fetch_all(&mut *connection)
-            .await?;
+        sqlx::query_scalar("SELECT name FROM sqlite_schema WHERE type = 'table'").fetch_all(&mut *connection).await?;
     let has_table = |name: &str| tables.iter().any(|table| table == name);
     if tables.is_empty() {
         return Ok(()); // A new database.
@@ -263,9 +225,7 @@ async fn check_schema(connection: &mut SqliteConnection, node: NodeId) -> Result
     if !has_table("_sqlx_migrations") {
         return Err(StoreError::NotPlaitDatabase);
     }
-    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(&mut *connection)
-        .await?;
+    let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut *connection).await?;
     let supported = schema_version_supported();
     if let Some(found) = found.filter(|found| *found > supported) {
         return Err(StoreError::NewerSchema { found, supported });
@@ -278,39 +238,24 @@ async fn check_schema(connection: &mut SqliteConnection, node: NodeId) -> Result
 
 /// Records `node` as the owner of a new database, or checks that it already is.
 async fn claim_identity(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO node_identity (only_row, node_id) VALUES (1, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(node.0.as_slice())
-    .execute(&mut *connection)
-    .await?;
+    sqlx::query("INSERT INTO node_identity (only_row, node_id) VALUES (1, ?) ON CONFLICT DO NOTHING")
+        .bind(node.0.as_slice())
+        .execute(&mut *connection)
+        .await?;
     check_identity(connection, node).await
 }
 
 async fn check_identity(connection: &mut SqliteConnection, node: NodeId) -> Result<(), StoreError> {
     let recorded: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT node_id FROM node_identity WHERE only_row = 1")
-            .fetch_optional(&mut *connection)
-            .await?;
+        sqlx::query_scalar("SELECT node_id FROM node_identity WHERE only_row = 1").fetch_optional(&mut *connection).await?;
     let Some(recorded) = recorded else {
         return Ok(());
     };
     let found = Column("node_identity.node_id").node_id(&recorded)?;
-    if found == node {
-        Ok(())
-    } else {
-        Err(StoreError::OtherNode {
-            expected: node,
-            found,
-        })
-    }
+    if found == node { Ok(()) } else { Err(StoreError::OtherNode { expected: node, found }) }
 }
 
 /// The newest schema version this build knows: the highest embedded migration.
 pub fn schema_version_supported() -> i64 {
-    MIGRATOR
-        .iter()
-        .map(|migration| migration.version)
-        .max()
-        .expect("invariant: at least one migration is embedded")
+    MIGRATOR.iter().map(|migration| migration.version).max().expect("invariant: at least one migration is embedded")
 }

@@ -23,19 +23,10 @@ struct Statement {
 type Columns = Vec<Vec<u8>>;
 
 /// Writes every table's changes. Groups go first: the other tables refer to them.
-pub(crate) async fn write_changes(
-    connection: &mut SqliteConnection,
-    changes: &Changes,
-) -> Result<(), StoreError> {
-    let statement = Statement {
-        table: "groups",
-        head: "INSERT INTO groups (group_id, genesis, checksum) ",
-        tail: " ON CONFLICT DO NOTHING",
-    };
-    let rows = changes
-        .groups
-        .iter()
-        .map(|(group, genesis)| vec![group.0.to_vec(), to_postcard(genesis)]);
+pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let statement =
+        Statement { table: "groups", head: "INSERT INTO groups (group_id, genesis, checksum) ", tail: " ON CONFLICT DO NOTHING" };
+    let rows = changes.groups.iter().map(|(group, genesis)| vec![group.0.to_vec(), to_postcard(genesis)]);
     upsert(connection, &statement, rows.collect()).await?;
 
     let statement = Statement {
@@ -43,17 +34,12 @@ pub(crate) async fn write_changes(
         head: "INSERT INTO incarnations (group_id, incarnation, checksum) ",
         tail: " ON CONFLICT (group_id) DO UPDATE SET incarnation = excluded.incarnation, checksum = excluded.checksum",
     };
-    let rows = changes
-        .incarnations
-        .iter()
-        .map(|(group, incarnation)| vec![group.0.to_vec(), u64_to_column(incarnation.0).to_vec()]);
+    let rows =
+        changes.incarnations.iter().map(|(group, incarnation)| vec![group.0.to_vec(), u64_to_column(incarnation.0).to_vec()]);
     upsert(connection, &statement, rows.collect()).await?;
 
-    let statement = Statement {
-        table: "recovered",
-        head: "INSERT INTO recovered (group_id, checksum) ",
-        tail: " ON CONFLICT DO NOTHING",
-    };
+    let statement =
+        Statement { table: "recovered", head: "INSERT INTO recovered (group_id, checksum) ", tail: " ON CONFLICT DO NOTHING" };
     let rows = changes.recovered.iter().map(|group| vec![group.0.to_vec()]);
     upsert(connection, &statement, rows.collect()).await?;
 
@@ -63,10 +49,7 @@ pub(crate) async fn write_changes(
         tail: " ON CONFLICT (group_id) DO UPDATE SET ballot = excluded.ballot, checksum = excluded.checksum \
                WHERE excluded.ballot > promised.ballot",
     };
-    let rows = changes
-        .promised
-        .iter()
-        .map(|(group, ballot)| vec![group.0.to_vec(), ballot_to_column(*ballot).to_vec()]);
+    let rows = changes.promised.iter().map(|(group, ballot)| vec![group.0.to_vec(), ballot_to_column(*ballot).to_vec()]);
     upsert(connection, &statement, rows.collect()).await?;
 
     write_accepted(connection, changes).await?;
@@ -77,16 +60,9 @@ pub(crate) async fn write_changes(
         tail: " ON CONFLICT (group_id, acceptor) DO UPDATE \
                SET incarnation = excluded.incarnation, checksum = excluded.checksum",
     };
-    let rows = changes
-        .peer_incarnations
-        .iter()
-        .map(|((group, acceptor), incarnation)| {
-            vec![
-                group.0.to_vec(),
-                acceptor.0.to_vec(),
-                u64_to_column(incarnation.0).to_vec(),
-            ]
-        });
+    let rows = changes.peer_incarnations.iter().map(|((group, acceptor), incarnation)| {
+        vec![group.0.to_vec(), acceptor.0.to_vec(), u64_to_column(incarnation.0).to_vec()]
+    });
     upsert(connection, &statement, rows.collect()).await?;
 
     let statement = Statement {
@@ -94,13 +70,10 @@ pub(crate) async fn write_changes(
         head: "INSERT INTO chosen (group_id, slot, entry, checksum) ",
         tail: " ON CONFLICT (group_id, slot) DO UPDATE SET entry = excluded.entry, checksum = excluded.checksum",
     };
-    let rows = changes.chosen.iter().map(|((group, slot), entry)| {
-        vec![
-            group.0.to_vec(),
-            u64_to_column(slot.0).to_vec(),
-            to_postcard(entry),
-        ]
-    });
+    let rows = changes
+        .chosen
+        .iter()
+        .map(|((group, slot), entry)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec(), to_postcard(entry)]);
     upsert(connection, &statement, rows.collect()).await?;
 
     let statement = Statement {
@@ -109,37 +82,28 @@ pub(crate) async fn write_changes(
         tail: " ON CONFLICT (group_id) DO UPDATE SET round = excluded.round, checksum = excluded.checksum \
                WHERE excluded.round > round_floors.round",
     };
-    let rows = changes
-        .round_floors
-        .iter()
-        .map(|(group, round)| vec![group.0.to_vec(), u64_to_column(*round).to_vec()]);
+    let rows = changes.round_floors.iter().map(|(group, round)| vec![group.0.to_vec(), u64_to_column(*round).to_vec()]);
     upsert(connection, &statement, rows.collect()).await
 }
 
 /// Accepted values: upserts for slots last accepted, deletes for slots last chosen.
-async fn write_accepted(
-    connection: &mut SqliteConnection,
-    changes: &Changes,
-) -> Result<(), StoreError> {
+async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
     let statement = Statement {
         table: "accepted",
         head: "INSERT INTO accepted (group_id, slot, ballot, value_hash, entry, checksum) ",
         tail: " ON CONFLICT (group_id, slot) DO UPDATE SET ballot = excluded.ballot, \
                value_hash = excluded.value_hash, entry = excluded.entry, checksum = excluded.checksum",
     };
-    let rows = changes
-        .accepted
-        .iter()
-        .filter_map(|((group, slot), value)| {
-            let value = value.as_ref()?;
-            Some(vec![
-                group.0.to_vec(),
-                u64_to_column(slot.0).to_vec(),
-                ballot_to_column(value.ballot).to_vec(),
-                value.value_hash.0.to_vec(),
-                to_postcard(&value.entry),
-            ])
-        });
+    let rows = changes.accepted.iter().filter_map(|((group, slot), value)| {
+        let value = value.as_ref()?;
+        Some(vec![
+            group.0.to_vec(),
+            u64_to_column(slot.0).to_vec(),
+            ballot_to_column(value.ballot).to_vec(),
+            value.value_hash.0.to_vec(),
+            to_postcard(&value.entry),
+        ])
+    });
     upsert(connection, &statement, rows.collect()).await?;
 
     let keys: Vec<Columns> = changes
@@ -149,8 +113,7 @@ async fn write_accepted(
         .map(|((group, slot), _)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec()])
         .collect();
     for chunk in keys.chunks(ROWS_PER_STATEMENT_MAX) {
-        let mut builder =
-            QueryBuilder::<Sqlite>::new("DELETE FROM accepted WHERE (group_id, slot) IN (");
+        let mut builder = QueryBuilder::<Sqlite>::new("DELETE FROM accepted WHERE (group_id, slot) IN (");
         builder.push_values(chunk, |mut row, columns| {
             for column in columns {
                 row.push_bind(column.as_slice());
@@ -164,11 +127,7 @@ async fn write_accepted(
 
 /// Runs `statement` over `rows`, [`ROWS_PER_STATEMENT_MAX`] rows at a time, appending each
 /// row's checksum as its last column.
-async fn upsert(
-    connection: &mut SqliteConnection,
-    statement: &Statement,
-    rows: Vec<Columns>,
-) -> Result<(), StoreError> {
+async fn upsert(connection: &mut SqliteConnection, statement: &Statement, rows: Vec<Columns>) -> Result<(), StoreError> {
     for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
         let mut builder = QueryBuilder::<Sqlite>::new(statement.head);
         builder.push_values(chunk, |mut row, columns| {

@@ -4,9 +4,7 @@
 use plait_kernel::ids::{Incarnation, NodeId, Slot};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
 use plait_kernel::storage::{LoadQuery, LoadResult, Record, Restored, WriteBatch};
-use plait_store_sqlite::{
-    CHOSEN_ENTRIES_PER_LOAD_MAX, CommitQueue, Store, StoreError, StoreOptions, SubmitError,
-};
+use plait_store_sqlite::{CHOSEN_ENTRIES_PER_LOAD_MAX, CommitQueue, Store, StoreError, StoreOptions, SubmitError};
 
 const NODE: NodeId = NodeId([4; 32]);
 const WRITERS: u64 = 20;
@@ -14,21 +12,12 @@ const BATCHES_PER_WRITER: u64 = 20;
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis {
-        nonce: 4,
-        acceptors,
-        proposers: vec![NODE],
-    }
+    GroupGenesis { nonce: 4, acceptors, proposers: vec![NODE] }
 }
 
 fn group_batch() -> WriteBatch {
     let group = genesis().group_id();
-    WriteBatch {
-        records: vec![Record::Group {
-            group,
-            genesis: genesis(),
-        }],
-    }
+    WriteBatch { records: vec![Record::Group { group, genesis: genesis() }] }
 }
 
 /// Writer `writer`'s batch `number`: a log entry of its own, and its peer incarnation set to
@@ -42,11 +31,7 @@ fn writer_batch(writer: u64, number: u64) -> WriteBatch {
                 slot: Slot(writer * BATCHES_PER_WRITER + number),
                 entry: Entry::Value(vec![writer as u8; 40]),
             },
-            Record::PeerIncarnation {
-                group,
-                acceptor: NodeId::from_index(writer),
-                incarnation: Incarnation(number),
-            },
+            Record::PeerIncarnation { group, acceptor: NodeId::from_index(writer), incarnation: Incarnation(number) },
         ],
     }
 }
@@ -58,27 +43,17 @@ fn writer_batch(writer: u64, number: u64) -> WriteBatch {
 fn many_writers_sharing_a_commit_queue_all_become_durable_in_order_and_readable() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
         let mut store = Store::open(&path, NODE).await.expect("open");
-        store
-            .apply(&[group_batch()])
-            .await
-            .expect("create the group");
+        store.apply(&[group_batch()]).await.expect("create the group");
         let (queue, writer) = CommitQueue::start(store);
         let tasks: Vec<_> = (0..WRITERS)
             .map(|writer| {
                 let queue = queue.clone();
                 tokio::spawn(async move {
                     for number in 0..BATCHES_PER_WRITER {
-                        queue
-                            .submit(writer_batch(writer, number))
-                            .await
-                            .expect("submit");
+                        queue.submit(writer_batch(writer, number)).await.expect("submit");
                     }
                 })
             })
@@ -86,17 +61,9 @@ fn many_writers_sharing_a_commit_queue_all_become_durable_in_order_and_readable(
         for task in tasks {
             task.await.expect("writer task");
         }
-        let query = LoadQuery::ChosenEntries {
-            group: genesis().group_id(),
-            from: Slot(0),
-            count: usize::MAX,
-        };
+        let query = LoadQuery::ChosenEntries { group: genesis().group_id(), from: Slot(0), count: usize::MAX };
         let LoadResult::ChosenEntries(rows) = queue.answer(query).await.expect("answer");
-        assert_eq!(
-            rows.len() as u64,
-            WRITERS * BATCHES_PER_WRITER,
-            "a read sees every batch acknowledged before it"
-        );
+        assert_eq!(rows.len() as u64, WRITERS * BATCHES_PER_WRITER, "a read sees every batch acknowledged before it");
         drop(queue);
         let (store, counts) = writer.finish().await.expect("the writer finishes");
         assert_eq!(counts.batches, WRITERS * BATCHES_PER_WRITER);
@@ -123,18 +90,10 @@ fn many_writers_sharing_a_commit_queue_all_become_durable_in_order_and_readable(
 fn a_failed_group_commit_stops_the_queue_and_keeps_exactly_the_acknowledged_batches() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
-        let options = StoreOptions {
-            pages_max: Some(64),
-            ..StoreOptions::default()
-        };
-        let mut store = Store::open_with(&path, NODE, options)
-            .await
-            .expect("open");
+        let options = StoreOptions { pages_max: Some(64), ..StoreOptions::default() };
+        let mut store = Store::open_with(&path, NODE, options).await.expect("open");
         let mut model = Restored::empty();
         store.apply(&[group_batch()]).await.expect("create the group");
         model.apply(&group_batch());
@@ -142,13 +101,8 @@ fn a_failed_group_commit_stops_the_queue_and_keeps_exactly_the_acknowledged_batc
         let group = genesis().group_id();
         let mut failure = None;
         for number in 0..1_000 {
-            let batch = WriteBatch {
-                records: vec![Record::Chosen {
-                    group,
-                    slot: Slot(number),
-                    entry: Entry::Value(vec![1; 2_000]),
-                }],
-            };
+            let batch =
+                WriteBatch { records: vec![Record::Chosen { group, slot: Slot(number), entry: Entry::Value(vec![1; 2_000]) }] };
             match queue.submit(batch.clone()).await {
                 Ok(()) => model.apply(&batch),
                 Err(error) => {
@@ -158,15 +112,9 @@ fn a_failed_group_commit_stops_the_queue_and_keeps_exactly_the_acknowledged_batc
             }
         }
         let failure = failure.expect("64 pages cannot hold 1,000 entries of 2 KB");
-        assert!(
-            matches!(&failure, SubmitError::StoreFailed(error) if matches!(**error, StoreError::Full)),
-            "{failure:?}"
-        );
+        assert!(matches!(&failure, SubmitError::StoreFailed(error) if matches!(**error, StoreError::Full)), "{failure:?}");
         let later = queue.submit(group_batch()).await;
-        assert!(
-            matches!(later, Err(SubmitError::WriterStopped)),
-            "{later:?}"
-        );
+        assert!(matches!(later, Err(SubmitError::WriterStopped)), "{later:?}");
         drop(queue);
         drop(writer.finish().await.expect("the writer finishes"));
 
@@ -181,31 +129,21 @@ fn a_failed_group_commit_stops_the_queue_and_keeps_exactly_the_acknowledged_batc
 fn a_load_returns_at_most_the_bound_in_slot_order() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
         let mut store = Store::open(&path, NODE).await.expect("open");
         let group = genesis().group_id();
         let mut batches = vec![group_batch()];
         let slots_total = CHOSEN_ENTRIES_PER_LOAD_MAX as u64 + 500;
-        batches.extend((0..slots_total).map(|slot| WriteBatch {
-            records: vec![Record::Chosen {
-                group,
-                slot: Slot(slot),
-                entry: Entry::Noop,
-            }],
-        }));
+        batches.extend(
+            (0..slots_total)
+                .map(|slot| WriteBatch { records: vec![Record::Chosen { group, slot: Slot(slot), entry: Entry::Noop }] }),
+        );
         store.apply(&batches).await.expect("apply");
         let mut model = Restored::empty();
         batches.iter().for_each(|batch| model.apply(batch));
 
-        let query = LoadQuery::ChosenEntries {
-            group,
-            from: Slot(100),
-            count: usize::MAX,
-        };
+        let query = LoadQuery::ChosenEntries { group, from: Slot(100), count: usize::MAX };
         let LoadResult::ChosenEntries(rows) = store.answer(&query).await.expect("answer");
         let LoadResult::ChosenEntries(mut expected) = query.answer(&model);
         expected.truncate(CHOSEN_ENTRIES_PER_LOAD_MAX);

@@ -36,23 +36,13 @@ const NODE: NodeId = NodeId([3; 32]);
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis {
-        nonce: 6,
-        acceptors,
-        proposers: vec![NODE],
-    }
+    GroupGenesis { nonce: 6, acceptors, proposers: vec![NODE] }
 }
 
 /// Sizes vary from empty to a few KiB so batches cross page boundaries at different places.
 fn payload(number: u64) -> Vec<u8> {
     let len_bytes = (number * 397 % 3000) as usize;
-    number
-        .to_le_bytes()
-        .iter()
-        .copied()
-        .cycle()
-        .take(len_bytes)
-        .collect()
+    number.to_le_bytes().iter().copied().cycle().take(len_bytes).collect()
 }
 
 /// Batch `number`: the log entry for slot `number` and a round floor of `number + 1`, so a torn
@@ -61,64 +51,34 @@ fn batch(number: u64) -> WriteBatch {
     let group = genesis().group_id();
     let mut batch = WriteBatch::default();
     if number == 0 {
-        batch.push(Record::Group {
-            group,
-            genesis: genesis(),
-        });
+        batch.push(Record::Group { group, genesis: genesis() });
     }
-    batch.push(Record::Chosen {
-        group,
-        slot: Slot(number),
-        entry: Entry::Value(payload(number)),
-    });
-    batch.push(Record::RoundFloor {
-        group,
-        round: number + 1,
-    });
+    batch.push(Record::Chosen { group, slot: Slot(number), entry: Entry::Value(payload(number)) });
+    batch.push(Record::RoundFloor { group, round: number + 1 });
     batch
 }
 
 /// How many batches the database holds, failing unless they are exactly batches `0..count`.
 fn durable_prefix(restored: &Restored) -> u64 {
     let Some(state) = restored.groups.get(&genesis().group_id()) else {
-        assert!(
-            restored.groups.is_empty(),
-            "unexpected groups: {:?}",
-            restored.groups.keys()
-        );
+        assert!(restored.groups.is_empty(), "unexpected groups: {:?}", restored.groups.keys());
         return 0;
     };
     let count = state.chosen.len() as u64;
     for (expected, (slot, entry)) in (0..count).zip(&state.chosen) {
-        assert_eq!(
-            *slot,
-            Slot(expected),
-            "the log has a gap before slot {slot:?}"
-        );
-        assert_eq!(
-            entry,
-            &Entry::Value(payload(expected)),
-            "slot {expected} holds the wrong entry"
-        );
+        assert_eq!(*slot, Slot(expected), "the log has a gap before slot {slot:?}");
+        assert_eq!(entry, &Entry::Value(payload(expected)), "slot {expected} holds the wrong entry");
     }
-    assert_eq!(
-        state.round_floor, count,
-        "a batch was torn: the floor disagrees with the log"
-    );
+    assert_eq!(state.round_floor, count, "a batch was torn: the floor disagrees with the log");
     assert!(count >= 1, "the group exists, so batch 0 is durable");
     count
 }
 
 /// The child: continue the numbered sequence from what is durable, forever.
 fn run_child(path: &Path) -> ! {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
     runtime.block_on(async {
-        let mut store = Store::open(path, NODE)
-            .await
-            .expect("child opens the store");
+        let mut store = Store::open(path, NODE).await.expect("child opens the store");
         let mut next = durable_prefix(&store.load().await.expect("child loads"));
         let mut stdout = std::io::stdout().lock();
         loop {
@@ -141,21 +101,14 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
     if let Some(path) = std::env::var_os(CHILD_DATABASE_ENV) {
         run_child(Path::new(&path));
     }
-    let seed = std::env::var(SEED_ENV)
-        .ok()
-        .and_then(|seed| seed.parse().ok())
-        .unwrap_or(SEED_DEFAULT);
+    let seed = std::env::var(SEED_ENV).ok().and_then(|seed| seed.parse().ok()).unwrap_or(SEED_DEFAULT);
     eprintln!("kill test: seed {seed} (set {SEED_ENV} to replay), {KILLS} kills");
     let mut rng = NodeRng::from_seed(seed);
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
     let child_errors = directory.path().join("child-stderr.txt");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    let (mut durable_before, mut acknowledged_total, mut kills_before_any_acknowledgement) =
-        (0, 0, 0);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let (mut durable_before, mut acknowledged_total, mut kills_before_any_acknowledgement) = (0, 0, 0);
 
     for kill in 0..KILLS {
         let mut child = Command::new(std::env::current_exe().expect("the test binary's path"))
@@ -195,25 +148,16 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
         reader.join().expect("the reader thread");
         acknowledged_max = acknowledged_max.max(acknowledged.iter().max());
         let errors = std::fs::read_to_string(&child_errors).unwrap_or_default();
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "kill {kill}: the child ended by itself: {status}\n{errors}"
-        );
+        assert_eq!(status.signal(), Some(9), "kill {kill}: the child ended by itself: {status}\n{errors}");
 
         let restored = runtime.block_on(async {
-            let mut store = Store::open(&path, NODE)
-                .await
-                .expect("reopen after SIGKILL");
+            let mut store = Store::open(&path, NODE).await.expect("reopen after SIGKILL");
             let restored = store.load().await.expect("load after SIGKILL");
             store.close().await.expect("close");
             restored
         });
         let durable = durable_prefix(&restored);
-        assert!(
-            durable >= durable_before,
-            "kill {kill} (delay {delay_us} µs): {durable} < {durable_before} batches"
-        );
+        assert!(durable >= durable_before, "kill {kill} (delay {delay_us} µs): {durable} < {durable_before} batches");
         if let Some(acknowledged) = acknowledged_max {
             assert!(
                 durable > acknowledged,
@@ -229,8 +173,5 @@ fn sigkill_at_random_moments_keeps_a_prefix_including_every_acknowledged_batch()
         "kill test: {durable_before} batches durable, {acknowledged_total} acknowledged across \
          kills, {kills_before_any_acknowledgement} kills before the child acknowledged anything"
     );
-    assert!(
-        acknowledged_total > 0,
-        "no child ever acknowledged a batch: the test exercised nothing"
-    );
+    assert!(acknowledged_total > 0, "no child ever acknowledged a batch: the test exercised nothing");
 }

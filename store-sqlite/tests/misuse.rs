@@ -20,19 +20,12 @@ const READ_ONLY_CHILD_ENV: &str = "PLAIT_STORE_READ_ONLY_CHILD_DATABASE";
 const NOBODY_UID: u32 = 65534;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
 }
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis {
-        nonce: 1,
-        acceptors,
-        proposers: vec![NODE],
-    }
+    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE] }
 }
 
 /// A batch with one log entry of `len_bytes` payload; batch 0 also creates the group.
@@ -40,16 +33,9 @@ fn batch(number: u64, len_bytes: usize) -> WriteBatch {
     let group = genesis().group_id();
     let mut batch = WriteBatch::default();
     if number == 0 {
-        batch.push(Record::Group {
-            group,
-            genesis: genesis(),
-        });
+        batch.push(Record::Group { group, genesis: genesis() });
     }
-    batch.push(Record::Chosen {
-        group,
-        slot: Slot(number),
-        entry: Entry::Value(vec![number as u8; len_bytes]),
-    });
+    batch.push(Record::Chosen { group, slot: Slot(number), entry: Entry::Value(vec![number as u8; len_bytes]) });
     batch
 }
 
@@ -59,10 +45,7 @@ async fn write_database(path: &Path, count: u64) -> Restored {
     let mut model = Restored::empty();
     for number in 0..count {
         let batch = batch(number, 300);
-        store
-            .apply(std::slice::from_ref(&batch))
-            .await
-            .expect("apply");
+        store.apply(std::slice::from_ref(&batch)).await.expect("apply");
         model.apply(&batch);
     }
     store.close().await.expect("close");
@@ -81,17 +64,11 @@ async fn open_error(path: &Path, node: NodeId) -> StoreError {
 fn a_garbage_file_is_refused_as_not_a_database() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
-    let garbage: Vec<u8> = (0..8192u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     std::fs::write(&path, &garbage).expect("write garbage");
     let error = runtime().block_on(open_error(&path, NODE));
     assert!(matches!(error, StoreError::NotADatabase), "{error:?}");
-    assert_eq!(
-        std::fs::read(&path).expect("read back"),
-        garbage,
-        "a refused file must not be changed"
-    );
+    assert_eq!(std::fs::read(&path).expect("read back"), garbage, "a refused file must not be changed");
 }
 
 /// Proves that a database cut short is refused instead of loading whatever rows survived. A cut
@@ -104,24 +81,10 @@ fn a_truncated_database_is_refused_or_loads_everything_never_a_part() {
     let original = directory.path().join("original.sqlite");
     let model = runtime.block_on(write_database(&original, 200));
     let bytes = std::fs::read(&original).expect("read the database");
-    assert!(
-        bytes.len() > 16 * 4096,
-        "the database should span many pages: {} bytes",
-        bytes.len()
-    );
-    let must_refuse = [
-        0,
-        50,
-        100,
-        4096,
-        bytes.len() / 3,
-        bytes.len() / 2,
-        bytes.len() - 4096,
-    ];
+    assert!(bytes.len() > 16 * 4096, "the database should span many pages: {} bytes", bytes.len());
+    let must_refuse = [0, 50, 100, 4096, bytes.len() / 3, bytes.len() / 2, bytes.len() - 4096];
     for keep_bytes in must_refuse.into_iter().chain([bytes.len() - 1]) {
-        let path = directory
-            .path()
-            .join(format!("truncated-{keep_bytes}.sqlite"));
+        let path = directory.path().join(format!("truncated-{keep_bytes}.sqlite"));
         std::fs::write(&path, &bytes[..keep_bytes]).expect("write the truncated copy");
         let outcome = runtime.block_on(async {
             let mut store = Store::open(&path, NODE).await?;
@@ -131,14 +94,8 @@ fn a_truncated_database_is_refused_or_loads_everything_never_a_part() {
             Err(StoreError::Corrupt { .. } | StoreError::NotADatabase) => {}
             Err(other) => panic!("truncated to {keep_bytes} bytes: unexpected error {other:?}"),
             Ok(loaded) => {
-                assert!(
-                    !must_refuse.contains(&keep_bytes),
-                    "truncated to {keep_bytes} bytes, yet it opened"
-                );
-                assert_eq!(
-                    loaded, model,
-                    "truncated to {keep_bytes} bytes: opened but lost data"
-                );
+                assert!(!must_refuse.contains(&keep_bytes), "truncated to {keep_bytes} bytes, yet it opened");
+                assert_eq!(loaded, model, "truncated to {keep_bytes} bytes: opened but lost data");
             }
         }
     }
@@ -152,13 +109,9 @@ fn a_database_of_another_node_is_refused() {
     let runtime = runtime();
     let model = runtime.block_on(write_database(&path, 3));
     let error = runtime.block_on(open_error(&path, OTHER_NODE));
-    assert!(
-        matches!(error, StoreError::OtherNode { expected, found } if expected == OTHER_NODE && found == NODE)
-    );
+    assert!(matches!(error, StoreError::OtherNode { expected, found } if expected == OTHER_NODE && found == NODE));
     let loaded = runtime.block_on(async {
-        let mut store = Store::open(&path, NODE)
-            .await
-            .expect("the owner still opens it");
+        let mut store = Store::open(&path, NODE).await.expect("the owner still opens it");
         store.load().await.expect("load")
     });
     assert_eq!(loaded, model);
@@ -195,24 +148,15 @@ fn a_database_of_another_program_is_refused_and_left_alone() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("other.sqlite");
     rusqlite::Connection::open(&path)
-        .and_then(|connection| {
-            connection.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)", [])
-        })
+        .and_then(|connection| connection.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)", []))
         .expect("another program's database");
     let error = runtime().block_on(open_error(&path, NODE));
     assert!(matches!(error, StoreError::NotPlaitDatabase), "{error:?}");
     let connection = rusqlite::Connection::open(&path).expect("reopen");
     let tables: i64 = connection
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
         .expect("count tables");
-    assert_eq!(
-        tables, 1,
-        "the store must not have added tables to another program's database"
-    );
+    assert_eq!(tables, 1, "the store must not have added tables to another program's database");
 }
 
 /// Proves that a full disk fails the write with `Full`, stops the store, and loses nothing that
@@ -225,13 +169,8 @@ fn a_full_disk_fails_the_write_stops_the_store_and_keeps_every_acknowledged_batc
     let runtime = runtime();
     runtime.block_on(async {
         let mut model = write_database(&path, 1).await;
-        let options = StoreOptions {
-            pages_max: Some(64),
-            ..StoreOptions::default()
-        };
-        let mut store = Store::open_with(&path, NODE, options)
-            .await
-            .expect("open with a size limit");
+        let options = StoreOptions { pages_max: Some(64), ..StoreOptions::default() };
+        let mut store = Store::open_with(&path, NODE, options).await.expect("open with a size limit");
         let mut failure = None;
         for number in 1..1_000 {
             let batch = batch(number, 2_000);
@@ -248,14 +187,9 @@ fn a_full_disk_fails_the_write_stops_the_store_and_keeps_every_acknowledged_batc
         let later = store.apply(&[batch(5_000, 1)]).await;
         assert!(matches!(later, Err(StoreError::Stopped)), "{later:?}");
         drop(store);
-        let mut store = Store::open(&path, NODE)
-            .await
-            .expect("reopen without the limit");
+        let mut store = Store::open(&path, NODE).await.expect("reopen without the limit");
         assert_eq!(store.load().await.expect("load"), model);
-        assert!(
-            model.groups[&genesis().group_id()].chosen.len() > 1,
-            "some batches fitted before the limit"
-        );
+        assert!(model.groups[&genesis().group_id()].chosen.len() > 1, "some batches fitted before the limit");
     });
 }
 
@@ -271,11 +205,9 @@ fn a_read_only_database_file_is_refused_at_open() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
     runtime().block_on(write_database(&path, 2));
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444))
-        .expect("make the file read-only");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).expect("make the file read-only");
     // The directory stays writable so SQLite may create its lock files; only the database is not.
-    std::fs::set_permissions(directory.path(), std::fs::Permissions::from_mode(0o777))
-        .expect("open the directory");
+    std::fs::set_permissions(directory.path(), std::fs::Permissions::from_mode(0o777)).expect("open the directory");
     let is_privileged = std::fs::OpenOptions::new().write(true).open(&path).is_ok();
     if !is_privileged {
         let error = runtime().block_on(open_error(&path, NODE));
@@ -283,11 +215,7 @@ fn a_read_only_database_file_is_refused_at_open() {
         return;
     }
     let output = Command::new(std::env::current_exe().expect("the test binary's path"))
-        .args([
-            "a_read_only_database_file_is_refused_at_open",
-            "--exact",
-            "--test-threads=1",
-        ])
+        .args(["a_read_only_database_file_is_refused_at_open", "--exact", "--test-threads=1"])
         .env(READ_ONLY_CHILD_ENV, &path)
         .uid(NOBODY_UID)
         .gid(NOBODY_UID)

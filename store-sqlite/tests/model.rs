@@ -28,13 +28,8 @@ enum Step {
 }
 
 fn genesis(index: u64) -> GroupGenesis {
-    let acceptors = AcceptorSet::new(vec![NodeId::from_index(1), NodeId::from_index(2)], 8)
-        .expect("two acceptors");
-    GroupGenesis {
-        nonce: index,
-        acceptors,
-        proposers: vec![NodeId::from_index(9)],
-    }
+    let acceptors = AcceptorSet::new(vec![NodeId::from_index(1), NodeId::from_index(2)], 8).expect("two acceptors");
+    GroupGenesis { nonce: index, acceptors, proposers: vec![NodeId::from_index(9)] }
 }
 
 fn group(index: u64) -> GroupId {
@@ -59,9 +54,8 @@ fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
         Just(Entry::Noop),
         prop::collection::vec(any::<u8>(), 0..24).prop_map(Entry::Value),
-        prop::collection::vec(node(), 1..4).prop_map(|members| Entry::SetAcceptors(
-            AcceptorSet::new(members, 8).expect("non-empty")
-        )),
+        prop::collection::vec(node(), 1..4)
+            .prop_map(|members| Entry::SetAcceptors(AcceptorSet::new(members, 8).expect("non-empty"))),
     ]
 }
 
@@ -91,14 +85,11 @@ fn batch() -> impl Strategy<Value = WriteBatch> {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let query =
-        (0..GROUPS + 1, 0..SLOTS + 1, 0..SLOTS as usize + 2).prop_map(|(index, from, count)| {
-            LoadQuery::ChosenEntries {
-                group: group(index),
-                from: Slot(from),
-                count,
-            }
-        });
+    let query = (0..GROUPS + 1, 0..SLOTS + 1, 0..SLOTS as usize + 2).prop_map(|(index, from, count)| LoadQuery::ChosenEntries {
+        group: group(index),
+        from: Slot(from),
+        count,
+    });
     prop_oneof![
         6 => prop::collection::vec(batch(), 1..4).prop_map(Step::Apply),
         1 => batch().prop_map(Step::CrashWithBatchInFlight),
@@ -109,22 +100,10 @@ fn step() -> impl Strategy<Value = Step> {
 
 const NODE: NodeId = NodeId([7; 32]);
 
-async fn reopen_and_compare(
-    path: &std::path::Path,
-    model: &Restored,
-) -> Result<Store, TestCaseError> {
-    let mut store = Store::open(path, NODE)
-        .await
-        .map_err(|error| TestCaseError::fail(error.to_string()))?;
-    let loaded = store
-        .load()
-        .await
-        .map_err(|error| TestCaseError::fail(error.to_string()))?;
-    prop_assert_eq!(
-        &loaded,
-        model,
-        "loaded state after reopen differs from the model"
-    );
+async fn reopen_and_compare(path: &std::path::Path, model: &Restored) -> Result<Store, TestCaseError> {
+    let mut store = Store::open(path, NODE).await.map_err(|error| TestCaseError::fail(error.to_string()))?;
+    let loaded = store.load().await.map_err(|error| TestCaseError::fail(error.to_string()))?;
+    prop_assert_eq!(&loaded, model, "loaded state after reopen differs from the model");
     Ok(store)
 }
 
@@ -136,10 +115,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     for step in steps {
         match step {
             Step::Apply(batches) => {
-                store
-                    .apply(&batches)
-                    .await
-                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                store.apply(&batches).await.map_err(|error| TestCaseError::fail(error.to_string()))?;
                 batches.iter().for_each(|batch| model.apply(batch));
             }
             Step::CrashWithBatchInFlight(batch) => {
@@ -151,23 +127,13 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 store = reopen_and_compare(&path, &model).await?;
             }
             Step::Query(query) => {
-                let answer = store
-                    .answer(&query)
-                    .await
-                    .map_err(|error| TestCaseError::fail(error.to_string()))?;
+                let answer = store.answer(&query).await.map_err(|error| TestCaseError::fail(error.to_string()))?;
                 prop_assert_eq!(answer, query.answer(&model), "answer to {:?}", query);
             }
         }
     }
-    let loaded = store
-        .load()
-        .await
-        .map_err(|error| TestCaseError::fail(error.to_string()))?;
-    prop_assert_eq!(
-        &loaded,
-        &model,
-        "loaded state at the end differs from the model"
-    );
+    let loaded = store.load().await.map_err(|error| TestCaseError::fail(error.to_string()))?;
+    prop_assert_eq!(&loaded, &model, "loaded state at the end differs from the model");
     drop(store);
     reopen_and_compare(&path, &model).await?;
     Ok(())
