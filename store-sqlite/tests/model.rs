@@ -1,7 +1,8 @@
 //! The store against the simulator's disk model: random batches, abandoned batches and crashes
-//! applied to both `plait-store-sqlite` and `Restored` + `Restored::apply` (which is exactly what
-//! io-sim's disk is), comparing the loaded state after every reopen and every bounded read.
+//! applied to both `plait-store-sqlite` and io-sim's `Disk` (a `Restored` that `Restored::apply`
+//! runs on), comparing the loaded state after every reopen and every bounded read.
 
+use plait_io_sim::disk::Disk;
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
 use plait_kernel::storage::{LoadQuery, Record, Restored, WriteBatch};
@@ -110,32 +111,32 @@ async fn reopen_and_compare(path: &std::path::Path, model: &Restored) -> Result<
 async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
-    let mut model = Restored::empty();
-    let mut store = reopen_and_compare(&path, &model).await?;
+    let mut disk = Disk::default();
+    let mut store = reopen_and_compare(&path, disk.durable()).await?;
     for step in steps {
         match step {
             Step::Apply(batches) => {
                 store.apply(&batches).await.map_err(|error| TestCaseError::fail(error.to_string()))?;
-                batches.iter().for_each(|batch| model.apply(batch));
+                batches.iter().for_each(|batch| disk.persist(batch));
             }
             Step::CrashWithBatchInFlight(batch) => {
                 drop((store, batch));
-                store = reopen_and_compare(&path, &model).await?;
+                store = reopen_and_compare(&path, disk.durable()).await?;
             }
             Step::Crash => {
                 drop(store);
-                store = reopen_and_compare(&path, &model).await?;
+                store = reopen_and_compare(&path, disk.durable()).await?;
             }
             Step::Query(query) => {
                 let answer = store.answer(&query).await.map_err(|error| TestCaseError::fail(error.to_string()))?;
-                prop_assert_eq!(answer, query.answer(&model), "answer to {:?}", query);
+                prop_assert_eq!(answer, query.answer(disk.durable()), "answer to {:?}", query);
             }
         }
     }
     let loaded = store.load().await.map_err(|error| TestCaseError::fail(error.to_string()))?;
-    prop_assert_eq!(&loaded, &model, "loaded state at the end differs from the model");
+    prop_assert_eq!(&loaded, disk.durable(), "loaded state at the end differs from the model");
     drop(store);
-    reopen_and_compare(&path, &model).await?;
+    reopen_and_compare(&path, disk.durable()).await?;
     Ok(())
 }
 
