@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod ids;
 pub mod io;
 pub mod log;
+pub mod mls;
 pub mod rng;
 pub mod storage;
 pub mod time;

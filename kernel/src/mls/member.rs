@@ -1,0 +1,239 @@
+//! One device's membership in one MLS group, on the deterministic provider.
+//!
+//! Commits leave as MLS PublicMessages (acceptors validate them); application data as
+//! PrivateMessages. A commit this device makes stays pending until the Paxos log decides: if it
+//! is chosen, [`Member::merge_own_commit`]; if another value is chosen for the slot,
+//! [`Member::discard_own_commit`] and [`Member::apply_commit`] the chosen one.
+
+use std::collections::BTreeMap;
+
+use openmls::prelude::*;
+use openmls_traits::OpenMlsProvider;
+use tls_codec::{Deserialize as _, Serialize as _};
+
+use crate::mls::identity::{CIPHERSUITE, Identity};
+use crate::mls::journal::{Journal, StorageChange};
+use crate::mls::provider::DeterministicProvider;
+
+/// Commits travel in plaintext (acceptors validate them); incoming may be either.
+const POLICY: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
+
+/// Why an MLS operation failed. Bytes from peers map to `Malformed` or `Rejected`; the rest are
+/// local misuse or (`Internal`) a library failure.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MlsError {
+    /// The bytes were not an MLS message of the expected kind.
+    #[error("malformed MLS message")]
+    Malformed,
+    /// The message was well-formed but refused (wrong group or epoch, bad signature, ...).
+    #[error("MLS message refused: {0}")]
+    Rejected(String),
+    /// The operation is impossible in the current state (unknown member, pending commit, ...).
+    #[error("impossible MLS operation: {0}")]
+    Impossible(String),
+    /// openmls failed on something that is not the peer's fault.
+    #[error("MLS library failure: {0}")]
+    Internal(String),
+}
+
+fn internal(error: impl std::fmt::Debug) -> MlsError {
+    MlsError::Internal(format!("{error:?}"))
+}
+
+/// A commit this device made, and the Welcome for anyone it adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnCommit {
+    /// The commit, an encoded `MlsMessageOut` (PublicMessage).
+    pub commit: Vec<u8>,
+    /// The Welcome, if the commit adds members.
+    pub welcome: Option<Vec<u8>>,
+}
+
+/// A key package offered to join, with the provider that holds its private keys.
+#[derive(Debug)]
+pub struct Joining {
+    provider: DeterministicProvider,
+    journal: Journal,
+    /// The encoded key package, to hand to an admin.
+    pub key_package: Vec<u8>,
+}
+
+/// One group as a member sees it.
+#[derive(Debug)]
+pub struct Member {
+    provider: DeterministicProvider,
+    journal: Journal,
+    group: MlsGroup,
+}
+
+/// Key packages are valid for all time: openmls checks lifetimes against the system clock, and a
+/// window this wide makes that check independent of the clock (see ARCHITECTURE.md).
+fn lifetime() -> Lifetime {
+    Lifetime::init(0, u64::MAX)
+}
+
+impl Joining {
+    /// Makes a key package for `identity`, with randomness from `seed`.
+    pub fn new(seed: [u8; 32], identity: &Identity) -> Result<Joining, MlsError> {
+        let provider = DeterministicProvider::new(seed, Default::default());
+        let bundle = KeyPackage::builder()
+            .key_package_lifetime(lifetime())
+            .build(CIPHERSUITE, &provider, &identity.signer, identity.credential.clone())
+            .map_err(internal)?;
+        let key_package = MlsMessageOut::from(bundle.key_package().clone()).tls_serialize_detached().map_err(internal)?;
+        Ok(Joining { provider, journal: Journal::default(), key_package })
+    }
+
+    /// Joins with a Welcome made for this key package.
+    pub fn join(self, welcome: &[u8]) -> Result<Member, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::Malformed)?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else { return Err(MlsError::Malformed) };
+        let config = MlsGroupJoinConfig::builder().wire_format_policy(POLICY).use_ratchet_tree_extension(true).build();
+        let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
+            .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let group = staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        Ok(Member { provider: self.provider, journal: self.journal, group })
+    }
+}
+
+impl Member {
+    /// Creates a group with `id` (the Plait group id's bytes) and this device as its only member.
+    pub fn create(seed: [u8; 32], identity: &Identity, id: &[u8]) -> Result<Member, MlsError> {
+        let provider = DeterministicProvider::new(seed, Default::default());
+        let config = MlsGroupCreateConfig::builder()
+            .ciphersuite(CIPHERSUITE)
+            .wire_format_policy(POLICY)
+            .use_ratchet_tree_extension(true)
+            .lifetime(lifetime())
+            .build();
+        let group = MlsGroup::new_with_group_id(
+            &provider,
+            &identity.signer,
+            &config,
+            GroupId::from_slice(id),
+            identity.credential.clone(),
+        )
+        .map_err(internal)?;
+        Ok(Member { provider, journal: Journal::default(), group })
+    }
+
+    /// Rebuilds a group from what was persisted of its storage.
+    pub fn restore(seed: [u8; 32], durable: BTreeMap<Vec<u8>, Vec<u8>>, id: &[u8]) -> Result<Member, MlsError> {
+        let (journal, storage) = Journal::restored(durable);
+        let provider = DeterministicProvider::new(seed, storage);
+        let group = MlsGroup::load(provider.storage(), &GroupId::from_slice(id))
+            .map_err(internal)?
+            .ok_or_else(|| MlsError::Impossible("no such group in storage".into()))?;
+        Ok(Member { provider, journal, group })
+    }
+
+    /// Storage changes since the last call: persist them before anything depending on them leaves.
+    pub fn changes(&mut self) -> Vec<StorageChange> {
+        self.journal.changes(self.provider.memory())
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.epoch().as_u64()
+    }
+
+    /// The current epoch's authenticator (equal at every member that agrees on the epoch).
+    pub fn epoch_authenticator(&self) -> Vec<u8> {
+        self.group.epoch_authenticator().as_slice().to_vec()
+    }
+
+    /// The members' names (credential identities), in leaf order.
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        self.group.members().map(|member| member.credential.serialized_content().to_vec()).collect()
+    }
+
+    /// Commits adding the member whose encoded key package this is.
+    pub fn commit_add(&mut self, identity: &Identity, key_package: &[u8]) -> Result<OwnCommit, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;
+        let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else { return Err(MlsError::Malformed) };
+        let key_package = key_package
+            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+            .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let (commit, welcome, _) = self
+            .group
+            .add_members(&self.provider, &identity.signer, &[key_package])
+            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
+        Ok(OwnCommit { commit: encode(&commit)?, welcome: Some(encode(&welcome)?) })
+    }
+
+    /// Commits removing the member named `name`.
+    pub fn commit_remove(&mut self, identity: &Identity, name: &[u8]) -> Result<OwnCommit, MlsError> {
+        let leaf = self
+            .group
+            .members()
+            .find(|member| member.credential.serialized_content() == name)
+            .map(|member| member.index)
+            .ok_or_else(|| MlsError::Impossible("no member with that name".into()))?;
+        let (commit, welcome, _) = self
+            .group
+            .remove_members(&self.provider, &identity.signer, &[leaf])
+            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
+        Ok(OwnCommit { commit: encode(&commit)?, welcome: welcome.as_ref().map(encode).transpose()? })
+    }
+
+    /// Commits a fresh leaf key for this device (key rotation).
+    pub fn commit_update(&mut self, identity: &Identity) -> Result<OwnCommit, MlsError> {
+        let bundle = self
+            .group
+            .self_update(&self.provider, &identity.signer, LeafNodeParameters::default())
+            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
+        Ok(OwnCommit { commit: encode(bundle.commit())?, welcome: None })
+    }
+
+    /// Our pending commit was chosen: move to the next epoch.
+    pub fn merge_own_commit(&mut self) -> Result<(), MlsError> {
+        self.group.merge_pending_commit(&self.provider).map_err(internal)
+    }
+
+    /// Another value was chosen for the slot our commit wanted: forget ours.
+    pub fn discard_own_commit(&mut self) -> Result<(), MlsError> {
+        self.group.clear_pending_commit(self.provider.storage()).map_err(internal)
+    }
+
+    /// Applies a commit someone else made, chosen in the log. An invalid one is refused the same
+    /// way at every member, and the epoch stays.
+    pub fn apply_commit(&mut self, bytes: &[u8]) -> Result<(), MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
+        let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
+        let processed =
+            self.group.process_message(&self.provider, protocol).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(MlsError::Rejected("not a commit".into()));
+        };
+        self.group.merge_staged_commit(&self.provider, *staged).map_err(internal)
+    }
+
+    /// Encrypts application data for the current epoch (a PrivateMessage).
+    pub fn encrypt(&mut self, identity: &Identity, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        let message = self
+            .group
+            .create_message(&self.provider, &identity.signer, plaintext)
+            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
+        encode(&message)
+    }
+
+    /// Decrypts application data: returns the sender's name and the plaintext.
+    pub fn decrypt(&mut self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
+        let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
+        if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
+            return Err(MlsError::Rejected("application data must be a PrivateMessage".into()));
+        }
+        let processed =
+            self.group.process_message(&self.provider, protocol).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let sender = processed.credential().serialized_content().to_vec();
+        let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
+            return Err(MlsError::Rejected("not application data".into()));
+        };
+        Ok((sender, application.into_bytes()))
+    }
+}
+
+fn encode(message: &MlsMessageOut) -> Result<Vec<u8>, MlsError> {
+    message.tls_serialize_detached().map_err(internal)
+}

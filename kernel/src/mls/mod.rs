@@ -1,0 +1,16 @@
+//! MLS (openmls) inside the kernel, deterministic: a provider whose randomness is the node's
+//! seed, an identity built from seeded bytes, a journal that turns openmls's storage writes into
+//! durable records, and one device's membership in one group.
+//!
+//! Not yet wired into `Device` and `Acceptor`: the next step orders these commits through the
+//! Paxos log (see ARCHITECTURE.md, "What is not built yet").
+
+pub mod identity;
+pub mod journal;
+pub mod member;
+pub mod provider;
+
+pub use identity::{CIPHERSUITE, Identity};
+pub use journal::{Journal, StorageChange};
+pub use member::{Joining, Member, MlsError, OwnCommit};
+pub use provider::DeterministicProvider;
