@@ -128,3 +128,54 @@ fn garbage_and_wrong_kinds_are_refused_without_panics() {
         let _ = members[0].apply_commit(&wire[1][..cut]);
     }
 }
+
+mod acceptor_view {
+    use super::*;
+    use plait_kernel::mls::PublicView;
+
+    #[test]
+    fn an_acceptor_follows_the_group_and_refuses_what_a_member_would_refuse() {
+        let identities: Vec<Identity> = (0..3).map(identity).collect();
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one").expect("create");
+        let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
+        assert_eq!(view.epoch(), 0);
+
+        let joining = Joining::new(seed(3, 1), &identities[1]).expect("key package");
+        let add = admin.commit_add(&identities[0], &joining.key_package).expect("add");
+        let checked = view.check_commit(&add.commit).expect("a valid commit");
+        assert_eq!(checked.committer, b"device-0");
+        assert_eq!(checked.adds, vec![b"device-1".to_vec()]);
+        assert_eq!(view.epoch(), 0, "checking does not apply");
+        view.apply_commit(&add.commit).expect("apply");
+        admin.merge_own_commit().expect("merge");
+        assert_eq!((view.epoch(), admin.epoch()), (1, 1));
+        assert_eq!(view.members(), admin.members());
+
+        assert!(view.check_commit(&add.commit).is_err(), "a replayed commit is for a past epoch");
+        let mut stranger = Member::create(seed(2, 7), &identities[2], b"group-two").expect("create");
+        let foreign = stranger.commit_update(&identities[2]).expect("update");
+        assert!(view.check_commit(&foreign.commit).is_err(), "a commit of another group");
+        let mut member = joining.join(&add.welcome.expect("welcome")).expect("join");
+        let data = member.encrypt(&identities[1], b"app data").expect("encrypt");
+        assert!(view.check_commit(&data).is_err(), "application data is not a commit");
+        assert_eq!(view.check_commit(&[7; 30]), Err(MlsError::Malformed));
+
+        let removal = admin.commit_remove(&identities[0], b"device-1").expect("remove");
+        assert_eq!(view.check_commit(&removal.commit).expect("valid").removes, vec![b"device-1".to_vec()]);
+    }
+
+    #[test]
+    fn an_acceptor_view_rebuilt_from_its_storage_carries_on() {
+        let identities: Vec<Identity> = (0..2).map(identity).collect();
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one").expect("create");
+        let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
+        let update = admin.commit_update(&identities[0]).expect("update");
+        view.apply_commit(&update.commit).expect("apply");
+        admin.merge_own_commit().expect("merge");
+        let durable = view.changes().into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+        let rebuilt = PublicView::restore(durable, b"group-one").expect("restore");
+        assert_eq!(rebuilt.epoch(), 1);
+        let next = admin.commit_update(&identities[0]).expect("update");
+        rebuilt.check_commit(&next.commit).expect("the rebuilt view checks the next epoch's commit");
+    }
+}

@@ -147,6 +147,12 @@ impl Member {
         self.group.members().map(|member| member.credential.serialized_content().to_vec()).collect()
     }
 
+    /// A signed GroupInfo carrying the ratchet tree: what an acceptor starts following from.
+    pub fn group_info(&self, identity: &Identity) -> Result<Vec<u8>, MlsError> {
+        let info = self.group.export_group_info(self.provider.crypto(), &identity.signer, true).map_err(internal)?;
+        encode(&info)
+    }
+
     /// Commits adding the member whose encoded key package this is.
     pub fn commit_add(&mut self, identity: &Identity, key_package: &[u8]) -> Result<OwnCommit, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;

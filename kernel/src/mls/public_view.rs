@@ -1,0 +1,118 @@
+//! An acceptor's view of an MLS group: membership, epoch and tree, no secrets (openmls
+//! `PublicGroup`). It checks a commit before the acceptor accepts it, and follows chosen commits.
+
+use std::collections::BTreeMap;
+
+use openmls::prelude::*;
+use openmls_traits::OpenMlsProvider;
+use tls_codec::Deserialize as _;
+
+use crate::mls::journal::{Journal, StorageChange};
+use crate::mls::member::MlsError;
+use crate::mls::provider::DeterministicProvider;
+
+/// What a valid commit does, as far as an acceptor can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCommit {
+    /// The epoch the commit was made in (it moves the group to the next one).
+    pub epoch: u64,
+    /// The committer's name (credential identity).
+    pub committer: Vec<u8>,
+    /// Members it adds (names).
+    pub adds: Vec<Vec<u8>>,
+    /// Members it removes (names).
+    pub removes: Vec<Vec<u8>>,
+}
+
+/// A group as an acceptor follows it.
+#[derive(Debug)]
+pub struct PublicView {
+    provider: DeterministicProvider,
+    journal: Journal,
+    group: PublicGroup,
+}
+
+impl PublicView {
+    /// Starts following a group from a GroupInfo that carries the ratchet tree.
+    pub fn from_group_info(group_info: &[u8]) -> Result<PublicView, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(group_info).map_err(|_| MlsError::Malformed)?;
+        let MlsMessageBodyIn::GroupInfo(group_info) = message.extract() else { return Err(MlsError::Malformed) };
+        let tree = group_info
+            .extensions()
+            .ratchet_tree()
+            .ok_or_else(|| MlsError::Rejected("the group info carries no ratchet tree".into()))?
+            .ratchet_tree()
+            .clone();
+        // Verification draws no randomness; a fixed seed keeps construction free of the OS.
+        let provider = DeterministicProvider::new([0; 32], Default::default());
+        let (group, _) =
+            PublicGroup::from_external(provider.crypto(), provider.storage(), tree, group_info, ProposalStore::new())
+                .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        Ok(PublicView { provider, journal: Journal::default(), group })
+    }
+
+    /// Rebuilds a view from what was persisted of its storage.
+    pub fn restore(durable: BTreeMap<Vec<u8>, Vec<u8>>, id: &[u8]) -> Result<PublicView, MlsError> {
+        let (journal, storage) = Journal::restored(durable);
+        let provider = DeterministicProvider::new([0; 32], storage);
+        let group = PublicGroup::load(provider.storage(), &GroupId::from_slice(id))
+            .map_err(|error| MlsError::Internal(format!("{error:?}")))?
+            .ok_or_else(|| MlsError::Impossible("no such group in storage".into()))?;
+        Ok(PublicView { provider, journal, group })
+    }
+
+    /// Storage changes since the last call.
+    pub fn changes(&mut self) -> Vec<StorageChange> {
+        self.journal.changes(self.provider.memory())
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.group_context().epoch().as_u64()
+    }
+
+    /// The members' names, in leaf order.
+    pub fn members(&self) -> Vec<Vec<u8>> {
+        self.group.members().map(|member| member.credential.serialized_content().to_vec()).collect()
+    }
+
+    /// Checks a commit against the current epoch without applying it: it must be a
+    /// PublicMessage commit for this group and epoch, signed by a current member.
+    pub fn check_commit(&self, bytes: &[u8]) -> Result<CheckedCommit, MlsError> {
+        self.stage(bytes).map(|(checked, _)| checked)
+    }
+
+    /// Applies a chosen commit (checking it first).
+    pub fn apply_commit(&mut self, bytes: &[u8]) -> Result<CheckedCommit, MlsError> {
+        let (checked, staged) = self.stage(bytes)?;
+        self.group.merge_commit(self.provider.storage(), staged).map_err(|error| MlsError::Internal(format!("{error:?}")))?;
+        Ok(checked)
+    }
+
+    fn stage(&self, bytes: &[u8]) -> Result<(CheckedCommit, StagedCommit), MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
+        let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
+        if !matches!(protocol, ProtocolMessage::PublicMessage(_)) {
+            return Err(MlsError::Rejected("commits must be PublicMessages".into()));
+        }
+        let processed = self
+            .group
+            .process_message(self.provider.crypto(), protocol)
+            .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let epoch = processed.epoch().as_u64();
+        let committer = processed.credential().serialized_content().to_vec();
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(MlsError::Rejected("not a commit".into()));
+        };
+        let adds = staged
+            .add_proposals()
+            .map(|add| add.add_proposal().key_package().leaf_node().credential().serialized_content().to_vec())
+            .collect();
+        let removes = staged
+            .remove_proposals()
+            .filter_map(|remove| self.group.leaf(remove.remove_proposal().removed()))
+            .map(|leaf| leaf.credential().serialized_content().to_vec())
+            .collect();
+        Ok((CheckedCommit { epoch, committer, adds, removes }, *staged))
+    }
+}
