@@ -143,8 +143,8 @@ mod acceptor_view {
         let joining = Joining::new(seed(3, 1), &identities[1]).expect("key package");
         let add = admin.commit_add(&identities[0], &joining.key_package).expect("add");
         let checked = view.check_commit(&add.commit).expect("a valid commit");
-        assert_eq!(checked.committer, b"device-0");
-        assert_eq!(checked.adds, vec![b"device-1".to_vec()]);
+        assert_eq!(checked.summary.committer, b"device-0");
+        assert_eq!(checked.summary.adds, vec![b"device-1".to_vec()]);
         assert_eq!(view.epoch(), 0, "checking does not apply");
         view.apply_commit(&add.commit).expect("apply");
         admin.merge_own_commit().expect("merge");
@@ -161,7 +161,7 @@ mod acceptor_view {
         assert_eq!(view.check_commit(&[7; 30]), Err(MlsError::Malformed));
 
         let removal = admin.commit_remove(&identities[0], b"device-1").expect("remove");
-        assert_eq!(view.check_commit(&removal.commit).expect("valid").removes, vec![b"device-1".to_vec()]);
+        assert_eq!(view.check_commit(&removal.commit).expect("valid").summary.removes, vec![b"device-1".to_vec()]);
     }
 
     #[test]
@@ -177,5 +177,43 @@ mod acceptor_view {
         assert_eq!(rebuilt.epoch(), 1);
         let next = admin.commit_update(&identities[0]).expect("update");
         rebuilt.check_commit(&next.commit).expect("the rebuilt view checks the next epoch's commit");
+    }
+}
+
+mod roles {
+    use super::*;
+    use plait_kernel::mls::{PublicView, Role};
+
+    #[test]
+    fn only_admins_change_membership_everywhere_and_roles_travel_in_commits() {
+        let (identities, mut members, _) = group_of(3);
+        let mut view = PublicView::from_group_info(&members[0].group_info(&identities[0]).expect("info")).expect("view");
+        assert_eq!(members[1].roles().expect("roles").of(b"device-0"), Role::Admin);
+        assert_eq!(members[1].roles().expect("roles").of(b"device-1"), Role::Writer);
+
+        // A writer's removal is refused by the acceptor view and by every other member alike.
+        let by_writer = members[1].commit_remove(&identities[1], b"device-2").expect("openmls builds it");
+        assert!(view.check_commit(&by_writer.commit).is_err(), "the acceptor refuses");
+        assert!(members[0].apply_commit(&by_writer.commit).is_err(), "the admin refuses");
+        assert!(members[2].apply_commit(&by_writer.commit).is_err(), "the target refuses");
+        members[1].discard_own_commit().expect("discard");
+        assert!(members.iter().all(|m| m.epoch() == 2), "nobody moved");
+
+        // The admin promotes device-1; then device-1 may remove device-2.
+        let roles = members[0].roles().expect("roles").with(b"device-1", Role::Admin).with(b"device-2", Role::Reader);
+        let promote = members[0].commit_roles(&identities[0], &roles).expect("roles commit");
+        assert!(view.apply_commit(&promote.commit).expect("an admin may").summary.changes_context);
+        members[0].merge_own_commit().expect("merge");
+        members[1].apply_commit(&promote.commit).expect("apply");
+        members[2].apply_commit(&promote.commit).expect("apply");
+        assert_eq!(members[2].roles().expect("roles").of(b"device-2"), Role::Reader);
+
+        let update = members[2].commit_update(&identities[2]).expect("a reader may rotate keys");
+        view.check_commit(&update.commit).expect("key rotation is allowed to anyone");
+        members[2].discard_own_commit().expect("discard");
+        let removal = members[1].commit_remove(&identities[1], b"device-2").expect("remove");
+        view.apply_commit(&removal.commit).expect("device-1 is an admin now");
+        members[0].apply_commit(&removal.commit).expect("apply");
+        assert_eq!(view.members(), members[0].members());
     }
 }

@@ -14,6 +14,7 @@ use tls_codec::{Deserialize as _, Serialize as _};
 use crate::mls::identity::{CIPHERSUITE, Identity};
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::provider::DeterministicProvider;
+use crate::mls::roles::{CommitSummary, Roles, authorize, capabilities};
 
 /// Commits travel in plaintext (acceptors validate them); incoming may be either.
 const POLICY: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
@@ -78,6 +79,7 @@ impl Joining {
         let provider = DeterministicProvider::new(seed, Default::default());
         let bundle = KeyPackage::builder()
             .key_package_lifetime(lifetime())
+            .leaf_node_capabilities(capabilities())
             .build(CIPHERSUITE, &provider, &identity.signer, identity.credential.clone())
             .map_err(internal)?;
         let key_package = MlsMessageOut::from(bundle.key_package().clone()).tls_serialize_detached().map_err(internal)?;
@@ -97,11 +99,14 @@ impl Joining {
 }
 
 impl Member {
-    /// Creates a group with `id` (the Plait group id's bytes) and this device as its only member.
+    /// Creates a group with `id` and this device as its only member and admin.
     pub fn create(seed: [u8; 32], identity: &Identity, id: &[u8]) -> Result<Member, MlsError> {
         let provider = DeterministicProvider::new(seed, Default::default());
+        let roles = Roles::founded_by(identity.credential.credential.serialized_content());
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
+            .capabilities(capabilities())
+            .with_group_context_extensions(roles.to_extensions()?)
             .wire_format_policy(POLICY)
             .use_ratchet_tree_extension(true)
             .lifetime(lifetime())
@@ -140,6 +145,20 @@ impl Member {
     /// The current epoch's authenticator (equal at every member that agrees on the epoch).
     pub fn epoch_authenticator(&self) -> Vec<u8> {
         self.group.epoch_authenticator().as_slice().to_vec()
+    }
+
+    /// The roles in force this epoch.
+    pub fn roles(&self) -> Result<Roles, MlsError> {
+        Roles::from_extensions(self.group.extensions())
+    }
+
+    /// Commits new roles (admins only; acceptors and members refuse it otherwise).
+    pub fn commit_roles(&mut self, identity: &Identity, roles: &Roles) -> Result<OwnCommit, MlsError> {
+        let (commit, _, _) = self
+            .group
+            .update_group_context_extensions(&self.provider, roles.to_extensions()?, &identity.signer)
+            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
+        Ok(OwnCommit { commit: encode(&commit)?, welcome: None })
     }
 
     /// The members' names (credential identities), in leaf order.
@@ -201,16 +220,24 @@ impl Member {
         self.group.clear_pending_commit(self.provider.storage()).map_err(internal)
     }
 
-    /// Applies a commit someone else made, chosen in the log. An invalid one is refused the same
-    /// way at every member, and the epoch stays.
+    /// Applies a commit someone else made, chosen in the log. An invalid or unauthorised one is
+    /// refused the same way at every member (and at acceptors), and the epoch stays.
     pub fn apply_commit(&mut self, bytes: &[u8]) -> Result<(), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
+        if !matches!(protocol, ProtocolMessage::PublicMessage(_)) {
+            return Err(MlsError::Rejected("commits must be PublicMessages".into()));
+        }
         let processed =
             self.group.process_message(&self.provider, protocol).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let committer = processed.credential().serialized_content().to_vec();
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(MlsError::Rejected("not a commit".into()));
         };
+        let summary =
+            CommitSummary::of(&staged, committer, |leaf| self.group.member(leaf).map(|c| c.serialized_content().to_vec()));
+        // Refused: the staged commit is dropped and nothing was merged.
+        authorize(&summary, &self.roles()?)?;
         self.group.merge_staged_commit(&self.provider, *staged).map_err(internal)
     }
 

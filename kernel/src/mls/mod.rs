@@ -10,9 +10,11 @@ pub mod journal;
 pub mod member;
 pub mod provider;
 pub mod public_view;
+pub mod roles;
 
 pub use identity::{CIPHERSUITE, Identity};
 pub use journal::{Journal, StorageChange};
 pub use member::{Joining, Member, MlsError, OwnCommit};
 pub use provider::DeterministicProvider;
 pub use public_view::{CheckedCommit, PublicView};
+pub use roles::{CommitSummary, Role, Roles};

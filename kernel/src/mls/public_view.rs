@@ -10,18 +10,15 @@ use tls_codec::Deserialize as _;
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::member::MlsError;
 use crate::mls::provider::DeterministicProvider;
+use crate::mls::roles::{CommitSummary, Roles, authorize};
 
-/// What a valid commit does, as far as an acceptor can see.
+/// What a valid, authorised commit does, as far as an acceptor can see.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedCommit {
     /// The epoch the commit was made in (it moves the group to the next one).
     pub epoch: u64,
-    /// The committer's name (credential identity).
-    pub committer: Vec<u8>,
-    /// Members it adds (names).
-    pub adds: Vec<Vec<u8>>,
-    /// Members it removes (names).
-    pub removes: Vec<Vec<u8>>,
+    /// What it changes and who made it.
+    pub summary: CommitSummary,
 }
 
 /// A group as an acceptor follows it.
@@ -76,8 +73,14 @@ impl PublicView {
         self.group.members().map(|member| member.credential.serialized_content().to_vec()).collect()
     }
 
+    /// The roles in force this epoch.
+    pub fn roles(&self) -> Result<Roles, MlsError> {
+        Roles::from_extensions(self.group.group_context().extensions())
+    }
+
     /// Checks a commit against the current epoch without applying it: it must be a
-    /// PublicMessage commit for this group and epoch, signed by a current member.
+    /// PublicMessage commit for this group and epoch, signed by a current member whose role
+    /// allows what it changes.
     pub fn check_commit(&self, bytes: &[u8]) -> Result<CheckedCommit, MlsError> {
         self.stage(bytes).map(|(checked, _)| checked)
     }
@@ -104,15 +107,10 @@ impl PublicView {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(MlsError::Rejected("not a commit".into()));
         };
-        let adds = staged
-            .add_proposals()
-            .map(|add| add.add_proposal().key_package().leaf_node().credential().serialized_content().to_vec())
-            .collect();
-        let removes = staged
-            .remove_proposals()
-            .filter_map(|remove| self.group.leaf(remove.remove_proposal().removed()))
-            .map(|leaf| leaf.credential().serialized_content().to_vec())
-            .collect();
-        Ok((CheckedCommit { epoch, committer, adds, removes }, *staged))
+        let summary = CommitSummary::of(&staged, committer, |leaf| {
+            self.group.leaf(leaf).map(|node| node.credential().serialized_content().to_vec())
+        });
+        authorize(&summary, &self.roles()?)?;
+        Ok((CheckedCommit { epoch, summary }, *staged))
     }
 }

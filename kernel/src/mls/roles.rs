@@ -1,0 +1,138 @@
+//! Roles (admin, writer, reader) in a group-context extension, and who may commit what.
+//!
+//! Only admins change membership or roles. Writers and readers may only rotate their own keys;
+//! readers may not send application data (the document layer refuses their edits). A member
+//! absent from the map is a writer. Acceptors and members apply the same rule to every commit,
+//! so a commit every member would refuse is refused the same way everywhere.
+
+use std::collections::BTreeMap;
+
+use openmls::prelude::{
+    Capabilities, Extension, ExtensionType, Extensions, GroupContext, ProposalType, RequiredCapabilitiesExtension,
+    UnknownExtension,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::mls::member::MlsError;
+
+/// The group-context extension type that carries [`Roles`] (from the private-use range).
+pub const ROLES_EXTENSION: u16 = 0xf1a0;
+
+/// What a member may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Changes membership, roles and acceptors; edits.
+    Admin,
+    /// Edits.
+    Writer,
+    /// Reads only.
+    Reader,
+}
+
+/// Roles by member name (credential identity). Absent members are writers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Roles(BTreeMap<Vec<u8>, Role>);
+
+impl Roles {
+    /// Roles where `admin` is the only admin.
+    pub fn founded_by(admin: &[u8]) -> Roles {
+        Roles(BTreeMap::from([(admin.to_vec(), Role::Admin)]))
+    }
+
+    /// The role of `name`.
+    pub fn of(&self, name: &[u8]) -> Role {
+        self.0.get(name).copied().unwrap_or(Role::Writer)
+    }
+
+    /// These roles with `name` set to `role`.
+    pub fn with(mut self, name: &[u8], role: Role) -> Roles {
+        match role {
+            Role::Writer => self.0.remove(name),
+            other => self.0.insert(name.to_vec(), other),
+        };
+        self
+    }
+
+    /// Reads the roles from a group context's extensions (none: nobody is an admin).
+    pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<Roles, MlsError> {
+        match extensions.unknown(ROLES_EXTENSION) {
+            Some(UnknownExtension(bytes)) => postcard::from_bytes(bytes).map_err(|_| MlsError::Malformed),
+            None => Ok(Roles::default()),
+        }
+    }
+
+    /// The group-context extensions that carry these roles.
+    pub fn to_extensions(&self) -> Result<Extensions<GroupContext>, MlsError> {
+        let bytes = postcard::to_allocvec(self).map_err(|error| MlsError::Internal(format!("{error:?}")))?;
+        let required = RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(ROLES_EXTENSION)], &[], &[]);
+        Extensions::from_vec(vec![
+            Extension::RequiredCapabilities(required),
+            Extension::Unknown(ROLES_EXTENSION, UnknownExtension(bytes)),
+        ])
+        .map_err(|error| MlsError::Internal(format!("{error:?}")))
+    }
+}
+
+/// The capabilities every Plait leaf declares (so the roles extension can be required).
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(None, None, Some(&[ExtensionType::Unknown(ROLES_EXTENSION)]), Some(&[] as &[ProposalType]), None)
+}
+
+/// What a commit changes, for authorisation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitSummary {
+    /// The committer's name.
+    pub committer: Vec<u8>,
+    /// Members added.
+    pub adds: Vec<Vec<u8>>,
+    /// Members removed.
+    pub removes: Vec<Vec<u8>>,
+    /// Whether it changes the group context's extensions (roles, later acceptors).
+    pub changes_context: bool,
+}
+
+impl CommitSummary {
+    /// Summarises a staged commit; `name_of` names the member at a leaf (before the commit).
+    pub fn of(
+        staged: &openmls::prelude::StagedCommit,
+        committer: Vec<u8>,
+        name_of: impl Fn(openmls::prelude::LeafNodeIndex) -> Option<Vec<u8>>,
+    ) -> CommitSummary {
+        let adds = staged
+            .add_proposals()
+            .map(|add| add.add_proposal().key_package().leaf_node().credential().serialized_content().to_vec())
+            .collect();
+        let removes = staged.remove_proposals().filter_map(|remove| name_of(remove.remove_proposal().removed())).collect();
+        let changes_context = staged
+            .queued_proposals()
+            .any(|queued| matches!(queued.proposal(), openmls::prelude::Proposal::GroupContextExtensions(_)));
+        CommitSummary { committer, adds, removes, changes_context }
+    }
+}
+
+/// Whether `roles` allow the commit: membership and context changes need an admin.
+pub fn authorize(commit: &CommitSummary, roles: &Roles) -> Result<(), MlsError> {
+    let needs_admin = !commit.adds.is_empty() || !commit.removes.is_empty() || commit.changes_context;
+    if needs_admin && roles.of(&commit.committer) != Role::Admin {
+        return Err(MlsError::Rejected(format!("{:?} is not an admin", String::from_utf8_lossy(&commit.committer))));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_admins_change_membership_and_roles_round_trip() {
+        let roles = Roles::founded_by(b"a").with(b"r", Role::Reader);
+        assert_eq!(roles.of(b"a"), Role::Admin);
+        assert_eq!(roles.of(b"w"), Role::Writer);
+        assert_eq!(Roles::from_extensions(&roles.to_extensions().expect("valid")).expect("decodes"), roles);
+        let add = CommitSummary { committer: b"w".to_vec(), adds: vec![b"x".to_vec()], removes: vec![], changes_context: false };
+        assert!(authorize(&add, &roles).is_err());
+        assert!(authorize(&CommitSummary { committer: b"a".to_vec(), ..add.clone() }, &roles).is_ok());
+        let update = CommitSummary { committer: b"r".to_vec(), adds: vec![], removes: vec![], changes_context: false };
+        assert!(authorize(&update, &roles).is_ok(), "anyone may rotate their own keys");
+    }
+}
