@@ -14,6 +14,7 @@ mod context;
 pub mod device;
 pub mod fuzzing;
 pub mod ids;
+pub mod invite;
 pub mod io;
 pub mod log;
 pub mod mls;
