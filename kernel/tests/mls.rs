@@ -217,3 +217,37 @@ mod roles {
         assert_eq!(view.members(), members[0].members());
     }
 }
+
+mod forks {
+    use super::*;
+    use plait_kernel::mls::DigestCheck;
+
+    #[test]
+    fn members_that_took_different_commits_for_one_epoch_detect_the_fork() {
+        let (identities, mut members, _) = group_of(3);
+        // Two different commits for epoch 2; device-1 gets one, device-2 the other.
+        let first = members[0].commit_update(&identities[0]).expect("update");
+        members[0].discard_own_commit().expect("discard");
+        let second = members[0].commit_update(&identities[0]).expect("update");
+        members[0].merge_own_commit().expect("merge");
+        members[1].apply_commit(&first.commit).expect("apply");
+        members[2].apply_commit(&second.commit).expect("apply");
+        assert!(members.iter().all(|m| m.epoch() == 3));
+
+        let from_admin = members[0].epoch_digest(&identities[0]).expect("digest");
+        assert_eq!(members[2].check_digest(&from_admin), DigestCheck::Agree);
+        let DigestCheck::Fork(evidence) = members[1].check_digest(&from_admin) else { panic!("device-1 must see the fork") };
+        assert_eq!(evidence.epoch, 3);
+        assert_eq!(evidence.theirs, from_admin);
+
+        let mut forged = from_admin.clone();
+        forged.authenticator_hash[0] ^= 1;
+        assert_eq!(members[2].check_digest(&forged), DigestCheck::Invalid, "a bad signature is not evidence");
+        let mut foreign = from_admin.clone();
+        foreign.signer = b"stranger".to_vec();
+        assert_eq!(members[2].check_digest(&foreign), DigestCheck::Invalid, "not a member");
+        let mut future = from_admin;
+        future.epoch = 40;
+        assert_eq!(members[2].check_digest(&future), DigestCheck::Invalid, "the signature covers the epoch too");
+    }
+}

@@ -11,6 +11,7 @@ use openmls::prelude::*;
 use openmls_traits::OpenMlsProvider;
 use tls_codec::{Deserialize as _, Serialize as _};
 
+use crate::mls::digest::{AUTHENTICATORS_KEPT, DigestCheck, ForkEvidence, SignedDigest, authenticator_hash};
 use crate::mls::identity::{CIPHERSUITE, Identity};
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::provider::DeterministicProvider;
@@ -65,6 +66,8 @@ pub struct Member {
     provider: DeterministicProvider,
     journal: Journal,
     group: MlsGroup,
+    /// Hashes of the last [`AUTHENTICATORS_KEPT`] epoch authenticators, for fork detection.
+    authenticators: BTreeMap<u64, [u8; 32]>,
 }
 
 /// Key packages are valid for all time: openmls checks lifetimes against the system clock, and a
@@ -94,7 +97,7 @@ impl Joining {
         let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
         let group = staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        Ok(Member { provider: self.provider, journal: self.journal, group })
+        Ok(Member::with(self.provider, self.journal, group))
     }
 }
 
@@ -119,7 +122,7 @@ impl Member {
             identity.credential.clone(),
         )
         .map_err(internal)?;
-        Ok(Member { provider, journal: Journal::default(), group })
+        Ok(Member::with(provider, Journal::default(), group))
     }
 
     /// Rebuilds a group from what was persisted of its storage.
@@ -129,7 +132,54 @@ impl Member {
         let group = MlsGroup::load(provider.storage(), &GroupId::from_slice(id))
             .map_err(internal)?
             .ok_or_else(|| MlsError::Impossible("no such group in storage".into()))?;
-        Ok(Member { provider, journal, group })
+        Ok(Member::with(provider, journal, group))
+    }
+
+    fn with(provider: DeterministicProvider, journal: Journal, group: MlsGroup) -> Member {
+        let mut member = Member { provider, journal, group, authenticators: BTreeMap::new() };
+        member.remember_epoch();
+        member
+    }
+
+    fn remember_epoch(&mut self) {
+        let hash = authenticator_hash(self.group.epoch_authenticator().as_slice());
+        self.authenticators.insert(self.epoch(), hash);
+        while self.authenticators.len() > AUTHENTICATORS_KEPT {
+            self.authenticators.pop_first();
+        }
+    }
+
+    /// This member's signed digest of the current epoch.
+    pub fn epoch_digest(&self, identity: &Identity) -> Result<SignedDigest, MlsError> {
+        use openmls_traits::signatures::Signer as _;
+        let group = self.group.group_id().as_slice().to_vec();
+        let hash = authenticator_hash(self.group.epoch_authenticator().as_slice());
+        let bytes = SignedDigest::signed_bytes(&group, self.epoch(), &hash);
+        let signature = identity.signer.sign(&bytes).map_err(internal)?;
+        let signer = identity.credential.credential.serialized_content().to_vec();
+        Ok(SignedDigest { group, epoch: self.epoch(), authenticator_hash: hash, signer, signature })
+    }
+
+    /// Checks another member's digest against our record of that epoch.
+    pub fn check_digest(&self, digest: &SignedDigest) -> DigestCheck {
+        use openmls_traits::crypto::OpenMlsCrypto as _;
+        if digest.group != self.group.group_id().as_slice() {
+            return DigestCheck::Invalid;
+        }
+        let Some(signer) = self.group.members().find(|m| m.credential.serialized_content() == digest.signer) else {
+            return DigestCheck::Invalid;
+        };
+        let bytes = SignedDigest::signed_bytes(&digest.group, digest.epoch, &digest.authenticator_hash);
+        let verified =
+            self.provider.crypto().verify_signature(SignatureScheme::ED25519, &bytes, &signer.signature_key, &digest.signature);
+        if verified.is_err() {
+            return DigestCheck::Invalid;
+        }
+        match self.authenticators.get(&digest.epoch) {
+            None => DigestCheck::UnknownEpoch,
+            Some(ours) if *ours == digest.authenticator_hash => DigestCheck::Agree,
+            Some(ours) => DigestCheck::Fork(ForkEvidence { epoch: digest.epoch, ours: *ours, theirs: digest.clone() }),
+        }
     }
 
     /// Storage changes since the last call: persist them before anything depending on them leaves.
@@ -212,7 +262,9 @@ impl Member {
 
     /// Our pending commit was chosen: move to the next epoch.
     pub fn merge_own_commit(&mut self) -> Result<(), MlsError> {
-        self.group.merge_pending_commit(&self.provider).map_err(internal)
+        self.group.merge_pending_commit(&self.provider).map_err(internal)?;
+        self.remember_epoch();
+        Ok(())
     }
 
     /// Another value was chosen for the slot our commit wanted: forget ours.
@@ -238,7 +290,9 @@ impl Member {
             CommitSummary::of(&staged, committer, |leaf| self.group.member(leaf).map(|c| c.serialized_content().to_vec()));
         // Refused: the staged commit is dropped and nothing was merged.
         authorize(&summary, &self.roles()?)?;
-        self.group.merge_staged_commit(&self.provider, *staged).map_err(internal)
+        self.group.merge_staged_commit(&self.provider, *staged).map_err(internal)?;
+        self.remember_epoch();
+        Ok(())
     }
 
     /// Encrypts application data for the current epoch (a PrivateMessage).

@@ -5,6 +5,7 @@
 //! Not yet wired into `Device` and `Acceptor`: the next step orders these commits through the
 //! Paxos log (see ARCHITECTURE.md, "What is not built yet").
 
+pub mod digest;
 pub mod identity;
 pub mod journal;
 pub mod member;
@@ -12,6 +13,7 @@ pub mod provider;
 pub mod public_view;
 pub mod roles;
 
+pub use digest::{DigestCheck, ForkEvidence, SignedDigest};
 pub use identity::{CIPHERSUITE, Identity};
 pub use journal::{Journal, StorageChange};
 pub use member::{Joining, Member, MlsError, OwnCommit};
