@@ -46,6 +46,9 @@ pub struct Config {
     pub peer_sync_interval_ms: u64,
     /// How long a slot may sit accepted but undecided before a device finishes it.
     pub stuck_slot_ms: u64,
+    /// Past MLS epochs whose secrets a member keeps to decrypt late messages; older ones are
+    /// deleted (forward secrecy).
+    pub mls_past_epochs_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
@@ -73,6 +76,7 @@ impl Default for Config {
             sync_interval_ms: 500,
             peer_sync_interval_ms: 1_000,
             stuck_slot_ms: 1_000,
+            mls_past_epochs_max: 4,
             #[cfg(feature = "canary")]
             canary: None,
         }

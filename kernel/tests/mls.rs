@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use plait_kernel::mls::{Identity, Joining, Member, MlsError};
 
+/// Past epochs whose secrets members keep.
+const PAST: usize = 2;
+
 fn seed(tag: u8, n: u8) -> [u8; 32] {
     let mut seed = [0u8; 32];
     seed[0] = tag;
@@ -21,7 +24,7 @@ fn identity(n: u8) -> Identity {
 fn group_of(count: u8) -> (Vec<Identity>, Vec<Member>, Vec<Vec<u8>>) {
     let identities: Vec<Identity> = (0..count).map(identity).collect();
     let mut wire = Vec::new();
-    let mut members = vec![Member::create(seed(2, 0), &identities[0], b"group-one").expect("create")];
+    let mut members = vec![Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create")];
     for n in 1..count {
         let joining = Joining::new(seed(3, n), &identities[n as usize]).expect("key package");
         wire.push(joining.key_package.clone());
@@ -31,7 +34,7 @@ fn group_of(count: u8) -> (Vec<Identity>, Vec<Member>, Vec<Vec<u8>>) {
             other.apply_commit(&commit.commit).expect("existing members apply the add");
         }
         let welcome = commit.welcome.clone().expect("an add has a welcome");
-        members.push(joining.join(&welcome).expect("join"));
+        members.push(joining.join(&welcome, PAST).expect("join"));
         wire.push(commit.commit);
         wire.push(welcome);
     }
@@ -136,7 +139,7 @@ mod acceptor_view {
     #[test]
     fn an_acceptor_follows_the_group_and_refuses_what_a_member_would_refuse() {
         let identities: Vec<Identity> = (0..3).map(identity).collect();
-        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one").expect("create");
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create");
         let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
         assert_eq!(view.epoch(), 0);
 
@@ -152,10 +155,10 @@ mod acceptor_view {
         assert_eq!(view.members(), admin.members());
 
         assert!(view.check_commit(&add.commit).is_err(), "a replayed commit is for a past epoch");
-        let mut stranger = Member::create(seed(2, 7), &identities[2], b"group-two").expect("create");
+        let mut stranger = Member::create(seed(2, 7), &identities[2], b"group-two", PAST).expect("create");
         let foreign = stranger.commit_update(&identities[2]).expect("update");
         assert!(view.check_commit(&foreign.commit).is_err(), "a commit of another group");
-        let mut member = joining.join(&add.welcome.expect("welcome")).expect("join");
+        let mut member = joining.join(&add.welcome.expect("welcome"), PAST).expect("join");
         let data = member.encrypt(&identities[1], b"app data").expect("encrypt");
         assert!(view.check_commit(&data).is_err(), "application data is not a commit");
         assert_eq!(view.check_commit(&[7; 30]), Err(MlsError::Malformed));
@@ -167,7 +170,7 @@ mod acceptor_view {
     #[test]
     fn an_acceptor_view_rebuilt_from_its_storage_carries_on() {
         let identities: Vec<Identity> = (0..2).map(identity).collect();
-        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one").expect("create");
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create");
         let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
         let update = admin.commit_update(&identities[0]).expect("update");
         view.apply_commit(&update.commit).expect("apply");
@@ -249,5 +252,58 @@ mod forks {
         let mut future = from_admin;
         future.epoch = 40;
         assert_eq!(members[2].check_digest(&future), DigestCheck::Invalid, "the signature covers the epoch too");
+    }
+}
+
+mod application_messages {
+    use super::*;
+    use plait_kernel::mls::Role;
+
+    /// Everyone rotates through `n` epochs driven by the admin.
+    fn advance(identities: &[Identity], members: &mut [Member], n: usize) {
+        for _ in 0..n {
+            let update = members[0].commit_update(&identities[0]).expect("update");
+            members[0].merge_own_commit().expect("merge");
+            for member in members.iter_mut().skip(1) {
+                member.apply_commit(&update.commit).expect("apply");
+            }
+        }
+    }
+
+    #[test]
+    fn late_messages_decrypt_within_the_kept_epochs_and_not_beyond() {
+        let (identities, mut members, _) = group_of(2);
+        let recent = members[1].encrypt(&identities[1], b"recent").expect("encrypt");
+        let old = members[1].encrypt(&identities[1], b"old").expect("encrypt");
+        advance(&identities, &mut members, PAST);
+        assert_eq!(members[0].decrypt(&recent).expect("within the kept epochs").1, b"recent");
+        advance(&identities, &mut members, 1);
+        assert!(matches!(members[0].decrypt(&old), Err(MlsError::TooOld(_))), "its epoch's secrets are gone");
+    }
+
+    #[test]
+    fn messages_from_a_future_epoch_are_reported_for_buffering_then_read() {
+        let (identities, mut members, _) = group_of(3);
+        let update = members[0].commit_update(&identities[0]).expect("update");
+        members[0].merge_own_commit().expect("merge");
+        members[1].apply_commit(&update.commit).expect("apply");
+        let ahead = members[1].encrypt(&identities[1], b"from the next epoch").expect("encrypt");
+        assert_eq!(members[2].decrypt(&ahead), Err(MlsError::FutureEpoch(3)));
+        members[2].apply_commit(&update.commit).expect("apply");
+        assert_eq!(members[2].decrypt(&ahead).expect("now readable").1, b"from the next epoch");
+    }
+
+    #[test]
+    fn readers_cannot_send_application_data() {
+        let (identities, mut members, _) = group_of(3);
+        let roles = members[0].roles().expect("roles").with(b"device-2", Role::Reader);
+        let change = members[0].commit_roles(&identities[0], &roles).expect("roles");
+        members[0].merge_own_commit().expect("merge");
+        members[1].apply_commit(&change.commit).expect("apply");
+        members[2].apply_commit(&change.commit).expect("apply");
+        let from_reader = members[2].encrypt(&identities[2], b"an edit").expect("openmls encrypts it");
+        assert!(matches!(members[0].decrypt(&from_reader), Err(MlsError::Rejected(_))));
+        let from_writer = members[1].encrypt(&identities[1], b"an edit").expect("encrypt");
+        assert_eq!(members[0].decrypt(&from_writer).expect("writers may").1, b"an edit");
     }
 }

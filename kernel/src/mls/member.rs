@@ -33,6 +33,12 @@ pub enum MlsError {
     /// The operation is impossible in the current state (unknown member, pending commit, ...).
     #[error("impossible MLS operation: {0}")]
     Impossible(String),
+    /// The message is from an epoch this member has not reached: buffer it and retry later.
+    #[error("message from epoch {0}, which this member has not reached yet")]
+    FutureEpoch(u64),
+    /// The message is from an epoch whose secrets were deleted (forward secrecy).
+    #[error("message from epoch {0}, older than the epochs kept")]
+    TooOld(u64),
     /// openmls failed on something that is not the peer's fault.
     #[error("MLS library failure: {0}")]
     Internal(String),
@@ -89,11 +95,15 @@ impl Joining {
         Ok(Joining { provider, journal: Journal::default(), key_package })
     }
 
-    /// Joins with a Welcome made for this key package.
-    pub fn join(self, welcome: &[u8]) -> Result<Member, MlsError> {
+    /// Joins with a Welcome made for this key package, keeping `past_epochs` epochs' secrets.
+    pub fn join(self, welcome: &[u8], past_epochs: usize) -> Result<Member, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else { return Err(MlsError::Malformed) };
-        let config = MlsGroupJoinConfig::builder().wire_format_policy(POLICY).use_ratchet_tree_extension(true).build();
+        let config = MlsGroupJoinConfig::builder()
+            .wire_format_policy(POLICY)
+            .use_ratchet_tree_extension(true)
+            .max_past_epochs(past_epochs)
+            .build();
         let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
         let group = staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
@@ -102,8 +112,9 @@ impl Joining {
 }
 
 impl Member {
-    /// Creates a group with `id` and this device as its only member and admin.
-    pub fn create(seed: [u8; 32], identity: &Identity, id: &[u8]) -> Result<Member, MlsError> {
+    /// Creates a group with `id` and this device as its only member and admin, keeping
+    /// `past_epochs` epochs' secrets to decrypt late messages (older ones are deleted).
+    pub fn create(seed: [u8; 32], identity: &Identity, id: &[u8], past_epochs: usize) -> Result<Member, MlsError> {
         let provider = DeterministicProvider::new(seed, Default::default());
         let roles = Roles::founded_by(identity.credential.credential.serialized_content());
         let config = MlsGroupCreateConfig::builder()
@@ -112,6 +123,7 @@ impl Member {
             .with_group_context_extensions(roles.to_extensions()?)
             .wire_format_policy(POLICY)
             .use_ratchet_tree_extension(true)
+            .max_past_epochs(past_epochs)
             .lifetime(lifetime())
             .build();
         let group = MlsGroup::new_with_group_id(
@@ -304,16 +316,29 @@ impl Member {
         encode(&message)
     }
 
-    /// Decrypts application data: returns the sender's name and the plaintext.
+    /// Decrypts application data: returns the sender's name and the plaintext. Messages from
+    /// epochs not reached yet are reported (`FutureEpoch`) so the caller can buffer them;
+    /// messages from readers, or from members removed before that epoch, are refused.
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
             return Err(MlsError::Rejected("application data must be a PrivateMessage".into()));
         }
-        let processed =
-            self.group.process_message(&self.provider, protocol).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let epoch = protocol.epoch().as_u64();
+        if epoch > self.epoch() {
+            return Err(MlsError::FutureEpoch(epoch));
+        }
+        let processed = self.group.process_message(&self.provider, protocol).map_err(|error| match error {
+            ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(_)) if epoch < self.epoch() => {
+                MlsError::TooOld(epoch)
+            }
+            other => MlsError::Rejected(format!("{other:?}")),
+        })?;
         let sender = processed.credential().serialized_content().to_vec();
+        if self.roles()?.of(&sender) == crate::mls::roles::Role::Reader {
+            return Err(MlsError::Rejected("readers may not send application data".into()));
+        }
         let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
             return Err(MlsError::Rejected("not application data".into()));
         };
