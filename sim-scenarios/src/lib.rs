@@ -5,6 +5,7 @@
 //! fault model.
 
 pub mod bench;
+pub mod bench_mls;
 pub mod outline;
 pub mod runner;
 pub mod scenarios;

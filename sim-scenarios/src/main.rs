@@ -52,11 +52,15 @@ enum Verb {
         #[arg(long)]
         canary: Option<String>,
     },
-    /// Prints simulated events per second per core and seeds per second per family.
+    /// Prints simulated events per second per core and seeds per second per family, then MLS
+    /// costs, each with its anchors.
     Bench {
         /// Seeds per scenario.
         #[arg(long, default_value_t = 20)]
         seeds: u64,
+        /// Skip the MLS figures (they take a minute in a debug build).
+        #[arg(long)]
+        no_mls: bool,
     },
 }
 
@@ -131,8 +135,11 @@ fn main() -> ExitCode {
             println!("trace-hash: {}", outcome.trace_hash);
             if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
-        Verb::Bench { seeds } => {
+        Verb::Bench { seeds, no_mls } => {
             bench::run(&scenarios, seeds);
+            if !no_mls {
+                plait_sim_scenarios::bench_mls::run();
+            }
             ExitCode::SUCCESS
         }
     }
