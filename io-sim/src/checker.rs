@@ -179,6 +179,12 @@ impl Checker {
 
     /// A node is about to send `frame`; `durable` is its disk as of now.
     pub fn on_send(&mut self, at: Time, sender: NodeId, frame: &[u8], durable: &Restored) {
+        use plait_kernel::wire::{kind, peek};
+        // Only these four kinds carry promises, accepts or ballots; skip decoding the rest.
+        let inspected = [kind::PREPARE, kind::PROMISE, kind::ACCEPT, kind::ACCEPTED];
+        if peek(frame).is_some_and(|(_, kind)| !inspected.contains(&kind)) {
+            return;
+        }
         let Ok(Envelope { group, message }) = decode(frame, usize::MAX) else {
             return self.fail(at, "nodes-send-well-formed-frames", format!("{sender} sent an undecodable frame"));
         };

@@ -33,11 +33,16 @@ impl Context<'_> {
         }
     }
 
-    /// Queues one message to each of `peers` (except this node).
+    /// Queues one message to each of `peers` (except this node), encoding it once.
     pub(crate) fn send_all<'p>(&mut self, peers: impl IntoIterator<Item = &'p NodeId>, message: &Message) {
+        let envelope = Envelope { group: self.group, message: message.clone() };
+        let frame = match encode(&envelope, self.config.message_bytes_max) {
+            Ok(frame) => frame,
+            Err(_) => return self.counters.count(Rejection::OverLimit),
+        };
         for peer in peers {
             if *peer != self.me {
-                self.send(*peer, message.clone());
+                self.effects.list.push(Effect::Send { to: *peer, frame: frame.clone() });
             }
         }
     }

@@ -198,6 +198,29 @@ pub fn encode(envelope: &Envelope, limit: usize) -> Result<Vec<u8>, EncodeError>
     Ok(frame)
 }
 
+/// The group and message kind of a frame, read without decoding the body: postcard encodes an
+/// enum as its variant index (a varint) before its fields. Used by the simulator's checker to
+/// skip frames it does not inspect. `None` for anything that is not a well-formed header.
+pub fn peek(frame: &[u8]) -> Option<(GroupId, u32)> {
+    let (&version, body) = frame.split_first()?;
+    if version != PROTOCOL_VERSION {
+        return None;
+    }
+    postcard::take_from_bytes::<(GroupId, u32)>(body).ok().map(|(header, _)| header)
+}
+
+/// Variant indexes of the messages, as [`peek`] reports them (checked by a test).
+pub mod kind {
+    /// `Message::Prepare`.
+    pub const PREPARE: u32 = 1;
+    /// `Message::Promise`.
+    pub const PROMISE: u32 = 2;
+    /// `Message::Accept`.
+    pub const ACCEPT: u32 = 3;
+    /// `Message::Accepted`.
+    pub const ACCEPTED: u32 = 4;
+}
+
 /// Decodes a frame of at most `limit` bytes.
 pub fn decode(frame: &[u8], limit: usize) -> Result<Envelope, DecodeError> {
     if frame.len() > limit {
@@ -245,6 +268,24 @@ mod tests {
             group: GroupId([3; 16]),
             message: Message::Prepare { ballot: Ballot { round: 4, proposer: NodeId::from_index(2) }, from_slot: Slot(9) },
         }
+    }
+
+    #[test]
+    fn peek_reads_the_group_and_kind_without_decoding() {
+        let ballot = Ballot { round: 1, proposer: NodeId::from_index(1) };
+        let hash = crate::ids::ValueHash([0; 32]);
+        let cases = [
+            (Message::Prepare { ballot, from_slot: Slot(0) }, kind::PREPARE),
+            (Message::Promise { ballot, incarnation: Incarnation(1), accepted: vec![] }, kind::PROMISE),
+            (Message::Accept { ballot, slot: Slot(0), entry: Entry::Noop, value_hash: hash, promised_by: vec![] }, kind::ACCEPT),
+            (Message::Accepted { ballot, slot: Slot(0), value_hash: hash }, kind::ACCEPTED),
+        ];
+        for (message, expected) in cases {
+            let frame = encode(&Envelope { group: GroupId([3; 16]), message }, 1024).expect("small");
+            assert_eq!(peek(&frame), Some((GroupId([3; 16]), expected)));
+        }
+        assert_eq!(peek(&[]), None);
+        assert_eq!(peek(&[9, 1, 2]), None);
     }
 
     #[test]
