@@ -56,7 +56,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             name: "paxos/a-random-swarm-keeps-every-invariant",
-            description: "a seed-chosen mix of every fault class against 3 or 5 acceptors and 2 to 4 devices",
+            description: "a seed-chosen mix of every fault class against 3 or 5 acceptors and 2 to 4 devices; some seeds lose an acceptor for good",
             run: random_swarm,
         },
     ]
