@@ -20,7 +20,20 @@ pub(crate) struct Context<'a> {
     pub(crate) effects: &'a mut Effects,
 }
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The context for handling one input about `group`.
+    pub(crate) fn new(
+        now: Time,
+        me: NodeId,
+        group: GroupId,
+        config: &'a ValidConfig,
+        rng: &'a mut NodeRng,
+        counters: &'a mut Counters,
+        effects: &'a mut Effects,
+    ) -> Context<'a> {
+        Context { now, me, group, config, rng, counters, effects }
+    }
+
     /// Encodes and queues a message to `to` about this context's group.
     pub(crate) fn send(&mut self, to: NodeId, message: Message) {
         debug_assert_ne!(to, self.me, "a node never sends to itself");

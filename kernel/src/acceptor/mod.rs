@@ -43,15 +43,8 @@ impl Acceptor {
         };
         let mut effects = Effects::default();
         for (group, state) in restored.groups {
-            let mut cx = acceptor_context(
-                &acceptor.config,
-                me,
-                group,
-                &mut acceptor.rng,
-                &mut acceptor.counters,
-                &mut effects,
-                Time::ZERO,
-            );
+            let mut cx =
+                Context::new(Time::ZERO, me, group, &acceptor.config, &mut acceptor.rng, &mut acceptor.counters, &mut effects);
             let restored = AcceptorGroup::restore(&mut cx, state);
             acceptor.groups.insert(group, restored);
         }
@@ -97,7 +90,7 @@ impl Acceptor {
         }
         let me = self.me;
         let Some(state) = self.groups.get_mut(&group) else { return };
-        let mut cx = acceptor_context(&self.config, me, group, &mut self.rng, &mut self.counters, effects, now);
+        let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         let wanted = state.on_message(&mut cx, from, message);
         state.trim(self.config.chosen_in_memory_max);
         if let Some(wanted) = wanted {
@@ -112,13 +105,13 @@ impl Acceptor {
             Message::Recover { genesis, .. } => (genesis, None),
             Message::IncarnationQuery { .. } => {
                 // We never recorded an incarnation of anyone in a group we do not host.
-                let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+                let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
                 cx.send(from, Message::IncarnationKnown { incarnation: None });
                 return false;
             }
             _ => {
                 self.counters.count(Rejection::UnknownGroup);
-                let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+                let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
                 cx.send(from, Message::UnknownGroup);
                 return false;
             }
@@ -134,7 +127,7 @@ impl Acceptor {
             self.counters.count(Rejection::OverLimit);
             return false;
         }
-        let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+        let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         let state = AcceptorGroup::create(&mut cx, genesis.clone(), hint);
         self.groups.insert(group, state);
         true
@@ -156,14 +149,14 @@ impl Acceptor {
         };
         let Some(state) = self.groups.get(&group) else { return };
         let LoadResult::ChosenEntries(entries) = result;
-        let mut cx = acceptor_context(&self.config, self.me, group, &mut self.rng, &mut self.counters, effects, now);
+        let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         state.serve_loaded(&mut cx, to, entries);
     }
 
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         let me = self.me;
         for (group, state) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
-            let mut cx = acceptor_context(&self.config, me, *group, &mut self.rng, &mut self.counters, effects, now);
+            let mut cx = Context::new(now, me, *group, &self.config, &mut self.rng, &mut self.counters, effects);
             state.on_timer(&mut cx);
         }
     }
@@ -230,16 +223,4 @@ pub(crate) fn rejection_of(error: &DecodeError) -> Rejection {
         DecodeError::WrongVersion(_) => Rejection::WrongVersion,
         DecodeError::Empty | DecodeError::Malformed | DecodeError::Trailing(_) => Rejection::Malformed,
     }
-}
-
-fn acceptor_context<'a>(
-    config: &'a ValidConfig,
-    me: NodeId,
-    group: GroupId,
-    rng: &'a mut NodeRng,
-    counters: &'a mut Counters,
-    effects: &'a mut Effects,
-    now: Time,
-) -> Context<'a> {
-    Context { now, me, group, config, rng, counters, effects }
 }

@@ -93,15 +93,7 @@ impl Device {
         if self.groups.len() >= self.config.groups_max {
             return Err(CommandError::TooManyGroups(self.groups.len()));
         }
-        let mut cx = Context {
-            now,
-            me: self.me,
-            group: id,
-            config: &self.config,
-            rng: &mut self.rng,
-            counters: &mut self.counters,
-            effects,
-        };
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
         let mut group = DeviceGroup::open(&mut cx, genesis);
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
@@ -110,15 +102,7 @@ impl Device {
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {
         let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context {
-            now,
-            me: self.me,
-            group: id,
-            config: &self.config,
-            rng: &mut self.rng,
-            counters: &mut self.counters,
-            effects,
-        };
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
         group.propose(&mut cx, entry)
     }
 
@@ -130,29 +114,13 @@ impl Device {
         let Some(group) = self.groups.get_mut(&id) else {
             return self.counters.count(Rejection::UnknownGroup);
         };
-        let mut cx = Context {
-            now,
-            me: self.me,
-            group: id,
-            config: &self.config,
-            rng: &mut self.rng,
-            counters: &mut self.counters,
-            effects,
-        };
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
         group.on_message(&mut cx, from, message);
     }
 
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
-            let mut cx = Context {
-                now,
-                me: self.me,
-                group: *id,
-                config: &self.config,
-                rng: &mut self.rng,
-                counters: &mut self.counters,
-                effects,
-            };
+            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
             group.on_timer(&mut cx);
         }
     }

@@ -62,6 +62,14 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
+/// Three acceptors and `devices` devices on a calm network with a fixed, seed-chosen latency and
+/// no background workload: the scenario scripts everything.
+fn calm_session(options: &RunOptions, devices: usize) -> crate::outline::Session {
+    let mut rng = SimRng::new(options.seed);
+    let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
+    Outline { genesis_acceptors: None, acceptors: 3, devices, profile, proposals_per_device: 0, safety_ms: 0 }.start(options)
+}
+
 fn fixed_latency(rng: &mut SimRng) -> Latency {
     Latency { min_ms: rng.between(2, 20), spread_ms: 0, tail: Chance::NEVER, tail_ms_max: 0 }
 }
@@ -120,11 +128,7 @@ fn dueling_proposers_converge(options: &RunOptions) -> Outcome {
 
 /// Proves that a minority partition does not stop a majority from committing.
 fn minority_partition_during_accept(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
-    let mut session =
-        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }
-            .start(options);
+    let mut session = calm_session(options, 2);
     let group = session.group;
     let devices = session.cluster.devices();
     session.cluster.command(devices[0], Command::Propose { group, value: b"warm-up".to_vec() });
@@ -217,11 +221,7 @@ fn acceptor_restart_with_empty_disk(options: &RunOptions) -> Outcome {
 
 /// Proves a value accepted by a quorum survives its proposer's crash.
 fn proposer_crash_after_accept_quorum(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let profile = FaultProfile { latency: fixed_latency(&mut rng), ..FaultProfile::calm() };
-    let mut session =
-        Outline { genesis_acceptors: None, acceptors: 3, devices: 2, profile, proposals_per_device: 0, safety_ms: 0 }
-            .start(options);
+    let mut session = calm_session(options, 2);
     let group = session.group;
     let devices = session.cluster.devices();
     let warm_up = session.rng.between(0, 3);
