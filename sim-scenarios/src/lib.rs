@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod bench_mls;
+pub mod html;
 pub mod outline;
 pub mod runner;
 pub mod scenarios;

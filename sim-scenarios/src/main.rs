@@ -47,6 +47,9 @@ enum Verb {
         /// Write the readable trace here.
         #[arg(long)]
         trace_out: Option<std::path::PathBuf>,
+        /// Write the trace as an HTML sequence diagram here.
+        #[arg(long)]
+        html_out: Option<std::path::PathBuf>,
         /// Run a deliberately broken kernel.
         #[cfg(feature = "canary")]
         #[arg(long)]
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
             scenario,
             seed,
             trace_out,
+            html_out,
             #[cfg(feature = "canary")]
             canary,
         } => {
@@ -111,7 +115,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             let mut options = RunOptions::new(seed);
-            options.keep_trace_text = trace_out.is_some();
+            options.keep_trace_text = trace_out.is_some() || html_out.is_some();
             #[cfg(feature = "canary")]
             if let Some(name) = canary {
                 let Some(canary) = plait_kernel::canary::Canary::from_name(&name) else { return unknown_canary(&name) };
@@ -124,6 +128,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
                 println!("trace written to {} ({} lines)", path.display(), text.len());
+            }
+            if let (Some(path), Some(text)) = (html_out, &outcome.trace_text) {
+                let page = plait_sim_scenarios::html::sequence_diagram(&format!("{scenario} seed {seed}"), text);
+                if let Err(error) = std::fs::write(&path, page) {
+                    eprintln!("cannot write the diagram to {}: {error}", path.display());
+                    return ExitCode::from(2);
+                }
+                println!("sequence diagram written to {}", path.display());
             }
             println!("faults: {}", outcome.profile);
             println!("events: {}", outcome.events);
