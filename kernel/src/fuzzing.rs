@@ -19,6 +19,73 @@ pub fn decode_message(bytes: &[u8]) {
     }
 }
 
+/// A member and an acceptor's view of a two-member group, built once per process (MLS setup is
+/// too slow to repeat per input).
+struct MlsFixture {
+    member: crate::mls::Member,
+    view: crate::mls::PublicView,
+}
+
+fn mls_fixture() -> MlsFixture {
+    use crate::mls::{Identity, Joining, Member, PublicView};
+    let admin = Identity::from_seed([1; 32], b"admin");
+    let other = Identity::from_seed([2; 32], b"other");
+    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2).expect("create");
+    let view_info = founder.group_info(&admin).expect("group info");
+    let joining = Joining::new([4; 32], &other).expect("key package");
+    let add = founder.commit_add(&admin, &joining.key_package).expect("add");
+    founder.merge_own_commit().expect("merge");
+    let member = joining.join(&add.welcome.expect("welcome"), 2).expect("join");
+    let mut view = PublicView::from_group_info(&view_info).expect("view");
+    view.apply_commit(&add.commit).expect("apply");
+    MlsFixture { member, view }
+}
+
+/// Feeds arbitrary bytes to every MLS entry point that takes bytes from peers: applying a
+/// commit, decrypting, checking a commit at an acceptor, starting a view, joining. Nothing may
+/// panic, and a member and an acceptor's view accept exactly the same commits, so their epochs
+/// stay equal (the seeds include a valid commit, which moves both).
+pub fn mls_messages(bytes: &[u8]) {
+    use crate::mls::{Identity, Joining, PublicView};
+    thread_local! {
+        // Built once per thread (MLS setup is slow); only validly signed input changes it.
+        static FIXTURE: std::cell::RefCell<Option<MlsFixture>> = const { std::cell::RefCell::new(None) };
+    }
+    FIXTURE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let fixture = slot.get_or_insert_with(mls_fixture);
+        let member_took = fixture.member.apply_commit(bytes).is_ok();
+        let _ = fixture.member.decrypt(bytes);
+        let view_would = fixture.view.check_commit(bytes).is_ok();
+        let view_took = fixture.view.apply_commit(bytes).is_ok();
+        assert_eq!(view_would, view_took, "checking and applying a commit disagree");
+        assert_eq!(member_took, view_took, "a member and an acceptor disagree about a commit");
+        assert_eq!(fixture.member.epoch(), fixture.view.epoch());
+    });
+    let _ = PublicView::from_group_info(bytes);
+    if let Ok(joining) = Joining::new([5; 32], &Identity::from_seed([6; 32], b"joiner")) {
+        let _ = joining.join(bytes, 2);
+    }
+}
+
+/// Valid MLS messages of every kind the entry points take, as fuzzing seeds.
+pub fn mls_seeds() -> Vec<Vec<u8>> {
+    use crate::mls::{Identity, Joining, Member};
+    let admin = Identity::from_seed([1; 32], b"admin");
+    let other = Identity::from_seed([2; 32], b"other");
+    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2).expect("create");
+    let info = founder.group_info(&admin).expect("group info");
+    let joining = Joining::new([4; 32], &other).expect("key package");
+    let key_package = joining.key_package.clone();
+    let add = founder.commit_add(&admin, &joining.key_package).expect("add");
+    founder.merge_own_commit().expect("merge");
+    let welcome = add.welcome.clone().expect("welcome");
+    let update = founder.commit_update(&admin).expect("update");
+    founder.discard_own_commit().expect("discard");
+    let data = founder.encrypt(&admin, b"seed data").expect("encrypt");
+    vec![info, key_package, add.commit, welcome, update.commit, data]
+}
+
 /// Feeds arbitrary frames, split on `0xff 0xff`, to an acceptor and a device that host a group.
 /// Nothing may panic.
 pub fn handle_frames(bytes: &[u8]) {

@@ -57,6 +57,9 @@ fn write_seeds() {
     // One input for handle_frames: every frame, separated by 0xff.
     let joined: Vec<u8> = frames.join(&0xffu8);
     std::fs::write(corpus("handle_frames").join("seed-all-kinds"), joined).expect("write");
+    for (i, message) in fuzzing::mls_seeds().iter().enumerate() {
+        std::fs::write(corpus("mls_messages").join(format!("seed-{i:02}")), message).expect("write");
+    }
 }
 
 fn replay(target: &str, run: fn(&[u8])) -> usize {
@@ -83,4 +86,5 @@ fn corpus_replays_without_panics() {
     }
     assert!(replay("decode_message", fuzzing::decode_message) >= 13, "the seed corpus is checked in");
     assert!(replay("handle_frames", fuzzing::handle_frames) >= 1);
+    assert!(replay("mls_messages", fuzzing::mls_messages) >= 6);
 }
