@@ -78,6 +78,16 @@ pub enum Record {
         /// The chosen value.
         entry: Entry,
     },
+    /// Either kind: one key of the group's MLS state (openmls storage, journaled); `None`
+    /// deletes the key.
+    MlsState {
+        /// Which group.
+        group: GroupId,
+        /// The key.
+        key: Vec<u8>,
+        /// The value, or `None` to delete.
+        value: Option<Vec<u8>>,
+    },
     /// Device: rounds up to this one may have been used; the next ballot must be higher.
     RoundFloor {
         /// Which group.
@@ -98,6 +108,7 @@ impl Record {
             | Record::Accepted { group, .. }
             | Record::PeerIncarnation { group, .. }
             | Record::Chosen { group, .. }
+            | Record::MlsState { group, .. }
             | Record::RoundFloor { group, .. } => *group,
         }
     }
@@ -152,6 +163,8 @@ pub struct RestoredGroup {
     pub chosen: BTreeMap<Slot, Entry>,
     /// Device: highest round it may have used.
     pub round_floor: u64,
+    /// The group's MLS state (openmls storage keys and values).
+    pub mls: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl RestoredGroup {
@@ -167,6 +180,7 @@ impl RestoredGroup {
             peer_incarnations: BTreeMap::new(),
             chosen: BTreeMap::new(),
             round_floor: 0,
+            mls: BTreeMap::new(),
         }
     }
 
@@ -228,6 +242,12 @@ impl Restored {
                 state.chosen.insert(*slot, entry.clone());
             }
             Record::RoundFloor { round, .. } => state.round_floor = state.round_floor.max(*round),
+            Record::MlsState { key, value: Some(value), .. } => {
+                state.mls.insert(key.clone(), value.clone());
+            }
+            Record::MlsState { key, value: None, .. } => {
+                state.mls.remove(key);
+            }
         }
     }
 }

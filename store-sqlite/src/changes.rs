@@ -32,6 +32,8 @@ pub(crate) struct Changes {
     pub(crate) chosen: BTreeMap<(GroupId, Slot), Entry>,
     /// Highest round floor per group; the write keeps the higher of this and the durable one.
     pub(crate) round_floors: BTreeMap<GroupId, u64>,
+    /// Per MLS key: the last value, or `None` when the key was deleted last.
+    pub(crate) mls_state: BTreeMap<(GroupId, Vec<u8>), Option<Vec<u8>>>,
 }
 
 impl Changes {
@@ -54,6 +56,7 @@ impl Changes {
             && self.peer_incarnations.is_empty()
             && self.chosen.is_empty()
             && self.round_floors.is_empty()
+            && self.mls_state.is_empty()
     }
 
     /// Adding a record kind: add a field above, an arm here, a table in a new migration, and a
@@ -92,6 +95,9 @@ impl Changes {
             Record::RoundFloor { round, .. } => {
                 let floor = self.round_floors.entry(group).or_insert(*round);
                 *floor = (*floor).max(*round);
+            }
+            Record::MlsState { key, value, .. } => {
+                self.mls_state.insert((group, key.clone()), value.clone());
             }
         }
     }

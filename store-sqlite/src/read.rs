@@ -63,6 +63,10 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
         let [group, round] = checked(&row, "round_floors")?;
         group_of(&mut restored, "round_floors", group)?.round_floor = Column("round_floors.round").u64(round)?;
     }
+    for row in fetch(connection, "SELECT group_id, key, value, checksum FROM mls_state").await? {
+        let [group, key, value] = checked(&row, "mls_state")?;
+        group_of(&mut restored, "mls_state", group)?.mls.insert(key.to_vec(), value.to_vec());
+    }
     Ok(restored)
 }
 

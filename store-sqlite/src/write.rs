@@ -53,6 +53,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
     upsert(connection, &statement, rows.collect()).await?;
 
     write_accepted(connection, changes).await?;
+    write_mls_state(connection, changes).await?;
 
     let statement = Statement {
         table: "peer_incarnations",
@@ -112,8 +113,35 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
         .filter(|(_, value)| value.is_none())
         .map(|((group, slot), _)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec()])
         .collect();
+    delete(connection, "DELETE FROM accepted WHERE (group_id, slot) IN (", keys).await
+}
+
+/// MLS state: upserts for keys last written, deletes for keys last deleted.
+async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let statement = Statement {
+        table: "mls_state",
+        head: "INSERT INTO mls_state (group_id, key, value, checksum) ",
+        tail: " ON CONFLICT (group_id, key) DO UPDATE SET value = excluded.value, checksum = excluded.checksum",
+    };
+    let rows = changes
+        .mls_state
+        .iter()
+        .filter_map(|((group, key), value)| Some(vec![group.0.to_vec(), key.clone(), value.clone()?]));
+    upsert(connection, &statement, rows.collect()).await?;
+    let keys: Vec<Columns> = changes
+        .mls_state
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|((group, key), _)| vec![group.0.to_vec(), key.clone()])
+        .collect();
+    delete(connection, "DELETE FROM mls_state WHERE (group_id, key) IN (", keys).await
+}
+
+/// Deletes the rows whose key columns are `keys`, [`ROWS_PER_STATEMENT_MAX`] at a time; `head`
+/// is the statement up to its `IN (`.
+async fn delete(connection: &mut SqliteConnection, head: &str, keys: Vec<Columns>) -> Result<(), StoreError> {
     for chunk in keys.chunks(ROWS_PER_STATEMENT_MAX) {
-        let mut builder = QueryBuilder::<Sqlite>::new("DELETE FROM accepted WHERE (group_id, slot) IN (");
+        let mut builder = QueryBuilder::<Sqlite>::new(head);
         builder.push_values(chunk, |mut row, columns| {
             for column in columns {
                 row.push_bind(column.as_slice());

@@ -77,7 +77,9 @@ fn record() -> impl Strategy<Value = Record> {
         1 => (any_group.clone(), node(), number())
             .prop_map(|(group, acceptor, n)| Record::PeerIncarnation { group, acceptor, incarnation: Incarnation(n) }),
         3 => (any_group.clone(), slot, entry()).prop_map(|(group, slot, entry)| Record::Chosen { group, slot, entry }),
-        1 => (any_group, number()).prop_map(|(group, round)| Record::RoundFloor { group, round }),
+        1 => (any_group.clone(), number()).prop_map(|(group, round)| Record::RoundFloor { group, round }),
+        2 => (any_group, 0..4u8, prop::option::of(prop::collection::vec(any::<u8>(), 0..40)))
+            .prop_map(|(group, key, value)| Record::MlsState { group, key: vec![key; 3], value }),
     ]
 }
 
