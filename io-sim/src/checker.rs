@@ -68,6 +68,10 @@ pub struct Checker {
     violation: Option<Violation>,
     /// Events checked.
     pub checks: u64,
+    /// The authenticator hash of each MLS epoch, as first reported.
+    epochs: BTreeMap<(GroupId, u64), [u8; 32]>,
+    /// The last epoch each device reported per group.
+    device_epochs: BTreeMap<(NodeId, GroupId), u64>,
 }
 
 impl Checker {
@@ -170,6 +174,20 @@ impl Checker {
                 self.fail(at, "learn-only-chosen-values", detail);
             }
         }
+    }
+
+    /// A device's MLS group moved to `epoch`: every member that reaches an epoch must agree on
+    /// its authenticator (no forks), and a device never goes back to an earlier epoch.
+    pub fn on_epoch(&mut self, at: Time, device: NodeId, group: GroupId, epoch: u64, hash: &[u8; 32]) {
+        let first = *self.epochs.entry((group, epoch)).or_insert(*hash);
+        if first != *hash {
+            return self.fail(at, "members-agree-on-every-epoch", format!("{device} forked from the group at epoch {epoch}"));
+        }
+        let last = *self.device_epochs.entry((device, group)).or_insert(epoch);
+        if epoch < last {
+            return self.fail(at, "epochs-never-go-backwards", format!("{device} went from epoch {last} to {epoch}"));
+        }
+        self.device_epochs.insert((device, group), epoch);
     }
 
     /// A device applied a chosen entry.

@@ -49,6 +49,8 @@ pub struct Config {
     /// Past MLS epochs whose secrets a member keeps to decrypt late messages; older ones are
     /// deleted (forward secrecy).
     pub mls_past_epochs_max: usize,
+    /// Key packages a device keeps outstanding (waiting for a Welcome) at most.
+    pub key_packages_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
@@ -77,6 +79,7 @@ impl Default for Config {
             peer_sync_interval_ms: 1_000,
             stuck_slot_ms: 1_000,
             mls_past_epochs_max: 4,
+            key_packages_max: 8,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -126,6 +129,7 @@ impl Config {
             ("sync_interval_ms", self.sync_interval_ms),
             ("peer_sync_interval_ms", self.peer_sync_interval_ms),
             ("stuck_slot_ms", self.stuck_slot_ms),
+            ("key_packages_max", self.key_packages_max as u64),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));

@@ -91,9 +91,9 @@ pub fn mls_seeds() -> Vec<Vec<u8>> {
 pub fn handle_frames(bytes: &[u8]) {
     let config = Config::default().validate().expect("default config is valid");
     let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three acceptors");
-    let genesis = GroupGenesis { nonce: 0, acceptors, proposers: vec![NodeId::from_index(10)] };
+    let genesis = GroupGenesis { nonce: 0, acceptors, proposers: vec![NodeId::from_index(10)], group_info: None };
     let (mut acceptor, _) = Acceptor::new(config.clone(), NodeId::from_index(1), 1, Restored::empty());
-    let (mut device, _) = Device::new(config, NodeId::from_index(10), 2, Restored::empty());
+    let (mut device, _) = Device::new(config, NodeId::from_index(10), [10; 32], 2, Restored::empty());
     device.handle(Time(0), Input::Command(crate::Command::OpenGroup { genesis }));
     for (i, frame) in bytes.split(|b| *b == 0xff).enumerate() {
         let from = NodeId::from_index((i % 4) as u64 + 1);

@@ -48,6 +48,41 @@ pub enum Command {
         /// The value.
         value: Vec<u8>,
     },
+    /// Found an MLS group with this device as its only member and admin.
+    CreateGroup {
+        /// The acceptors.
+        acceptors: AcceptorSet,
+        /// Makes the group distinct from others with the same acceptors.
+        nonce: u64,
+    },
+    /// Make a key package to hand to an admin (answered with `Event::KeyPackage`).
+    MakeKeyPackage,
+    /// Join an MLS group with a Welcome made for one of this device's key packages.
+    JoinGroup {
+        /// The group's genesis.
+        genesis: GroupGenesis,
+        /// The Welcome.
+        welcome: Vec<u8>,
+    },
+    /// Add a member (admins only), by its encoded key package.
+    AddMember {
+        /// Which group.
+        group: GroupId,
+        /// The member's key package.
+        key_package: Vec<u8>,
+    },
+    /// Remove a member (admins only).
+    RemoveMember {
+        /// Which group.
+        group: GroupId,
+        /// The member.
+        member: NodeId,
+    },
+    /// Rotate this device's keys in a group.
+    RotateKeys {
+        /// Which group.
+        group: GroupId,
+    },
     /// Replace the group's acceptor set (takes effect from the slot after the one it is chosen in).
     ChangeAcceptors {
         /// Which group.
@@ -101,6 +136,34 @@ pub enum Event {
         /// The slot it was chosen for.
         slot: Slot,
     },
+    /// This device founded an MLS group; hand the genesis to joiners with their Welcome.
+    GroupCreated {
+        /// The group.
+        group: GroupId,
+        /// Its genesis.
+        genesis: GroupGenesis,
+    },
+    /// A key package this device made (for `Command::MakeKeyPackage`).
+    KeyPackage {
+        /// The encoded key package.
+        key_package: Vec<u8>,
+    },
+    /// Our commit adding members was chosen: the Welcome for them.
+    Welcome {
+        /// The group.
+        group: GroupId,
+        /// The encoded Welcome.
+        welcome: Vec<u8>,
+    },
+    /// The MLS group moved to a new epoch.
+    EpochChanged {
+        /// The group.
+        group: GroupId,
+        /// The new epoch.
+        epoch: u64,
+        /// BLAKE3 of the epoch authenticator (equal at every member in this epoch).
+        authenticator_hash: [u8; 32],
+    },
     /// A command could not be carried out.
     CommandFailed {
         /// Why.
@@ -137,6 +200,24 @@ pub enum CommandError {
     /// The log reached `slots_per_group_max`.
     #[error("log full")]
     LogFull,
+    /// An MLS command for a group of opaque values.
+    #[error("group {0:?} is not an MLS group")]
+    NotMls(GroupId),
+    /// An opaque value for an MLS group.
+    #[error("group {0:?} is an MLS group: it takes MLS commands, not opaque values")]
+    NotOpaque(GroupId),
+    /// The MLS operation failed.
+    #[error("MLS: {0}")]
+    Mls(String),
+    /// A quorum of acceptors refused the commit (for example: not an admin).
+    #[error("the acceptors of {0:?} refused the commit")]
+    Refused(GroupId),
+    /// No outstanding key package of this device matches the Welcome.
+    #[error("the Welcome matches none of this device's key packages")]
+    NoMatchingKeyPackage,
+    /// Too many key packages are outstanding.
+    #[error("too many outstanding key packages ({0})")]
+    TooManyKeyPackages(usize),
 }
 
 /// What one `handle` call returns.

@@ -93,8 +93,12 @@ pub struct GroupGenesis {
     pub nonce: u64,
     /// The acceptor set in force for slot 0.
     pub acceptors: AcceptorSet,
-    /// Devices allowed to propose. (The MLS layer replaces this with group membership.)
+    /// Devices allowed to propose. For an MLS group, the founder alone: membership after
+    /// genesis is the MLS group's.
     pub proposers: Vec<NodeId>,
+    /// For an MLS group: the founder's signed epoch-0 GroupInfo with the ratchet tree. Acceptors
+    /// follow the group from it; `None` for a group of opaque values.
+    pub group_info: Option<Vec<u8>>,
 }
 
 impl GroupGenesis {
@@ -109,7 +113,12 @@ impl GroupGenesis {
         GroupId(id)
     }
 
-    /// Whether `node` may propose in this group.
+    /// Whether this is an MLS group.
+    pub fn is_mls(&self) -> bool {
+        self.group_info.is_some()
+    }
+
+    /// Whether `node` may propose in this group of opaque values (MLS groups ask the MLS state).
     pub fn allows_proposer(&self, node: NodeId) -> bool {
         self.proposers.binary_search(&node).is_ok()
     }
@@ -175,7 +184,8 @@ mod tests {
 
     #[test]
     fn history_applies_a_change_from_the_next_slot() {
-        let genesis = GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)] };
+        let genesis =
+            GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)], group_info: None };
         let mut history = AcceptorHistory::new(&genesis);
         history.record(Slot(0), &Entry::Noop);
         history.record(Slot(1), &Entry::SetAcceptors(set(&[2, 3, 4])));
@@ -187,7 +197,7 @@ mod tests {
 
     #[test]
     fn genesis_names_its_group() {
-        let a = GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)] };
+        let a = GroupGenesis { nonce: 1, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)], group_info: None };
         let mut b = a.clone();
         b.nonce = 2;
         assert_ne!(a.group_id(), b.group_id());

@@ -150,6 +150,9 @@ pub enum RejectReason {
     NotReady,
     /// The slot is too far past the acceptor's first unchosen slot.
     OutsideWindow,
+    /// The value is not valid for this slot (an MLS commit that a member would refuse): the
+    /// proposer should give up on it rather than retry.
+    InvalidValue,
 }
 
 /// Why a frame could not be decoded.

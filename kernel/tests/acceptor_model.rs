@@ -86,7 +86,12 @@ struct Subject {
 impl Subject {
     fn new() -> Subject {
         let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three");
-        let genesis = GroupGenesis { nonce: 1, acceptors, proposers: PROPOSERS.iter().map(|i| NodeId::from_index(*i)).collect() };
+        let genesis = GroupGenesis {
+            nonce: 1,
+            acceptors,
+            proposers: PROPOSERS.iter().map(|i| NodeId::from_index(*i)).collect(),
+            group_info: None,
+        };
         let (acceptor, _) = Acceptor::new(config(), me(), 0, Restored::empty());
         let mut subject = Subject { acceptor, durable: Restored::empty(), group: genesis.group_id(), genesis, boots: 0 };
         subject.recover();

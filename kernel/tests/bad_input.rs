@@ -85,7 +85,7 @@ fn impossible_commands_return_typed_errors() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("UnknownGroup"));
     assert!(errors[1].contains("ValueTooLarge"));
-    let (mut device_node, _) = plait_kernel::Device::new(support::config(), device, 1, plait_kernel::Restored::empty());
+    let (mut device_node, _) = plait_kernel::Device::new(support::config(), device, [1; 32], 1, plait_kernel::Restored::empty());
     let outputs = device_node.handle(
         plait_kernel::Time(0),
         Input::Command(Command::OpenGroup { genesis: plait_kernel::GroupGenesis { proposers: vec![], ..genesis } }),

@@ -14,7 +14,8 @@ fn corpus(target: &str) -> PathBuf {
 /// Valid frames of every kind, for a group the fuzzing acceptor hosts.
 fn seeds() -> Vec<Vec<u8>> {
     let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three");
-    let genesis = GroupGenesis { nonce: 0, acceptors: acceptors.clone(), proposers: vec![NodeId::from_index(10)] };
+    let genesis =
+        GroupGenesis { nonce: 0, acceptors: acceptors.clone(), proposers: vec![NodeId::from_index(10)], group_info: None };
     let group = genesis.group_id();
     let ballot = Ballot { round: 3, proposer: NodeId::from_index(10) };
     let entry = Entry::Value(b"seed".to_vec());

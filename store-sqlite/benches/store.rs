@@ -37,7 +37,7 @@ const NODE: NodeId = NodeId([9; 32]);
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE] }
+    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE], group_info: None }
 }
 
 /// One stored message: a log entry in its own batch.

@@ -116,7 +116,7 @@ mod tests {
 
     fn genesis(nonce: u64) -> GroupGenesis {
         let acceptors = AcceptorSet::new(vec![NodeId::from_index(1)], 8).expect("one acceptor");
-        GroupGenesis { nonce, acceptors, proposers: vec![NodeId::from_index(2)] }
+        GroupGenesis { nonce, acceptors, proposers: vec![NodeId::from_index(2)], group_info: None }
     }
 
     fn batch(records: Vec<Record>) -> WriteBatch {

@@ -123,10 +123,8 @@ async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -
         head: "INSERT INTO mls_state (group_id, key, value, checksum) ",
         tail: " ON CONFLICT (group_id, key) DO UPDATE SET value = excluded.value, checksum = excluded.checksum",
     };
-    let rows = changes
-        .mls_state
-        .iter()
-        .filter_map(|((group, key), value)| Some(vec![group.0.to_vec(), key.clone(), value.clone()?]));
+    let rows =
+        changes.mls_state.iter().filter_map(|((group, key), value)| Some(vec![group.0.to_vec(), key.clone(), value.clone()?]));
     upsert(connection, &statement, rows.collect()).await?;
     let keys: Vec<Columns> = changes
         .mls_state

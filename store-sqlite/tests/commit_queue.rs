@@ -12,7 +12,7 @@ const BATCHES_PER_WRITER: u64 = 20;
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis { nonce: 4, acceptors, proposers: vec![NODE] }
+    GroupGenesis { nonce: 4, acceptors, proposers: vec![NODE], group_info: None }
 }
 
 fn group_batch() -> WriteBatch {

@@ -36,7 +36,7 @@ const NODE: NodeId = NodeId([3; 32]);
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis { nonce: 6, acceptors, proposers: vec![NODE] }
+    GroupGenesis { nonce: 6, acceptors, proposers: vec![NODE], group_info: None }
 }
 
 /// Sizes vary from empty to a few KiB so batches cross page boundaries at different places.

@@ -25,7 +25,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn genesis() -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NODE], 8).expect("one acceptor");
-    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE] }
+    GroupGenesis { nonce: 1, acceptors, proposers: vec![NODE], group_info: None }
 }
 
 /// A batch with one log entry of `len_bytes` payload; batch 0 also creates the group.

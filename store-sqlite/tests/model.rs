@@ -30,7 +30,7 @@ enum Step {
 
 fn genesis(index: u64) -> GroupGenesis {
     let acceptors = AcceptorSet::new(vec![NodeId::from_index(1), NodeId::from_index(2)], 8).expect("two acceptors");
-    GroupGenesis { nonce: index, acceptors, proposers: vec![NodeId::from_index(9)] }
+    GroupGenesis { nonce: index, acceptors, proposers: vec![NodeId::from_index(9)], group_info: None }
 }
 
 fn group(index: u64) -> GroupId {

@@ -110,6 +110,9 @@ pub struct Stats {
     pub command_errors: u64,
 }
 
+/// Notices (key packages, Welcomes, created groups) kept for the scenario to route at most.
+pub const NOTICES_MAX: usize = 10_000;
+
 /// Events a run may process at most; a run that needs more is reported as a liveness failure.
 pub const EVENTS_PER_RUN_MAX: u64 = 5_000_000;
 
@@ -137,6 +140,9 @@ pub struct Cluster {
     /// How long a disk read takes.
     pub load_delay_ms: u64,
     genesis_opened: Option<GroupGenesis>,
+    /// Events the scenario routes by hand (key packages to admins, Welcomes to joiners), with the
+    /// index of the node that raised them.
+    pub notices: Vec<(usize, Event)>,
 }
 
 impl Cluster {
@@ -176,6 +182,7 @@ impl Cluster {
             stats: Stats::default(),
             load_delay_ms: 1,
             genesis_opened: None,
+            notices: Vec::new(),
         };
         for index in 0..cluster.nodes.len() {
             cluster.boot(index);
@@ -236,7 +243,7 @@ impl Cluster {
         let acceptors = plait_kernel::AcceptorSet::new(acceptors, self.config.acceptors_max).expect("at least one acceptor");
         let mut proposers: Vec<NodeId> = self.devices().iter().map(|i| self.id(*i)).collect();
         proposers.sort_unstable();
-        GroupGenesis { nonce, acceptors, proposers }
+        GroupGenesis { nonce, acceptors, proposers, group_info: None }
     }
 
     /// Opens the group on every device now. Opening is idempotent, so scenarios repeat it the way
@@ -561,6 +568,14 @@ impl Cluster {
             Event::Applied { group, slot, value_hash, .. } => self.checker.on_applied(now, id, *group, *slot, value_hash),
             Event::Committed { .. } => self.stats.committed += 1,
             Event::CommandFailed { .. } => self.stats.command_errors += 1,
+            Event::EpochChanged { group, epoch, authenticator_hash } => {
+                self.checker.on_epoch(now, id, *group, *epoch, authenticator_hash);
+            }
+            Event::GroupCreated { .. } | Event::KeyPackage { .. } | Event::Welcome { .. } => {
+                if self.notices.len() < NOTICES_MAX {
+                    self.notices.push((index, event.clone()));
+                }
+            }
         }
         let bytes = postcard::to_allocvec(&event).expect("events encode");
         self.trace.record(now, id, 23, &bytes);
@@ -600,7 +615,8 @@ impl Cluster {
         let restored = node.disk.durable().clone();
         let (machine, outputs) = match node.role {
             Role::Device => {
-                let (device, outputs) = Device::new(self.config.clone(), node.id, seed, restored);
+                let identity_seed = *blake3::hash(&node.id.0).as_bytes();
+                let (device, outputs) = Device::new(self.config.clone(), node.id, identity_seed, seed, restored);
                 self.checker.on_device_restart(node.id);
                 (Machine::Device(Box::new(device)), outputs)
             }

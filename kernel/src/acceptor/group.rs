@@ -17,6 +17,7 @@ use crate::context::{Context, page};
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::Rejection;
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
+use crate::mls::PublicView;
 use crate::storage::{AcceptedValue, LoadQuery, Record, RestoredGroup};
 use crate::time::Time;
 use crate::wire::{Message, RejectReason};
@@ -72,11 +73,18 @@ pub(crate) struct AcceptorGroup {
     pub(crate) hint: Option<AcceptorSet>,
     subscribers: BTreeSet<NodeId>,
     pub(crate) next_peer_sync_at: Time,
+    /// For an MLS group: the public view, at the epoch after every chosen entry this node knows.
+    mls: Option<PublicView>,
 }
 
 impl AcceptorGroup {
     /// Fresh state for a group this node did not host: it must recover before it votes.
-    pub(crate) fn create(cx: &mut Context<'_>, genesis: GroupGenesis, hint: Option<AcceptorSet>) -> AcceptorGroup {
+    pub(crate) fn create(
+        cx: &mut Context<'_>,
+        genesis: GroupGenesis,
+        hint: Option<AcceptorSet>,
+        mls: Option<PublicView>,
+    ) -> AcceptorGroup {
         cx.persist(vec![Record::Group { group: cx.group, genesis: genesis.clone() }]);
         let history = AcceptorHistory::new(&genesis);
         let mut group = AcceptorGroup {
@@ -92,6 +100,7 @@ impl AcceptorGroup {
             hint,
             subscribers: BTreeSet::new(),
             next_peer_sync_at: cx.now,
+            mls,
         };
         group.ask_peers(cx);
         group.advance_recovery(cx);
@@ -102,9 +111,15 @@ impl AcceptorGroup {
     pub(crate) fn restore(cx: &mut Context<'_>, restored: RestoredGroup) -> AcceptorGroup {
         let mut history = AcceptorHistory::new(&restored.genesis);
         let mut chosen_next = Slot(0);
+        // The public view is rebuilt by replaying the chosen log from genesis: deterministic,
+        // and it needs no MLS state of its own on disk.
+        let mut mls = restored.genesis.group_info.as_ref().and_then(|info| PublicView::from_group_info(info).ok());
         for (slot, entry) in &restored.chosen {
             assert_eq!(*slot, chosen_next, "invariant: an acceptor persists chosen entries contiguously");
             history.record(*slot, entry);
+            if let (Some(view), Entry::Value(bytes)) = (mls.as_mut(), entry) {
+                let _ = view.apply_commit(bytes);
+            }
             chosen_next = slot.next();
         }
         let keep = cx.config.chosen_in_memory_max;
@@ -128,6 +143,7 @@ impl AcceptorGroup {
             hint: None,
             subscribers: BTreeSet::new(),
             next_peer_sync_at: cx.now,
+            mls,
         }
     }
 
@@ -153,6 +169,14 @@ impl AcceptorGroup {
         }
         peers.remove(&me);
         peers
+    }
+
+    /// Whether `node` may propose and subscribe: a current MLS member, or a listed proposer.
+    pub(crate) fn allows_member(&self, node: NodeId) -> bool {
+        match &self.mls {
+            Some(view) => view.members().iter().any(|name| name.as_slice() == node.0.as_slice()),
+            None => self.genesis.allows_proposer(node),
+        }
     }
 
     pub(crate) fn is_known_acceptor(&self, node: NodeId) -> bool {
@@ -203,7 +227,7 @@ impl AcceptorGroup {
             cx.reject(Rejection::Invalid);
             return None;
         }
-        if !self.genesis.allows_proposer(from) {
+        if !self.allows_member(from) {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
@@ -220,7 +244,7 @@ impl AcceptorGroup {
     }
 
     fn on_prepare(&mut self, cx: &mut Context<'_>, from: NodeId, ballot: Ballot, from_slot: Slot) -> Option<LoadWanted> {
-        if !self.genesis.allows_proposer(from) || ballot.proposer != from {
+        if !self.allows_member(from) || ballot.proposer != from {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
@@ -260,7 +284,7 @@ impl AcceptorGroup {
         value_hash: crate::ids::ValueHash,
         promised_by: &[(NodeId, Incarnation)],
     ) -> Option<LoadWanted> {
-        if !self.genesis.allows_proposer(from) || ballot.proposer != from {
+        if !self.allows_member(from) || ballot.proposer != from {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
@@ -287,6 +311,10 @@ impl AcceptorGroup {
         if slot.0 >= self.chosen_next.0 + cx.config.accepted_window_slots {
             cx.reject(Rejection::OverLimit);
             cx.send(from, Message::Rejected { ballot, reason: RejectReason::OutsideWindow, promised: self.promised });
+            return None;
+        }
+        if let Some(reason) = self.refuses_value(cx, from, slot, &entry) {
+            cx.send(from, Message::Rejected { ballot, reason, promised: self.promised });
             return None;
         }
         if self.counts_a_fenced_promise(cx.me, promised_by) {
@@ -318,6 +346,29 @@ impl AcceptorGroup {
         None
     }
 
+    /// For an MLS group, whether the value is refused: it is checked against the epoch after
+    /// every earlier slot, so only at this node's chosen frontier, and must be a commit a member
+    /// would accept, made by the sender. (Groups of opaque values accept anything well-formed.)
+    fn refuses_value(&self, cx: &mut Context<'_>, from: NodeId, slot: Slot, entry: &Entry) -> Option<RejectReason> {
+        let view = self.mls.as_ref()?;
+        if slot != self.chosen_next {
+            cx.reject(Rejection::NotReady);
+            return Some(RejectReason::NotReady);
+        }
+        let valid = match entry {
+            Entry::Noop => true,
+            Entry::Value(bytes) => view.check_commit(bytes).is_ok_and(|checked| checked.summary.committer == from.0),
+            // Acceptor changes in MLS groups become an MLS proposal (admins only); not yet.
+            Entry::SetAcceptors(_) => false,
+        };
+        if valid {
+            return None;
+        }
+        cov_mark::hit!(acceptor_refuses_an_invalid_commit);
+        cx.reject(Rejection::Invalid);
+        Some(RejectReason::InvalidValue)
+    }
+
     fn entry_is_well_formed(&self, cx: &Context<'_>, entry: &Entry) -> bool {
         match entry {
             Entry::SetAcceptors(set) => set.is_well_formed(cx.config.acceptors_max),
@@ -337,7 +388,7 @@ impl AcceptorGroup {
     }
 
     fn on_chosen(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>) {
-        if !self.genesis.allows_proposer(from) && !self.is_known_acceptor(from) {
+        if !self.allows_member(from) && !self.is_known_acceptor(from) {
             cx.reject(Rejection::Unauthorised);
             return;
         }
@@ -373,6 +424,10 @@ impl AcceptorGroup {
     fn learn(&mut self, slot: Slot, entry: Entry) {
         assert_eq!(slot, self.chosen_next, "chosen entries are learned in slot order");
         self.history.record(slot, &entry);
+        if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
+            // A chosen commit every member refuses is skipped the same way here.
+            let _ = view.apply_commit(bytes);
+        }
         self.accepted.remove(&slot);
         self.recent.insert(slot, entry);
         self.chosen_next = slot.next();

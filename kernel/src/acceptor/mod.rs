@@ -119,6 +119,16 @@ impl Acceptor {
         let well_formed = genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max)
             && genesis.group_id() == group
             && hint.as_ref().is_none_or(|h| h.is_well_formed(self.config.acceptors_max));
+        let view = match &genesis.group_info {
+            Some(info) => match crate::mls::PublicView::from_group_info(info) {
+                Ok(view) => Some(view),
+                Err(_) => {
+                    self.counters.count(Rejection::Invalid);
+                    return false;
+                }
+            },
+            None => None,
+        };
         if !well_formed {
             self.counters.count(Rejection::Invalid);
             return false;
@@ -128,7 +138,7 @@ impl Acceptor {
             return false;
         }
         let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
-        let state = AcceptorGroup::create(&mut cx, genesis.clone(), hint);
+        let state = AcceptorGroup::create(&mut cx, genesis.clone(), hint, view);
         self.groups.insert(group, state);
         true
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::canary::canary;
 use crate::context::Context;
+use crate::device::membership::{Intent, Membership};
 use crate::device::proposer::{InFlight, Leading, Preparing, Proposer};
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
@@ -11,6 +12,15 @@ use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
 use crate::storage::{AcceptedValue, Record, RestoredGroup};
 use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
+
+/// Something this device wants in the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Proposal {
+    /// An opaque value (groups without MLS).
+    Value(Entry),
+    /// An MLS change, made into a commit when the proposer reaches a slot.
+    Intent(Intent),
+}
 
 /// A device's state for one group.
 #[derive(Debug)]
@@ -23,7 +33,9 @@ pub(crate) struct DeviceGroup {
     round_floor: u64,
     highest_round_seen: u64,
     pub(crate) proposer: Proposer,
-    queue: VecDeque<Entry>,
+    queue: VecDeque<Proposal>,
+    /// For an MLS group: this device's membership.
+    pub(crate) mls: Option<Membership>,
     /// Consecutive failed ballots, for backoff.
     failures: u32,
     next_sync_at: Time,
@@ -38,14 +50,25 @@ pub(crate) struct DeviceGroup {
 
 impl DeviceGroup {
     /// A group opened for the first time.
-    pub(crate) fn open(cx: &mut Context<'_>, genesis: GroupGenesis) -> DeviceGroup {
-        cx.persist(vec![Record::Group { group: cx.group, genesis: genesis.clone() }]);
+    pub(crate) fn open(cx: &mut Context<'_>, genesis: GroupGenesis, mls: Option<Membership>) -> DeviceGroup {
+        let mut records = vec![Record::Group { group: cx.group, genesis: genesis.clone() }];
         let history = AcceptorHistory::new(&genesis);
-        DeviceGroup::with(genesis, Slot(0), history, 0, cx.now)
+        let mut group = DeviceGroup::with(genesis, Slot(0), history, 0, cx.now);
+        group.mls = mls;
+        if let Some(mls) = group.mls.as_mut() {
+            records.extend(mls.changes(cx.group, true));
+        }
+        cx.persist(records);
+        group
     }
 
     /// A group rebuilt from disk.
-    pub(crate) fn restore(now: Time, restored: RestoredGroup, chosen_in_memory_max: usize) -> DeviceGroup {
+    pub(crate) fn restore(
+        now: Time,
+        restored: RestoredGroup,
+        chosen_in_memory_max: usize,
+        mls: Option<Membership>,
+    ) -> DeviceGroup {
         let mut history = AcceptorHistory::new(&restored.genesis);
         let mut next_slot = Slot(0);
         for (slot, entry) in &restored.chosen {
@@ -55,6 +78,7 @@ impl DeviceGroup {
         }
         let mut group = DeviceGroup::with(restored.genesis, next_slot, history, restored.round_floor, now);
         group.recent = restored.chosen.into_iter().rev().take(chosen_in_memory_max).collect();
+        group.mls = mls;
         group
     }
 
@@ -67,6 +91,7 @@ impl DeviceGroup {
             highest_round_seen: round_floor,
             proposer: Proposer::Idle,
             queue: VecDeque::new(),
+            mls: None,
             failures: 0,
             next_sync_at: now,
             undecided_since: None,
@@ -95,8 +120,24 @@ impl DeviceGroup {
         self.queue.is_empty() && !self.finish_stuck_slot
     }
 
+    /// Queues an MLS change.
+    pub(crate) fn intend(&mut self, cx: &mut Context<'_>, intent: Intent) -> Result<(), CommandError> {
+        if self.mls.is_none() {
+            return Err(CommandError::NotMls(cx.group));
+        }
+        if self.queue.len() >= cx.config.proposals_queued_max {
+            return Err(CommandError::QueueFull(self.queue.len()));
+        }
+        self.queue.push_back(Proposal::Intent(intent));
+        self.drive(cx);
+        Ok(())
+    }
+
     /// Queues a value for the log.
     pub(crate) fn propose(&mut self, cx: &mut Context<'_>, entry: Entry) -> Result<(), CommandError> {
+        if self.mls.is_some() {
+            return Err(CommandError::NotOpaque(cx.group));
+        }
         if !self.genesis.allows_proposer(cx.me) {
             return Err(CommandError::NotAProposer(cx.group));
         }
@@ -110,7 +151,7 @@ impl DeviceGroup {
         if self.next_slot.0 + self.queue.len() as u64 >= cx.config.slots_per_group_max {
             return Err(CommandError::LogFull);
         }
-        self.queue.push_back(entry);
+        self.queue.push_back(Proposal::Value(entry));
         self.drive(cx);
         Ok(())
     }
@@ -125,7 +166,7 @@ impl DeviceGroup {
         match message {
             Message::Promise { ballot, incarnation, accepted } => self.on_promise(cx, from, ballot, incarnation, accepted),
             Message::Accepted { ballot, slot, value_hash } => self.on_accepted(cx, from, ballot, slot, value_hash),
-            Message::Rejected { ballot, reason, promised } => self.on_rejected(cx, ballot, reason, promised),
+            Message::Rejected { ballot, reason, promised } => self.on_rejected(cx, from, ballot, reason, promised),
             Message::Chosen { slot, entry } => self.on_entries(cx, vec![(slot, entry)], None),
             Message::Entries { entries, chosen_next, accepted_pending } => {
                 self.on_entries(cx, entries, Some((chosen_next, accepted_pending)));
@@ -190,7 +231,7 @@ impl DeviceGroup {
         let mut own = in_flight.own;
         if !own
             && canary!(cx.config, ApplyOwnValueInsteadOfChosen)
-            && let Some(front) = self.queue.front()
+            && let Some(Proposal::Value(front)) = self.queue.front()
         {
             entry = front.clone();
             own = true;
@@ -206,14 +247,43 @@ impl DeviceGroup {
         self.drive(cx);
     }
 
-    fn on_rejected(&mut self, cx: &mut Context<'_>, ballot: Ballot, reason: RejectReason, promised: Ballot) {
+    fn on_rejected(&mut self, cx: &mut Context<'_>, from: NodeId, ballot: Ballot, reason: RejectReason, promised: Ballot) {
         if self.proposer.ballot() != Some(ballot) {
             return cx.reject(Rejection::Duplicate);
+        }
+        if reason == RejectReason::InvalidValue {
+            return self.on_refused(cx, from);
         }
         self.highest_round_seen = self.highest_round_seen.max(promised.round);
         if matches!(reason, RejectReason::OutsideWindow | RejectReason::NotReady) {
             // That acceptor is behind or still recovering; the others may still make a quorum.
             return;
+        }
+        self.back_off(cx);
+    }
+
+    /// An acceptor refused our in-flight value as invalid. Once a quorum refuses, our own MLS
+    /// intent is dropped with an error (it can never be chosen); one refusal alone may come from
+    /// a faulty acceptor.
+    fn on_refused(&mut self, cx: &mut Context<'_>, from: NodeId) {
+        let Proposer::Leading(leading) = &mut self.proposer else { return };
+        let Some(in_flight) = leading.in_flight.as_mut() else { return };
+        in_flight.refused_by.insert(from);
+        let quorum = self.history.at(in_flight.slot).is_quorum(in_flight.refused_by.iter());
+        if !quorum {
+            return;
+        }
+        let own = in_flight.own;
+        leading.in_flight = None;
+        if own && matches!(self.queue.front(), Some(Proposal::Intent(_))) {
+            cov_mark::hit!(device_drops_an_intent_the_acceptors_refuse);
+            self.queue.pop_front();
+            if let Some(mls) = self.mls.as_mut() {
+                mls.drop_pending();
+                let records = mls.changes(cx.group, false);
+                cx.persist(records);
+            }
+            cx.effects.notify(Event::CommandFailed { error: CommandError::Refused(cx.group) });
         }
         self.back_off(cx);
     }
@@ -284,28 +354,44 @@ impl DeviceGroup {
         }
     }
 
-    /// Applies contiguous chosen entries from `next_slot`: durably, then tells the app.
+    /// Applies contiguous chosen entries from `next_slot`: MLS state follows each one; all of it
+    /// is made durable in one batch, then the app is told.
     fn apply(&mut self, cx: &mut Context<'_>, entries: Vec<(Slot, Entry)>, own_slot: Option<Slot>) {
-        let records = entries.iter().map(|(slot, entry)| Record::Chosen { group: cx.group, slot: *slot, entry: entry.clone() });
-        cx.persist(records.collect());
+        let mut records = Vec::new();
+        let mut events = Vec::new();
         for (slot, entry) in entries {
             assert_eq!(slot, self.next_slot, "entries are applied in slot order");
+            records.push(Record::Chosen { group: cx.group, slot, entry: entry.clone() });
             self.history.record(slot, &entry);
             self.next_slot = slot.next();
-            self.recent.insert(slot, entry.clone());
-            if self.recent.len() > cx.config.chosen_in_memory_max {
-                self.recent.pop_first();
-            }
             self.undecided_since = None;
             if entry == Entry::Noop {
                 self.finish_stuck_slot = false;
             }
             let value_hash = entry.hash();
-            cx.effects.notify(Event::Applied { group: cx.group, slot, entry, value_hash });
-            if own_slot == Some(slot) {
-                self.queue.pop_front();
-                cx.effects.notify(Event::Committed { group: cx.group, slot });
+            let mut committed = own_slot == Some(slot);
+            if let Some(mls) = self.mls.as_mut() {
+                let (ours, mls_events) = mls.follow(cx, &entry, value_hash);
+                // After a restart our in-flight state is gone but the pending commit is not.
+                committed |= ours && matches!(self.queue.front(), Some(Proposal::Intent(_)));
+                events.extend(mls_events);
             }
+            self.recent.insert(slot, entry.clone());
+            if self.recent.len() > cx.config.chosen_in_memory_max {
+                self.recent.pop_first();
+            }
+            events.push(Event::Applied { group: cx.group, slot, entry, value_hash });
+            if committed {
+                self.queue.pop_front();
+                events.push(Event::Committed { group: cx.group, slot });
+            }
+        }
+        if let Some(mls) = self.mls.as_mut() {
+            records.extend(mls.changes(cx.group, false));
+        }
+        cx.persist(records);
+        for event in events {
+            cx.effects.notify(event);
         }
         if let Proposer::Leading(leading) = &mut self.proposer {
             if leading.in_flight.as_ref().is_some_and(|f| f.slot < self.next_slot) {
@@ -368,18 +454,22 @@ impl DeviceGroup {
 
     /// As leader with nothing in flight: propose the adopted value for the next slot, else our own.
     fn propose_next(&mut self, cx: &mut Context<'_>) {
-        let Proposer::Leading(leading) = &mut self.proposer else { return };
         let slot = self.next_slot;
-        let (entry, own) = if let Some(adopted) = leading.adopted.remove(&slot) {
+        let adopted = match &mut self.proposer {
+            Proposer::Leading(leading) => leading.adopted.remove(&slot),
+            _ => return,
+        };
+        let (entry, own) = if let Some(adopted) = adopted {
             cov_mark::hit!(leader_proposes_adopted_value);
             (adopted.entry, false)
-        } else if let Some(front) = self.queue.front() {
-            (front.clone(), true)
+        } else if let Some(entry) = self.own_entry(cx) {
+            (entry, true)
         } else if self.finish_stuck_slot {
             (Entry::Noop, false)
         } else {
             return;
         };
+        let Proposer::Leading(leading) = &mut self.proposer else { return };
         let value_hash = entry.hash();
         let accept = Message::Accept {
             ballot: leading.ballot,
@@ -395,9 +485,34 @@ impl DeviceGroup {
             value_hash,
             own,
             accepted_by: BTreeSet::new(),
+            refused_by: BTreeSet::new(),
             deadline: cx.now.plus_ms(cx.config.ballot_timeout_ms),
             retransmits: 0,
         });
+    }
+
+    /// The value for our head proposal: an opaque value as queued, or an MLS commit made (and
+    /// durably pending) now. An intent that cannot become a commit is dropped with an error.
+    fn own_entry(&mut self, cx: &mut Context<'_>) -> Option<Entry> {
+        loop {
+            let intent = match self.queue.front()? {
+                Proposal::Value(entry) => return Some(entry.clone()),
+                Proposal::Intent(intent) => intent.clone(),
+            };
+            let mls = self.mls.as_mut().expect("invariant: intents are queued only in MLS groups");
+            match mls.commit_for(&intent) {
+                Ok(entry) => {
+                    // The pending commit is durable before its accept leaves.
+                    let records = mls.changes(cx.group, false);
+                    cx.persist(records);
+                    return Some(entry);
+                }
+                Err(error) => {
+                    self.queue.pop_front();
+                    cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) });
+                }
+            }
+        }
     }
 
     /// Periodic work: sync with acceptors; retry or abandon ballots that timed out.

@@ -1,6 +1,7 @@
 //! The device node: a member of many groups, each with a learner and a proposer.
 
 mod group;
+mod membership;
 mod proposer;
 
 use std::collections::BTreeMap;
@@ -17,28 +18,60 @@ use crate::time::Time;
 use crate::wire::{Envelope, decode};
 
 use group::DeviceGroup;
+use membership::{Intent, Membership};
+
+use crate::mls::{Identity, Joining, Member};
 
 /// A device: proposes values and learns what is chosen, in many groups.
 #[derive(Debug)]
 pub struct Device {
     me: NodeId,
+    /// Seeds the device's MLS signing key; the host keeps it with the node's other keys.
+    identity_seed: [u8; 32],
     config: ValidConfig,
     rng: NodeRng,
     groups: BTreeMap<GroupId, DeviceGroup>,
+    /// Key packages waiting for a Welcome (in memory: lost on restart; make a new one).
+    joinings: Vec<Joining>,
     counters: Counters,
 }
 
 impl Device {
-    /// Builds a device from its durable state. `seed` must differ between boots.
-    pub fn new(config: ValidConfig, me: NodeId, seed: u64, restored: Restored) -> (Device, Outputs) {
-        let groups: BTreeMap<GroupId, DeviceGroup> = restored
-            .groups
-            .into_iter()
-            .map(|(id, state)| (id, DeviceGroup::restore(Time::ZERO, state, config.chosen_in_memory_max)))
-            .collect();
-        let device = Device { me, config, rng: NodeRng::from_seed(seed), groups, counters: Counters::default() };
+    /// Builds a device from its durable state. `identity_seed` is the same at every boot (it is
+    /// the device's MLS signing key); `seed` must differ between boots.
+    pub fn new(config: ValidConfig, me: NodeId, identity_seed: [u8; 32], seed: u64, restored: Restored) -> (Device, Outputs) {
+        let mut device = Device {
+            me,
+            identity_seed,
+            config,
+            rng: NodeRng::from_seed(seed),
+            groups: BTreeMap::new(),
+            joinings: Vec::new(),
+            counters: Counters::default(),
+        };
+        for (id, state) in restored.groups {
+            let mls = if state.genesis.is_mls() {
+                let seed = device.mls_seed();
+                Membership::restore(seed, device.identity(), state.mls.clone())
+            } else {
+                None
+            };
+            let group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
+            device.groups.insert(id, group);
+        }
         let wake_at = device.wake_at();
         (device, Outputs { effects: Vec::new(), wake_at })
+    }
+
+    fn identity(&self) -> Identity {
+        Identity::from_seed(self.identity_seed, &self.me.0)
+    }
+
+    /// Fresh randomness for one MLS provider, from the node's seeded RNG.
+    fn mls_seed(&mut self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        self.rng.fill(&mut seed);
+        seed
     }
 
     /// This node's identity.
@@ -67,7 +100,14 @@ impl Device {
 
     fn on_command(&mut self, now: Time, command: Command, effects: &mut Effects) {
         let result = match command {
-            Command::OpenGroup { genesis } => self.open_group(now, genesis, effects),
+            Command::OpenGroup { genesis } if genesis.is_mls() => Err(CommandError::NotOpaque(genesis.group_id())),
+            Command::OpenGroup { genesis } => self.open_group(now, genesis, None, effects),
+            Command::CreateGroup { acceptors, nonce } => self.create_group(now, acceptors, nonce, effects),
+            Command::MakeKeyPackage => self.make_key_package(effects),
+            Command::JoinGroup { genesis, welcome } => self.join_group(now, genesis, &welcome, effects),
+            Command::AddMember { group, key_package } => self.intend(now, group, Intent::Add(key_package), effects),
+            Command::RemoveMember { group, member } => self.intend(now, group, Intent::Remove(member), effects),
+            Command::RotateKeys { group } => self.intend(now, group, Intent::Rotate, effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
             Command::ChangeAcceptors { group, acceptors } => {
                 if acceptors.is_well_formed(self.config.acceptors_max) {
@@ -82,7 +122,72 @@ impl Device {
         }
     }
 
-    fn open_group(&mut self, now: Time, genesis: GroupGenesis, effects: &mut Effects) -> Result<(), CommandError> {
+    fn create_group(&mut self, now: Time, acceptors: AcceptorSet, nonce: u64, effects: &mut Effects) -> Result<(), CommandError> {
+        let mut mls_group_id = [0u8; 16];
+        self.rng.fill(&mut mls_group_id);
+        let identity = self.identity();
+        let seed = self.mls_seed();
+        let member = Member::create(seed, &identity, &mls_group_id, self.config.mls_past_epochs_max)
+            .map_err(|error| CommandError::Mls(error.to_string()))?;
+        let group_info = member.group_info(&identity).map_err(|error| CommandError::Mls(error.to_string()))?;
+        let genesis = GroupGenesis { nonce, acceptors, proposers: vec![self.me], group_info: Some(group_info) };
+        let membership = Membership::new(member, identity, mls_group_id.to_vec());
+        self.open_group(now, genesis.clone(), Some(membership), effects)?;
+        effects.notify(Event::GroupCreated { group: genesis.group_id(), genesis });
+        Ok(())
+    }
+
+    fn make_key_package(&mut self, effects: &mut Effects) -> Result<(), CommandError> {
+        if self.joinings.len() >= self.config.key_packages_max {
+            return Err(CommandError::TooManyKeyPackages(self.joinings.len()));
+        }
+        let seed = self.mls_seed();
+        let joining = Joining::new(seed, &self.identity()).map_err(|error| CommandError::Mls(error.to_string()))?;
+        effects.notify(Event::KeyPackage { key_package: joining.key_package.clone() });
+        self.joinings.push(joining);
+        Ok(())
+    }
+
+    fn join_group(
+        &mut self,
+        now: Time,
+        genesis: GroupGenesis,
+        welcome: &[u8],
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
+        if !genesis.is_mls() || !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
+            return Err(CommandError::InvalidGenesis);
+        }
+        if self.groups.contains_key(&genesis.group_id()) {
+            return Ok(());
+        }
+        for index in 0..self.joinings.len() {
+            let joining = self.joinings.remove(index);
+            match joining.join(welcome, self.config.mls_past_epochs_max) {
+                Ok(member) => {
+                    let mls_group_id = member.group_id();
+                    let membership = Membership::new(member, self.identity(), mls_group_id);
+                    return self.open_group(now, genesis, Some(membership), effects);
+                }
+                Err(failed) => self.joinings.insert(index, failed.0),
+            }
+        }
+        Err(CommandError::NoMatchingKeyPackage)
+    }
+
+    fn intend(&mut self, now: Time, id: GroupId, intent: Intent, effects: &mut Effects) -> Result<(), CommandError> {
+        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        group.intend(&mut cx, intent)
+    }
+
+    fn open_group(
+        &mut self,
+        now: Time,
+        genesis: GroupGenesis,
+        mls: Option<Membership>,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
         if !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
             return Err(CommandError::InvalidGenesis);
         }
@@ -94,7 +199,7 @@ impl Device {
             return Err(CommandError::TooManyGroups(self.groups.len()));
         }
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
-        let mut group = DeviceGroup::open(&mut cx, genesis);
+        let mut group = DeviceGroup::open(&mut cx, genesis, mls);
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
         Ok(())

@@ -104,6 +104,8 @@ pub(crate) struct InFlight {
     /// Whether the value is this device's own proposal (the head of its queue) or adopted.
     pub(crate) own: bool,
     pub(crate) accepted_by: BTreeSet<NodeId>,
+    /// Acceptors that refused the value as invalid.
+    pub(crate) refused_by: BTreeSet<NodeId>,
     pub(crate) deadline: Time,
     pub(crate) retransmits: u32,
 }

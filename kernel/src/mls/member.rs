@@ -96,7 +96,15 @@ impl Joining {
     }
 
     /// Joins with a Welcome made for this key package, keeping `past_epochs` epochs' secrets.
-    pub fn join(self, welcome: &[u8], past_epochs: usize) -> Result<Member, MlsError> {
+    /// On failure the key package comes back, so another Welcome can be tried with it.
+    pub fn join(self, welcome: &[u8], past_epochs: usize) -> Result<Member, Box<(Joining, MlsError)>> {
+        match self.try_join(welcome, past_epochs) {
+            Ok(group) => Ok(Member::with(self.provider, self.journal, group)),
+            Err(error) => Err(Box::new((self, error))),
+        }
+    }
+
+    fn try_join(&self, welcome: &[u8], past_epochs: usize) -> Result<MlsGroup, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else { return Err(MlsError::Malformed) };
         let config = MlsGroupJoinConfig::builder()
@@ -106,8 +114,7 @@ impl Joining {
             .build();
         let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        let group = staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        Ok(Member::with(self.provider, self.journal, group))
+        staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))
     }
 }
 
@@ -202,6 +209,16 @@ impl Member {
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.group.epoch().as_u64()
+    }
+
+    /// Whether this device is still a member (a commit removing it makes it inactive).
+    pub fn is_active(&self) -> bool {
+        self.group.is_active()
+    }
+
+    /// The MLS group id.
+    pub fn group_id(&self) -> Vec<u8> {
+        self.group.group_id().as_slice().to_vec()
     }
 
     /// The current epoch's authenticator (equal at every member that agrees on the epoch).

@@ -26,6 +26,13 @@ pub struct Net {
     pub log: Vec<String>,
     /// Frames to these nodes are dropped.
     pub unreachable: Vec<NodeId>,
+    /// Every event any node raised, in order.
+    pub events: Vec<(NodeId, plait_kernel::Event)>,
+}
+
+/// A device's stable MLS identity seed, derived from its id.
+pub fn identity_seed(id: NodeId) -> [u8; 32] {
+    *blake3::hash(&id.0).as_bytes()
 }
 
 pub fn config() -> plait_kernel::ValidConfig {
@@ -43,13 +50,13 @@ pub fn net(devices: u64) -> (Net, GroupGenesis) {
     let mut proposers = Vec::new();
     for i in 0..devices {
         let id = NodeId::from_index(101 + i);
-        let (device, _) = Device::new(config(), id, 100 + i, Restored::empty());
+        let (device, _) = Device::new(config(), id, identity_seed(id), 100 + i, Restored::empty());
         members.push(Member { id, machine: Machine::Device(device), durable: Restored::empty() });
         proposers.push(id);
     }
     let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three");
-    let genesis = GroupGenesis { nonce: 7, acceptors, proposers };
-    (Net { now: Time(0), members, queue: VecDeque::new(), log: Vec::new(), unreachable: Vec::new() }, genesis)
+    let genesis = GroupGenesis { nonce: 7, acceptors, proposers, group_info: None };
+    (Net { now: Time(0), members, queue: VecDeque::new(), log: Vec::new(), unreachable: Vec::new(), events: Vec::new() }, genesis)
 }
 
 impl Net {
@@ -91,7 +98,10 @@ impl Net {
                     self.log.push(format!("{id} -> {to} {message:?}"));
                     self.queue.push_back((id, to, frame));
                 }
-                Effect::Notify(event) => self.log.push(format!("{id} notify {event:?}")),
+                Effect::Notify(event) => {
+                    self.log.push(format!("{id} notify {event:?}"));
+                    self.events.push((id, event));
+                }
                 Effect::Load { request, query } => self.log.push(format!("{id} load {request:?} {query:?}")),
             }
         }
@@ -130,7 +140,7 @@ impl Net {
         }
         let restored = member.durable.clone();
         member.machine = match member.machine {
-            Machine::Device(_) => Machine::Device(Device::new(config(), id, seed, restored).0),
+            Machine::Device(_) => Machine::Device(Device::new(config(), id, identity_seed(id), seed, restored).0),
             Machine::Acceptor(_) => Machine::Acceptor(Acceptor::new(config(), id, seed, restored).0),
         };
         self.log.push(format!("{id} restarted (wipe: {wipe})"));

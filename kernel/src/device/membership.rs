@@ -1,0 +1,128 @@
+//! A device's MLS state for one group, and how it follows the log.
+//!
+//! Commits are made when the proposer reaches a slot (against the epoch after every earlier
+//! slot) and stay pending in openmls until that slot is decided: if the chosen value is ours,
+//! merge it; otherwise discard ours and apply the chosen one. The pending commit (bytes, hash and
+//! Welcome) is persisted beside openmls's state before its accept leaves, so a device that
+//! restarts in the middle of a commit still recognises its own commit when it is chosen.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::context::Context;
+use crate::ids::{GroupId, NodeId, ValueHash};
+use crate::io::Event;
+use crate::log::Entry;
+use crate::mls::{Identity, Member, MlsError};
+use crate::storage::Record;
+
+/// Keys of Plait's own facts in a group's MLS state (openmls never writes keys starting 0xff).
+const PENDING_KEY: &[u8] = b"\xffplait/pending-commit";
+const MLS_GROUP_ID_KEY: &[u8] = b"\xffplait/mls-group-id";
+
+/// A change the app asked for, turned into a commit when the proposer gets a slot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Intent {
+    /// Add the member whose encoded key package this is.
+    Add(Vec<u8>),
+    /// Remove this member.
+    Remove(NodeId),
+    /// Rotate this device's keys.
+    Rotate,
+}
+
+/// A commit this device made that the log has not decided yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PendingCommit {
+    pub(crate) hash: ValueHash,
+    pub(crate) commit: Vec<u8>,
+    pub(crate) welcome: Option<Vec<u8>>,
+}
+
+/// One group's MLS side on a device.
+#[derive(Debug)]
+pub(crate) struct Membership {
+    pub(crate) member: Member,
+    identity: Identity,
+    mls_group_id: Vec<u8>,
+    pub(crate) pending: Option<PendingCommit>,
+}
+
+impl Membership {
+    /// A membership just created or joined; `changes` persists everything about it.
+    pub(crate) fn new(member: Member, identity: Identity, mls_group_id: Vec<u8>) -> Membership {
+        Membership { member, identity, mls_group_id, pending: None }
+    }
+
+    /// Rebuilds from the group's durable MLS state.
+    pub(crate) fn restore(seed: [u8; 32], identity: Identity, mut durable: BTreeMap<Vec<u8>, Vec<u8>>) -> Option<Membership> {
+        let mls_group_id = durable.remove(MLS_GROUP_ID_KEY)?;
+        let pending = durable.remove(PENDING_KEY).and_then(|bytes| postcard::from_bytes(&bytes).ok());
+        let member = Member::restore(seed, durable, &mls_group_id).ok()?;
+        Some(Membership { member, identity, mls_group_id, pending })
+    }
+
+    /// The records that make everything changed since the last call durable.
+    pub(crate) fn changes(&mut self, group: GroupId, first: bool) -> Vec<Record> {
+        let mut records: Vec<Record> =
+            self.member.changes().into_iter().map(|(key, value)| Record::MlsState { group, key, value }).collect();
+        if first {
+            records.push(Record::MlsState { group, key: MLS_GROUP_ID_KEY.to_vec(), value: Some(self.mls_group_id.clone()) });
+        }
+        let pending = self.pending.as_ref().map(|p| postcard::to_allocvec(p).expect("invariant: pending commits encode"));
+        records.push(Record::MlsState { group, key: PENDING_KEY.to_vec(), value: pending });
+        records
+    }
+
+    /// The commit for `intent` against the current epoch: the pending one if there is one (a
+    /// retry of the same slot), else a new one.
+    pub(crate) fn commit_for(&mut self, intent: &Intent) -> Result<Entry, MlsError> {
+        if let Some(pending) = &self.pending {
+            return Ok(Entry::Value(pending.commit.clone()));
+        }
+        let own = match intent {
+            Intent::Add(key_package) => self.member.commit_add(&self.identity, key_package)?,
+            Intent::Remove(node) => self.member.commit_remove(&self.identity, &node.0)?,
+            Intent::Rotate => self.member.commit_update(&self.identity)?,
+        };
+        let entry = Entry::Value(own.commit.clone());
+        self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome });
+        Ok(entry)
+    }
+
+    /// Follows one chosen entry. Returns whether it was our pending commit, and the events.
+    pub(crate) fn follow(&mut self, cx: &Context<'_>, entry: &Entry, value_hash: ValueHash) -> (bool, Vec<Event>) {
+        let Entry::Value(bytes) = entry else { return (false, Vec::new()) };
+        let before = self.member.epoch();
+        let mut events = Vec::new();
+        let ours = self.pending.as_ref().is_some_and(|pending| pending.hash == value_hash);
+        if ours {
+            let pending = self.pending.take().expect("checked above");
+            self.member.merge_own_commit().expect("invariant: our pending commit merges once chosen");
+            if let Some(welcome) = pending.welcome {
+                events.push(Event::Welcome { group: cx.group, welcome });
+            }
+        } else {
+            if self.pending.take().is_some() {
+                // Another value took the slot our commit wanted; it is remade for a later slot.
+                let _ = self.member.discard_own_commit();
+            }
+            if self.member.apply_commit(bytes).is_err() {
+                cov_mark::hit!(device_skips_an_invalid_chosen_commit);
+            }
+        }
+        if self.member.epoch() != before && self.member.is_active() {
+            let authenticator_hash = *blake3::hash(&self.member.epoch_authenticator()).as_bytes();
+            events.push(Event::EpochChanged { group: cx.group, epoch: self.member.epoch(), authenticator_hash });
+        }
+        (ours, events)
+    }
+
+    /// Drops the pending commit (the acceptors refused it).
+    pub(crate) fn drop_pending(&mut self) {
+        if self.pending.take().is_some() {
+            let _ = self.member.discard_own_commit();
+        }
+    }
+}
