@@ -27,6 +27,7 @@ pub struct Violation {
 #[derive(Debug)]
 struct GhostGroup {
     history: AcceptorHistory,
+    mls: bool,
     votes: BTreeMap<Slot, BTreeMap<(Ballot, ValueHash), BTreeSet<NodeId>>>,
     values: BTreeMap<ValueHash, Entry>,
     /// Chosen values of slots `0..frontier`, contiguous.
@@ -91,6 +92,7 @@ impl Checker {
     pub fn know_group(&mut self, genesis: &GroupGenesis) {
         self.groups.entry(genesis.group_id()).or_insert_with(|| GhostGroup {
             history: AcceptorHistory::new(genesis),
+            mls: genesis.is_mls(),
             votes: BTreeMap::new(),
             values: BTreeMap::new(),
             chosen: Vec::new(),
@@ -101,6 +103,11 @@ impl Checker {
     /// The ghost's chosen frontier of a group: every slot below it has a chosen value.
     pub fn frontier(&self, group: GroupId) -> Slot {
         self.groups.get(&group).map_or(Slot(0), GhostGroup::frontier)
+    }
+
+    /// Whether the group is an MLS group.
+    pub fn is_mls(&self, group: GroupId) -> bool {
+        self.groups.get(&group).is_some_and(|g| g.mls)
     }
 
     /// The acceptor set in force at the ghost's frontier.

@@ -71,5 +71,7 @@ pub struct Outcome {
 
 /// Every scenario, in listing order.
 pub fn all() -> Vec<Scenario> {
-    scenarios::paxos::all()
+    let mut all = scenarios::paxos::all();
+    all.extend(scenarios::mls::all());
+    all
 }

@@ -246,6 +246,11 @@ impl Cluster {
         GroupGenesis { nonce, acceptors, proposers, group_info: None }
     }
 
+    /// Registers a group some device created (MLS), so the checker judges its votes.
+    pub fn know_group(&mut self, genesis: &GroupGenesis) {
+        self.checker.know_group(genesis);
+    }
+
     /// Opens the group on every device now. Opening is idempotent, so scenarios repeat it the way
     /// an app opens its documents at every start.
     pub fn open_group(&mut self, genesis: &GroupGenesis) -> GroupId {
@@ -385,11 +390,12 @@ impl Cluster {
     pub fn converged(&self, group: GroupId) -> bool {
         let frontier = self.checker.frontier(group);
         let Some(acceptors) = self.checker.acceptors(group) else { return false };
-        let devices_done = self
-            .devices()
-            .iter()
-            .filter_map(|d| self.device(*d))
-            .all(|device| device.group(group).is_some_and(|g| g.is_idle() && g.next_slot() == frontier));
+        // In an MLS group, devices that never joined or were removed do not follow it.
+        let mls = self.checker.is_mls(group);
+        let devices_done = self.devices().iter().filter_map(|d| self.device(*d)).all(|device| match device.group(group) {
+            Some(g) => (mls && !g.is_member()) || (g.is_idle() && g.next_slot() == frontier),
+            None => mls,
+        });
         let acceptors_done = self
             .acceptors()
             .iter()
@@ -518,7 +524,7 @@ impl Cluster {
                         self.checker.on_acceptor_persist(now, id, &batch);
                     }
                     self.nodes[index].disk.persist(&batch);
-                    let bytes = postcard::to_allocvec(&batch).expect("batches encode");
+                    let bytes = postcard::to_allocvec(&trace_form(&batch)).expect("batches encode");
                     self.trace.record(now, id, 20, &bytes);
                     self.trace.line(|| format!("{now} {id} persist {batch:?}"));
                 }
@@ -579,6 +585,7 @@ impl Cluster {
         }
         let bytes = postcard::to_allocvec(&event).expect("events encode");
         self.trace.record(now, id, 23, &bytes);
+        self.trace.line(|| format!("{now} {id} event {event:?}"));
     }
 
     fn set_timer(&mut self, index: usize, wake_at: Option<Time>) {
@@ -638,6 +645,26 @@ impl SimNode {
     fn new(id: NodeId, role: Role) -> SimNode {
         SimNode { id, role, machine: None, disk: Disk::default(), boot: 0, timer: None, timer_generation: 0, lost: false }
     }
+}
+
+/// A batch as the trace hashes it. openmls's stored values carry wall-clock timestamps, written
+/// as JSON numbers of varying length, so two runs of a seed can persist different MLS bytes (and
+/// byte counts) while sending identical wire bytes; the trace keeps each MLS key and whether it
+/// was written or deleted, and every other record whole. No simulator decision reads MLS values
+/// (see ARCHITECTURE.md).
+fn trace_form(batch: &plait_kernel::WriteBatch) -> plait_kernel::WriteBatch {
+    use plait_kernel::Record;
+    let records = batch
+        .records
+        .iter()
+        .map(|record| match record {
+            Record::MlsState { group, key, value } => {
+                Record::MlsState { group: *group, key: key.clone(), value: value.as_ref().map(|_| Vec::new()) }
+            }
+            other => other.clone(),
+        })
+        .collect();
+    plait_kernel::WriteBatch { records }
 }
 
 fn record_input(trace: &mut Trace, now: Time, id: NodeId, kind: u8, input: &Input) {

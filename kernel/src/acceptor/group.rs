@@ -75,6 +75,9 @@ pub(crate) struct AcceptorGroup {
     pub(crate) next_peer_sync_at: Time,
     /// For an MLS group: the public view, at the epoch after every chosen entry this node knows.
     mls: Option<PublicView>,
+    /// For an MLS group: everyone who was ever a member. They may read the log (commits are
+    /// public), so a removed device learns of its removal; only current members may propose.
+    former_members: BTreeSet<Vec<u8>>,
 }
 
 impl AcceptorGroup {
@@ -100,8 +103,10 @@ impl AcceptorGroup {
             hint,
             subscribers: BTreeSet::new(),
             next_peer_sync_at: cx.now,
+            former_members: BTreeSet::new(),
             mls,
         };
+        group.remember_members();
         group.ask_peers(cx);
         group.advance_recovery(cx);
         group
@@ -114,11 +119,13 @@ impl AcceptorGroup {
         // The public view is rebuilt by replaying the chosen log from genesis: deterministic,
         // and it needs no MLS state of its own on disk.
         let mut mls = restored.genesis.group_info.as_ref().and_then(|info| PublicView::from_group_info(info).ok());
+        let mut former_members: BTreeSet<Vec<u8>> = mls.iter().flat_map(PublicView::members).collect();
         for (slot, entry) in &restored.chosen {
             assert_eq!(*slot, chosen_next, "invariant: an acceptor persists chosen entries contiguously");
             history.record(*slot, entry);
             if let (Some(view), Entry::Value(bytes)) = (mls.as_mut(), entry) {
                 let _ = view.apply_commit(bytes);
+                former_members.extend(view.members());
             }
             chosen_next = slot.next();
         }
@@ -144,7 +151,19 @@ impl AcceptorGroup {
             subscribers: BTreeSet::new(),
             next_peer_sync_at: cx.now,
             mls,
+            former_members,
         }
+    }
+
+    fn remember_members(&mut self) {
+        if let Some(view) = &self.mls {
+            self.former_members.extend(view.members());
+        }
+    }
+
+    /// Whether `node` may read the log: a proposer or member now, or a member before.
+    fn allows_reader(&self, node: NodeId) -> bool {
+        self.allows_member(node) || self.former_members.contains(node.0.as_slice())
     }
 
     /// When this group next needs a timer.
@@ -227,7 +246,7 @@ impl AcceptorGroup {
             cx.reject(Rejection::Invalid);
             return None;
         }
-        if !self.allows_member(from) {
+        if !self.allows_reader(from) {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
@@ -427,6 +446,7 @@ impl AcceptorGroup {
         if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
             // A chosen commit every member refuses is skipped the same way here.
             let _ = view.apply_commit(bytes);
+            self.remember_members();
         }
         self.accepted.remove(&slot);
         self.recent.insert(slot, entry);

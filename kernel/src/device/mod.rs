@@ -272,6 +272,17 @@ impl DeviceGroupView<'_> {
     pub fn acceptors(&self) -> &AcceptorSet {
         self.group.acceptors()
     }
+    /// Whether this device is a member: always for groups of opaque values; for MLS groups,
+    /// until a commit removes it.
+    pub fn is_member(&self) -> bool {
+        self.group.mls.as_ref().is_none_or(|mls| mls.member.is_active())
+    }
+
+    /// The MLS epoch, for MLS groups.
+    pub fn epoch(&self) -> Option<u64> {
+        self.group.mls.as_ref().map(|mls| mls.member.epoch())
+    }
+
     /// The proposer's state, for diagnostics.
     pub fn proposer_state(&self) -> String {
         match &self.group.proposer {

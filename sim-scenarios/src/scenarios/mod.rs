@@ -1,3 +1,4 @@
 //! Scenario families.
 
+pub mod mls;
 pub mod paxos;

@@ -1,0 +1,170 @@
+//! `mls/`: MLS groups whose commits the Paxos log orders, under faults. Key packages and
+//! Welcomes travel out of band here (the scenario hands them over); the acceptor mailboxes that
+//! will carry them are not built yet.
+
+use plait_io_sim::{Chance, Cluster, FaultProfile, SimRng};
+use plait_kernel::{AcceptorSet, Command, Event, GroupGenesis, Time};
+
+use crate::outline::Session;
+use crate::{Outcome, RunOptions, Scenario};
+
+/// Every `mls/` scenario.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "mls/members-join-rotate-and-leave-through-the-log-under-faults",
+            description: "an admin admits three members, members rotate keys and the admin removes one under a seed's faults; every member agrees on every epoch",
+            run: members_join_rotate_and_leave,
+        },
+        Scenario {
+            name: "mls/a-device-crashing-between-the-effects-of-a-commit-still-follows-the-group",
+            description: "devices crash between any two effects while their commits are in flight; a restarted device recognises its own chosen commit and no member forks",
+            run: device_crashes_mid_commit,
+        },
+        Scenario {
+            name: "mls/only-admins-change-membership",
+            description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
+            run: only_admins_change_membership,
+        },
+    ]
+}
+
+/// How long founding and admitting members may take (simulated).
+const SETUP_MS_MAX: u64 = 120_000;
+
+/// Founds a group at device 0 and admits every other device, one at a time.
+fn found(cluster: &mut Cluster, seed: u64) -> Result<GroupGenesis, String> {
+    let devices = cluster.devices();
+    let acceptors = AcceptorSet::new(cluster.acceptors().iter().map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
+    let deadline = Time(SETUP_MS_MAX);
+    cluster.command(devices[0], Command::CreateGroup { acceptors, nonce: seed });
+    if !cluster.run_until_condition(deadline, |c| c.notices.iter().any(|(_, e)| matches!(e, Event::GroupCreated { .. }))) {
+        return Err("the group was never created".into());
+    }
+    let genesis = cluster.notices.iter().find_map(|(_, e)| match e {
+        Event::GroupCreated { genesis, .. } => Some(genesis.clone()),
+        _ => None,
+    });
+    let genesis = genesis.expect("checked above");
+    cluster.know_group(&genesis);
+    let group = genesis.group_id();
+    for joiner in devices.iter().skip(1).copied() {
+        cluster.notices.clear();
+        cluster.command(joiner, Command::MakeKeyPackage);
+        cluster.run_until_condition(deadline, |c| {
+            c.notices.iter().any(|(n, e)| *n == joiner && matches!(e, Event::KeyPackage { .. }))
+        });
+        let Some(key_package) = cluster.notices.iter().find_map(|(_, e)| match e {
+            Event::KeyPackage { key_package } => Some(key_package.clone()),
+            _ => None,
+        }) else {
+            return Err("no key package".into());
+        };
+        cluster.command(devices[0], Command::AddMember { group, key_package });
+        if !cluster.run_until_condition(deadline, |c| c.notices.iter().any(|(_, e)| matches!(e, Event::Welcome { .. }))) {
+            return Err(format!("device {joiner} was never added"));
+        }
+        let welcome = cluster.notices.iter().find_map(|(_, e)| match e {
+            Event::Welcome { welcome, .. } => Some(welcome.clone()),
+            _ => None,
+        });
+        cluster.command(joiner, Command::JoinGroup { genesis: genesis.clone(), welcome: welcome.expect("checked above") });
+        if !cluster.run_until_condition(deadline, |c| c.device(joiner).is_some_and(|d| d.group(group).is_some())) {
+            return Err(format!("device {joiner} never joined"));
+        }
+    }
+    Ok(genesis)
+}
+
+/// A cluster of three acceptors and four devices with a founded group; faults not started.
+fn start(options: &RunOptions, profile: FaultProfile) -> Result<Session, Box<Outcome>> {
+    let mut cluster = Cluster::new(options.seed, 3, 4, options.kernel_config(), profile, options.keep_trace_text);
+    match found(&mut cluster, options.seed) {
+        Ok(genesis) => {
+            let rng = SimRng::new(options.seed ^ 0x006d_6c73);
+            let safety_end = cluster.now().plus_ms(10_000);
+            Ok(Session { cluster, group: genesis.group_id(), rng, safety_end })
+        }
+        Err(detail) => {
+            let now = cluster.now();
+            cluster.checker.fail(now, "mls-setup", detail);
+            Err(Box::new(
+                Session { group: plait_kernel::GroupId([0; 16]), rng: SimRng::new(0), safety_end: now, cluster }.outcome(),
+            ))
+        }
+    }
+}
+
+/// Schedules key rotations by random members during the safety phase.
+fn rotations(session: &mut Session, count: u64) {
+    let devices = session.cluster.devices();
+    let (from, until) = (session.cluster.now().0, session.safety_end.0);
+    for _ in 0..count {
+        let at = Time(session.rng.between(from, until));
+        let device = devices[session.rng.index(devices.len())];
+        session.cluster.command_at(at, device, Command::RotateKeys { group: session.group });
+    }
+}
+
+/// Proves membership changes and rotations stay fork-free and converge under any fault mix.
+fn members_join_rotate_and_leave(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::swarm(&mut rng);
+    profile.wipes = false;
+    let mut session = match start(options, profile) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    rotations(&mut session, 6);
+    let devices = session.cluster.devices();
+    let at = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
+    let member = session.cluster.id(devices[3]);
+    session.cluster.command_at(at, devices[0], Command::RemoveMember { group: session.group, member });
+    session.cluster.start_faults();
+    session.finish()
+}
+
+/// Proves a commit's pending state survives crashes between effects.
+fn device_crashes_mid_commit(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::calm();
+    profile.latency.min_ms = rng.between(2, 15);
+    profile.crashes = true;
+    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
+    profile.fault_interval_ms = rng.between(300, 1_500);
+    let mut session = match start(options, profile) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    rotations(&mut session, 10);
+    session.cluster.start_faults();
+    session.finish()
+}
+
+/// Proves roles are enforced by acceptors: a writer cannot remove a member.
+fn only_admins_change_membership(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let profile = FaultProfile {
+        latency: plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency },
+        ..FaultProfile::calm()
+    };
+    let mut session = match start(options, profile) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let devices = session.cluster.devices();
+    let (writer, target) = (devices[1], devices[2]);
+    let member = session.cluster.id(target);
+    let errors_before = session.cluster.stats.command_errors;
+    session.cluster.command(writer, Command::RemoveMember { group: session.group, member });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    if !session.cluster.run_until_condition(deadline, |c| c.stats.command_errors > errors_before) {
+        session.fail("a-refused-commit-is-reported", "the writer's removal was neither refused nor reported".into());
+    }
+    let group = session.group;
+    if session.cluster.device(target).and_then(|d| d.group(group)).is_none_or(|g| !g.is_member()) {
+        session.fail("only-admins-change-membership", "a writer removed a member".into());
+    }
+    session.safety_end = session.cluster.now();
+    session.finish()
+}
