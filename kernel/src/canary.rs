@@ -18,16 +18,19 @@ pub enum Canary {
     SendBeforePersist,
     /// A proposer that adopted another value applies its own when its ballot wins.
     ApplyOwnValueInsteadOfChosen,
+    /// Acceptors accept MLS commits without checking them against their public view.
+    AcceptorSkipsCommitValidation,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 5] = [
+    pub const ALL: [(&'static str, Canary); 6] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
         ("send-before-persist", Canary::SendBeforePersist),
         ("apply-own-value-instead-of-chosen", Canary::ApplyOwnValueInsteadOfChosen),
+        ("acceptor-skips-commit-validation", Canary::AcceptorSkipsCommitValidation),
     ];
 
     /// The canary with this command-line name.

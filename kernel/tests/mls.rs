@@ -199,7 +199,8 @@ mod roles {
         assert!(view.check_commit(&by_writer.commit).is_err(), "the acceptor refuses");
         assert!(members[0].apply_commit(&by_writer.commit).is_err(), "the admin refuses");
         assert!(members[2].apply_commit(&by_writer.commit).is_err(), "the target refuses");
-        members[1].discard_own_commit().expect("discard");
+        cov_mark::check!(own_unauthorised_commit_is_discarded);
+        assert!(members[1].merge_own_commit().is_err(), "and so does the writer, if it were chosen");
         assert!(members.iter().all(|m| m.epoch() == 2), "nobody moved");
 
         // The admin promotes device-1; then device-1 may remove device-2.

@@ -99,8 +99,10 @@ impl Membership {
         let ours = self.pending.as_ref().is_some_and(|pending| pending.hash == value_hash);
         if ours {
             let pending = self.pending.take().expect("checked above");
-            self.member.merge_own_commit().expect("invariant: our pending commit merges once chosen");
-            if let Some(welcome) = pending.welcome {
+            // Refused only if our role does not allow it; every member then skips it alike.
+            if self.member.merge_own_commit().is_ok()
+                && let Some(welcome) = pending.welcome
+            {
                 events.push(Event::Welcome { group: cx.group, welcome });
             }
         } else {

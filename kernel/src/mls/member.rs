@@ -289,8 +289,18 @@ impl Member {
         Ok(OwnCommit { commit: encode(bundle.commit())?, welcome: None })
     }
 
-    /// Our pending commit was chosen: move to the next epoch.
+    /// Our pending commit was chosen: move to the next epoch, unless our role does not allow it
+    /// (then every other member refuses it too, so we discard it and stay, as they do).
     pub fn merge_own_commit(&mut self) -> Result<(), MlsError> {
+        if let Some(staged) = self.group.pending_commit() {
+            let own = self.group.own_leaf_node().map(|leaf| leaf.credential().serialized_content().to_vec()).unwrap_or_default();
+            let summary = CommitSummary::of(staged, own, |leaf| self.group.member(leaf).map(|c| c.serialized_content().to_vec()));
+            if let Err(refused) = authorize(&summary, &self.roles()?) {
+                cov_mark::hit!(own_unauthorised_commit_is_discarded);
+                self.discard_own_commit()?;
+                return Err(refused);
+            }
+        }
         self.group.merge_pending_commit(&self.provider).map_err(internal)?;
         self.remember_epoch();
         Ok(())
