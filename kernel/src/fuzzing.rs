@@ -30,7 +30,7 @@ fn mls_fixture() -> MlsFixture {
     use crate::mls::{Identity, Joining, Member, PublicView};
     let admin = Identity::from_seed([1; 32], b"admin");
     let other = Identity::from_seed([2; 32], b"other");
-    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2).expect("create");
+    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2, 0).expect("create");
     let view_info = founder.group_info(&admin).expect("group info");
     let joining = Joining::new([4; 32], &other).expect("key package");
     let add = founder.commit_add(&admin, &joining.key_package).expect("add");
@@ -73,7 +73,7 @@ pub fn mls_seeds() -> Vec<Vec<u8>> {
     use crate::mls::{Identity, Joining, Member};
     let admin = Identity::from_seed([1; 32], b"admin");
     let other = Identity::from_seed([2; 32], b"other");
-    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2).expect("create");
+    let mut founder = Member::create([3; 32], &admin, b"fuzz", 2, 0).expect("create");
     let info = founder.group_info(&admin).expect("group info");
     let joining = Joining::new([4; 32], &other).expect("key package");
     let key_package = joining.key_package.clone();

@@ -54,6 +54,8 @@ pub enum Command {
         acceptors: AcceptorSet,
         /// Makes the group distinct from others with the same acceptors.
         nonce: u64,
+        /// Each member commits a fresh leaf key this often (0: only on demand).
+        rotation_interval_ms: u64,
     },
     /// Make a key package to hand to an admin (answered with `Event::KeyPackage`).
     MakeKeyPackage,

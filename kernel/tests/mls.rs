@@ -24,7 +24,7 @@ fn identity(n: u8) -> Identity {
 fn group_of(count: u8) -> (Vec<Identity>, Vec<Member>, Vec<Vec<u8>>) {
     let identities: Vec<Identity> = (0..count).map(identity).collect();
     let mut wire = Vec::new();
-    let mut members = vec![Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create")];
+    let mut members = vec![Member::create(seed(2, 0), &identities[0], b"group-one", PAST, 0).expect("create")];
     for n in 1..count {
         let joining = Joining::new(seed(3, n), &identities[n as usize]).expect("key package");
         wire.push(joining.key_package.clone());
@@ -139,7 +139,7 @@ mod acceptor_view {
     #[test]
     fn an_acceptor_follows_the_group_and_refuses_what_a_member_would_refuse() {
         let identities: Vec<Identity> = (0..3).map(identity).collect();
-        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create");
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST, 0).expect("create");
         let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
         assert_eq!(view.epoch(), 0);
 
@@ -155,7 +155,7 @@ mod acceptor_view {
         assert_eq!(view.members(), admin.members());
 
         assert!(view.check_commit(&add.commit).is_err(), "a replayed commit is for a past epoch");
-        let mut stranger = Member::create(seed(2, 7), &identities[2], b"group-two", PAST).expect("create");
+        let mut stranger = Member::create(seed(2, 7), &identities[2], b"group-two", PAST, 0).expect("create");
         let foreign = stranger.commit_update(&identities[2]).expect("update");
         assert!(view.check_commit(&foreign.commit).is_err(), "a commit of another group");
         let mut member = joining.join(&add.welcome.expect("welcome"), PAST).expect("join");
@@ -170,7 +170,7 @@ mod acceptor_view {
     #[test]
     fn an_acceptor_view_rebuilt_from_its_storage_carries_on() {
         let identities: Vec<Identity> = (0..2).map(identity).collect();
-        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST).expect("create");
+        let mut admin = Member::create(seed(2, 0), &identities[0], b"group-one", PAST, 0).expect("create");
         let mut view = PublicView::from_group_info(&admin.group_info(&identities[0]).expect("info")).expect("view");
         let update = admin.commit_update(&identities[0]).expect("update");
         view.apply_commit(&update.commit).expect("apply");

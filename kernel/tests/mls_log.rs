@@ -79,7 +79,7 @@ fn add(net: &mut Net, admin: NodeId, joiner: NodeId, genesis: &GroupGenesis) {
 fn members_join_rotate_and_leave_through_the_log_and_agree_on_every_epoch() {
     let (mut net, _) = support::net(3);
     let (admin, second, third) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
-    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1 });
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
     settle(&mut net);
     let genesis = created(&net);
     let group = genesis.group_id();

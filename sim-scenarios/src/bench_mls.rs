@@ -100,7 +100,7 @@ fn identities(count: u8) -> Vec<Identity> {
 }
 
 fn group(identities: &[Identity]) -> Vec<Member> {
-    let mut members = vec![Member::create([200; 32], &identities[0], b"bench", 4).expect("create")];
+    let mut members = vec![Member::create([200; 32], &identities[0], b"bench", 4, 0).expect("create")];
     for (n, identity) in identities.iter().enumerate().skip(1) {
         let joining = Joining::new([n as u8; 32], identity).expect("key package");
         let commit = members[0].commit_add(&identities[0], &joining.key_package).expect("add");

@@ -53,3 +53,16 @@ fn recovery_messages_from_strangers_are_refused() {
     cov_mark::check!(recover_from_unknown_acceptor_refused);
     run_seeds("paxos/an-acceptor-set-change-under-faults-moves-the-quorum", 100);
 }
+
+#[test]
+fn members_rotate_their_keys_when_the_settings_say_so() {
+    cov_mark::check!(device_rotates_keys_on_schedule);
+    run_seeds("mls/members-rotate-their-keys-on-schedule-under-loss-and-duplication", 1);
+}
+
+#[test]
+fn a_commit_the_acceptors_refuse_is_dropped_with_an_error() {
+    cov_mark::check!(acceptor_refuses_an_invalid_commit);
+    cov_mark::check!(device_drops_an_intent_the_acceptors_refuse);
+    run_seeds("mls/only-admins-change-membership", 1);
+}

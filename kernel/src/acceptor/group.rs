@@ -332,7 +332,7 @@ impl AcceptorGroup {
             cx.send(from, Message::Rejected { ballot, reason: RejectReason::OutsideWindow, promised: self.promised });
             return None;
         }
-        if let Some(reason) = self.refuses_value(cx, from, slot, &entry) {
+        if let Some(reason) = self.refuses_value(cx, slot, &entry) {
             cx.send(from, Message::Rejected { ballot, reason, promised: self.promised });
             return None;
         }
@@ -367,8 +367,11 @@ impl AcceptorGroup {
 
     /// For an MLS group, whether the value is refused: it is checked against the epoch after
     /// every earlier slot, so only at this node's chosen frontier, and must be a commit a member
-    /// would accept, made by the sender. (Groups of opaque values accept anything well-formed.)
-    fn refuses_value(&self, cx: &mut Context<'_>, from: NodeId, slot: Slot, entry: &Entry) -> Option<RejectReason> {
+    /// would accept. The sender need not be the committer: a new leader must re-propose the value
+    /// it adopted from promises, whoever made it; the commit's signature names its committer and
+    /// the role check applies to that committer. (Groups of opaque values accept anything
+    /// well-formed.)
+    fn refuses_value(&self, cx: &mut Context<'_>, slot: Slot, entry: &Entry) -> Option<RejectReason> {
         let view = self.mls.as_ref()?;
         if slot != self.chosen_next {
             cx.reject(Rejection::NotReady);
@@ -379,7 +382,7 @@ impl AcceptorGroup {
         }
         let valid = match entry {
             Entry::Noop => true,
-            Entry::Value(bytes) => view.check_commit(bytes).is_ok_and(|checked| checked.summary.committer == from.0),
+            Entry::Value(bytes) => view.check_commit(bytes).is_ok(),
             // Acceptor changes in MLS groups become an MLS proposal (admins only); not yet.
             Entry::SetAcceptors(_) => false,
         };

@@ -36,6 +36,8 @@ pub(crate) struct DeviceGroup {
     queue: VecDeque<Proposal>,
     /// For an MLS group: this device's membership.
     pub(crate) mls: Option<Membership>,
+    /// When this device next rotates its keys (MLS groups with a rotation interval).
+    next_rotation_at: Option<Time>,
     /// Consecutive failed ballots, for backoff.
     failures: u32,
     next_sync_at: Time,
@@ -92,6 +94,7 @@ impl DeviceGroup {
             proposer: Proposer::Idle,
             queue: VecDeque::new(),
             mls: None,
+            next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
             undecided_since: None,
@@ -102,7 +105,30 @@ impl DeviceGroup {
 
     /// When this group next needs a timer.
     pub(crate) fn wake_at(&self) -> Time {
-        earliest(Some(self.next_sync_at), self.proposer.deadline()).expect("the sync deadline is always set")
+        let wake = earliest(Some(self.next_sync_at), self.proposer.deadline());
+        earliest(wake, self.next_rotation_at).expect("the sync deadline is always set")
+    }
+
+    /// Queues a key rotation when this device's rotation is due, and schedules the next one
+    /// (the interval plus up to a tenth of it, so members do not all rotate at once).
+    fn rotate_when_due(&mut self, cx: &mut Context<'_>) {
+        let Some(mls) = self.mls.as_ref() else { return };
+        let interval = mls.member.settings().map_or(0, |settings| settings.rotation_interval_ms);
+        if interval == 0 || !mls.member.is_active() {
+            self.next_rotation_at = None;
+            return;
+        }
+        let due = *self.next_rotation_at.get_or_insert(cx.now.plus_ms(interval));
+        if cx.now < due {
+            return;
+        }
+        let queued = self.queue.iter().any(|p| *p == Proposal::Intent(Intent::Rotate));
+        if !queued && self.queue.len() < cx.config.proposals_queued_max {
+            cov_mark::hit!(device_rotates_keys_on_schedule);
+            self.queue.push_back(Proposal::Intent(Intent::Rotate));
+        }
+        let jitter = cx.rng.in_range(0, interval / 10);
+        self.next_rotation_at = Some(cx.now.plus_ms(interval + jitter));
     }
 
     /// Proposals waiting (including the one in flight, if it is ours).
@@ -515,8 +541,9 @@ impl DeviceGroup {
         }
     }
 
-    /// Periodic work: sync with acceptors; retry or abandon ballots that timed out.
+    /// Periodic work: sync with acceptors; retry or abandon ballots that timed out; rotate keys.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
+        self.rotate_when_due(cx);
         if cx.now >= self.next_sync_at {
             let sync = Message::Sync {
                 genesis: self.genesis.clone(),

@@ -102,7 +102,9 @@ impl Device {
         let result = match command {
             Command::OpenGroup { genesis } if genesis.is_mls() => Err(CommandError::NotOpaque(genesis.group_id())),
             Command::OpenGroup { genesis } => self.open_group(now, genesis, None, effects),
-            Command::CreateGroup { acceptors, nonce } => self.create_group(now, acceptors, nonce, effects),
+            Command::CreateGroup { acceptors, nonce, rotation_interval_ms } => {
+                self.create_group(now, acceptors, nonce, rotation_interval_ms, effects)
+            }
             Command::MakeKeyPackage => self.make_key_package(effects),
             Command::JoinGroup { genesis, welcome } => self.join_group(now, genesis, &welcome, effects),
             Command::AddMember { group, key_package } => self.intend(now, group, Intent::Add(key_package), effects),
@@ -122,12 +124,19 @@ impl Device {
         }
     }
 
-    fn create_group(&mut self, now: Time, acceptors: AcceptorSet, nonce: u64, effects: &mut Effects) -> Result<(), CommandError> {
+    fn create_group(
+        &mut self,
+        now: Time,
+        acceptors: AcceptorSet,
+        nonce: u64,
+        rotation_interval_ms: u64,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
         let mut mls_group_id = [0u8; 16];
         self.rng.fill(&mut mls_group_id);
         let identity = self.identity();
         let seed = self.mls_seed();
-        let member = Member::create(seed, &identity, &mls_group_id, self.config.mls_past_epochs_max)
+        let member = Member::create(seed, &identity, &mls_group_id, self.config.mls_past_epochs_max, rotation_interval_ms)
             .map_err(|error| CommandError::Mls(error.to_string()))?;
         let group_info = member.group_info(&identity).map_err(|error| CommandError::Mls(error.to_string()))?;
         let genesis = GroupGenesis { nonce, acceptors, proposers: vec![self.me], group_info: Some(group_info) };

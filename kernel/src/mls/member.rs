@@ -15,7 +15,7 @@ use crate::mls::digest::{AUTHENTICATORS_KEPT, DigestCheck, ForkEvidence, SignedD
 use crate::mls::identity::{CIPHERSUITE, Identity};
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::provider::DeterministicProvider;
-use crate::mls::roles::{CommitSummary, Roles, authorize, capabilities};
+use crate::mls::roles::{CommitSummary, GroupSettings, Roles, authorize, capabilities};
 
 /// Commits travel in plaintext (acceptors validate them); incoming may be either.
 const POLICY: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
@@ -120,14 +120,21 @@ impl Joining {
 
 impl Member {
     /// Creates a group with `id` and this device as its only member and admin, keeping
-    /// `past_epochs` epochs' secrets to decrypt late messages (older ones are deleted).
-    pub fn create(seed: [u8; 32], identity: &Identity, id: &[u8], past_epochs: usize) -> Result<Member, MlsError> {
+    /// `past_epochs` epochs' secrets to decrypt late messages (older ones are deleted), with
+    /// members rotating their keys every `rotation_interval_ms` (0: only on demand).
+    pub fn create(
+        seed: [u8; 32],
+        identity: &Identity,
+        id: &[u8],
+        past_epochs: usize,
+        rotation_interval_ms: u64,
+    ) -> Result<Member, MlsError> {
         let provider = DeterministicProvider::new(seed, Default::default());
-        let roles = Roles::founded_by(identity.credential.credential.serialized_content());
+        let settings = GroupSettings::founded_by(identity.credential.credential.serialized_content(), rotation_interval_ms);
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
             .capabilities(capabilities())
-            .with_group_context_extensions(roles.to_extensions()?)
+            .with_group_context_extensions(settings.to_extensions()?)
             .wire_format_policy(POLICY)
             .use_ratchet_tree_extension(true)
             .max_past_epochs(past_epochs)
@@ -226,16 +233,27 @@ impl Member {
         self.group.epoch_authenticator().as_slice().to_vec()
     }
 
-    /// The roles in force this epoch.
-    pub fn roles(&self) -> Result<Roles, MlsError> {
-        Roles::from_extensions(self.group.extensions())
+    /// The settings in force this epoch.
+    pub fn settings(&self) -> Result<GroupSettings, MlsError> {
+        GroupSettings::from_extensions(self.group.extensions())
     }
 
-    /// Commits new roles (admins only; acceptors and members refuse it otherwise).
+    /// The roles in force this epoch.
+    pub fn roles(&self) -> Result<Roles, MlsError> {
+        Ok(self.settings()?.roles)
+    }
+
+    /// Commits new roles, keeping the other settings (admins only).
     pub fn commit_roles(&mut self, identity: &Identity, roles: &Roles) -> Result<OwnCommit, MlsError> {
+        let settings = GroupSettings { roles: roles.clone(), ..self.settings()? };
+        self.commit_settings(identity, &settings)
+    }
+
+    /// Commits new settings (admins only; acceptors and members refuse it otherwise).
+    pub fn commit_settings(&mut self, identity: &Identity, settings: &GroupSettings) -> Result<OwnCommit, MlsError> {
         let (commit, _, _) = self
             .group
-            .update_group_context_extensions(&self.provider, roles.to_extensions()?, &identity.signer)
+            .update_group_context_extensions(&self.provider, settings.to_extensions()?, &identity.signer)
             .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
         Ok(OwnCommit { commit: encode(&commit)?, welcome: None })
     }

@@ -19,4 +19,4 @@ pub use journal::{Journal, StorageChange};
 pub use member::{Joining, Member, MlsError, OwnCommit};
 pub use provider::DeterministicProvider;
 pub use public_view::{CheckedCommit, PublicView};
-pub use roles::{CommitSummary, Role, Roles};
+pub use roles::{CommitSummary, GroupSettings, Role, Roles};

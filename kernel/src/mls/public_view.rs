@@ -10,7 +10,7 @@ use tls_codec::Deserialize as _;
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::member::MlsError;
 use crate::mls::provider::DeterministicProvider;
-use crate::mls::roles::{CommitSummary, Roles, authorize};
+use crate::mls::roles::{CommitSummary, GroupSettings, Roles, authorize};
 
 /// What a valid, authorised commit does, as far as an acceptor can see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +75,7 @@ impl PublicView {
 
     /// The roles in force this epoch.
     pub fn roles(&self) -> Result<Roles, MlsError> {
-        Roles::from_extensions(self.group.group_context().extensions())
+        Ok(GroupSettings::from_extensions(self.group.group_context().extensions())?.roles)
     }
 
     /// Checks a commit against the current epoch without applying it: it must be a

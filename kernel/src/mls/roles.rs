@@ -15,8 +15,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::mls::member::MlsError;
 
-/// The group-context extension type that carries [`Roles`] (from the private-use range).
+/// The group-context extension type that carries [`GroupSettings`] (from the private-use range).
 pub const ROLES_EXTENSION: u16 = 0xf1a0;
+
+/// Everything a group decides about itself, in its group context: roles, and how often each
+/// member rotates its keys. Changing it is a commit (admins only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSettings {
+    /// Who may do what.
+    pub roles: Roles,
+    /// Each member commits a fresh leaf key this often; 0 means never (only on demand).
+    pub rotation_interval_ms: u64,
+}
+
+impl GroupSettings {
+    /// Settings where `admin` is the only admin.
+    pub fn founded_by(admin: &[u8], rotation_interval_ms: u64) -> GroupSettings {
+        GroupSettings { roles: Roles::founded_by(admin), rotation_interval_ms }
+    }
+
+    /// Reads the settings from a group context's extensions (none: nobody is an admin).
+    pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<GroupSettings, MlsError> {
+        match extensions.unknown(ROLES_EXTENSION) {
+            Some(UnknownExtension(bytes)) => postcard::from_bytes(bytes).map_err(|_| MlsError::Malformed),
+            None => Ok(GroupSettings::default()),
+        }
+    }
+
+    /// The group-context extensions that carry these settings.
+    pub fn to_extensions(&self) -> Result<Extensions<GroupContext>, MlsError> {
+        let bytes = postcard::to_allocvec(self).map_err(|error| MlsError::Internal(format!("{error:?}")))?;
+        let required = RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(ROLES_EXTENSION)], &[], &[]);
+        Extensions::from_vec(vec![
+            Extension::RequiredCapabilities(required),
+            Extension::Unknown(ROLES_EXTENSION, UnknownExtension(bytes)),
+        ])
+        .map_err(|error| MlsError::Internal(format!("{error:?}")))
+    }
+}
 
 /// What a member may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -51,25 +87,6 @@ impl Roles {
             other => self.0.insert(name.to_vec(), other),
         };
         self
-    }
-
-    /// Reads the roles from a group context's extensions (none: nobody is an admin).
-    pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<Roles, MlsError> {
-        match extensions.unknown(ROLES_EXTENSION) {
-            Some(UnknownExtension(bytes)) => postcard::from_bytes(bytes).map_err(|_| MlsError::Malformed),
-            None => Ok(Roles::default()),
-        }
-    }
-
-    /// The group-context extensions that carry these roles.
-    pub fn to_extensions(&self) -> Result<Extensions<GroupContext>, MlsError> {
-        let bytes = postcard::to_allocvec(self).map_err(|error| MlsError::Internal(format!("{error:?}")))?;
-        let required = RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(ROLES_EXTENSION)], &[], &[]);
-        Extensions::from_vec(vec![
-            Extension::RequiredCapabilities(required),
-            Extension::Unknown(ROLES_EXTENSION, UnknownExtension(bytes)),
-        ])
-        .map_err(|error| MlsError::Internal(format!("{error:?}")))
     }
 }
 
@@ -128,7 +145,8 @@ mod tests {
         let roles = Roles::founded_by(b"a").with(b"r", Role::Reader);
         assert_eq!(roles.of(b"a"), Role::Admin);
         assert_eq!(roles.of(b"w"), Role::Writer);
-        assert_eq!(Roles::from_extensions(&roles.to_extensions().expect("valid")).expect("decodes"), roles);
+        let settings = GroupSettings { roles: roles.clone(), rotation_interval_ms: 60_000 };
+        assert_eq!(GroupSettings::from_extensions(&settings.to_extensions().expect("valid")).expect("decodes"), settings);
         let add = CommitSummary { committer: b"w".to_vec(), adds: vec![b"x".to_vec()], removes: vec![], changes_context: false };
         assert!(authorize(&add, &roles).is_err());
         assert!(authorize(&CommitSummary { committer: b"a".to_vec(), ..add.clone() }, &roles).is_ok());

@@ -22,6 +22,11 @@ pub fn all() -> Vec<Scenario> {
             run: device_crashes_mid_commit,
         },
         Scenario {
+            name: "mls/members-rotate-their-keys-on-schedule-under-loss-and-duplication",
+            description: "with a rotation interval in the group's settings, every member commits fresh keys on its own timer through a lossy network; all agree on every epoch",
+            run: members_rotate_on_schedule,
+        },
+        Scenario {
             name: "mls/only-admins-change-membership",
             description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
             run: only_admins_change_membership,
@@ -33,11 +38,11 @@ pub fn all() -> Vec<Scenario> {
 const SETUP_MS_MAX: u64 = 120_000;
 
 /// Founds a group at device 0 and admits every other device, one at a time.
-fn found(cluster: &mut Cluster, seed: u64) -> Result<GroupGenesis, String> {
+fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<GroupGenesis, String> {
     let devices = cluster.devices();
     let acceptors = AcceptorSet::new(cluster.acceptors().iter().map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
     let deadline = Time(SETUP_MS_MAX);
-    cluster.command(devices[0], Command::CreateGroup { acceptors, nonce: seed });
+    cluster.command(devices[0], Command::CreateGroup { acceptors, nonce: seed, rotation_interval_ms });
     if !cluster.run_until_condition(deadline, |c| c.notices.iter().any(|(_, e)| matches!(e, Event::GroupCreated { .. }))) {
         return Err("the group was never created".into());
     }
@@ -77,9 +82,9 @@ fn found(cluster: &mut Cluster, seed: u64) -> Result<GroupGenesis, String> {
 }
 
 /// A cluster of three acceptors and four devices with a founded group; faults not started.
-fn start(options: &RunOptions, profile: FaultProfile) -> Result<Session, Box<Outcome>> {
+fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
     let mut cluster = Cluster::new(options.seed, 3, 4, options.kernel_config(), profile, options.keep_trace_text);
-    match found(&mut cluster, options.seed) {
+    match found(&mut cluster, options.seed, rotation_interval_ms) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
             let safety_end = cluster.now().plus_ms(10_000);
@@ -111,7 +116,7 @@ fn members_join_rotate_and_leave(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = false;
-    let mut session = match start(options, profile) {
+    let mut session = match start(options, profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -132,13 +137,41 @@ fn device_crashes_mid_commit(options: &RunOptions) -> Outcome {
     profile.crashes = true;
     profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
     profile.fault_interval_ms = rng.between(300, 1_500);
-    let mut session = match start(options, profile) {
+    let mut session = match start(options, profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
     rotations(&mut session, 10);
     session.cluster.start_faults();
     session.finish()
+}
+
+/// Proves the rotation timer: every member rotates on its own within a few intervals.
+fn members_rotate_on_schedule(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::calm();
+    profile.latency.min_ms = rng.between(2, 15);
+    profile.latency.spread_ms = rng.between(0, 20);
+    profile.loss = Chance(rng.between(0, 100_000) as u32);
+    profile.duplicate = Chance(rng.between(0, 100_000) as u32);
+    let interval_ms = rng.between(1_000, 3_000);
+    let mut session = match start(options, profile, interval_ms) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let epoch_at_start = session.cluster.device(session.cluster.devices()[0]).and_then(|d| d.group(session.group)?.epoch());
+    session.safety_end = session.cluster.now().plus_ms(6 * interval_ms);
+    session.run_safety();
+    let group = session.group;
+    let devices = session.cluster.devices();
+    let epoch_now = session.cluster.device(devices[0]).and_then(|d| d.group(group)?.epoch());
+    // Four members, each rotating at least once in six intervals (allowing for lost rounds).
+    if epoch_now.unwrap_or(0) < epoch_at_start.unwrap_or(0) + 4 {
+        let detail = format!("epoch went from {epoch_at_start:?} to {epoch_now:?} in six rotation intervals");
+        session.fail("members-rotate-on-schedule", detail);
+    }
+    session.run_liveness();
+    session.outcome()
 }
 
 /// Proves roles are enforced by acceptors: a writer cannot remove a member.
@@ -148,7 +181,7 @@ fn only_admins_change_membership(options: &RunOptions) -> Outcome {
         latency: plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency },
         ..FaultProfile::calm()
     };
-    let mut session = match start(options, profile) {
+    let mut session = match start(options, profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
