@@ -166,6 +166,18 @@ pub enum Event {
         /// BLAKE3 of the epoch authenticator (equal at every member in this epoch).
         authenticator_hash: [u8; 32],
     },
+    /// Another member signed a different authenticator for an epoch this device knows: the
+    /// group has forked. The evidence is the other member's signed digest and our own hash.
+    ForkDetected {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u64,
+        /// BLAKE3 of our epoch authenticator.
+        ours: [u8; 32],
+        /// The other member's signed digest.
+        theirs: crate::mls::SignedDigest,
+    },
     /// A command could not be carried out.
     CommandFailed {
         /// Why.

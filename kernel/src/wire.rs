@@ -137,6 +137,12 @@ pub enum Message {
         /// First slot wanted.
         from_slot: Slot,
     },
+    /// Member → acceptor → other members: a signed digest of the sender's current epoch, for
+    /// fork detection. Acceptors relay it to subscribers and keep nothing.
+    EpochDigest {
+        /// The digest.
+        digest: crate::mls::SignedDigest,
+    },
 }
 
 /// Why an acceptor refused a ballot.
@@ -258,6 +264,7 @@ impl Message {
             Message::Recover { .. } => "Recover",
             Message::Recovery { .. } => "Recovery",
             Message::CatchUp { .. } => "CatchUp",
+            Message::EpochDigest { .. } => "EpochDigest",
         }
     }
 }

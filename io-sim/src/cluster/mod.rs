@@ -577,6 +577,11 @@ impl Cluster {
             Event::EpochChanged { group, epoch, authenticator_hash } => {
                 self.checker.on_epoch(now, id, *group, *epoch, authenticator_hash);
             }
+            Event::ForkDetected { group, epoch, theirs, .. } => {
+                let signer = theirs.signer.get(..8).map(plait_kernel::ids::hex).unwrap_or_default();
+                let detail = format!("{id} saw {signer}… sign another authenticator for epoch {epoch} of {group:?}");
+                self.checker.fail(now, "no-fork-is-ever-detected", detail);
+            }
             Event::GroupCreated { .. } | Event::KeyPackage { .. } | Event::Welcome { .. } => {
                 if self.notices.len() < NOTICES_MAX {
                     self.notices.push((index, event.clone()));

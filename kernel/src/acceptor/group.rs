@@ -227,11 +227,21 @@ impl AcceptorGroup {
                 }
                 return self.serve(cx, from, from_slot, false);
             }
+            Message::EpochDigest { digest } => self.relay_digest(cx, from, digest),
             Message::Promise { .. } | Message::Accepted { .. } | Message::Rejected { .. } | Message::UnknownGroup => {
                 cx.reject(Rejection::Unauthorised);
             }
         }
         None
+    }
+
+    /// Relays a member's epoch digest to the group's other subscribers; nothing is stored.
+    fn relay_digest(&mut self, cx: &mut Context<'_>, from: NodeId, digest: crate::mls::SignedDigest) {
+        if self.mls.is_none() || !self.allows_member(from) || digest.signer != from.0 {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        let others: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
+        cx.send_all(&others, &Message::EpochDigest { digest });
     }
 
     fn on_sync(

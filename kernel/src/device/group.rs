@@ -198,6 +198,11 @@ impl DeviceGroup {
                 self.on_entries(cx, entries, Some((chosen_next, accepted_pending)));
                 self.help_lagging_acceptor(cx, from, chosen_next);
             }
+            Message::EpochDigest { digest } => match self.mls.as_ref().map(|mls| mls.check_digest(cx.group, &digest)) {
+                Some(Ok(Some(fork))) => cx.effects.notify(fork),
+                Some(Ok(None)) => {}
+                Some(Err(())) | None => cx.reject(Rejection::Invalid),
+            },
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -416,8 +421,13 @@ impl DeviceGroup {
             records.extend(mls.changes(cx.group, false));
         }
         cx.persist(records);
+        let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
             cx.effects.notify(event);
+        }
+        if let Some(digest) = self.mls.as_ref().filter(|_| epoch_changed).and_then(Membership::digest) {
+            let acceptors = self.history.latest().clone();
+            cx.send_all(acceptors.members(), &Message::EpochDigest { digest });
         }
         if let Proposer::Leading(leading) = &mut self.proposer {
             if leading.in_flight.as_ref().is_some_and(|f| f.slot < self.next_slot) {

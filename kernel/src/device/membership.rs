@@ -121,6 +121,27 @@ impl Membership {
         (ours, events)
     }
 
+    /// Our signed digest of the current epoch, to tell the other members.
+    pub(crate) fn digest(&self) -> Option<crate::mls::SignedDigest> {
+        if !self.member.is_active() {
+            return None;
+        }
+        self.member.epoch_digest(&self.identity).ok()
+    }
+
+    /// Checks another member's digest; a fork comes back as the event to raise.
+    pub(crate) fn check_digest(&self, group: GroupId, digest: &crate::mls::SignedDigest) -> Result<Option<Event>, ()> {
+        use crate::mls::DigestCheck;
+        match self.member.check_digest(digest) {
+            DigestCheck::Agree | DigestCheck::UnknownEpoch => Ok(None),
+            DigestCheck::Invalid => Err(()),
+            DigestCheck::Fork(evidence) => {
+                cov_mark::hit!(device_detects_a_fork);
+                Ok(Some(Event::ForkDetected { group, epoch: evidence.epoch, ours: evidence.ours, theirs: evidence.theirs }))
+            }
+        }
+    }
+
     /// Drops the pending commit (the acceptors refused it).
     pub(crate) fn drop_pending(&mut self) {
         if self.pending.take().is_some() {

@@ -168,6 +168,10 @@ impl Member {
     }
 
     fn remember_epoch(&mut self) {
+        if !self.group.is_active() {
+            // A member removed by this commit has no secrets for the new epoch.
+            return;
+        }
         let hash = authenticator_hash(self.group.epoch_authenticator().as_slice());
         self.authenticators.insert(self.epoch(), hash);
         while self.authenticators.len() > AUTHENTICATORS_KEPT {
@@ -189,6 +193,9 @@ impl Member {
     /// Checks another member's digest against our record of that epoch.
     pub fn check_digest(&self, digest: &SignedDigest) -> DigestCheck {
         use openmls_traits::crypto::OpenMlsCrypto as _;
+        if !self.group.is_active() {
+            return DigestCheck::UnknownEpoch;
+        }
         if digest.group != self.group.group_id().as_slice() {
             return DigestCheck::Invalid;
         }
