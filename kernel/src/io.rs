@@ -80,6 +80,15 @@ pub enum Command {
         /// The member.
         member: NodeId,
     },
+    /// Give a member a role (admins only).
+    SetRole {
+        /// Which group.
+        group: GroupId,
+        /// The member.
+        member: NodeId,
+        /// The role.
+        role: crate::mls::Role,
+    },
     /// Rotate this device's keys in a group.
     RotateKeys {
         /// Which group.

@@ -30,6 +30,8 @@ pub(crate) enum Intent {
     Remove(NodeId),
     /// Rotate this device's keys.
     Rotate,
+    /// Give a member a role.
+    SetRole(NodeId, crate::mls::Role),
 }
 
 /// A commit this device made that the log has not decided yet.
@@ -85,6 +87,10 @@ impl Membership {
             Intent::Add(key_package) => self.member.commit_add(&self.identity, key_package)?,
             Intent::Remove(node) => self.member.commit_remove(&self.identity, &node.0)?,
             Intent::Rotate => self.member.commit_update(&self.identity)?,
+            Intent::SetRole(node, role) => {
+                let roles = self.member.roles()?.with(&node.0, *role);
+                self.member.commit_roles(&self.identity, &roles)?
+            }
         };
         let entry = Entry::Value(own.commit.clone());
         self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome });

@@ -110,6 +110,7 @@ impl Device {
             Command::AddMember { group, key_package } => self.intend(now, group, Intent::Add(key_package), effects),
             Command::RemoveMember { group, member } => self.intend(now, group, Intent::Remove(member), effects),
             Command::RotateKeys { group } => self.intend(now, group, Intent::Rotate, effects),
+            Command::SetRole { group, member, role } => self.intend(now, group, Intent::SetRole(member, role), effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
             Command::ChangeAcceptors { group, acceptors } => {
                 if acceptors.is_well_formed(self.config.acceptors_max) {

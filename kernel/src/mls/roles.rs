@@ -55,7 +55,7 @@ impl GroupSettings {
 }
 
 /// What a member may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Changes membership, roles and acceptors; edits.
     Admin,

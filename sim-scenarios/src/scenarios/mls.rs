@@ -27,6 +27,16 @@ pub fn all() -> Vec<Scenario> {
             run: members_rotate_on_schedule,
         },
         Scenario {
+            name: "mls/two-admins-change-membership-concurrently-under-faults",
+            description: "the founder promotes a second admin; both then remove and rotate at once under a seed's faults; one order is chosen and every member agrees on every epoch",
+            run: two_admins_concurrently,
+        },
+        Scenario {
+            name: "mls/a-member-removed-during-a-partition-learns-of-it-after-healing",
+            description: "a member cut off from everyone is removed; after healing it reads the log, learns of its removal and stops following the group",
+            run: removed_during_partition,
+        },
+        Scenario {
             name: "mls/only-admins-change-membership",
             description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
             run: only_admins_change_membership,
@@ -171,6 +181,64 @@ fn members_rotate_on_schedule(options: &RunOptions) -> Outcome {
         session.fail("members-rotate-on-schedule", detail);
     }
     session.run_liveness();
+    session.outcome()
+}
+
+/// Proves concurrent membership changes by two admins serialise through the log.
+fn two_admins_concurrently(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::swarm(&mut rng);
+    profile.wipes = false;
+    let mut session = match start(options, profile, 0) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let group = session.group;
+    let devices = session.cluster.devices();
+    let second = session.cluster.id(devices[1]);
+    session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let promoted = |c: &Cluster| c.device(devices[1]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
+    session.cluster.run_until_condition(deadline, promoted);
+    // Both admins act at the same moment: one removes device 3, the other device 2; both rotate.
+    let (third, fourth) = (session.cluster.id(devices[2]), session.cluster.id(devices[3]));
+    session.cluster.command(devices[0], Command::RemoveMember { group, member: fourth });
+    session.cluster.command(devices[1], Command::RemoveMember { group, member: third });
+    session.cluster.command(devices[0], Command::RotateKeys { group });
+    session.cluster.command(devices[1], Command::RotateKeys { group });
+    session.safety_end = session.cluster.now().plus_ms(8_000);
+    session.cluster.start_faults();
+    session.finish()
+}
+
+/// Proves a removed member learns of its removal even if it was away when it happened.
+fn removed_during_partition(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let profile = FaultProfile {
+        latency: plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency },
+        ..FaultProfile::calm()
+    };
+    let mut session = match start(options, profile, 0) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let group = session.group;
+    let devices = session.cluster.devices();
+    let target = devices[3];
+    session.cluster.isolate(target);
+    let member = session.cluster.id(target);
+    session.cluster.command(devices[0], Command::RemoveMember { group, member });
+    let deadline = session.cluster.now().plus_ms(20_000);
+    let removed = |c: &Cluster| c.device(devices[0]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
+    if !session.cluster.run_until_condition(deadline, removed) {
+        session.fail("removal-commits-without-the-removed-member", "the admin's removal was not chosen".into());
+    }
+    session.safety_end = session.cluster.now();
+    session.run_liveness();
+    let still_member = session.cluster.device(target).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
+    if session.cluster.checker.violation().is_none() && still_member {
+        session.fail("a-removed-member-learns-of-its-removal", "the removed device still believes it is a member".into());
+    }
     session.outcome()
 }
 
