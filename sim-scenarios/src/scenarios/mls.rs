@@ -110,6 +110,13 @@ fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64)
     }
 }
 
+/// [`start`] on a calm network with a fixed, seed-chosen latency and no rotation timer.
+fn calm_start(options: &RunOptions) -> Result<Session, Box<Outcome>> {
+    let mut rng = SimRng::new(options.seed);
+    let latency = plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency };
+    start(options, FaultProfile { latency, ..FaultProfile::calm() }, 0)
+}
+
 /// Schedules key rotations by random members during the safety phase.
 fn rotations(session: &mut Session, count: u64) {
     let devices = session.cluster.devices();
@@ -213,12 +220,7 @@ fn two_admins_concurrently(options: &RunOptions) -> Outcome {
 
 /// Proves a removed member learns of its removal even if it was away when it happened.
 fn removed_during_partition(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let profile = FaultProfile {
-        latency: plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency },
-        ..FaultProfile::calm()
-    };
-    let mut session = match start(options, profile, 0) {
+    let mut session = match calm_start(options) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -244,12 +246,7 @@ fn removed_during_partition(options: &RunOptions) -> Outcome {
 
 /// Proves roles are enforced by acceptors: a writer cannot remove a member.
 fn only_admins_change_membership(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let profile = FaultProfile {
-        latency: plait_io_sim::Latency { min_ms: rng.between(2, 15), ..FaultProfile::calm().latency },
-        ..FaultProfile::calm()
-    };
-    let mut session = match start(options, profile, 0) {
+    let mut session = match calm_start(options) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
