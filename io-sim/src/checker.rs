@@ -105,6 +105,11 @@ impl Checker {
         self.groups.get(&group).map_or(Slot(0), GhostGroup::frontier)
     }
 
+    /// Every group the checker knows.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.keys().copied()
+    }
+
     /// Whether the group is an MLS group.
     pub fn is_mls(&self, group: GroupId) -> bool {
         self.groups.get(&group).is_some_and(|g| g.mls)

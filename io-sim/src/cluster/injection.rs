@@ -12,13 +12,24 @@ impl Cluster {
         self.schedule(self.now.plus_ms(downtime), SimEvent::Restart { node, wipe });
     }
 
-    /// A wipe is allowed only while every other acceptor is up and voting in all its groups, so
-    /// at most one acceptor at a time is rebuilding lost state (the fault model's bound).
-    pub(super) fn may_wipe(&self, node: usize) -> bool {
-        self.acceptors()
-            .iter()
-            .filter(|a| **a != node)
-            .all(|a| self.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())))
+    /// A wipe is allowed only while no other acceptor is rebuilding lost state, so at most one
+    /// acceptor at a time is (the fault model's bound: with two of three amnesiac, no Paxos is
+    /// safe).
+    pub fn may_wipe(&self, node: usize) -> bool {
+        self.acceptors().iter().filter(|a| **a != node).all(|a| !self.is_rebuilding(*a))
+    }
+
+    /// Whether an acceptor is rebuilding lost state: for some group the checker knows and whose
+    /// current set includes it, its disk has no durable `Recovered` yet. Judged from the disk, so
+    /// an acceptor that was wiped and has not even heard of the group yet counts as rebuilding
+    /// (it used to pass as "voting in all its groups" because it had none).
+    pub fn is_rebuilding(&self, acceptor: usize) -> bool {
+        let id = self.id(acceptor);
+        self.checker.groups().any(|group| {
+            let member = self.checker.acceptors(group).is_some_and(|set| set.contains(id));
+            let recovered = self.nodes[acceptor].disk.durable().groups.get(&group).is_some_and(|state| state.recovered);
+            member && !recovered
+        })
     }
 
     pub(super) fn inject_fault(&mut self) {

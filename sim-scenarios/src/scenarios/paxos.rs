@@ -209,13 +209,8 @@ fn acceptor_restart_with_empty_disk(options: &RunOptions) -> Outcome {
     session.cluster.crash(victim);
     let back = session.cluster.now().plus_ms(session.rng.between(10, 1_000));
     session.cluster.run_until(back);
-    let others_voting = session
-        .cluster
-        .acceptors()
-        .iter()
-        .filter(|a| **a != victim)
-        .all(|a| session.cluster.acceptor(*a).is_some_and(|acc| acc.groups().all(|g| g.is_voting())));
-    session.cluster.restart(victim, others_voting);
+    let may_wipe = session.cluster.may_wipe(victim);
+    session.cluster.restart(victim, may_wipe);
     session.finish()
 }
 
