@@ -246,29 +246,6 @@ pub fn decode(frame: &[u8], limit: usize) -> Result<Envelope, DecodeError> {
     Ok(envelope)
 }
 
-impl Message {
-    /// A short name for counters and traces.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Message::Sync { .. } => "Sync",
-            Message::Prepare { .. } => "Prepare",
-            Message::Promise { .. } => "Promise",
-            Message::Accept { .. } => "Accept",
-            Message::Accepted { .. } => "Accepted",
-            Message::Rejected { .. } => "Rejected",
-            Message::Chosen { .. } => "Chosen",
-            Message::Entries { .. } => "Entries",
-            Message::UnknownGroup => "UnknownGroup",
-            Message::IncarnationQuery { .. } => "IncarnationQuery",
-            Message::IncarnationKnown { .. } => "IncarnationKnown",
-            Message::Recover { .. } => "Recover",
-            Message::Recovery { .. } => "Recovery",
-            Message::CatchUp { .. } => "CatchUp",
-            Message::EpochDigest { .. } => "EpochDigest",
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

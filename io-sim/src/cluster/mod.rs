@@ -425,7 +425,12 @@ impl Cluster {
                     format!("acceptor chosen_next={} voting={} promised={:?}", g.chosen_next().0, g.is_voting(), g.promised())
                 }),
             };
-            lines.push(format!("  [{index}] {}: {state}", node.id));
+            let rejected = match &node.machine {
+                Some(Machine::Device(device)) => device.counters().nonzero(),
+                Some(Machine::Acceptor(acceptor)) => acceptor.counters().nonzero(),
+                None => Vec::new(),
+            };
+            lines.push(format!("  [{index}] {}: {state} rejected={rejected:?}", node.id));
         }
         lines.join("\n")
     }
