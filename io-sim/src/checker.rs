@@ -73,6 +73,8 @@ pub struct Checker {
     epochs: BTreeMap<(GroupId, u64), [u8; 32]>,
     /// The last epoch each device reported per group.
     device_epochs: BTreeMap<(NodeId, GroupId), u64>,
+    /// The members of each MLS epoch, as first reported.
+    members: BTreeMap<(GroupId, u64), Vec<NodeId>>,
 }
 
 impl Checker {
@@ -190,16 +192,50 @@ impl Checker {
 
     /// A device's MLS group moved to `epoch`: every member that reaches an epoch must agree on
     /// its authenticator (no forks), and a device never goes back to an earlier epoch.
-    pub fn on_epoch(&mut self, at: Time, device: NodeId, group: GroupId, epoch: u64, hash: &[u8; 32]) {
+    pub fn on_epoch(&mut self, at: Time, device: NodeId, group: GroupId, epoch: u64, hash: &[u8; 32], members: &[NodeId]) {
         let first = *self.epochs.entry((group, epoch)).or_insert(*hash);
         if first != *hash {
             return self.fail(at, "members-agree-on-every-epoch", format!("{device} forked from the group at epoch {epoch}"));
+        }
+        let known = self.members.entry((group, epoch)).or_insert_with(|| members.to_vec());
+        if known != members {
+            let detail = format!("{device} saw members {members:?} at epoch {epoch}, another member saw {known:?}");
+            return self.fail(at, "membership-is-a-function-of-the-log", detail);
         }
         let last = *self.device_epochs.entry((device, group)).or_insert(epoch);
         if epoch < last {
             return self.fail(at, "epochs-never-go-backwards", format!("{device} went from epoch {last} to {epoch}"));
         }
         self.device_epochs.insert((device, group), epoch);
+    }
+
+    /// The members of an MLS epoch, once any member reported reaching it.
+    pub fn members_at(&self, group: GroupId, epoch: u64) -> Option<&[NodeId]> {
+        self.members.get(&(group, epoch)).map(Vec::as_slice)
+    }
+
+    /// A device decrypted application data from `epoch`: it and the sender must be members of
+    /// that epoch (a removed member cannot read later epochs, nor write to them).
+    pub fn on_message(&mut self, at: Time, device: NodeId, group: GroupId, epoch: u64, sender: NodeId) {
+        let Some(members) = self.members.get(&(group, epoch)) else { return };
+        if !members.contains(&device) {
+            let detail = format!("{device} decrypted a message of epoch {epoch}, of which it is not a member");
+            return self.fail(at, "a-removed-member-cannot-decrypt-later-epochs", detail);
+        }
+        if !members.contains(&sender) {
+            let detail = format!("{device} accepted a message of epoch {epoch} from {sender}, not a member of it");
+            self.fail(at, "only-members-send-application-data", detail);
+        }
+    }
+
+    /// An acceptor at `epoch` relayed application data from `sender`: only current members may
+    /// send through acceptors.
+    pub fn on_relay(&mut self, at: Time, acceptor: NodeId, group: GroupId, epoch: u64, sender: NodeId) {
+        let Some(members) = self.members.get(&(group, epoch)) else { return };
+        if !members.contains(&sender) {
+            let detail = format!("{acceptor}, at epoch {epoch}, relayed application data from {sender}, not a member of it");
+            self.fail(at, "acceptors-relay-only-current-members", detail);
+        }
     }
 
     /// A device applied a chosen entry.

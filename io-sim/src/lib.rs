@@ -15,6 +15,6 @@ pub mod trace;
 
 pub use chance::{Chance, SimRng};
 pub use checker::{Checker, Violation};
-pub use cluster::{Cluster, Role, Stats};
+pub use cluster::{Cluster, PLAINTEXT_MARKER, Role, Stats};
 pub use faults::FaultProfile;
 pub use network::{Latency, Network};

@@ -20,17 +20,23 @@ pub enum Canary {
     ApplyOwnValueInsteadOfChosen,
     /// Acceptors accept MLS commits without checking them against their public view.
     AcceptorSkipsCommitValidation,
+    /// Acceptors relay application messages without checking that the sender is still a member.
+    RemovedMemberStillAccepted,
+    /// Devices send application data unencrypted.
+    AcceptorSeesPlaintext,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 6] = [
+    pub const ALL: [(&'static str, Canary); 8] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
         ("send-before-persist", Canary::SendBeforePersist),
         ("apply-own-value-instead-of-chosen", Canary::ApplyOwnValueInsteadOfChosen),
         ("acceptor-skips-commit-validation", Canary::AcceptorSkipsCommitValidation),
+        ("removed-member-still-accepted", Canary::RemovedMemberStillAccepted),
+        ("acceptor-sees-plaintext", Canary::AcceptorSeesPlaintext),
     ];
 
     /// The canary with this command-line name.

@@ -51,6 +51,16 @@ pub struct Config {
     pub mls_past_epochs_max: usize,
     /// Key packages a device keeps outstanding (waiting for a Welcome) at most.
     pub key_packages_max: usize,
+    /// Largest application message (plaintext) a device sends.
+    pub application_bytes_max: usize,
+    /// Application messages a device holds per group while its own commit is undecided (MLS
+    /// cannot encrypt then); they leave in the next epoch.
+    pub outbox_max: usize,
+    /// Application messages from epochs a device has not reached, held per group until it does.
+    pub future_messages_max: usize,
+    /// Recently received application messages a device remembers per group, to drop the copies
+    /// every acceptor relays.
+    pub seen_messages_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
@@ -80,6 +90,10 @@ impl Default for Config {
             stuck_slot_ms: 1_000,
             mls_past_epochs_max: 4,
             key_packages_max: 8,
+            application_bytes_max: 16 << 10,
+            outbox_max: 256,
+            future_messages_max: 256,
+            seen_messages_max: 1024,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -130,6 +144,10 @@ impl Config {
             ("peer_sync_interval_ms", self.peer_sync_interval_ms),
             ("stuck_slot_ms", self.stuck_slot_ms),
             ("key_packages_max", self.key_packages_max as u64),
+            ("application_bytes_max", self.application_bytes_max as u64),
+            ("outbox_max", self.outbox_max as u64),
+            ("future_messages_max", self.future_messages_max as u64),
+            ("seen_messages_max", self.seen_messages_max as u64),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));
@@ -141,6 +159,9 @@ impl Config {
             return Err(ConfigError::Inconsistent(
                 "message_bytes_max must hold two entries (an accept carries one plus its envelope)",
             ));
+        }
+        if self.application_bytes_max.saturating_mul(2) > self.message_bytes_max {
+            return Err(ConfigError::Inconsistent("message_bytes_max must hold an encrypted application message"));
         }
         if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64) > self.message_bytes_max as u64 * 64 {
             return Err(ConfigError::Inconsistent("catch-up pages would be far larger than a message"));

@@ -94,6 +94,13 @@ pub enum Command {
         /// Which group.
         group: GroupId,
     },
+    /// Send application data to the group's other members, encrypted for the current epoch.
+    SendMessage {
+        /// Which group.
+        group: GroupId,
+        /// The plaintext.
+        data: Vec<u8>,
+    },
     /// Replace the group's acceptor set (takes effect from the slot after the one it is chosen in).
     ChangeAcceptors {
         /// Which group.
@@ -174,6 +181,19 @@ pub enum Event {
         epoch: u64,
         /// BLAKE3 of the epoch authenticator (equal at every member in this epoch).
         authenticator_hash: [u8; 32],
+        /// The members in this epoch, in leaf order.
+        members: Vec<NodeId>,
+    },
+    /// Application data from another member, decrypted.
+    Message {
+        /// The group.
+        group: GroupId,
+        /// The epoch it was encrypted in.
+        epoch: u64,
+        /// Who sent it (authenticated by MLS).
+        sender: NodeId,
+        /// The plaintext.
+        data: Vec<u8>,
     },
     /// Another member signed a different authenticator for an epoch this device knows: the
     /// group has forked. The evidence is the other member's signed digest and our own hash.
@@ -238,6 +258,12 @@ pub enum CommandError {
     /// No outstanding key package of this device matches the Welcome.
     #[error("the Welcome matches none of this device's key packages")]
     NoMatchingKeyPackage,
+    /// This device is no longer a member of the group (a commit removed it).
+    #[error("this device is not a member of {0:?}")]
+    NotAMember(GroupId),
+    /// This device's role in the group is read-only.
+    #[error("this device may only read in {0:?}")]
+    ReadOnly(GroupId),
     /// Too many key packages are outstanding.
     #[error("too many outstanding key packages ({0})")]
     TooManyKeyPackages(usize),
@@ -286,11 +312,13 @@ pub enum Rejection {
     Duplicate,
     /// A limit in `Config` was reached.
     OverLimit,
+    /// Application data from an MLS epoch whose secrets were deleted (forward secrecy).
+    Expired,
 }
 
 impl Rejection {
     /// Every reason, in counter order.
-    pub const ALL: [Rejection; 12] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::Malformed,
         Rejection::Oversized,
         Rejection::WrongVersion,
@@ -303,6 +331,7 @@ impl Rejection {
         Rejection::NotReady,
         Rejection::Duplicate,
         Rejection::OverLimit,
+        Rejection::Expired,
     ];
 }
 

@@ -143,6 +143,16 @@ pub enum Message {
         /// The digest.
         digest: crate::mls::SignedDigest,
     },
+    /// Member → acceptor → other members: application data, an MLS PrivateMessage. Acceptors
+    /// check that the sender is a current member allowed to write, then relay it; they cannot
+    /// read it.
+    Application {
+        /// Who sent it (must be the transport's sender when a device sends it; the acceptor
+        /// names the original sender when it relays, and members check that against MLS).
+        sender: NodeId,
+        /// The encoded MLS PrivateMessage.
+        message: Vec<u8>,
+    },
 }
 
 /// Why an acceptor refused a ballot.
@@ -228,6 +238,8 @@ pub mod kind {
     pub const ACCEPT: u32 = 3;
     /// `Message::Accepted`.
     pub const ACCEPTED: u32 = 4;
+    /// `Message::Application`.
+    pub const APPLICATION: u32 = 15;
 }
 
 /// Decodes a frame of at most `limit` bytes.
@@ -266,6 +278,7 @@ mod tests {
             (Message::Promise { ballot, incarnation: Incarnation(1), accepted: vec![] }, kind::PROMISE),
             (Message::Accept { ballot, slot: Slot(0), entry: Entry::Noop, value_hash: hash, promised_by: vec![] }, kind::ACCEPT),
             (Message::Accepted { ballot, slot: Slot(0), value_hash: hash }, kind::ACCEPTED),
+            (Message::Application { sender: NodeId::from_index(1), message: vec![1] }, kind::APPLICATION),
         ];
         for (message, expected) in cases {
             let frame = encode(&Envelope { group: GroupId([3; 16]), message }, 1024).expect("small");

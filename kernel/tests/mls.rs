@@ -51,7 +51,7 @@ fn three_devices_agree_on_every_epoch_and_read_each_other() {
     let sealed = members[1].encrypt(&identities[1], b"hello from 1").expect("encrypt");
     assert!(!sealed.windows(12).any(|w| w == b"hello from 1"), "application data leaves encrypted");
     for n in [0, 2] {
-        let (sender, plaintext) = members[n].decrypt(&sealed).expect("decrypt");
+        let plait_kernel::mls::Decrypted { sender, data: plaintext, .. } = members[n].decrypt(&sealed).expect("decrypt");
         assert_eq!((sender.as_slice(), plaintext.as_slice()), (b"device-1".as_slice(), b"hello from 1".as_slice()));
     }
     let update = members[2].commit_update(&identities[2]).expect("update");
@@ -101,7 +101,7 @@ fn a_member_rebuilt_from_its_persisted_storage_carries_on() {
     assert_eq!(rebuilt.epoch(), members[1].epoch());
     assert_eq!(rebuilt.epoch_authenticator(), members[0].epoch_authenticator());
     let sealed = members[0].encrypt(&identities[0], b"after restart").expect("encrypt");
-    assert_eq!(rebuilt.decrypt(&sealed).expect("decrypt").1, b"after restart");
+    assert_eq!(rebuilt.decrypt(&sealed).expect("decrypt").data, b"after restart");
 }
 
 #[test]
@@ -113,7 +113,7 @@ fn a_removed_member_cannot_read_later_epochs() {
     let _ = members[2].apply_commit(&removal.commit);
     let sealed = members[1].encrypt(&identities[1], b"secret after removal").expect("encrypt");
     assert!(members[2].decrypt(&sealed).is_err(), "the removed member cannot decrypt");
-    assert_eq!(members[0].decrypt(&sealed).expect("decrypt").1, b"secret after removal");
+    assert_eq!(members[0].decrypt(&sealed).expect("decrypt").data, b"secret after removal");
 }
 
 #[test]
@@ -277,7 +277,7 @@ mod application_messages {
         let recent = members[1].encrypt(&identities[1], b"recent").expect("encrypt");
         let old = members[1].encrypt(&identities[1], b"old").expect("encrypt");
         advance(&identities, &mut members, PAST);
-        assert_eq!(members[0].decrypt(&recent).expect("within the kept epochs").1, b"recent");
+        assert_eq!(members[0].decrypt(&recent).expect("within the kept epochs").data, b"recent");
         advance(&identities, &mut members, 1);
         assert!(matches!(members[0].decrypt(&old), Err(MlsError::TooOld(_))), "its epoch's secrets are gone");
     }
@@ -291,7 +291,7 @@ mod application_messages {
         let ahead = members[1].encrypt(&identities[1], b"from the next epoch").expect("encrypt");
         assert_eq!(members[2].decrypt(&ahead), Err(MlsError::FutureEpoch(3)));
         members[2].apply_commit(&update.commit).expect("apply");
-        assert_eq!(members[2].decrypt(&ahead).expect("now readable").1, b"from the next epoch");
+        assert_eq!(members[2].decrypt(&ahead).expect("now readable").data, b"from the next epoch");
     }
 
     #[test]
@@ -305,6 +305,6 @@ mod application_messages {
         let from_reader = members[2].encrypt(&identities[2], b"an edit").expect("openmls encrypts it");
         assert!(matches!(members[0].decrypt(&from_reader), Err(MlsError::Rejected(_))));
         let from_writer = members[1].encrypt(&identities[1], b"an edit").expect("encrypt");
-        assert_eq!(members[0].decrypt(&from_writer).expect("writers may").1, b"an edit");
+        assert_eq!(members[0].decrypt(&from_writer).expect("writers may").data, b"an edit");
     }
 }

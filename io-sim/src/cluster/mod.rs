@@ -108,6 +108,20 @@ pub struct Stats {
     pub committed: u64,
     /// Commands refused with an error event.
     pub command_errors: u64,
+    /// Application messages decrypted, over all devices.
+    pub messages_read: u64,
+}
+
+/// Bytes the workload writes into every application message. No frame sent to an acceptor may
+/// contain them: acceptors must only ever see ciphertext. (Checking every frame an acceptor
+/// receives covers its state too: an acceptor's state is built from nothing else.)
+pub const PLAINTEXT_MARKER: &[u8] = b"<plait plaintext marker>";
+
+/// Decrypted application messages kept for the scenario to inspect at most.
+pub const MESSAGES_KEPT_MAX: usize = 100_000;
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 /// Notices (key packages, Welcomes, created groups) kept for the scenario to route at most.
@@ -143,6 +157,8 @@ pub struct Cluster {
     /// Events the scenario routes by hand (key packages to admins, Welcomes to joiners), with the
     /// index of the node that raised them.
     pub notices: Vec<(usize, Event)>,
+    /// Application messages devices decrypted: (device index, sender, plaintext).
+    pub messages: Vec<(usize, NodeId, Vec<u8>)>,
 }
 
 impl Cluster {
@@ -183,6 +199,7 @@ impl Cluster {
             load_delay_ms: 1,
             genesis_opened: None,
             notices: Vec::new(),
+            messages: Vec::new(),
         };
         for index in 0..cluster.nodes.len() {
             cluster.boot(index);
@@ -556,6 +573,13 @@ impl Cluster {
             self.stats.lost += 1;
             return;
         };
+        if self.nodes[target].role == Role::Acceptor && contains(&frame, PLAINTEXT_MARKER) {
+            let detail = format!("{id} sent {to} a frame holding the workload's plaintext marker");
+            self.checker.fail(now, "no-acceptor-sees-plaintext", detail);
+        }
+        if self.nodes[from].role == Role::Acceptor {
+            self.check_relay(from, &frame);
+        }
         self.trace.line(|| {
             let text = plait_kernel::wire::decode(&frame, usize::MAX).map(|e| format!("{:?}", e.message)).unwrap_or_default();
             format!("{now} {id} -> {to} {text}")
@@ -572,6 +596,18 @@ impl Cluster {
         }
     }
 
+    /// Judges an application message an acceptor relays against the members of its epoch.
+    fn check_relay(&mut self, from: usize, frame: &[u8]) {
+        use plait_kernel::wire::{Envelope, Message, decode, kind, peek};
+        if peek(frame).is_none_or(|(_, k)| k != kind::APPLICATION) {
+            return;
+        }
+        let Ok(Envelope { group, message: Message::Application { sender, .. } }) = decode(frame, usize::MAX) else { return };
+        let Some(Machine::Acceptor(acceptor)) = &self.nodes[from].machine else { return };
+        let Some(epoch) = acceptor.group(group).and_then(|view| view.epoch()) else { return };
+        self.checker.on_relay(self.now, self.nodes[from].id, group, epoch, sender);
+    }
+
     fn observe(&mut self, index: usize, event: Event) {
         let now = self.now;
         let id = self.nodes[index].id;
@@ -579,8 +615,15 @@ impl Cluster {
             Event::Applied { group, slot, value_hash, .. } => self.checker.on_applied(now, id, *group, *slot, value_hash),
             Event::Committed { .. } => self.stats.committed += 1,
             Event::CommandFailed { .. } => self.stats.command_errors += 1,
-            Event::EpochChanged { group, epoch, authenticator_hash } => {
-                self.checker.on_epoch(now, id, *group, *epoch, authenticator_hash);
+            Event::EpochChanged { group, epoch, authenticator_hash, members } => {
+                self.checker.on_epoch(now, id, *group, *epoch, authenticator_hash, members);
+            }
+            Event::Message { group, epoch, sender, data } => {
+                self.checker.on_message(now, id, *group, *epoch, *sender);
+                self.stats.messages_read += 1;
+                if self.messages.len() < MESSAGES_KEPT_MAX {
+                    self.messages.push((index, *sender, data.clone()));
+                }
             }
             Event::ForkDetected { group, epoch, theirs, .. } => {
                 let signer = theirs.signer.get(..8).map(plait_kernel::ids::hex).unwrap_or_default();

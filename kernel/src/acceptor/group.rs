@@ -176,6 +176,11 @@ impl AcceptorGroup {
         self.history.latest()
     }
 
+    /// For an MLS group: the epoch of the public view.
+    pub(crate) fn epoch(&self) -> Option<u64> {
+        self.mls.as_ref().map(PublicView::epoch)
+    }
+
     /// A chosen entry this node holds in memory.
     pub(crate) fn recent_chosen(&self, slot: Slot) -> Option<&Entry> {
         self.recent.get(&slot)
@@ -228,6 +233,7 @@ impl AcceptorGroup {
                 return self.serve(cx, from, from_slot, false);
             }
             Message::EpochDigest { digest } => self.relay_digest(cx, from, digest),
+            Message::Application { sender, message } => self.relay_application(cx, from, sender, message),
             Message::Promise { .. } | Message::Accepted { .. } | Message::Rejected { .. } | Message::UnknownGroup => {
                 cx.reject(Rejection::Unauthorised);
             }
@@ -242,6 +248,27 @@ impl AcceptorGroup {
         }
         let others: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
         cx.send_all(&others, &Message::EpochDigest { digest });
+    }
+
+    /// Relays a member's application message to the group's other current members. Only
+    /// current members who may write are relayed, and only MLS PrivateMessages of a recent
+    /// epoch; nothing is stored (document sync will keep them).
+    fn relay_application(&mut self, cx: &mut Context<'_>, from: NodeId, sender: NodeId, message: Vec<u8>) {
+        let Some(view) = &self.mls else { return cx.reject(Rejection::Unauthorised) };
+        let skip_membership = canary!(cx.config, RemovedMemberStillAccepted);
+        if sender != from || (!skip_membership && !view.is_writer(&from.0)) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        match view.check_application(&message, cx.config.mls_past_epochs_max) {
+            Ok(_) => {}
+            Err(crate::mls::MlsError::FutureEpoch(_)) => return cx.reject(Rejection::NotReady),
+            Err(crate::mls::MlsError::TooOld(_)) => return cx.reject(Rejection::Duplicate),
+            Err(_) => return cx.reject(Rejection::Invalid),
+        }
+        let members: BTreeSet<Vec<u8>> = view.members().into_iter().collect();
+        let others: Vec<NodeId> =
+            self.subscribers.iter().copied().filter(|s| *s != from && members.contains(s.0.as_slice())).collect();
+        cx.send_all(&others, &Message::Application { sender, message });
     }
 
     fn on_sync(

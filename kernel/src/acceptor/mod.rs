@@ -225,6 +225,10 @@ impl AcceptorGroupView<'_> {
     pub fn chosen(&self, slot: Slot) -> Option<&crate::log::Entry> {
         self.group.recent_chosen(slot)
     }
+    /// For an MLS group: the epoch of its public view (after every chosen entry it knows).
+    pub fn epoch(&self) -> Option<u64> {
+        self.group.epoch()
+    }
 }
 
 pub(crate) fn rejection_of(error: &DecodeError) -> Rejection {

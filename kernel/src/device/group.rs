@@ -5,10 +5,12 @@ use std::collections::{BTreeSet, VecDeque};
 use crate::canary::canary;
 use crate::context::Context;
 use crate::device::membership::{Intent, Membership};
+use crate::device::messages::{self, Messages, Received};
 use crate::device::proposer::{InFlight, Leading, Preparing, Proposer};
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
+use crate::mls::MlsError;
 use crate::storage::{AcceptedValue, Record, RestoredGroup};
 use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
@@ -36,6 +38,8 @@ pub(crate) struct DeviceGroup {
     queue: VecDeque<Proposal>,
     /// For an MLS group: this device's membership.
     pub(crate) mls: Option<Membership>,
+    /// For an MLS group: application messages waiting to leave or to be read.
+    messages: Messages,
     /// When this device next rotates its keys (MLS groups with a rotation interval).
     next_rotation_at: Option<Time>,
     /// Consecutive failed ballots, for backoff.
@@ -94,6 +98,7 @@ impl DeviceGroup {
             proposer: Proposer::Idle,
             queue: VecDeque::new(),
             mls: None,
+            messages: Messages::default(),
             next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
@@ -182,6 +187,95 @@ impl DeviceGroup {
         Ok(())
     }
 
+    /// Sends application data to the other members (see `messages.rs`).
+    pub(crate) fn send_message(&mut self, cx: &mut Context<'_>, data: Vec<u8>) -> Result<(), CommandError> {
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        mls.may_write(cx.group, cx.me)?;
+        if data.len() > cx.config.application_bytes_max {
+            return Err(CommandError::ValueTooLarge { size: data.len(), limit: cx.config.application_bytes_max });
+        }
+        if mls.pending.is_some() {
+            cov_mark::hit!(device_holds_a_message_while_its_commit_is_undecided);
+            return self.messages.hold(cx, data);
+        }
+        self.seal_and_send(cx, vec![data]);
+        Ok(())
+    }
+
+    /// Encrypts each plaintext, makes the advanced ratchet durable, then sends the ciphertexts.
+    fn seal_and_send(&mut self, cx: &mut Context<'_>, plaintexts: Vec<Vec<u8>>) {
+        let mls = self.mls.as_mut().expect("invariant: only MLS groups send application data");
+        let mut sealed = Vec::with_capacity(plaintexts.len());
+        for data in plaintexts {
+            if canary!(cx.config, AcceptorSeesPlaintext) {
+                sealed.push(data);
+                continue;
+            }
+            match mls.encrypt(&data) {
+                Ok(message) => sealed.push(message),
+                Err(error) => cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) }),
+            }
+        }
+        let records = mls.changes(cx.group, false);
+        cx.persist(records);
+        let acceptors = self.history.latest().clone();
+        for message in sealed {
+            cx.send_all(acceptors.members(), &messages::outgoing(cx.me, message));
+        }
+    }
+
+    /// Application data relayed by an acceptor.
+    fn on_application(&mut self, cx: &mut Context<'_>, sender: NodeId, message: Vec<u8>) {
+        if self.mls.is_none() {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if let Received::Decrypt = self.messages.receive(cx, &message) {
+            self.read_message(cx, sender, message);
+        }
+    }
+
+    /// Decrypts one message and tells the app, or holds it until its epoch is reached.
+    fn read_message(&mut self, cx: &mut Context<'_>, sender: NodeId, message: Vec<u8>) {
+        let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
+        match mls.member.decrypt(&message) {
+            Ok(decrypted) if decrypted.sender == sender.0 => {
+                // Reading advances the receiving ratchet; keep the deletion of used keys durable.
+                let records = mls.changes(cx.group, false);
+                cx.persist(records);
+                match messages::delivered(cx.group, decrypted) {
+                    Some(event) => cx.effects.notify(event),
+                    None => cx.reject(Rejection::Invalid),
+                }
+            }
+            // The relaying acceptor misnamed the sender.
+            Ok(_) => cx.reject(Rejection::Invalid),
+            Err(MlsError::FutureEpoch(epoch)) => self.messages.hold_early(cx, epoch, sender, message),
+            Err(error) => cx.reject(messages::rejection_of(&error)),
+        }
+    }
+
+    /// After the epoch may have changed or our pending commit was settled: read held messages
+    /// that are now readable, and send what waited for the commit.
+    fn after_mls_change(&mut self, cx: &mut Context<'_>) {
+        let Some(mls) = self.mls.as_ref() else { return };
+        if !mls.member.is_active() {
+            if !self.messages.take_outbox().is_empty() {
+                cx.effects.notify(Event::CommandFailed { error: CommandError::NotAMember(cx.group) });
+            }
+            return;
+        }
+        let (epoch, settled) = (mls.member.epoch(), mls.pending.is_none());
+        for (sender, message) in self.messages.take_early(epoch) {
+            self.read_message(cx, sender, message);
+        }
+        if settled {
+            let outbox = self.messages.take_outbox();
+            if !outbox.is_empty() {
+                self.seal_and_send(cx, outbox);
+            }
+        }
+    }
+
     // ----- messages -------------------------------------------------------------------------
 
     /// Routes one decoded message from `from`.
@@ -203,6 +297,7 @@ impl DeviceGroup {
                 Some(Ok(None)) => {}
                 Some(Err(())) | None => cx.reject(Rejection::Invalid),
             },
+            Message::Application { sender, message } => self.on_application(cx, sender, message),
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -273,8 +368,9 @@ impl DeviceGroup {
             targets.extend(next.members().iter().copied());
         }
         self.failures = 0;
-        self.apply(cx, vec![(slot, entry.clone())], own.then_some(slot));
-        cx.send_all(&targets, &Message::Chosen { slot, entry });
+        // Acceptors hear of the choice before anything we send in the epoch it starts.
+        cx.send_all(&targets, &Message::Chosen { slot, entry: entry.clone() });
+        self.apply(cx, vec![(slot, entry)], own.then_some(slot));
         self.drive(cx);
     }
 
@@ -315,6 +411,7 @@ impl DeviceGroup {
                 cx.persist(records);
             }
             cx.effects.notify(Event::CommandFailed { error: CommandError::Refused(cx.group) });
+            self.after_mls_change(cx);
         }
         self.back_off(cx);
     }
@@ -429,6 +526,7 @@ impl DeviceGroup {
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &Message::EpochDigest { digest });
         }
+        self.after_mls_change(cx);
         if let Proposer::Leading(leading) = &mut self.proposer {
             if leading.in_flight.as_ref().is_some_and(|f| f.slot < self.next_slot) {
                 leading.in_flight = None;

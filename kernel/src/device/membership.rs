@@ -122,9 +122,28 @@ impl Membership {
         }
         if self.member.epoch() != before && self.member.is_active() {
             let authenticator_hash = *blake3::hash(&self.member.epoch_authenticator()).as_bytes();
-            events.push(Event::EpochChanged { group: cx.group, epoch: self.member.epoch(), authenticator_hash });
+            let members =
+                self.member.members().iter().filter_map(|name| Some(NodeId(name.as_slice().try_into().ok()?))).collect();
+            events.push(Event::EpochChanged { group: cx.group, epoch: self.member.epoch(), authenticator_hash, members });
         }
         (ours, events)
+    }
+
+    /// Encrypts application data for the current epoch.
+    pub(crate) fn encrypt(&mut self, data: &[u8]) -> Result<Vec<u8>, MlsError> {
+        self.member.encrypt(&self.identity, data)
+    }
+
+    /// Whether this device may send application data (a current member, not a reader).
+    pub(crate) fn may_write(&self, group: GroupId, me: NodeId) -> Result<(), crate::io::CommandError> {
+        use crate::io::CommandError;
+        if !self.member.is_active() {
+            return Err(CommandError::NotAMember(group));
+        }
+        if self.member.roles().is_ok_and(|roles| roles.of(&me.0) == crate::mls::Role::Reader) {
+            return Err(CommandError::ReadOnly(group));
+        }
+        Ok(())
     }
 
     /// Our signed digest of the current epoch, to tell the other members.

@@ -2,6 +2,7 @@
 
 mod group;
 mod membership;
+mod messages;
 mod proposer;
 
 use std::collections::BTreeMap;
@@ -112,6 +113,7 @@ impl Device {
             Command::RotateKeys { group } => self.intend(now, group, Intent::Rotate, effects),
             Command::SetRole { group, member, role } => self.intend(now, group, Intent::SetRole(member, role), effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
+            Command::SendMessage { group, data } => self.send_message(now, group, data, effects),
             Command::ChangeAcceptors { group, acceptors } => {
                 if acceptors.is_well_formed(self.config.acceptors_max) {
                     self.propose(now, group, Entry::SetAcceptors(acceptors), effects)
@@ -213,6 +215,12 @@ impl Device {
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
         Ok(())
+    }
+
+    fn send_message(&mut self, now: Time, id: GroupId, data: Vec<u8>, effects: &mut Effects) -> Result<(), CommandError> {
+        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        group.send_message(&mut cx, data)
     }
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {

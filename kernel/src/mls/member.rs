@@ -57,6 +57,17 @@ pub struct OwnCommit {
     pub welcome: Option<Vec<u8>>,
 }
 
+/// Application data a member decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decrypted {
+    /// The sender's name (credential identity), authenticated by MLS.
+    pub sender: Vec<u8>,
+    /// The epoch it was encrypted in.
+    pub epoch: u64,
+    /// The plaintext.
+    pub data: Vec<u8>,
+}
+
 /// A key package offered to join, with the provider that holds its private keys.
 #[derive(Debug)]
 pub struct Joining {
@@ -368,10 +379,10 @@ impl Member {
         encode(&message)
     }
 
-    /// Decrypts application data: returns the sender's name and the plaintext. Messages from
+    /// Decrypts application data: the sender's name, the epoch and the plaintext. Messages from
     /// epochs not reached yet are reported (`FutureEpoch`) so the caller can buffer them;
     /// messages from readers, or from members removed before that epoch, are refused.
-    pub fn decrypt(&mut self, bytes: &[u8]) -> Result<(Vec<u8>, Vec<u8>), MlsError> {
+    pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Decrypted, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
@@ -394,7 +405,7 @@ impl Member {
         let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
             return Err(MlsError::Rejected("not application data".into()));
         };
-        Ok((sender, application.into_bytes()))
+        Ok(Decrypted { sender, epoch, data: application.into_bytes() })
     }
 }
 

@@ -16,7 +16,7 @@ pub mod roles;
 pub use digest::{DigestCheck, ForkEvidence, SignedDigest};
 pub use identity::{CIPHERSUITE, Identity};
 pub use journal::{Journal, StorageChange};
-pub use member::{Joining, Member, MlsError, OwnCommit};
+pub use member::{Decrypted, Joining, Member, MlsError, OwnCommit};
 pub use provider::DeterministicProvider;
 pub use public_view::{CheckedCommit, PublicView};
 pub use roles::{CommitSummary, GroupSettings, Role, Roles};

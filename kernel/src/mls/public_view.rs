@@ -78,6 +78,34 @@ impl PublicView {
         Ok(GroupSettings::from_extensions(self.group.group_context().extensions())?.roles)
     }
 
+    /// Whether `name` is a current member allowed to send application data (not a reader).
+    pub fn is_writer(&self, name: &[u8]) -> bool {
+        let member = self.group.members().any(|member| member.credential.serialized_content() == name);
+        member && self.roles().is_ok_and(|roles| roles.of(name) != crate::mls::Role::Reader)
+    }
+
+    /// Checks what an acceptor can check of application data without any secret: an MLS
+    /// PrivateMessage of this group, from this epoch or one of the `past_epochs` before it.
+    /// Returns its epoch.
+    pub fn check_application(&self, bytes: &[u8], past_epochs: usize) -> Result<u64, MlsError> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
+        let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
+        if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
+            return Err(MlsError::Rejected("application data must be a PrivateMessage".into()));
+        }
+        if protocol.group_id() != self.group.group_id() {
+            return Err(MlsError::Rejected("another group's message".into()));
+        }
+        let epoch = protocol.epoch().as_u64();
+        if epoch > self.epoch() {
+            return Err(MlsError::FutureEpoch(epoch));
+        }
+        if epoch + (past_epochs as u64) < self.epoch() {
+            return Err(MlsError::TooOld(epoch));
+        }
+        Ok(epoch)
+    }
+
     /// Checks a commit against the current epoch without applying it: it must be a
     /// PublicMessage commit for this group and epoch, signed by a current member whose role
     /// allows what it changes.

@@ -1,8 +1,9 @@
 //! `mls/`: MLS groups whose commits the Paxos log orders, under faults. Key packages and
 //! Welcomes travel out of band here (the scenario hands them over); the acceptor mailboxes that
-//! will carry them are not built yet.
+//! will carry them are not built yet. Members also write application messages, each carrying
+//! the simulator's plaintext marker, which no acceptor may ever be sent.
 
-use plait_io_sim::{Chance, Cluster, FaultProfile, SimRng};
+use plait_io_sim::{Chance, Cluster, FaultProfile, PLAINTEXT_MARKER, SimRng};
 use plait_kernel::{AcceptorSet, Command, Event, GroupGenesis, Time};
 
 use crate::outline::Session;
@@ -35,6 +36,11 @@ pub fn all() -> Vec<Scenario> {
             name: "mls/a-member-removed-during-a-partition-learns-of-it-after-healing",
             description: "a member cut off from everyone is removed; after healing it reads the log, learns of its removal and stops following the group",
             run: removed_during_partition,
+        },
+        Scenario {
+            name: "mls/every-member-reads-every-message-across-epoch-changes",
+            description: "members write while keys rotate on a calm network; each message is read exactly once by every other member, including messages from epochs a reader has not reached yet",
+            run: every_member_reads_every_message,
         },
         Scenario {
             name: "mls/only-admins-change-membership",
@@ -128,6 +134,29 @@ fn rotations(session: &mut Session, count: u64) {
     }
 }
 
+/// A message body the checker can recognise: the plaintext marker, then who wrote it and when.
+fn message_body(device: usize, at: Time, number: u64) -> Vec<u8> {
+    let mut data = PLAINTEXT_MARKER.to_vec();
+    data.extend_from_slice(format!(" {number} from device {device} at {}", at.0).as_bytes());
+    data
+}
+
+/// Schedules `count` application messages by random members during the safety phase; returns
+/// (device, body) of each.
+fn chatter(session: &mut Session, count: u64) -> Vec<(usize, Vec<u8>)> {
+    let devices = session.cluster.devices();
+    let (from, until) = (session.cluster.now().0, session.safety_end.0);
+    let mut sent = Vec::new();
+    for number in 0..count {
+        let at = Time(session.rng.between(from, until));
+        let device = devices[session.rng.index(devices.len())];
+        let data = message_body(device, at, number);
+        session.cluster.command_at(at, device, Command::SendMessage { group: session.group, data: data.clone() });
+        sent.push((device, data));
+    }
+    sent
+}
+
 /// Proves membership changes and rotations stay fork-free and converge under any fault mix.
 fn members_join_rotate_and_leave(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
@@ -138,6 +167,7 @@ fn members_join_rotate_and_leave(options: &RunOptions) -> Outcome {
         Err(outcome) => return *outcome,
     };
     rotations(&mut session, 6);
+    chatter(&mut session, 40);
     let devices = session.cluster.devices();
     let at = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
     let member = session.cluster.id(devices[3]);
@@ -159,6 +189,7 @@ fn device_crashes_mid_commit(options: &RunOptions) -> Outcome {
         Err(outcome) => return *outcome,
     };
     rotations(&mut session, 10);
+    chatter(&mut session, 40);
     session.cluster.start_faults();
     session.finish()
 }
@@ -178,6 +209,7 @@ fn members_rotate_on_schedule(options: &RunOptions) -> Outcome {
     };
     let epoch_at_start = session.cluster.device(session.cluster.devices()[0]).and_then(|d| d.group(session.group)?.epoch());
     session.safety_end = session.cluster.now().plus_ms(6 * interval_ms);
+    chatter(&mut session, 40);
     session.run_safety();
     let group = session.group;
     let devices = session.cluster.devices();
@@ -214,6 +246,7 @@ fn two_admins_concurrently(options: &RunOptions) -> Outcome {
     session.cluster.command(devices[0], Command::RotateKeys { group });
     session.cluster.command(devices[1], Command::RotateKeys { group });
     session.safety_end = session.cluster.now().plus_ms(8_000);
+    chatter(&mut session, 40);
     session.cluster.start_faults();
     session.finish()
 }
@@ -234,6 +267,13 @@ fn removed_during_partition(options: &RunOptions) -> Outcome {
     let removed = |c: &Cluster| c.device(devices[0]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
     if !session.cluster.run_until_condition(deadline, removed) {
         session.fail("removal-commits-without-the-removed-member", "the admin's removal was not chosen".into());
+    }
+    // The removed member keeps writing (it does not know yet) through the heal and after: its
+    // messages reach acceptors that already know of the removal, which must refuse them.
+    let now = session.cluster.now();
+    for k in 0..60 {
+        let at = now.plus_ms(50 * k);
+        session.cluster.command_at(at, target, Command::SendMessage { group, data: message_body(target, at, k) });
     }
     session.safety_end = session.cluster.now();
     session.run_liveness();
@@ -265,4 +305,40 @@ fn only_admins_change_membership(options: &RunOptions) -> Outcome {
     }
     session.safety_end = session.cluster.now();
     session.finish()
+}
+
+/// Proves application messages survive epoch changes: held while the sender's commit is
+/// undecided, held at readers that have not reached their epoch, read once despite every
+/// acceptor relaying them. (A calm network with one fixed latency: no loss, no reordering.)
+fn every_member_reads_every_message(options: &RunOptions) -> Outcome {
+    let mut session = match calm_start(options) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    // Messages from before a member joined are not for it: start once every member is in.
+    let (group, devices) = (session.group, session.cluster.devices());
+    let deadline = session.cluster.now().plus_ms(10_000);
+    let epoch_of = |c: &Cluster, d: usize| c.device(d).and_then(|device| device.group(group)?.epoch());
+    session.cluster.run_until_condition(deadline, |c| devices.iter().all(|d| epoch_of(c, *d) == epoch_of(c, devices[0])));
+    session.safety_end = session.cluster.now().plus_ms(10_000);
+    rotations(&mut session, 6);
+    let sent = chatter(&mut session, 30);
+    session.run_safety();
+    session.run_liveness();
+    // Let the last relays land.
+    let until = session.cluster.now().plus_ms(5_000);
+    session.cluster.run_until(until);
+    for (sender, data) in &sent {
+        let readers: Vec<usize> = session.cluster.messages.iter().filter(|(_, _, d)| d == data).map(|(r, _, _)| *r).collect();
+        let mut expected: Vec<usize> = devices.iter().copied().filter(|d| d != sender).collect();
+        let mut actual = readers.clone();
+        expected.sort_unstable();
+        actual.sort_unstable();
+        if actual != expected {
+            let text = String::from_utf8_lossy(&data[PLAINTEXT_MARKER.len()..]).into_owned();
+            session.fail("every-member-reads-every-message-once", format!("message{text} was read by devices {readers:?}"));
+            break;
+        }
+    }
+    session.outcome()
 }
