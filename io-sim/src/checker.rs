@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plait_kernel::log::AcceptorHistory;
+use plait_kernel::mls::PublicView;
 use plait_kernel::storage::Record;
 use plait_kernel::wire::{Envelope, Message, decode};
 use plait_kernel::{Ballot, Entry, GroupGenesis, GroupId, Incarnation, NodeId, Restored, Slot, Time, ValueHash, WriteBatch};
@@ -34,6 +35,9 @@ struct GhostGroup {
     chosen: Vec<ValueHash>,
     /// Each `(ballot, slot)` carries one value.
     bindings: BTreeMap<(Ballot, Slot), ValueHash>,
+    /// For an MLS group: the public view after the chosen prefix, whose settings may hand the
+    /// log to another acceptor set.
+    view: Option<Box<PublicView>>,
 }
 
 impl GhostGroup {
@@ -99,6 +103,7 @@ impl Checker {
             values: BTreeMap::new(),
             chosen: Vec::new(),
             bindings: BTreeMap::new(),
+            view: genesis.group_info.as_ref().and_then(|info| PublicView::from_group_info(info).ok()).map(Box::new),
         });
     }
 
@@ -165,6 +170,11 @@ impl Checker {
                 [winner] => {
                     let entry = ghost.values[winner].clone();
                     ghost.history.record(next, &entry);
+                    if let (Some(view), Entry::Value(commit)) = (ghost.view.as_mut(), &entry)
+                        && view.apply_commit(commit).is_ok()
+                    {
+                        ghost.history.record_settings(next, view.settings().ok().and_then(|s| s.acceptors).as_ref());
+                    }
                     ghost.chosen.push(*winner);
                 }
                 [first, second, ..] => {

@@ -157,6 +157,14 @@ impl AcceptorHistory {
         }
     }
 
+    /// Records that the MLS commit chosen at `slot` leaves `set` named in the group's settings:
+    /// if it differs from the set in force, it orders every slot after `slot`.
+    pub fn record_settings(&mut self, slot: Slot, set: Option<&AcceptorSet>) {
+        if let Some(set) = set.filter(|set| *set != self.latest()) {
+            self.record(slot, &Entry::SetAcceptors(set.clone()));
+        }
+    }
+
     /// The set in force for `slot` (given that everything before it has been recorded).
     pub fn at(&self, slot: Slot) -> &AcceptorSet {
         let index = self.changes.partition_point(|(from, _)| *from <= slot);

@@ -126,6 +126,7 @@ impl AcceptorGroup {
             if let (Some(view), Entry::Value(bytes)) = (mls.as_mut(), entry) {
                 let _ = view.apply_commit(bytes);
                 former_members.extend(view.members());
+                history.record_settings(*slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             }
             chosen_next = slot.next();
         }
@@ -420,7 +421,8 @@ impl AcceptorGroup {
         let valid = match entry {
             Entry::Noop => true,
             Entry::Value(bytes) => view.check_commit(bytes).is_ok(),
-            // Acceptor changes in MLS groups become an MLS proposal (admins only); not yet.
+            // MLS groups change acceptors by an admin's commit to their settings, which is
+            // signed; a bare `SetAcceptors` entry is not, so anyone could forge one.
             Entry::SetAcceptors(_) => false,
         };
         if valid {
@@ -489,6 +491,7 @@ impl AcceptorGroup {
         if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
             // A chosen commit every member refuses is skipped the same way here.
             let _ = view.apply_commit(bytes);
+            self.history.record_settings(slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             self.remember_members();
         }
         self.accepted.remove(&slot);

@@ -82,8 +82,17 @@ impl DeviceGroup {
             history.record(*slot, entry);
             next_slot = slot.next();
         }
+        // An MLS member restarts at its latest epoch without replaying the log, so the acceptor
+        // set its settings name is taken as in force from the next slot (earlier slots are
+        // applied and need no quorum any more).
+        if let Some(previous) = next_slot.0.checked_sub(1) {
+            history.record_settings(Slot(previous), mls.as_ref().and_then(Membership::acceptors).as_ref());
+        }
         let mut group = DeviceGroup::with(restored.genesis, next_slot, history, restored.round_floor, now);
         group.recent = restored.chosen.into_iter().rev().take(chosen_in_memory_max).collect();
+        if mls.as_ref().is_some_and(|mls| mls.pending.is_some()) {
+            group.queue.push_back(Proposal::Intent(Intent::Resume));
+        }
         group.mls = mls;
         group
     }
@@ -500,6 +509,7 @@ impl DeviceGroup {
             let mut committed = own_slot == Some(slot);
             if let Some(mls) = self.mls.as_mut() {
                 let (ours, mls_events) = mls.follow(cx, &entry, value_hash);
+                self.history.record_settings(slot, mls.acceptors().as_ref());
                 // After a restart our in-flight state is gone but the pending commit is not.
                 committed |= ours && matches!(self.queue.front(), Some(Proposal::Intent(_)));
                 events.extend(mls_events);
@@ -634,6 +644,11 @@ impl DeviceGroup {
                 Proposal::Intent(intent) => intent.clone(),
             };
             let mls = self.mls.as_mut().expect("invariant: intents are queued only in MLS groups");
+            if intent == Intent::Resume && mls.pending.is_none() {
+                // Settled meanwhile: another value took its slot, or it was chosen.
+                self.queue.pop_front();
+                continue;
+            }
             match mls.commit_for(&intent) {
                 Ok(entry) => {
                     // The pending commit is durable before its accept leaves.

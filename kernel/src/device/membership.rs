@@ -32,6 +32,11 @@ pub(crate) enum Intent {
     Rotate,
     /// Give a member a role.
     SetRole(NodeId, crate::mls::Role),
+    /// Hand the group's log to another acceptor set (from the slot after the commit's).
+    SetAcceptors(crate::log::AcceptorSet),
+    /// Finish the commit that was pending when the device restarted (the intent it was made
+    /// for was in memory and is gone, but the commit may already hold accepts).
+    Resume,
 }
 
 /// A commit this device made that the log has not decided yet.
@@ -84,12 +89,17 @@ impl Membership {
             return Ok(Entry::Value(pending.commit.clone()));
         }
         let own = match intent {
+            Intent::Resume => return Err(MlsError::Impossible("no commit is pending".into())),
             Intent::Add(key_package) => self.member.commit_add(&self.identity, key_package)?,
             Intent::Remove(node) => self.member.commit_remove(&self.identity, &node.0)?,
             Intent::Rotate => self.member.commit_update(&self.identity)?,
             Intent::SetRole(node, role) => {
                 let roles = self.member.roles()?.with(&node.0, *role);
                 self.member.commit_roles(&self.identity, &roles)?
+            }
+            Intent::SetAcceptors(set) => {
+                let settings = crate::mls::GroupSettings { acceptors: Some(set.clone()), ..self.member.settings()? };
+                self.member.commit_settings(&self.identity, &settings)?
             }
         };
         let entry = Entry::Value(own.commit.clone());
@@ -127,6 +137,11 @@ impl Membership {
             events.push(Event::EpochChanged { group: cx.group, epoch: self.member.epoch(), authenticator_hash, members });
         }
         (ours, events)
+    }
+
+    /// The acceptor set this epoch's settings name, if they changed it from the genesis set.
+    pub(crate) fn acceptors(&self) -> Option<crate::log::AcceptorSet> {
+        self.member.settings().ok()?.acceptors
     }
 
     /// Encrypts application data for the current epoch.

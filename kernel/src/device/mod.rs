@@ -114,13 +114,7 @@ impl Device {
             Command::SetRole { group, member, role } => self.intend(now, group, Intent::SetRole(member, role), effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
             Command::SendMessage { group, data } => self.send_message(now, group, data, effects),
-            Command::ChangeAcceptors { group, acceptors } => {
-                if acceptors.is_well_formed(self.config.acceptors_max) {
-                    self.propose(now, group, Entry::SetAcceptors(acceptors), effects)
-                } else {
-                    Err(CommandError::InvalidGenesis)
-                }
-            }
+            Command::ChangeAcceptors { group, acceptors } => self.change_acceptors(now, group, acceptors, effects),
         };
         if let Err(error) = result {
             effects.notify(Event::CommandFailed { error });
@@ -215,6 +209,26 @@ impl Device {
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
         Ok(())
+    }
+
+    /// In an MLS group, a commit to its settings (admins only); otherwise a log entry.
+    fn change_acceptors(
+        &mut self,
+        now: Time,
+        id: GroupId,
+        acceptors: AcceptorSet,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
+        let limit = self.config.acceptors_max.min(crate::mls::roles::SETTINGS_ACCEPTORS_MAX);
+        if !acceptors.is_well_formed(limit) {
+            return Err(CommandError::InvalidGenesis);
+        }
+        let group = self.groups.get(&id).ok_or(CommandError::UnknownGroup(id))?;
+        if group.mls.is_some() {
+            self.intend(now, id, Intent::SetAcceptors(acceptors), effects)
+        } else {
+            self.propose(now, id, Entry::SetAcceptors(acceptors), effects)
+        }
     }
 
     fn send_message(&mut self, now: Time, id: GroupId, data: Vec<u8>, effects: &mut Effects) -> Result<(), CommandError> {

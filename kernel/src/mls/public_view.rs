@@ -73,9 +73,14 @@ impl PublicView {
         self.group.members().map(|member| member.credential.serialized_content().to_vec()).collect()
     }
 
+    /// The settings in force this epoch.
+    pub fn settings(&self) -> Result<GroupSettings, MlsError> {
+        GroupSettings::from_extensions(self.group.group_context().extensions())
+    }
+
     /// The roles in force this epoch.
     pub fn roles(&self) -> Result<Roles, MlsError> {
-        Ok(GroupSettings::from_extensions(self.group.group_context().extensions())?.roles)
+        Ok(self.settings()?.roles)
     }
 
     /// Whether `name` is a current member allowed to send application data (not a reader).

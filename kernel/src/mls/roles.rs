@@ -18,28 +18,39 @@ use crate::mls::member::MlsError;
 /// The group-context extension type that carries [`GroupSettings`] (from the private-use range).
 pub const ROLES_EXTENSION: u16 = 0xf1a0;
 
-/// Everything a group decides about itself, in its group context: roles, and how often each
-/// member rotates its keys. Changing it is a commit (admins only).
+/// Acceptors a group's settings may name at most. A protocol constant, not a `Config` limit:
+/// every member and acceptor must judge a settings commit the same way.
+pub const SETTINGS_ACCEPTORS_MAX: usize = 15;
+
+/// Everything a group decides about itself, in its group context: roles, how often each member
+/// rotates its keys, and which acceptors order its log. Changing it is a commit (admins only).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupSettings {
     /// Who may do what.
     pub roles: Roles,
     /// Each member commits a fresh leaf key this often; 0 means never (only on demand).
     pub rotation_interval_ms: u64,
+    /// The acceptors, once changed from the genesis set (`None`: the genesis set). A commit that
+    /// changes them is chosen by the old set; the new set orders every later slot.
+    pub acceptors: Option<crate::log::AcceptorSet>,
 }
 
 impl GroupSettings {
     /// Settings where `admin` is the only admin.
     pub fn founded_by(admin: &[u8], rotation_interval_ms: u64) -> GroupSettings {
-        GroupSettings { roles: Roles::founded_by(admin), rotation_interval_ms }
+        GroupSettings { roles: Roles::founded_by(admin), rotation_interval_ms, acceptors: None }
     }
 
     /// Reads the settings from a group context's extensions (none: nobody is an admin).
     pub fn from_extensions(extensions: &Extensions<GroupContext>) -> Result<GroupSettings, MlsError> {
-        match extensions.unknown(ROLES_EXTENSION) {
-            Some(UnknownExtension(bytes)) => postcard::from_bytes(bytes).map_err(|_| MlsError::Malformed),
-            None => Ok(GroupSettings::default()),
+        let settings: GroupSettings = match extensions.unknown(ROLES_EXTENSION) {
+            Some(UnknownExtension(bytes)) => postcard::from_bytes(bytes).map_err(|_| MlsError::Malformed)?,
+            None => GroupSettings::default(),
+        };
+        if settings.acceptors.as_ref().is_some_and(|set| !set.is_well_formed(SETTINGS_ACCEPTORS_MAX)) {
+            return Err(MlsError::Malformed);
         }
+        Ok(settings)
     }
 
     /// The group-context extensions that carry these settings.
@@ -104,8 +115,11 @@ pub struct CommitSummary {
     pub adds: Vec<Vec<u8>>,
     /// Members removed.
     pub removes: Vec<Vec<u8>>,
-    /// Whether it changes the group context's extensions (roles, later acceptors).
+    /// Whether it changes the group context's extensions (roles, rotation, acceptors).
     pub changes_context: bool,
+    /// Whether every context change carries well-formed settings (a commit that would leave the
+    /// group unreadable is refused everywhere).
+    pub context_is_valid: bool,
 }
 
 impl CommitSummary {
@@ -120,15 +134,26 @@ impl CommitSummary {
             .map(|add| add.add_proposal().key_package().leaf_node().credential().serialized_content().to_vec())
             .collect();
         let removes = staged.remove_proposals().filter_map(|remove| name_of(remove.remove_proposal().removed())).collect();
-        let changes_context = staged
+        let contexts: Vec<bool> = staged
             .queued_proposals()
-            .any(|queued| matches!(queued.proposal(), openmls::prelude::Proposal::GroupContextExtensions(_)));
-        CommitSummary { committer, adds, removes, changes_context }
+            .filter_map(|queued| match queued.proposal() {
+                openmls::prelude::Proposal::GroupContextExtensions(proposal) => {
+                    Some(GroupSettings::from_extensions(proposal.extensions()).is_ok())
+                }
+                _ => None,
+            })
+            .collect();
+        let changes_context = !contexts.is_empty();
+        let context_is_valid = contexts.iter().all(|valid| *valid);
+        CommitSummary { committer, adds, removes, changes_context, context_is_valid }
     }
 }
 
 /// Whether `roles` allow the commit: membership and context changes need an admin.
 pub fn authorize(commit: &CommitSummary, roles: &Roles) -> Result<(), MlsError> {
+    if !commit.context_is_valid {
+        return Err(MlsError::Rejected("the commit's group settings are malformed".into()));
+    }
     let needs_admin = !commit.adds.is_empty() || !commit.removes.is_empty() || commit.changes_context;
     if needs_admin && roles.of(&commit.committer) != Role::Admin {
         return Err(MlsError::Rejected(format!("{:?} is not an admin", String::from_utf8_lossy(&commit.committer))));
@@ -145,12 +170,33 @@ mod tests {
         let roles = Roles::founded_by(b"a").with(b"r", Role::Reader);
         assert_eq!(roles.of(b"a"), Role::Admin);
         assert_eq!(roles.of(b"w"), Role::Writer);
-        let settings = GroupSettings { roles: roles.clone(), rotation_interval_ms: 60_000 };
+        let settings = GroupSettings { roles: roles.clone(), rotation_interval_ms: 60_000, acceptors: None };
         assert_eq!(GroupSettings::from_extensions(&settings.to_extensions().expect("valid")).expect("decodes"), settings);
-        let add = CommitSummary { committer: b"w".to_vec(), adds: vec![b"x".to_vec()], removes: vec![], changes_context: false };
+        let add = CommitSummary {
+            committer: b"w".to_vec(),
+            adds: vec![b"x".to_vec()],
+            removes: vec![],
+            changes_context: false,
+            context_is_valid: true,
+        };
         assert!(authorize(&add, &roles).is_err());
         assert!(authorize(&CommitSummary { committer: b"a".to_vec(), ..add.clone() }, &roles).is_ok());
-        let update = CommitSummary { committer: b"r".to_vec(), adds: vec![], removes: vec![], changes_context: false };
+        let update = CommitSummary { committer: b"r".to_vec(), adds: vec![], removes: vec![], ..add.clone() };
         assert!(authorize(&update, &roles).is_ok(), "anyone may rotate their own keys");
+        let malformed = CommitSummary { committer: b"a".to_vec(), changes_context: true, context_is_valid: false, ..add };
+        assert!(authorize(&malformed, &roles).is_err(), "not even an admin may commit malformed settings");
+    }
+
+    #[test]
+    fn settings_naming_a_malformed_acceptor_set_do_not_decode() {
+        use crate::ids::NodeId;
+        let (first, second) = (NodeId::from_index(1), NodeId::from_index(2));
+        for acceptors in [vec![], vec![second, first], vec![first, first]] {
+            // Same layout as `GroupSettings`, but with an acceptor list `AcceptorSet::new` would refuse.
+            let bytes = postcard::to_allocvec(&(Roles::founded_by(b"a"), 0u64, Some(acceptors))).expect("encodes");
+            let extensions =
+                Extensions::from_vec(vec![Extension::Unknown(ROLES_EXTENSION, UnknownExtension(bytes))]).expect("extensions");
+            assert_eq!(GroupSettings::from_extensions(&extensions), Err(MlsError::Malformed));
+        }
     }
 }

@@ -43,6 +43,11 @@ pub fn all() -> Vec<Scenario> {
             run: every_member_reads_every_message,
         },
         Scenario {
+            name: "mls/an-admin-replaces-an-acceptor-under-faults",
+            description: "an admin commits a settings change that hands the log from acceptors 1-3 to 2-4 while members rotate and write under a seed's faults; the new set orders every later slot and the group converges on it",
+            run: acceptor_replaced_under_faults,
+        },
+        Scenario {
             name: "mls/only-admins-change-membership",
             description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
             run: only_admins_change_membership,
@@ -56,7 +61,9 @@ const SETUP_MS_MAX: u64 = 120_000;
 /// Founds a group at device 0 and admits every other device, one at a time.
 fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<GroupGenesis, String> {
     let devices = cluster.devices();
-    let acceptors = AcceptorSet::new(cluster.acceptors().iter().map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
+    // The first three acceptors; any others stand by for the group to move to.
+    let acceptors =
+        AcceptorSet::new(cluster.acceptors().iter().take(3).map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
     let deadline = Time(SETUP_MS_MAX);
     cluster.command(devices[0], Command::CreateGroup { acceptors, nonce: seed, rotation_interval_ms });
     if !cluster.run_until_condition(deadline, |c| c.notices.iter().any(|(_, e)| matches!(e, Event::GroupCreated { .. }))) {
@@ -99,7 +106,17 @@ fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<
 
 /// A cluster of three acceptors and four devices with a founded group; faults not started.
 fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
-    let mut cluster = Cluster::new(options.seed, 3, 4, options.kernel_config(), profile, options.keep_trace_text);
+    start_with(options, 3, profile, rotation_interval_ms)
+}
+
+/// [`start`] with `acceptors` acceptors in the cluster, of which the group uses the first three.
+fn start_with(
+    options: &RunOptions,
+    acceptors: usize,
+    profile: FaultProfile,
+    rotation_interval_ms: u64,
+) -> Result<Session, Box<Outcome>> {
+    let mut cluster = Cluster::new(options.seed, acceptors, 4, options.kernel_config(), profile, options.keep_trace_text);
     match found(&mut cluster, options.seed, rotation_interval_ms) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
@@ -338,6 +355,50 @@ fn every_member_reads_every_message(options: &RunOptions) -> Outcome {
             let text = String::from_utf8_lossy(&data[PLAINTEXT_MARKER.len()..]).into_owned();
             session.fail("every-member-reads-every-message-once", format!("message{text} was read by devices {readers:?}"));
             break;
+        }
+    }
+    session.outcome()
+}
+
+/// Proves acceptor replacement is an ordinary commit: chosen by the old set, in force for every
+/// later slot, and survivable under any fault mix.
+fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::swarm(&mut rng);
+    profile.wipes = false;
+    let mut session = match start_with(options, 4, profile, 0) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    rotations(&mut session, 4);
+    chatter(&mut session, 20);
+    let (group, devices, acceptors) = (session.group, session.cluster.devices(), session.cluster.acceptors());
+    let replaced = AcceptorSet::new(acceptors[1..].iter().map(|a| session.cluster.id(*a)).collect(), 16).expect("three");
+    let at = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
+    let change = Command::ChangeAcceptors { group, acceptors: replaced.clone() };
+    session.cluster.command_at(at, devices[0], change.clone());
+    session.cluster.start_faults();
+    session.run_safety();
+    session.begin_liveness();
+    if session.cluster.checker.acceptors(group) != Some(&replaced) {
+        // The admin crashed before its commit was chosen (its intent was in memory): ask again,
+        // and let the command land before convergence is judged.
+        session.cluster.command(devices[0], change);
+        let next = session.cluster.now().plus_ms(1);
+        session.cluster.run_until(next);
+    }
+    session.await_convergence();
+    if session.cluster.checker.violation().is_none() {
+        let behind: Vec<usize> = devices
+            .iter()
+            .copied()
+            .filter(|d| {
+                session.cluster.device(*d).and_then(|device| device.group(group)).is_some_and(|g| g.acceptors() != &replaced)
+            })
+            .collect();
+        if session.cluster.checker.acceptors(group) != Some(&replaced) || !behind.is_empty() {
+            let detail = format!("the log never moved to {replaced:?} (devices still on the old set: {behind:?})");
+            session.fail("acceptor-replacement-takes-effect", detail);
         }
     }
     session.outcome()
