@@ -61,6 +61,18 @@ pub struct Config {
     /// Recently received application messages a device remembers per group, to drop the copies
     /// every acceptor relays.
     pub seen_messages_max: usize,
+    /// Invites an admin device keeps open per group at most.
+    pub invites_max: usize,
+    /// Longest an invite (and its mailbox) may stay open.
+    pub invite_lifetime_ms_max: u64,
+    /// Mailboxes one acceptor holds at most (over all groups).
+    pub mailboxes_max: usize,
+    /// Largest key package posted to a mailbox.
+    pub key_package_bytes_max: usize,
+    /// Mailbox requests (posts and fetches) one peer may make per second at one acceptor.
+    pub mailbox_requests_per_peer_per_second: u32,
+    /// Peers whose mailbox request rate an acceptor tracks at once.
+    pub mailbox_peers_tracked_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
@@ -94,6 +106,12 @@ impl Default for Config {
             outbox_max: 256,
             future_messages_max: 256,
             seen_messages_max: 1024,
+            invites_max: 16,
+            invite_lifetime_ms_max: 7 * 24 * 3_600_000,
+            mailboxes_max: 10_000,
+            key_package_bytes_max: 16 << 10,
+            mailbox_requests_per_peer_per_second: 20,
+            mailbox_peers_tracked_max: 4096,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -148,6 +166,12 @@ impl Config {
             ("outbox_max", self.outbox_max as u64),
             ("future_messages_max", self.future_messages_max as u64),
             ("seen_messages_max", self.seen_messages_max as u64),
+            ("invites_max", self.invites_max as u64),
+            ("invite_lifetime_ms_max", self.invite_lifetime_ms_max),
+            ("mailboxes_max", self.mailboxes_max as u64),
+            ("key_package_bytes_max", self.key_package_bytes_max as u64),
+            ("mailbox_requests_per_peer_per_second", u64::from(self.mailbox_requests_per_peer_per_second)),
+            ("mailbox_peers_tracked_max", self.mailbox_peers_tracked_max as u64),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));
@@ -162,6 +186,9 @@ impl Config {
         }
         if self.application_bytes_max.saturating_mul(2) > self.message_bytes_max {
             return Err(ConfigError::Inconsistent("message_bytes_max must hold an encrypted application message"));
+        }
+        if self.key_package_bytes_max.saturating_add(self.entry_bytes_max) > self.message_bytes_max {
+            return Err(ConfigError::Inconsistent("message_bytes_max must hold a mailbox's key package and Welcome"));
         }
         if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64) > self.message_bytes_max as u64 * 64 {
             return Err(ConfigError::Inconsistent("catch-up pages would be far larger than a message"));

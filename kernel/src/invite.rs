@@ -24,8 +24,8 @@ const URI_PREFIX: &str = "plait://join/";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Mailbox(pub [u8; MAILBOX_BYTES]);
 
-/// An invite code.
-#[derive(Clone, PartialEq, Eq)]
+/// An invite code. (It serializes with its secret, for the inviting device's own storage.)
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InviteCode {
     /// Where the joiner posts its key package.
     pub mailbox: Mailbox,

@@ -94,6 +94,22 @@ pub enum Command {
         /// Which group.
         group: GroupId,
     },
+    /// Open an invite to the group (admins only); answered with `Event::InviteCreated`. The
+    /// code works once, until `lifetime_ms` has passed; this device adds whoever redeems it.
+    CreateInvite {
+        /// Which group.
+        group: GroupId,
+        /// How long the code stays valid.
+        lifetime_ms: u64,
+    },
+    /// Join a group with an invite code (text or URI) through the acceptors that hold its
+    /// mailbox; answered with `Event::Joined` once the inviter has added this device.
+    AcceptInvite {
+        /// The code.
+        code: String,
+        /// The acceptors of the group (given with the code).
+        acceptors: AcceptorSet,
+    },
     /// Send application data to the group's other members, encrypted for the current epoch.
     SendMessage {
         /// Which group.
@@ -156,6 +172,22 @@ pub enum Event {
     },
     /// This device founded an MLS group; hand the genesis to joiners with their Welcome.
     GroupCreated {
+        /// The group.
+        group: GroupId,
+        /// Its genesis.
+        genesis: GroupGenesis,
+    },
+    /// An invite this device opened: hand the code (or its URI, for a QR code) to the joiner.
+    InviteCreated {
+        /// The group.
+        group: GroupId,
+        /// The code as text.
+        code: String,
+        /// The code as a URI.
+        uri: String,
+    },
+    /// This device joined a group (by Welcome or by invite).
+    Joined {
         /// The group.
         group: GroupId,
         /// Its genesis.
@@ -258,6 +290,18 @@ pub enum CommandError {
     /// No outstanding key package of this device matches the Welcome.
     #[error("the Welcome matches none of this device's key packages")]
     NoMatchingKeyPackage,
+    /// The command needs an admin of the group.
+    #[error("this device is not an admin of {0:?}")]
+    NotAnAdmin(GroupId),
+    /// The invite code is malformed.
+    #[error("invalid invite code: {0}")]
+    InvalidInvite(String),
+    /// The invite expired before this device was added.
+    #[error("the invite expired before this device was added")]
+    InviteExpired,
+    /// The group already has `invites_max` open invites.
+    #[error("too many open invites ({0})")]
+    TooManyInvites(usize),
     /// This device is no longer a member of the group (a commit removed it).
     #[error("this device is not a member of {0:?}")]
     NotAMember(GroupId),

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
+use crate::invite::Mailbox;
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::storage::AcceptedValue;
 
@@ -152,6 +153,45 @@ pub enum Message {
         sender: NodeId,
         /// The encoded MLS PrivateMessage.
         message: Vec<u8>,
+    },
+    /// Admin device → acceptor: open a mailbox for an invite to the envelope's group, for
+    /// `lifetime_ms` of the acceptor's own clock. Sent again until the invite is settled.
+    OpenMailbox {
+        /// The mailbox named by the invite code.
+        mailbox: Mailbox,
+        /// How long it stays open.
+        lifetime_ms: u64,
+    },
+    /// Joiner → acceptor: a key package for the invite, with the MAC made with the code's secret.
+    /// (The joiner does not know the group; the envelope's group is ignored.)
+    PostKeyPackage {
+        /// The mailbox.
+        mailbox: Mailbox,
+        /// The encoded key package.
+        key_package: Vec<u8>,
+        /// MAC of the key package under the invite's secret.
+        mac: [u8; 32],
+    },
+    /// Admin device → acceptor: the Welcome for the key package in the mailbox.
+    PostWelcome {
+        /// The mailbox.
+        mailbox: Mailbox,
+        /// The encoded Welcome.
+        welcome: Vec<u8>,
+    },
+    /// Anyone → acceptor: what does this mailbox hold? (The envelope's group is ignored.)
+    FetchMailbox {
+        /// The mailbox.
+        mailbox: Mailbox,
+    },
+    /// Acceptor → asker: a mailbox's contents.
+    MailboxContents {
+        /// The mailbox.
+        mailbox: Mailbox,
+        /// The key package posted, with its MAC.
+        key_package: Option<(Vec<u8>, [u8; 32])>,
+        /// The Welcome posted, with the group's genesis.
+        welcome: Option<(GroupGenesis, Vec<u8>)>,
     },
 }
 

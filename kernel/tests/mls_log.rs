@@ -231,3 +231,128 @@ fn readers_removed_members_and_oversized_messages_are_refused_with_typed_errors(
     settle(&mut net);
     assert!(read_by(&net, second).is_empty() && read_by(&net, third).is_empty(), "nothing was sent");
 }
+
+/// The text of the last invite code `device` created.
+fn last_invite(net: &Net, device: NodeId) -> String {
+    net.events
+        .iter()
+        .rev()
+        .find_map(|(id, event)| match event {
+            Event::InviteCreated { code, .. } if *id == device => Some(code.clone()),
+            _ => None,
+        })
+        .expect("an invite code")
+}
+
+fn joined(net: &Net, device: NodeId, group: GroupId) -> bool {
+    net.events.iter().any(|(id, event)| *id == device && matches!(event, Event::Joined { group: g, .. } if *g == group))
+}
+
+fn mailboxes_at_acceptors(net: &Net) -> Vec<usize> {
+    (1..=3).map(|i| net.acceptor(NodeId::from_index(i)).mailboxes()).collect()
+}
+
+#[test]
+fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
+    let (mut net, _) = support::net(2);
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let group = created(&net).group_id();
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    let code = last_invite(&net, admin);
+    settle(&mut net);
+    assert_eq!(mailboxes_at_acceptors(&net), vec![1, 1, 1], "the mailbox is open at every acceptor");
+
+    // The joiner redeems the code while the admin is away, then goes away itself.
+    net.offline = vec![admin];
+    net.command(joiner, Command::AcceptInvite { code: code.clone(), acceptors: acceptors() });
+    settle(&mut net);
+    net.offline = vec![joiner];
+    cov_mark::check!(admin_adds_the_joiner_of_an_invite);
+    settle(&mut net);
+    assert_eq!(net.device(admin).group(group).and_then(|g| g.epoch()), Some(1), "the admin added the joiner");
+
+    // The admin leaves before the joiner is back: the Welcome waits at the acceptors.
+    net.offline = vec![admin];
+    cov_mark::check!(joiner_joins_through_an_invite);
+    settle(&mut net);
+    assert!(joined(&net, joiner, group), "the joiner is in: {:#?}", &net.log[net.log.len().saturating_sub(30)..]);
+    assert_eq!(net.device(joiner).group(group).and_then(|g| g.epoch()), Some(1));
+}
+
+#[test]
+fn an_invite_code_works_once() {
+    let (mut net, _) = support::net(3);
+    let (admin, first, second) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let group = created(&net).group_id();
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    let code = last_invite(&net, admin);
+    net.command(first, Command::AcceptInvite { code: code.clone(), acceptors: acceptors() });
+    settle(&mut net);
+    assert!(joined(&net, first, group));
+
+    cov_mark::check!(mailbox_refuses_a_second_key_package);
+    cov_mark::check!(joiner_finds_its_invite_already_used);
+    net.command(second, Command::AcceptInvite { code, acceptors: acceptors() });
+    settle(&mut net);
+    assert!(!joined(&net, second, group), "a code admits one device");
+    assert!(failed_with(&net, second, &CommandError::InvalidInvite("the code was already used".into())));
+}
+
+#[test]
+fn invites_expire_refuse_forged_key_packages_and_rate_limit_the_mailbox() {
+    use plait_kernel::wire::{Envelope, Message, encode};
+    let (mut net, _) = support::net(3);
+    let (admin, writer, stranger) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let genesis = created(&net);
+    let group = genesis.group_id();
+    add(&mut net, admin, writer, &genesis);
+
+    net.command(writer, Command::CreateInvite { group, lifetime_ms: 60_000 });
+    assert!(failed_with(&net, writer, &CommandError::NotAnAdmin(group)));
+    net.command(stranger, Command::AcceptInvite { code: "plait-not-a-code".into(), acceptors: acceptors() });
+    assert!(
+        net.events
+            .iter()
+            .any(|(id, e)| *id == stranger && matches!(e, Event::CommandFailed { error: CommandError::InvalidInvite(_) }))
+    );
+
+    // Someone who learned only the mailbox (an acceptor, say) posts a key package of its own.
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 10_000 });
+    let code = plait_kernel::invite::InviteCode::parse(&last_invite(&net, admin)).expect("valid");
+    settle(&mut net);
+    net.command(stranger, Command::MakeKeyPackage);
+    let key_package = last_key_package(&net, stranger);
+    let forged = Message::PostKeyPackage { mailbox: code.mailbox, key_package, mac: [7; 32] };
+    let frame = encode(&Envelope { group: GroupId([0; 16]), message: forged }, usize::MAX).expect("encodes");
+    for acceptor in acceptors().members() {
+        net.queue.push_back((stranger, *acceptor, frame.clone()));
+    }
+    cov_mark::check!(admin_refuses_a_key_package_without_the_codes_mac);
+    settle(&mut net);
+    assert_eq!(net.device(admin).group(group).and_then(|g| g.epoch()), Some(1), "nobody was added");
+
+    // The invite's lifetime passes: every acceptor deletes the mailbox.
+    assert_eq!(mailboxes_at_acceptors(&net), vec![1, 1, 1]);
+    for _ in 0..20 {
+        net.tick(500);
+        net.deliver_all(10_000);
+    }
+    assert_eq!(mailboxes_at_acceptors(&net), vec![0, 0, 0]);
+
+    // A flood of fetches from one peer is cut off by the rate limit.
+    cov_mark::check!(acceptor_rate_limits_mailbox_requests);
+    let fetch = encode(&Envelope { group: GroupId([0; 16]), message: Message::FetchMailbox { mailbox: code.mailbox } }, 1 << 20)
+        .expect("encodes");
+    let limit = u64::from(support::config().mailbox_requests_per_peer_per_second);
+    for _ in 0..limit * 3 {
+        net.queue.push_back((stranger, NodeId::from_index(1), fetch.clone()));
+    }
+    net.deliver_all(10_000);
+    assert!(net.acceptor(NodeId::from_index(1)).counters().of(plait_kernel::Rejection::OverLimit) >= limit);
+}

@@ -630,7 +630,11 @@ impl Cluster {
                 let detail = format!("{id} saw {signer}… sign another authenticator for epoch {epoch} of {group:?}");
                 self.checker.fail(now, "no-fork-is-ever-detected", detail);
             }
-            Event::GroupCreated { .. } | Event::KeyPackage { .. } | Event::Welcome { .. } => {
+            Event::GroupCreated { .. }
+            | Event::KeyPackage { .. }
+            | Event::Welcome { .. }
+            | Event::InviteCreated { .. }
+            | Event::Joined { .. } => {
                 if self.notices.len() < NOTICES_MAX {
                     self.notices.push((index, event.clone()));
                 }

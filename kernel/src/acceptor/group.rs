@@ -204,6 +204,14 @@ impl AcceptorGroup {
         }
     }
 
+    /// Whether `node` is a current member with the admin role (MLS groups only).
+    pub(crate) fn is_admin(&self, node: NodeId) -> bool {
+        self.mls.as_ref().is_some_and(|view| {
+            view.members().iter().any(|name| name.as_slice() == node.0.as_slice())
+                && view.roles().is_ok_and(|roles| roles.of(&node.0) == crate::mls::Role::Admin)
+        })
+    }
+
     pub(crate) fn is_known_acceptor(&self, node: NodeId) -> bool {
         self.history.ever_contained(node) || self.hint.as_ref().is_some_and(|h| h.contains(node))
     }
@@ -234,6 +242,11 @@ impl AcceptorGroup {
                 return self.serve(cx, from, from_slot, false);
             }
             Message::EpochDigest { digest } => self.relay_digest(cx, from, digest),
+            Message::OpenMailbox { .. }
+            | Message::PostKeyPackage { .. }
+            | Message::PostWelcome { .. }
+            | Message::FetchMailbox { .. }
+            | Message::MailboxContents { .. } => cx.reject(Rejection::Unauthorised),
             Message::Application { sender, message } => self.relay_application(cx, from, sender, message),
             Message::Promise { .. } | Message::Accepted { .. } | Message::Rejected { .. } | Message::UnknownGroup => {
                 cx.reject(Rejection::Unauthorised);

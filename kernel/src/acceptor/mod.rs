@@ -1,6 +1,7 @@
 //! The acceptor node: hosts many groups, each with its own Paxos acceptor state.
 
 mod group;
+mod mailbox;
 mod recovery;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub struct Acceptor {
     config: ValidConfig,
     rng: NodeRng,
     groups: BTreeMap<GroupId, AcceptorGroup>,
+    mailboxes: mailbox::Mailboxes,
     loads: BTreeMap<LoadId, (GroupId, NodeId)>,
     next_load: u64,
     counters: Counters,
@@ -37,6 +39,7 @@ impl Acceptor {
             config,
             rng: NodeRng::from_seed(seed),
             groups: BTreeMap::new(),
+            mailboxes: mailbox::Mailboxes::restore(restored.groups.iter().map(|(id, state)| (*id, &state.mls))),
             loads: BTreeMap::new(),
             next_load: 0,
             counters: Counters::default(),
@@ -73,7 +76,12 @@ impl Acceptor {
     }
 
     fn wake_at(&self) -> Option<Time> {
-        self.groups.values().map(AcceptorGroup::wake_at).min()
+        crate::time::earliest(self.groups.values().map(AcceptorGroup::wake_at).min(), self.mailboxes.wake_at())
+    }
+
+    /// Invite mailboxes open at this acceptor.
+    pub fn mailboxes(&self) -> usize {
+        self.mailboxes.len()
     }
 
     fn on_frame(&mut self, now: Time, from: NodeId, frame: &[u8], effects: &mut Effects) {
@@ -84,6 +92,17 @@ impl Acceptor {
         let Envelope { group, message } = envelope;
         if from == self.me {
             return self.counters.count(Rejection::Unauthorised);
+        }
+        if mailbox::is_mailbox_message(&message) {
+            let mut node = mailbox::Node {
+                now,
+                me: self.me,
+                config: &self.config,
+                rng: &mut self.rng,
+                counters: &mut self.counters,
+                effects,
+            };
+            return self.mailboxes.on_message(&mut node, &self.groups, from, group, message);
         }
         if !self.groups.contains_key(&group) && !self.create_group(now, from, group, &message, effects) {
             return;
@@ -164,6 +183,9 @@ impl Acceptor {
     }
 
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
+        let mut node =
+            mailbox::Node { now, me: self.me, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
+        self.mailboxes.expire(&mut node);
         let me = self.me;
         for (group, state) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
             let mut cx = Context::new(now, me, *group, &self.config, &mut self.rng, &mut self.counters, effects);

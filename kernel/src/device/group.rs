@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, VecDeque};
 
 use crate::canary::canary;
 use crate::context::Context;
+use crate::device::invites::Invites;
 use crate::device::membership::{Intent, Membership};
 use crate::device::messages::{self, Messages, Received};
 use crate::device::proposer::{InFlight, Leading, Preparing, Proposer};
@@ -40,6 +41,8 @@ pub(crate) struct DeviceGroup {
     pub(crate) mls: Option<Membership>,
     /// For an MLS group: application messages waiting to leave or to be read.
     messages: Messages,
+    /// For an MLS group: invites this device opened.
+    pub(crate) invites: Invites,
     /// When this device next rotates its keys (MLS groups with a rotation interval).
     next_rotation_at: Option<Time>,
     /// Consecutive failed ballots, for backoff.
@@ -108,6 +111,7 @@ impl DeviceGroup {
             queue: VecDeque::new(),
             mls: None,
             messages: Messages::default(),
+            invites: Invites::default(),
             next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
@@ -120,7 +124,44 @@ impl DeviceGroup {
     /// When this group next needs a timer.
     pub(crate) fn wake_at(&self) -> Time {
         let wake = earliest(Some(self.next_sync_at), self.proposer.deadline());
+        let wake = earliest(wake, self.invites.wake_at());
         earliest(wake, self.next_rotation_at).expect("the sync deadline is always set")
+    }
+
+    /// Opens an invite (admins only); returns its code.
+    pub(crate) fn create_invite(
+        &mut self,
+        cx: &mut Context<'_>,
+        lifetime_ms: u64,
+    ) -> Result<crate::invite::InviteCode, CommandError> {
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        mls.may_write(cx.group, cx.me)?;
+        if mls.member.roles().map_or(true, |roles| roles.of(&cx.me.0) != crate::mls::Role::Admin) {
+            return Err(CommandError::NotAnAdmin(cx.group));
+        }
+        let acceptors = self.history.latest().clone();
+        self.invites.create(cx, &acceptors, lifetime_ms)
+    }
+
+    /// A mailbox's contents, for one of our invites: add its joiner once, when it shows up.
+    fn on_mailbox(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        mailbox: crate::invite::Mailbox,
+        key_package: Option<(Vec<u8>, [u8; 32])>,
+        holds_welcome: bool,
+    ) {
+        if self.mls.is_none() {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        let Some(key_package) = self.invites.on_contents(cx, from, mailbox, key_package, holds_welcome) else { return };
+        if self.queue.len() >= cx.config.proposals_queued_max {
+            return cx.reject(Rejection::OverLimit);
+        }
+        cov_mark::hit!(admin_adds_the_joiner_of_an_invite);
+        self.queue.push_back(Proposal::Intent(Intent::AddInvited(mailbox, key_package)));
+        self.drive(cx);
     }
 
     /// Queues a key rotation when this device's rotation is due, and schedules the next one
@@ -307,6 +348,15 @@ impl DeviceGroup {
                 Some(Err(())) | None => cx.reject(Rejection::Invalid),
             },
             Message::Application { sender, message } => self.on_application(cx, sender, message),
+            Message::MailboxContents { mailbox, key_package, welcome } => {
+                self.on_mailbox(cx, from, mailbox, key_package, welcome.is_some());
+            }
+            Message::OpenMailbox { .. }
+            | Message::PostKeyPackage { .. }
+            | Message::PostWelcome { .. }
+            | Message::FetchMailbox { .. } => {
+                cx.reject(Rejection::Unauthorised);
+            }
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -496,6 +546,7 @@ impl DeviceGroup {
     fn apply(&mut self, cx: &mut Context<'_>, entries: Vec<(Slot, Entry)>, own_slot: Option<Slot>) {
         let mut records = Vec::new();
         let mut events = Vec::new();
+        let mut welcomes = Vec::new();
         for (slot, entry) in entries {
             assert_eq!(slot, self.next_slot, "entries are applied in slot order");
             records.push(Record::Chosen { group: cx.group, slot, entry: entry.clone() });
@@ -508,7 +559,14 @@ impl DeviceGroup {
             let value_hash = entry.hash();
             let mut committed = own_slot == Some(slot);
             if let Some(mls) = self.mls.as_mut() {
+                let invite = mls.pending.as_ref().and_then(|pending| pending.mailbox);
                 let (ours, mls_events) = mls.follow(cx, &entry, value_hash);
+                if let (true, Some(mailbox)) = (ours, invite) {
+                    welcomes.extend(mls_events.iter().filter_map(|event| match event {
+                        Event::Welcome { welcome, .. } => Some((mailbox, welcome.clone())),
+                        _ => None,
+                    }));
+                }
                 self.history.record_settings(slot, mls.acceptors().as_ref());
                 // After a restart our in-flight state is gone but the pending commit is not.
                 committed |= ours && matches!(self.queue.front(), Some(Proposal::Intent(_)));
@@ -528,6 +586,10 @@ impl DeviceGroup {
             records.extend(mls.changes(cx.group, false));
         }
         cx.persist(records);
+        let acceptors = self.history.latest().clone();
+        for (mailbox, welcome) in welcomes {
+            self.invites.on_welcome(cx, &acceptors, mailbox, welcome);
+        }
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
             cx.effects.notify(event);
@@ -675,7 +737,11 @@ impl DeviceGroup {
             };
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &sync);
+            self.invites.on_timer(cx, &acceptors);
             self.next_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+        } else if self.invites.wake_at().is_some_and(|at| at <= cx.now) {
+            let acceptors = self.history.latest().clone();
+            self.invites.on_timer(cx, &acceptors);
         }
         let timed_out = self.proposer.deadline().is_some_and(|deadline| cx.now >= deadline);
         if timed_out {

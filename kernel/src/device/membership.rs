@@ -26,6 +26,8 @@ const MLS_GROUP_ID_KEY: &[u8] = b"\xffplait/mls-group-id";
 pub(crate) enum Intent {
     /// Add the member whose encoded key package this is.
     Add(Vec<u8>),
+    /// Add the member who redeemed the invite with this mailbox, by its key package.
+    AddInvited(crate::invite::Mailbox, Vec<u8>),
     /// Remove this member.
     Remove(NodeId),
     /// Rotate this device's keys.
@@ -45,6 +47,8 @@ pub(crate) struct PendingCommit {
     pub(crate) hash: ValueHash,
     pub(crate) commit: Vec<u8>,
     pub(crate) welcome: Option<Vec<u8>>,
+    /// The invite whose joiner the commit adds, if any (its Welcome goes to that mailbox).
+    pub(crate) mailbox: Option<crate::invite::Mailbox>,
 }
 
 /// One group's MLS side on a device.
@@ -90,7 +94,9 @@ impl Membership {
         }
         let own = match intent {
             Intent::Resume => return Err(MlsError::Impossible("no commit is pending".into())),
-            Intent::Add(key_package) => self.member.commit_add(&self.identity, key_package)?,
+            Intent::Add(key_package) | Intent::AddInvited(_, key_package) => {
+                self.member.commit_add(&self.identity, key_package)?
+            }
             Intent::Remove(node) => self.member.commit_remove(&self.identity, &node.0)?,
             Intent::Rotate => self.member.commit_update(&self.identity)?,
             Intent::SetRole(node, role) => {
@@ -103,7 +109,11 @@ impl Membership {
             }
         };
         let entry = Entry::Value(own.commit.clone());
-        self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome });
+        let mailbox = match intent {
+            Intent::AddInvited(mailbox, _) => Some(*mailbox),
+            _ => None,
+        };
+        self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome, mailbox });
         Ok(entry)
     }
 

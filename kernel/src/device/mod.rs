@@ -1,6 +1,8 @@
 //! The device node: a member of many groups, each with a learner and a proposer.
 
 mod group;
+mod invitations;
+mod invites;
 mod membership;
 mod messages;
 mod proposer;
@@ -34,6 +36,8 @@ pub struct Device {
     groups: BTreeMap<GroupId, DeviceGroup>,
     /// Key packages waiting for a Welcome (in memory: lost on restart; make a new one).
     joinings: Vec<Joining>,
+    /// Invite codes being redeemed (their key packages count against `key_packages_max` too).
+    invitations: invitations::Invitations,
     counters: Counters,
 }
 
@@ -48,16 +52,20 @@ impl Device {
             rng: NodeRng::from_seed(seed),
             groups: BTreeMap::new(),
             joinings: Vec::new(),
+            invitations: invitations::Invitations::default(),
             counters: Counters::default(),
         };
         for (id, state) in restored.groups {
+            let mut key_values = state.mls.clone();
+            let invites = invites::Invites::restore(&mut key_values);
             let mls = if state.genesis.is_mls() {
                 let seed = device.mls_seed();
-                Membership::restore(seed, device.identity(), state.mls.clone())
+                Membership::restore(seed, device.identity(), key_values)
             } else {
                 None
             };
-            let group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
+            let mut group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
+            group.invites = invites;
             device.groups.insert(id, group);
         }
         let wake_at = device.wake_at();
@@ -96,7 +104,7 @@ impl Device {
     }
 
     fn wake_at(&self) -> Option<Time> {
-        self.groups.values().map(DeviceGroup::wake_at).min()
+        crate::time::earliest(self.groups.values().map(DeviceGroup::wake_at).min(), self.invitations.wake_at())
     }
 
     fn on_command(&mut self, now: Time, command: Command, effects: &mut Effects) {
@@ -114,6 +122,8 @@ impl Device {
             Command::SetRole { group, member, role } => self.intend(now, group, Intent::SetRole(member, role), effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
             Command::SendMessage { group, data } => self.send_message(now, group, data, effects),
+            Command::CreateInvite { group, lifetime_ms } => self.create_invite(now, group, lifetime_ms, effects),
+            Command::AcceptInvite { code, acceptors } => self.accept_invite(now, &code, acceptors, effects),
             Command::ChangeAcceptors { group, acceptors } => self.change_acceptors(now, group, acceptors, effects),
         };
         if let Err(error) = result {
@@ -144,8 +154,9 @@ impl Device {
     }
 
     fn make_key_package(&mut self, effects: &mut Effects) -> Result<(), CommandError> {
-        if self.joinings.len() >= self.config.key_packages_max {
-            return Err(CommandError::TooManyKeyPackages(self.joinings.len()));
+        let outstanding = self.joinings.len() + self.invitations.len();
+        if outstanding >= self.config.key_packages_max {
+            return Err(CommandError::TooManyKeyPackages(outstanding));
         }
         let seed = self.mls_seed();
         let joining = Joining::new(seed, &self.identity()).map_err(|error| CommandError::Mls(error.to_string()))?;
@@ -173,7 +184,9 @@ impl Device {
                 Ok(member) => {
                     let mls_group_id = member.group_id();
                     let membership = Membership::new(member, self.identity(), mls_group_id);
-                    return self.open_group(now, genesis, Some(membership), effects);
+                    self.open_group(now, genesis.clone(), Some(membership), effects)?;
+                    effects.notify(Event::Joined { group: genesis.group_id(), genesis });
+                    return Ok(());
                 }
                 Err(failed) => self.joinings.insert(index, failed.0),
             }
@@ -209,6 +222,79 @@ impl Device {
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
         Ok(())
+    }
+
+    fn create_invite(&mut self, now: Time, id: GroupId, lifetime_ms: u64, effects: &mut Effects) -> Result<(), CommandError> {
+        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let code = group.create_invite(&mut cx, lifetime_ms)?;
+        effects.notify(Event::InviteCreated { group: id, code: code.to_text(), uri: code.to_uri() });
+        Ok(())
+    }
+
+    fn accept_invite(
+        &mut self,
+        now: Time,
+        code: &str,
+        acceptors: AcceptorSet,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
+        let code = crate::invite::InviteCode::parse(code).map_err(|error| CommandError::InvalidInvite(error.to_string()))?;
+        if !acceptors.is_well_formed(self.config.acceptors_max) {
+            return Err(CommandError::InvalidGenesis);
+        }
+        if self.invitations.contains(&code.mailbox) {
+            return Ok(());
+        }
+        let outstanding = self.joinings.len() + self.invitations.len();
+        if outstanding >= self.config.key_packages_max {
+            return Err(CommandError::TooManyKeyPackages(outstanding));
+        }
+        let seed = self.mls_seed();
+        let joining = Joining::new(seed, &self.identity()).map_err(|error| CommandError::Mls(error.to_string()))?;
+        let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
+        self.invitations.accept(&mut cx, &code, acceptors, joining);
+        Ok(())
+    }
+
+    /// A mailbox's contents for an invite this device is redeeming.
+    fn on_invitation(&mut self, now: Time, from: NodeId, message: crate::wire::Message, effects: &mut Effects) {
+        let crate::wire::Message::MailboxContents { mailbox, key_package, welcome } = message else { return };
+        let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (genesis, welcome) = match self.invitations.on_contents(&mut cx, from, mailbox, key_package, welcome) {
+            invitations::Redeemed::Waiting => return,
+            invitations::Redeemed::Spent => {
+                cov_mark::hit!(joiner_finds_its_invite_already_used);
+                let error = CommandError::InvalidInvite("the code was already used".into());
+                return effects.notify(Event::CommandFailed { error });
+            }
+            invitations::Redeemed::Welcome { genesis, welcome } => (genesis, welcome),
+        };
+        if !genesis.is_mls() || !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
+            return self.counters.count(Rejection::Invalid);
+        }
+        if self.groups.contains_key(&genesis.group_id()) {
+            return;
+        }
+        let past_epochs = self.config.mls_past_epochs_max;
+        let joined = self
+            .invitations
+            .try_join(&mailbox, |joining| joining.join(&welcome, past_epochs).map_err(|failed| Box::new(failed.0)));
+        let Some(member) = joined else { return self.counters.count(Rejection::Invalid) };
+        let mls_group_id = member.group_id();
+        if !genesis_names(&genesis, &mls_group_id) {
+            // The genesis comes from the acceptor, the Welcome from the admin: they must agree.
+            cov_mark::hit!(joiner_refuses_a_genesis_that_is_not_the_welcomes);
+            self.counters.count(Rejection::Invalid);
+            let error = CommandError::InvalidInvite("an acceptor sent a genesis that does not match the Welcome".into());
+            return effects.notify(Event::CommandFailed { error });
+        }
+        cov_mark::hit!(joiner_joins_through_an_invite);
+        let membership = Membership::new(member, self.identity(), mls_group_id);
+        if let Err(error) = self.open_group(now, genesis.clone(), Some(membership), effects) {
+            return effects.notify(Event::CommandFailed { error });
+        }
+        effects.notify(Event::Joined { group: genesis.group_id(), genesis });
     }
 
     /// In an MLS group, a commit to its settings (admins only); otherwise a log entry.
@@ -248,6 +334,11 @@ impl Device {
             Ok(envelope) => envelope,
             Err(error) => return self.counters.count(rejection_of(&error)),
         };
+        if let crate::wire::Message::MailboxContents { mailbox, .. } = &message
+            && self.invitations.contains(mailbox)
+        {
+            return self.on_invitation(now, from, message, effects);
+        }
         let Some(group) = self.groups.get_mut(&id) else {
             return self.counters.count(Rejection::UnknownGroup);
         };
@@ -256,11 +347,23 @@ impl Device {
     }
 
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
+        if self.invitations.wake_at().is_some_and(|at| at <= now) {
+            let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
+            for error in self.invitations.on_timer(&mut cx) {
+                effects.notify(Event::CommandFailed { error });
+            }
+        }
         for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
             let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
             group.on_timer(&mut cx);
         }
     }
+}
+
+/// Whether the genesis's GroupInfo is for the MLS group `mls_group_id`.
+fn genesis_names(genesis: &GroupGenesis, mls_group_id: &[u8]) -> bool {
+    let view = genesis.group_info.as_ref().and_then(|info| crate::mls::PublicView::from_group_info(info).ok());
+    view.is_some_and(|view| view.group_id() == mls_group_id)
 }
 
 impl Node for Device {

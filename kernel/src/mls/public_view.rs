@@ -63,6 +63,11 @@ impl PublicView {
         self.journal.changes(self.provider.memory())
     }
 
+    /// The MLS group id.
+    pub fn group_id(&self) -> &[u8] {
+        self.group.group_id().as_slice()
+    }
+
     /// The current epoch.
     pub fn epoch(&self) -> u64 {
         self.group.group_context().epoch().as_u64()

@@ -26,6 +26,9 @@ pub struct Net {
     pub log: Vec<String>,
     /// Frames to these nodes are dropped.
     pub unreachable: Vec<NodeId>,
+    /// These nodes are off the network: frames to and from them are dropped and their timers
+    /// do not fire.
+    pub offline: Vec<NodeId>,
     /// Every event any node raised, in order.
     pub events: Vec<(NodeId, plait_kernel::Event)>,
 }
@@ -56,7 +59,18 @@ pub fn net(devices: u64) -> (Net, GroupGenesis) {
     }
     let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three");
     let genesis = GroupGenesis { nonce: 7, acceptors, proposers, group_info: None };
-    (Net { now: Time(0), members, queue: VecDeque::new(), log: Vec::new(), unreachable: Vec::new(), events: Vec::new() }, genesis)
+    (
+        Net {
+            now: Time(0),
+            members,
+            queue: VecDeque::new(),
+            log: Vec::new(),
+            unreachable: Vec::new(),
+            offline: Vec::new(),
+            events: Vec::new(),
+        },
+        genesis,
+    )
 }
 
 impl Net {
@@ -115,7 +129,7 @@ impl Net {
     pub fn deliver_all(&mut self, limit: usize) {
         for _ in 0..limit {
             let Some((from, to, frame)) = self.queue.pop_front() else { return };
-            if self.unreachable.contains(&to) {
+            if self.unreachable.contains(&to) || self.offline.contains(&to) || self.offline.contains(&from) {
                 continue;
             }
             self.input(to, Input::Received { from, frame });
@@ -125,7 +139,7 @@ impl Net {
     /// Advances time and fires every node's timer.
     pub fn tick(&mut self, ms: u64) {
         self.now = self.now.plus_ms(ms);
-        let ids: Vec<NodeId> = self.members.iter().map(|m| m.id).collect();
+        let ids: Vec<NodeId> = self.members.iter().map(|m| m.id).filter(|id| !self.offline.contains(id)).collect();
         for id in ids {
             self.input(id, Input::Timer);
         }

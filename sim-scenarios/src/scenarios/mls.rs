@@ -1,6 +1,6 @@
-//! `mls/`: MLS groups whose commits the Paxos log orders, under faults. Key packages and
-//! Welcomes travel out of band here (the scenario hands them over); the acceptor mailboxes that
-//! will carry them are not built yet. Members also write application messages, each carrying
+//! `mls/`: MLS groups whose commits the Paxos log orders, under faults. Founding members are
+//! admitted with key packages and Welcomes handed over by the scenario (quick to set up); the
+//! invite scenario admits its joiner through the acceptors' mailboxes. Members also write application messages, each carrying
 //! the simulator's plaintext marker, which no acceptor may ever be sent.
 
 use plait_io_sim::{Chance, Cluster, FaultProfile, PLAINTEXT_MARKER, SimRng};
@@ -48,6 +48,11 @@ pub fn all() -> Vec<Scenario> {
             run: acceptor_replaced_under_faults,
         },
         Scenario {
+            name: "mls/an-offline-joiner-gets-in-through-an-invite",
+            description: "a joiner redeems an invite code while the admin is away; the admin, restarted, adds it while the joiner is away; the joiner then finds its Welcome at the acceptors — on a lossy, duplicating network",
+            run: offline_joiner_through_an_invite,
+        },
+        Scenario {
             name: "mls/only-admins-change-membership",
             description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
             run: only_admins_change_membership,
@@ -58,9 +63,9 @@ pub fn all() -> Vec<Scenario> {
 /// How long founding and admitting members may take (simulated).
 const SETUP_MS_MAX: u64 = 120_000;
 
-/// Founds a group at device 0 and admits every other device, one at a time.
+/// Founds a group at device 0 and admits the other devices (up to the fourth), one at a time.
 fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<GroupGenesis, String> {
-    let devices = cluster.devices();
+    let devices: Vec<usize> = cluster.devices().into_iter().take(4).collect();
     // The first three acceptors; any others stand by for the group to move to.
     let acceptors =
         AcceptorSet::new(cluster.acceptors().iter().take(3).map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
@@ -106,17 +111,17 @@ fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<
 
 /// A cluster of three acceptors and four devices with a founded group; faults not started.
 fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
-    start_with(options, 3, profile, rotation_interval_ms)
+    start_with(options, (3, 4), profile, rotation_interval_ms)
 }
 
 /// [`start`] with `acceptors` acceptors in the cluster, of which the group uses the first three.
 fn start_with(
     options: &RunOptions,
-    acceptors: usize,
+    (acceptors, devices): (usize, usize),
     profile: FaultProfile,
     rotation_interval_ms: u64,
 ) -> Result<Session, Box<Outcome>> {
-    let mut cluster = Cluster::new(options.seed, acceptors, 4, options.kernel_config(), profile, options.keep_trace_text);
+    let mut cluster = Cluster::new(options.seed, acceptors, devices, options.kernel_config(), profile, options.keep_trace_text);
     match found(&mut cluster, options.seed, rotation_interval_ms) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
@@ -366,7 +371,7 @@ fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = false;
-    let mut session = match start_with(options, 4, profile, 0) {
+    let mut session = match start_with(options, (4, 4), profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -401,5 +406,68 @@ fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
             session.fail("acceptor-replacement-takes-effect", detail);
         }
     }
+    session.outcome()
+}
+
+/// Proves invites work when inviter and joiner are never online together: everything passes
+/// through the acceptors' mailbox, and the admin's invite survives its restart.
+fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::calm();
+    profile.latency.min_ms = rng.between(2, 15);
+    profile.latency.spread_ms = rng.between(0, 20);
+    profile.loss = Chance(rng.between(0, 100_000) as u32);
+    profile.duplicate = Chance(rng.between(0, 100_000) as u32);
+    let mut session = match start_with(options, (3, 5), profile, 0) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let (group, devices) = (session.group, session.cluster.devices());
+    let (admin, joiner) = (devices[0], devices[4]);
+    let acceptors = session.cluster.checker.acceptors(group).cloned().expect("the group is known");
+    session.cluster.start_faults();
+    session.cluster.notices.clear();
+    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    let step = |session: &mut Session, ms: u64| {
+        let until = session.cluster.now().plus_ms(ms);
+        session.cluster.run_until(until);
+    };
+    step(&mut session, 2_000);
+    let code = session.cluster.notices.iter().find_map(|(_, event)| match event {
+        Event::InviteCreated { code, .. } => Some(code.clone()),
+        _ => None,
+    });
+    let Some(code) = code else {
+        session.fail("an-admin-opens-an-invite", "no invite code was created".into());
+        return session.outcome();
+    };
+    // The admin is away while the joiner redeems the code; it restarts from its disk.
+    session.cluster.isolate(admin);
+    session.cluster.crash(admin);
+    session.cluster.command(joiner, Command::AcceptInvite { code, acceptors });
+    step(&mut session, 3_000);
+    session.cluster.restart(admin, false);
+    // The joiner is away while the admin adds it.
+    session.cluster.heal();
+    session.cluster.isolate(joiner);
+    let epoch_of = |c: &Cluster, d: usize| c.device(d).and_then(|device| device.group(group)?.epoch());
+    let before = epoch_of(&session.cluster, devices[1]);
+    let deadline = session.cluster.now().plus_ms(30_000);
+    if !session.cluster.run_until_condition(deadline, |c| epoch_of(c, admin) > before) {
+        session.fail("the-admin-adds-the-joiner-of-an-invite", "the admin never added the joiner".into());
+        return session.outcome();
+    }
+    step(&mut session, 2_000);
+    // The admin is away when the joiner comes back for its Welcome.
+    session.cluster.heal();
+    session.cluster.isolate(admin);
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let in_group = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
+    if !session.cluster.run_until_condition(deadline, in_group) {
+        session.fail("an-offline-joiner-finds-its-welcome", "the joiner never joined".into());
+        return session.outcome();
+    }
+    session.safety_end = session.cluster.now();
+    session.run_liveness();
     session.outcome()
 }

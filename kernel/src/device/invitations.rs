@@ -1,0 +1,135 @@
+//! The joining side of invite codes, on a device that is not in the group yet.
+//!
+//! The joiner makes a key package, MACs it with the code's secret and posts it to the mailbox at
+//! every acceptor it was given, then polls until one of them holds a Welcome. It retries on its
+//! timer, so either side may be offline at any time until the invite's lifetime is over.
+//! (The key package's private keys are kept in memory: a joiner that restarts before it is
+//! added must redeem a new code.)
+
+use std::collections::BTreeMap;
+
+use crate::context::Context;
+use crate::ids::NodeId;
+use crate::invite::{InviteCode, Mailbox};
+use crate::io::{CommandError, Rejection};
+use crate::log::{AcceptorSet, GroupGenesis};
+use crate::mls::Joining;
+use crate::time::Time;
+use crate::wire::Message;
+
+/// One invite being redeemed.
+#[derive(Debug)]
+struct Invitation {
+    acceptors: AcceptorSet,
+    joining: Joining,
+    mac: [u8; 32],
+    started_at: Time,
+    next_try_at: Time,
+    /// Whether an acceptor showed it holds our key package (then we only poll).
+    posted: bool,
+}
+
+/// What a mailbox's contents mean for an invitation.
+pub(crate) enum Redeemed {
+    /// Not yet.
+    Waiting,
+    /// The Welcome is there: join with [`Invitations::try_join`].
+    Welcome { genesis: GroupGenesis, welcome: Vec<u8> },
+    /// Someone else's key package took the mailbox: the code was used.
+    Spent,
+}
+
+/// Invites this device is redeeming.
+#[derive(Debug, Default)]
+pub(crate) struct Invitations {
+    by_mailbox: BTreeMap<Mailbox, Invitation>,
+}
+
+impl Invitations {
+    /// How many are outstanding.
+    pub(crate) fn len(&self) -> usize {
+        self.by_mailbox.len()
+    }
+
+    /// Whether `mailbox` belongs to one of ours.
+    pub(crate) fn contains(&self, mailbox: &Mailbox) -> bool {
+        self.by_mailbox.contains_key(mailbox)
+    }
+
+    /// Starts redeeming `code` with a fresh key package.
+    pub(crate) fn accept(&mut self, cx: &mut Context<'_>, code: &InviteCode, acceptors: AcceptorSet, joining: Joining) {
+        let mac = code.mac(&joining.key_package);
+        let invitation = Invitation { acceptors, joining, mac, started_at: cx.now, next_try_at: cx.now, posted: false };
+        self.by_mailbox.insert(code.mailbox, invitation);
+        self.on_timer(cx);
+    }
+
+    /// When to try again next.
+    pub(crate) fn wake_at(&self) -> Option<Time> {
+        self.by_mailbox.values().map(|i| i.next_try_at).min()
+    }
+
+    /// Posts and polls what is due; gives up on invitations older than the longest lifetime.
+    pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) -> Vec<CommandError> {
+        let lifetime = cx.config.invite_lifetime_ms_max;
+        let before = self.by_mailbox.len();
+        self.by_mailbox.retain(|_, invitation| cx.now.since(invitation.started_at) < lifetime);
+        let expired = vec![CommandError::InviteExpired; before - self.by_mailbox.len()];
+        let now = cx.now;
+        for (mailbox, invitation) in self.by_mailbox.iter_mut().filter(|(_, i)| i.next_try_at <= now) {
+            if !invitation.posted {
+                let post = Message::PostKeyPackage {
+                    mailbox: *mailbox,
+                    key_package: invitation.joining.key_package.clone(),
+                    mac: invitation.mac,
+                };
+                cx.send_all(invitation.acceptors.members(), &post);
+            }
+            cx.send_all(invitation.acceptors.members(), &Message::FetchMailbox { mailbox: *mailbox });
+            invitation.next_try_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+        }
+        expired
+    }
+
+    /// A mailbox's contents from one of the acceptors we were given.
+    pub(crate) fn on_contents(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        mailbox: Mailbox,
+        key_package: Option<(Vec<u8>, [u8; 32])>,
+        welcome: Option<(GroupGenesis, Vec<u8>)>,
+    ) -> Redeemed {
+        let Some(invitation) = self.by_mailbox.get_mut(&mailbox) else { return Redeemed::Waiting };
+        if !invitation.acceptors.contains(from) {
+            cx.reject(Rejection::Unauthorised);
+            return Redeemed::Waiting;
+        }
+        match key_package {
+            Some((posted, _)) if posted == invitation.joining.key_package => invitation.posted = true,
+            Some(_) => {
+                self.by_mailbox.remove(&mailbox);
+                return Redeemed::Spent;
+            }
+            None => return Redeemed::Waiting,
+        }
+        match welcome {
+            Some((genesis, welcome)) => Redeemed::Welcome { genesis, welcome },
+            None => Redeemed::Waiting,
+        }
+    }
+
+    /// Joins with the invitation's key package; if `join` gives it back (the Welcome did not
+    /// work), the invitation stays outstanding.
+    pub(crate) fn try_join<T>(&mut self, mailbox: &Mailbox, join: impl FnOnce(Joining) -> Result<T, Box<Joining>>) -> Option<T> {
+        let Invitation { acceptors, joining, mac, started_at, next_try_at, posted } = self.by_mailbox.remove(mailbox)?;
+        match join(joining) {
+            Ok(joined) => Some(joined),
+            Err(joining) => {
+                self.by_mailbox
+                    .insert(*mailbox, Invitation { acceptors, joining: *joining, mac, started_at, next_try_at, posted });
+                None
+            }
+        }
+    }
+}
