@@ -137,7 +137,7 @@ impl Checker {
     pub fn on_acceptor_persist(&mut self, at: Time, acceptor: NodeId, batch: &WriteBatch) {
         for record in &batch.records {
             match record {
-                Record::Accepted { group, slot, ballot, value_hash, entry } => {
+                Record::Accepted { group, slot, ballot, value_hash, entry, .. } => {
                     let Some(ghost) = self.groups.get_mut(group) else { continue };
                     ghost.values.entry(*value_hash).or_insert_with(|| entry.clone());
                     ghost.votes.entry(*slot).or_default().entry((*ballot, *value_hash)).or_default().insert(acceptor);

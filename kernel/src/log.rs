@@ -71,15 +71,30 @@ impl AcceptorSet {
         self.0.binary_search(&node).is_ok()
     }
 
-    /// How many distinct members make a majority.
+    /// How many members may be Byzantine (lie, equivocate, withhold) without breaking safety:
+    /// `f` with `n >= 3f + 1`. Three acceptors tolerate crashes only; four tolerate one liar.
+    pub fn byzantine_tolerated(&self) -> usize {
+        (self.0.len() - 1) / 3
+    }
+
+    /// How many distinct members make a quorum: the smallest size at which any two quorums
+    /// share `f + 1` members, so at least one honest member sits in both (`2q >= n + f + 1`).
+    /// With `f = 0` that is a plain majority.
     pub fn quorum_size(&self) -> usize {
-        let size = self.0.len() / 2 + 1;
-        debug_assert!(2 * size > self.0.len());
+        let n = self.0.len();
+        let size = (n + self.byzantine_tolerated() + 2) / 2;
+        debug_assert!(2 * size > n + self.byzantine_tolerated() && size + self.byzantine_tolerated() <= n);
         size
     }
 
-    /// Whether `voters` include a majority of this set's members. Non-members and repeats do
-    /// not count: a value is chosen by a majority of *distinct* acceptors.
+    /// How many distinct members must report the same chosen value before a learner believes
+    /// it: `f + 1`, so at least one of them is honest.
+    pub fn vouches_needed(&self) -> usize {
+        self.byzantine_tolerated() + 1
+    }
+
+    /// Whether `voters` include a quorum of this set's members. Non-members and repeats do
+    /// not count: a value is chosen by a quorum of *distinct* acceptors.
     pub fn is_quorum<'a>(&self, voters: impl IntoIterator<Item = &'a NodeId>) -> bool {
         let distinct: std::collections::BTreeSet<&NodeId> = voters.into_iter().filter(|v| self.contains(**v)).collect();
         distinct.len() >= self.quorum_size()

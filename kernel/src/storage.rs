@@ -59,6 +59,8 @@ pub enum Record {
         value_hash: ValueHash,
         /// The value.
         entry: Entry,
+        /// The proposer's signature (see [`AcceptedValue::proof`]).
+        proof: Vec<u8>,
     },
     /// Acceptor: a peer acceptor's current incarnation, learned when it recovered.
     PeerIncarnation {
@@ -142,6 +144,9 @@ pub struct AcceptedValue {
     pub value_hash: ValueHash,
     /// The value.
     pub entry: Entry,
+    /// The proposer's signature over the ballot, slot and value hash (MLS groups; empty
+    /// otherwise), so a promise cannot claim a value at a ballot that never carried it.
+    pub proof: Vec<u8>,
 }
 
 /// Everything durable about one group on one node.
@@ -229,8 +234,9 @@ impl Restored {
             Record::Incarnation { incarnation, .. } => state.incarnation = Some(*incarnation),
             Record::Recovered { .. } => state.recovered = true,
             Record::Promised { ballot, .. } => state.promised = state.promised.max(*ballot),
-            Record::Accepted { slot, ballot, value_hash, entry, .. } => {
-                let value = AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone() };
+            Record::Accepted { slot, ballot, value_hash, entry, proof, .. } => {
+                let value =
+                    AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone(), proof: proof.clone() };
                 state.accepted.insert(*slot, value);
                 state.promised = state.promised.max(*ballot);
             }

@@ -63,6 +63,9 @@ pub enum Message {
         value_hash: ValueHash,
         /// The acceptors (and their incarnations) whose promises make up this ballot's quorum.
         promised_by: Vec<(NodeId, Incarnation)>,
+        /// In an MLS group, the proposer's signature over group, ballot, slot and value hash
+        /// (see [`accept_signed_bytes`]); empty otherwise.
+        proof: Vec<u8>,
     },
     /// Acceptor → proposer: phase 2b.
     Accepted {
@@ -195,6 +198,18 @@ pub enum Message {
     },
 }
 
+/// The bytes a proposer signs for an accept: acceptors keep the signature with the value and
+/// show it in promises, so an acceptor cannot claim that a ballot carried a value it did not.
+pub fn accept_signed_bytes(group: GroupId, ballot: Ballot, slot: Slot, value_hash: &ValueHash) -> Vec<u8> {
+    let mut bytes = b"plait accept v1".to_vec();
+    bytes.extend_from_slice(&group.0);
+    bytes.extend_from_slice(&ballot.round.to_be_bytes());
+    bytes.extend_from_slice(&ballot.proposer.0);
+    bytes.extend_from_slice(&slot.0.to_be_bytes());
+    bytes.extend_from_slice(&value_hash.0);
+    bytes
+}
+
 /// Why an acceptor refused a ballot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RejectReason {
@@ -316,7 +331,17 @@ mod tests {
         let cases = [
             (Message::Prepare { ballot, from_slot: Slot(0) }, kind::PREPARE),
             (Message::Promise { ballot, incarnation: Incarnation(1), accepted: vec![] }, kind::PROMISE),
-            (Message::Accept { ballot, slot: Slot(0), entry: Entry::Noop, value_hash: hash, promised_by: vec![] }, kind::ACCEPT),
+            (
+                Message::Accept {
+                    ballot,
+                    slot: Slot(0),
+                    entry: Entry::Noop,
+                    value_hash: hash,
+                    promised_by: vec![],
+                    proof: vec![],
+                },
+                kind::ACCEPT,
+            ),
             (Message::Accepted { ballot, slot: Slot(0), value_hash: hash }, kind::ACCEPTED),
             (Message::Application { sender: NodeId::from_index(1), message: vec![1] }, kind::APPLICATION),
         ];

@@ -185,7 +185,7 @@ proptest! {
                     let ballot = Ballot { round, proposer: from };
                     let entry = Entry::Value(vec![value]);
                     let promised_by = vec![(me(), subject.incarnation())];
-                    let accept = Message::Accept { ballot, slot: Slot(slot), value_hash: entry.hash(), entry: entry.clone(), promised_by };
+                    let accept = Message::Accept { ballot, slot: Slot(slot), value_hash: entry.hash(), entry: entry.clone(), promised_by, proof: vec![] };
                     let actual = reply_of(subject.send(from, accept));
                     let expected = model.accept(ballot, Slot(slot), entry);
                     // A retransmitted accept is answered again without a new persist.

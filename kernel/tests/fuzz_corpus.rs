@@ -19,7 +19,8 @@ fn seeds() -> Vec<Vec<u8>> {
     let group = genesis.group_id();
     let ballot = Ballot { round: 3, proposer: NodeId::from_index(10) };
     let entry = Entry::Value(b"seed".to_vec());
-    let accepted = AcceptedValue { ballot, value_hash: entry.hash(), entry: entry.clone() };
+    let accepted = AcceptedValue { ballot, value_hash: entry.hash(), entry: entry.clone(), proof: vec![9; 64] };
+    let mailbox = plait_kernel::invite::Mailbox([5; plait_kernel::invite::MAILBOX_BYTES]);
     let messages = vec![
         Message::Sync { genesis: genesis.clone(), from_slot: Slot(0), acceptors },
         Message::Prepare { ballot, from_slot: Slot(0) },
@@ -30,7 +31,14 @@ fn seeds() -> Vec<Vec<u8>> {
             value_hash: entry.hash(),
             entry: entry.clone(),
             promised_by: vec![(NodeId::from_index(1), Incarnation(1))],
+            proof: vec![9; 64],
         },
+        Message::Application { sender: NodeId::from_index(10), message: b"not really mls".to_vec() },
+        Message::OpenMailbox { mailbox, lifetime_ms: 60_000 },
+        Message::PostKeyPackage { mailbox, key_package: b"key package".to_vec(), mac: [1; 32] },
+        Message::PostWelcome { mailbox, welcome: b"welcome".to_vec() },
+        Message::FetchMailbox { mailbox },
+        Message::MailboxContents { mailbox, key_package: Some((b"key package".to_vec(), [1; 32])), welcome: None },
         Message::Accepted { ballot, slot: Slot(0), value_hash: entry.hash() },
         Message::Chosen { slot: Slot(0), entry: entry.clone() },
         Message::Entries { entries: vec![(Slot(0), entry)], chosen_next: Slot(1), accepted_pending: false },

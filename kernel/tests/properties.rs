@@ -36,6 +36,7 @@ fn message() -> impl Strategy<Value = Message> {
                     value_hash: entry.hash(),
                     entry,
                     promised_by: by.into_iter().map(|(n, i)| (n, Incarnation(i))).collect(),
+                    proof: vec![7; 64],
                 }
             }
         ),
@@ -43,7 +44,7 @@ fn message() -> impl Strategy<Value = Message> {
             |(ballot, inc, accepted)| {
                 let accepted = accepted
                     .into_iter()
-                    .map(|(s, b, e)| (Slot(s), AcceptedValue { ballot: b, value_hash: e.hash(), entry: e }))
+                    .map(|(s, b, e)| (Slot(s), AcceptedValue { ballot: b, value_hash: e.hash(), entry: e, proof: vec![] }))
                     .collect();
                 Message::Promise { ballot, incarnation: Incarnation(inc), accepted }
             }

@@ -80,8 +80,9 @@ impl Changes {
                 self.recovered.insert(group);
             }
             Record::Promised { ballot, .. } => self.raise_promised(group, *ballot),
-            Record::Accepted { slot, ballot, value_hash, entry, .. } => {
-                let value = AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone() };
+            Record::Accepted { slot, ballot, value_hash, entry, proof, .. } => {
+                let value =
+                    AcceptedValue { ballot: *ballot, value_hash: *value_hash, entry: entry.clone(), proof: proof.clone() };
                 self.accepted.insert((group, *slot), Some(value));
                 self.raise_promised(group, *ballot);
             }
@@ -138,8 +139,14 @@ mod tests {
         let genesis = genesis(1);
         let group = genesis.group_id();
         let ballot = Ballot { round: 2, proposer: NodeId::from_index(2) };
-        let accepted =
-            |slot| Record::Accepted { group, slot: Slot(slot), ballot, value_hash: Entry::Noop.hash(), entry: Entry::Noop };
+        let accepted = |slot| Record::Accepted {
+            group,
+            slot: Slot(slot),
+            ballot,
+            value_hash: Entry::Noop.hash(),
+            entry: Entry::Noop,
+            proof: vec![],
+        };
         let chosen = |slot| Record::Chosen { group, slot: Slot(slot), entry: Entry::Noop };
         let durable = BTreeSet::from([group]);
         let changes = Changes::fold(&durable, &[batch(vec![accepted(1), chosen(1), chosen(2), accepted(2)])]);

@@ -43,8 +43,17 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
             ballot: Column("accepted.ballot").ballot(ballot)?,
             value_hash: Column("accepted.value_hash").value_hash(value_hash)?,
             entry: Column("accepted.entry").entry(entry)?,
+            proof: Vec::new(),
         };
         group_of(&mut restored, "accepted", group)?.accepted.insert(slot, value);
+    }
+    for row in fetch(connection, "SELECT group_id, slot, proof, checksum FROM accept_proofs").await? {
+        let [group, slot, proof] = checked(&row, "accept_proofs")?;
+        let slot = Column("accept_proofs.slot").slot(slot)?;
+        let value = group_of(&mut restored, "accept_proofs", group)?.accepted.get_mut(&slot).ok_or_else(|| {
+            StoreError::Corrupt { detail: format!("accept_proofs has a row for slot {} that has no accepted value", slot.0) }
+        })?;
+        value.proof = proof.to_vec();
     }
     let peers = "SELECT group_id, acceptor, incarnation, checksum FROM peer_incarnations";
     for row in fetch(connection, peers).await? {

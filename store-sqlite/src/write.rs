@@ -107,6 +107,26 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
     });
     upsert(connection, &statement, rows.collect()).await?;
 
+    let statement = Statement {
+        table: "accept_proofs",
+        head: "INSERT INTO accept_proofs (group_id, slot, proof, checksum) ",
+        tail: " ON CONFLICT (group_id, slot) DO UPDATE SET proof = excluded.proof, checksum = excluded.checksum",
+    };
+    let proofs = changes.accepted.iter().filter_map(|((group, slot), value)| {
+        let value = value.as_ref().filter(|value| !value.proof.is_empty())?;
+        Some(vec![group.0.to_vec(), u64_to_column(slot.0).to_vec(), value.proof.clone()])
+    });
+    upsert(connection, &statement, proofs.collect()).await?;
+
+    // A slot chosen, or accepted again without a proof, loses its old proof.
+    let stale: Vec<Columns> = changes
+        .accepted
+        .iter()
+        .filter(|(_, value)| value.as_ref().is_none_or(|value| value.proof.is_empty()))
+        .map(|((group, slot), _)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec()])
+        .collect();
+    delete(connection, "DELETE FROM accept_proofs WHERE (group_id, slot) IN (", stale).await?;
+
     let keys: Vec<Columns> = changes
         .accepted
         .iter()

@@ -71,9 +71,10 @@ fn record() -> impl Strategy<Value = Record> {
         1 => (any_group.clone(), number()).prop_map(|(group, n)| Record::Incarnation { group, incarnation: Incarnation(n) }),
         1 => any_group.clone().prop_map(|group| Record::Recovered { group }),
         2 => (any_group.clone(), ballot()).prop_map(|(group, ballot)| Record::Promised { group, ballot }),
-        3 => (any_group.clone(), slot.clone(), ballot(), entry()).prop_map(|(group, slot, ballot, entry)| {
-            Record::Accepted { group, slot, ballot, value_hash: entry.hash(), entry }
-        }),
+        // Proofs empty (groups of opaque values) or not (MLS groups): both must round-trip.
+        3 => (any_group.clone(), slot.clone(), ballot(), entry(), prop::collection::vec(any::<u8>(), 0..3)).prop_map(
+            |(group, slot, ballot, entry, proof)| Record::Accepted { group, slot, ballot, value_hash: entry.hash(), entry, proof }
+        ),
         1 => (any_group.clone(), node(), number())
             .prop_map(|(group, acceptor, n)| Record::PeerIncarnation { group, acceptor, incarnation: Incarnation(n) }),
         3 => (any_group.clone(), slot, entry()).prop_map(|(group, slot, entry)| Record::Chosen { group, slot, entry }),

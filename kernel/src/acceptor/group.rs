@@ -223,8 +223,8 @@ impl AcceptorGroup {
         match message {
             Message::Sync { genesis, from_slot, acceptors } => return self.on_sync(cx, from, &genesis, from_slot, acceptors),
             Message::Prepare { ballot, from_slot } => return self.on_prepare(cx, from, ballot, from_slot),
-            Message::Accept { ballot, slot, entry, value_hash, promised_by } => {
-                return self.on_accept(cx, from, ballot, slot, entry, value_hash, &promised_by);
+            Message::Accept { ballot, slot, entry, value_hash, promised_by, proof } => {
+                return self.on_accept(cx, from, Proposed { ballot, slot, entry, value_hash, proof }, &promised_by);
             }
             Message::Chosen { slot, entry } => self.on_chosen(cx, from, vec![(slot, entry)]),
             Message::Entries { entries, .. } => self.on_chosen(cx, from, entries),
@@ -343,19 +343,22 @@ impl AcceptorGroup {
         None
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_accept(
         &mut self,
         cx: &mut Context<'_>,
         from: NodeId,
-        ballot: Ballot,
-        slot: Slot,
-        entry: Entry,
-        value_hash: crate::ids::ValueHash,
+        proposed: Proposed,
         promised_by: &[(NodeId, Incarnation)],
     ) -> Option<LoadWanted> {
+        let Proposed { ballot, slot, entry, value_hash, proof } = proposed;
         if !self.allows_member(from) || ballot.proposer != from {
             cx.reject(Rejection::Unauthorised);
+            return None;
+        }
+        if let Some(view) = &self.mls
+            && !view.verifies(&from.0, &crate::wire::accept_signed_bytes(cx.group, ballot, slot, &value_hash), &proof)
+        {
+            cx.reject(Rejection::Invalid);
             return None;
         }
         if entry.encoded_len() > cx.config.entry_bytes_max || entry.hash() != value_hash || !self.entry_is_well_formed(cx, &entry)
@@ -404,8 +407,8 @@ impl AcceptorGroup {
             return None;
         }
         self.promised = ballot;
-        self.accepted.insert(slot, AcceptedValue { ballot, value_hash, entry: entry.clone() });
-        let record = Record::Accepted { group: cx.group, slot, ballot, value_hash, entry };
+        self.accepted.insert(slot, AcceptedValue { ballot, value_hash, entry: entry.clone(), proof: proof.clone() });
+        let record = Record::Accepted { group: cx.group, slot, ballot, value_hash, entry, proof };
         if canary!(cx.config, SendBeforePersist) {
             cx.send(from, Message::Accepted { ballot, slot, value_hash });
             cx.persist(vec![record]);
@@ -559,6 +562,15 @@ impl AcceptorGroup {
             self.ask_peers(cx);
         }
     }
+}
+
+/// What an accept proposes.
+pub(crate) struct Proposed {
+    ballot: Ballot,
+    slot: Slot,
+    entry: Entry,
+    value_hash: crate::ids::ValueHash,
+    proof: Vec<u8>,
 }
 
 /// A disk read the group needs before it can answer `to`.

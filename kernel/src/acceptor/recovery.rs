@@ -175,8 +175,8 @@ impl AcceptorGroup {
             if self.accepted.get(&slot).is_some_and(|own| own.ballot >= value.ballot) {
                 continue;
             }
-            let (ballot, value_hash, entry) = (value.ballot, value.value_hash, value.entry.clone());
-            records.push(Record::Accepted { group: cx.group, slot, ballot, value_hash, entry });
+            let (ballot, value_hash, entry, proof) = (value.ballot, value.value_hash, value.entry.clone(), value.proof.clone());
+            records.push(Record::Accepted { group: cx.group, slot, ballot, value_hash, entry, proof });
             self.accepted.insert(slot, value);
         }
         for (node, incarnation) in reports.iter().flat_map(|r| r.incarnations.iter()) {

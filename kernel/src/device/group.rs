@@ -389,6 +389,17 @@ impl DeviceGroup {
         if accepted.iter().any(|(_, value)| value.entry.hash() != value.value_hash) {
             return cx.reject(Rejection::Invalid);
         }
+        // In an MLS group an acceptor accepts only at its chosen frontier, so an honest promise
+        // for `from_slot` reports values for that slot alone, each signed by the member whose
+        // ballot carried it. Anything else is a lie: a Byzantine acceptor could otherwise get
+        // a second value chosen for a slot.
+        let from_slot = preparing.from_slot;
+        if let Some(mls) = &self.mls
+            && accepted.iter().any(|(slot, value)| *slot != from_slot || !mls.accept_is_signed(cx.group, *slot, value))
+        {
+            cov_mark::hit!(device_refuses_a_promise_with_an_unsigned_accepted_value);
+            return cx.reject(Rejection::Invalid);
+        }
         preparing.promises.insert(from, (incarnation, accepted));
         let Some(quorum) = preparing.tally(canary!(cx.config, QuorumTooSmall)) else { return };
         // `failures` resets only when a value is chosen: two proposers that keep winning phase 1
@@ -677,18 +688,21 @@ impl DeviceGroup {
         };
         let Proposer::Leading(leading) = &mut self.proposer else { return };
         let value_hash = entry.hash();
+        let proof = self.mls.as_ref().map(|mls| mls.sign_accept(cx.group, leading.ballot, slot, &value_hash)).unwrap_or_default();
         let accept = Message::Accept {
             ballot: leading.ballot,
             slot,
             entry: entry.clone(),
             value_hash,
             promised_by: leading.promised_by.clone(),
+            proof: proof.clone(),
         };
         cx.send_all(leading.acceptors.members(), &accept);
         leading.in_flight = Some(InFlight {
             slot,
             entry,
             value_hash,
+            proof,
             own,
             accepted_by: BTreeSet::new(),
             refused_by: BTreeSet::new(),
@@ -758,6 +772,7 @@ impl DeviceGroup {
                             entry: in_flight.entry.clone(),
                             value_hash: in_flight.value_hash,
                             promised_by: leading.promised_by.clone(),
+                            proof: in_flight.proof.clone(),
                         };
                         let silent: Vec<NodeId> =
                             leading.acceptors.members().iter().copied().filter(|a| !in_flight.accepted_by.contains(a)).collect();

@@ -154,6 +154,25 @@ impl Membership {
         self.member.settings().ok()?.acceptors
     }
 
+    /// Our signature on an accept (see [`crate::wire::accept_signed_bytes`]).
+    pub(crate) fn sign_accept(
+        &self,
+        group: GroupId,
+        ballot: crate::ids::Ballot,
+        slot: crate::ids::Slot,
+        hash: &ValueHash,
+    ) -> Vec<u8> {
+        let bytes = crate::wire::accept_signed_bytes(group, ballot, slot, hash);
+        self.member.sign(&self.identity, &bytes).expect("invariant: Ed25519 signing does not fail")
+    }
+
+    /// Whether an accepted value reported in a promise carries a valid signature of the member
+    /// whose ballot carried it.
+    pub(crate) fn accept_is_signed(&self, group: GroupId, slot: crate::ids::Slot, value: &crate::storage::AcceptedValue) -> bool {
+        let bytes = crate::wire::accept_signed_bytes(group, value.ballot, slot, &value.value_hash);
+        self.member.verifies(&value.ballot.proposer.0, &bytes, &value.proof)
+    }
+
     /// Encrypts application data for the current epoch.
     pub(crate) fn encrypt(&mut self, data: &[u8]) -> Result<Vec<u8>, MlsError> {
         self.member.encrypt(&self.identity, data)

@@ -101,6 +101,8 @@ pub(crate) struct InFlight {
     pub(crate) slot: Slot,
     pub(crate) entry: Entry,
     pub(crate) value_hash: ValueHash,
+    /// Our signature on the accept (MLS groups), kept for retransmissions.
+    pub(crate) proof: Vec<u8>,
     /// Whether the value is this device's own proposal (the head of its queue) or adopted.
     pub(crate) own: bool,
     pub(crate) accepted_by: BTreeSet<NodeId>,
@@ -149,7 +151,12 @@ mod tests {
 
     fn value(round: u64, byte: u8) -> AcceptedValue {
         let entry = Entry::Value(vec![byte]);
-        AcceptedValue { ballot: Ballot { round, proposer: NodeId::from_index(90) }, value_hash: entry.hash(), entry }
+        AcceptedValue {
+            ballot: Ballot { round, proposer: NodeId::from_index(90) },
+            value_hash: entry.hash(),
+            entry,
+            proof: vec![],
+        }
     }
 
     #[test]

@@ -201,6 +201,19 @@ impl Member {
         Ok(SignedDigest { group, epoch: self.epoch(), authenticator_hash: hash, signer, signature })
     }
 
+    /// Signs `bytes` with this device's signature key (the one its leaf carries).
+    pub fn sign(&self, identity: &Identity, bytes: &[u8]) -> Result<Vec<u8>, MlsError> {
+        use openmls_traits::signatures::Signer as _;
+        identity.signer.sign(bytes).map_err(internal)
+    }
+
+    /// Whether `signature` over `bytes` verifies with the signature key of current member `name`.
+    pub fn verifies(&self, name: &[u8], bytes: &[u8], signature: &[u8]) -> bool {
+        use openmls_traits::crypto::OpenMlsCrypto as _;
+        let Some(signer) = self.group.members().find(|m| m.credential.serialized_content() == name) else { return false };
+        self.provider.crypto().verify_signature(SignatureScheme::ED25519, bytes, &signer.signature_key, signature).is_ok()
+    }
+
     /// Checks another member's digest against our record of that epoch.
     pub fn check_digest(&self, digest: &SignedDigest) -> DigestCheck {
         use openmls_traits::crypto::OpenMlsCrypto as _;

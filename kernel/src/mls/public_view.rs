@@ -88,6 +88,13 @@ impl PublicView {
         Ok(self.settings()?.roles)
     }
 
+    /// Whether `signature` over `bytes` verifies with the signature key of current member `name`.
+    pub fn verifies(&self, name: &[u8], bytes: &[u8], signature: &[u8]) -> bool {
+        use openmls_traits::crypto::OpenMlsCrypto as _;
+        let Some(signer) = self.group.members().find(|m| m.credential.serialized_content() == name) else { return false };
+        self.provider.crypto().verify_signature(SignatureScheme::ED25519, bytes, &signer.signature_key, signature).is_ok()
+    }
+
     /// Whether `name` is a current member allowed to send application data (not a reader).
     pub fn is_writer(&self, name: &[u8]) -> bool {
         let member = self.group.members().any(|member| member.credential.serialized_content() == name);
