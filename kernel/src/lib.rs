@@ -21,6 +21,7 @@ pub mod mls;
 pub mod rng;
 pub mod storage;
 pub mod time;
+mod vouches;
 pub mod wire;
 
 pub use acceptor::Acceptor;

@@ -72,6 +72,8 @@ pub(crate) struct AcceptorGroup {
     /// The acceptor set a device last told us about; used to find peers before we know the log.
     pub(crate) hint: Option<AcceptorSet>,
     subscribers: BTreeSet<NodeId>,
+    /// Chosen values peer acceptors reported for slots this node has not learned.
+    vouches: crate::vouches::Vouches,
     pub(crate) next_peer_sync_at: Time,
     /// For an MLS group: the public view, at the epoch after every chosen entry this node knows.
     mls: Option<PublicView>,
@@ -102,6 +104,7 @@ impl AcceptorGroup {
             history,
             hint,
             subscribers: BTreeSet::new(),
+            vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             former_members: BTreeSet::new(),
             mls,
@@ -150,6 +153,7 @@ impl AcceptorGroup {
             history,
             hint: None,
             subscribers: BTreeSet::new(),
+            vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             mls,
             former_members,
@@ -467,11 +471,41 @@ impl AcceptorGroup {
         })
     }
 
+    /// Learns chosen entries: at once from a member (a proposer saw a quorum accept them, or a
+    /// device hands over what it applied); from a peer acceptor only once enough peers agree
+    /// (see `vouches.rs`).
     fn on_chosen(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>) {
-        if !self.allows_member(from) && !self.is_known_acceptor(from) {
+        let entries = if self.allows_member(from) {
+            entries
+        } else if self.is_known_acceptor(from) {
+            if entries
+                .iter()
+                .any(|(_, entry)| entry.encoded_len() > cx.config.entry_bytes_max || !self.entry_is_well_formed(cx, entry))
+            {
+                cx.reject(Rejection::Invalid);
+                return;
+            }
+            let window = cx.config.catch_up_entries_max as u64 * 2;
+            for (slot, entry) in entries {
+                self.vouches.record(from, slot, entry, self.chosen_next, window);
+            }
+            loop {
+                let believed = self.vouches.take_believed(self.chosen_next, &self.history, self.mls.is_some());
+                if believed.is_empty() {
+                    return;
+                }
+                self.learn_run(cx, from, believed);
+            }
+        } else {
             cx.reject(Rejection::Unauthorised);
             return;
-        }
+        };
+        self.learn_run(cx, from, entries);
+    }
+
+    /// Learns a run of chosen entries from `chosen_next` on, persists them, and pushes them to
+    /// subscribers.
+    fn learn_run(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>) {
         let mut learned = Vec::new();
         for (slot, entry) in entries {
             if slot < self.chosen_next {

@@ -43,6 +43,8 @@ pub(crate) struct DeviceGroup {
     messages: Messages,
     /// For an MLS group: invites this device opened.
     pub(crate) invites: Invites,
+    /// Chosen values acceptors reported for slots not applied yet.
+    vouches: crate::vouches::Vouches,
     /// When this device next rotates its keys (MLS groups with a rotation interval).
     next_rotation_at: Option<Time>,
     /// Consecutive failed ballots, for backoff.
@@ -112,6 +114,7 @@ impl DeviceGroup {
             mls: None,
             messages: Messages::default(),
             invites: Invites::default(),
+            vouches: crate::vouches::Vouches::default(),
             next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
@@ -337,9 +340,9 @@ impl DeviceGroup {
             Message::Promise { ballot, incarnation, accepted } => self.on_promise(cx, from, ballot, incarnation, accepted),
             Message::Accepted { ballot, slot, value_hash } => self.on_accepted(cx, from, ballot, slot, value_hash),
             Message::Rejected { ballot, reason, promised } => self.on_rejected(cx, from, ballot, reason, promised),
-            Message::Chosen { slot, entry } => self.on_entries(cx, vec![(slot, entry)], None),
+            Message::Chosen { slot, entry } => self.on_entries(cx, from, vec![(slot, entry)], None),
             Message::Entries { entries, chosen_next, accepted_pending } => {
-                self.on_entries(cx, entries, Some((chosen_next, accepted_pending)));
+                self.on_entries(cx, from, entries, Some((chosen_next, accepted_pending)));
                 self.help_lagging_acceptor(cx, from, chosen_next);
             }
             Message::EpochDigest { digest } => match self.mls.as_ref().map(|mls| mls.check_digest(cx.group, &digest)) {
@@ -492,8 +495,9 @@ impl DeviceGroup {
         self.proposer = Proposer::Backoff { until: cx.now.plus_ms(delay) };
     }
 
-    /// Applies chosen entries (a page or a push) and notes whether acceptors hold undecided slots.
-    fn on_entries(&mut self, cx: &mut Context<'_>, entries: Vec<(Slot, Entry)>, frontier: Option<(Slot, bool)>) {
+    /// Applies chosen entries an acceptor reports (a page or a push) once enough acceptors
+    /// agree (see `vouches.rs`), and notes whether acceptors hold undecided slots.
+    fn on_entries(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>, frontier: Option<(Slot, bool)>) {
         let valid = entries.iter().all(|(_, entry)| match entry {
             Entry::SetAcceptors(set) => set.is_well_formed(cx.config.acceptors_max),
             Entry::Noop | Entry::Value(_) => entry.encoded_len() <= cx.config.entry_bytes_max,
@@ -501,14 +505,20 @@ impl DeviceGroup {
         if !valid {
             return cx.reject(Rejection::Invalid);
         }
-        let fresh: Vec<(Slot, Entry)> = entries.into_iter().skip_while(|(slot, _)| *slot < self.next_slot).collect();
-        let contiguous = fresh.iter().enumerate().take_while(|(i, (slot, _))| slot.0 == self.next_slot.0 + *i as u64).count();
-        if contiguous > 0 {
-            let own_slot = self.own_slot_among(&fresh[..contiguous]);
-            let applied: Vec<(Slot, Entry)> = fresh.into_iter().take(contiguous).collect();
-            self.apply(cx, applied, own_slot);
-        } else if fresh.is_empty() {
+        if !entries.is_empty() && entries.iter().all(|(slot, _)| *slot < self.next_slot) {
             cx.reject(Rejection::Duplicate);
+        }
+        let window = cx.config.catch_up_entries_max as u64 * 2;
+        for (slot, entry) in entries {
+            self.vouches.record(from, slot, entry, self.next_slot, window);
+        }
+        loop {
+            let believed = self.vouches.take_believed(self.next_slot, &self.history, self.mls.is_some());
+            if believed.is_empty() {
+                break;
+            }
+            let own_slot = self.own_slot_among(&believed);
+            self.apply(cx, believed, own_slot);
         }
         if let Some((chosen_next, accepted_pending)) = frontier {
             self.watch_for_stuck_slot(cx, chosen_next, accepted_pending);
