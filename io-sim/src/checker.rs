@@ -49,12 +49,19 @@ impl GhostGroup {
         self.chosen.get(slot.0 as usize).copied()
     }
 
-    /// The value with a quorum of votes at `slot`, judged by the set in force there.
+    /// The value chosen at `slot`, judged by the set in force there: honest votes (Byzantine
+    /// acceptors' are never recorded) at one ballot from a quorum less the `f` members that may
+    /// lie. That is what a proposer's quorum of acknowledgements guarantees at the least; with
+    /// `f = 0` it is a plain quorum.
     fn quorum_value(&self, slot: Slot) -> Vec<ValueHash> {
         let set = self.history.at(slot);
+        let needed = set.quorum_size() - set.byzantine_tolerated();
         let Some(votes) = self.votes.get(&slot) else { return Vec::new() };
-        let mut winners: Vec<ValueHash> =
-            votes.iter().filter(|(_, voters)| set.is_quorum(voters.iter())).map(|((_, hash), _)| *hash).collect();
+        let mut winners: Vec<ValueHash> = votes
+            .iter()
+            .filter(|(_, voters)| voters.iter().filter(|v| set.contains(**v)).count() >= needed)
+            .map(|((_, hash), _)| *hash)
+            .collect();
         winners.sort_unstable();
         winners.dedup();
         winners
@@ -79,6 +86,8 @@ pub struct Checker {
     device_epochs: BTreeMap<(NodeId, GroupId), u64>,
     /// The members of each MLS epoch, as first reported.
     members: BTreeMap<(GroupId, u64), Vec<NodeId>>,
+    /// Byzantine acceptors: their votes are not votes, and their words are not checked.
+    pub byzantine: std::collections::BTreeSet<NodeId>,
 }
 
 impl Checker {
@@ -135,6 +144,9 @@ impl Checker {
 
     /// An acceptor's batch is about to become durable.
     pub fn on_acceptor_persist(&mut self, at: Time, acceptor: NodeId, batch: &WriteBatch) {
+        if self.byzantine.contains(&acceptor) {
+            return;
+        }
         for record in &batch.records {
             match record {
                 Record::Accepted { group, slot, ballot, value_hash, entry, .. } => {
@@ -255,6 +267,7 @@ impl Checker {
 
     /// A node is about to send `frame`; `durable` is its disk as of now.
     pub fn on_send(&mut self, at: Time, sender: NodeId, frame: &[u8], durable: &Restored) {
+        debug_assert!(!self.byzantine.contains(&sender), "the cluster does not check what liars send");
         use plait_kernel::wire::{kind, peek};
         // Only these four kinds carry promises, accepts or ballots; skip decoding the rest.
         let inspected = [kind::PREPARE, kind::PROMISE, kind::ACCEPT, kind::ACCEPTED];

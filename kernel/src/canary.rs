@@ -24,11 +24,15 @@ pub enum Canary {
     RemovedMemberStillAccepted,
     /// Devices send application data unencrypted.
     AcceptorSeesPlaintext,
+    /// Learners believe one acceptor's report that a value was chosen.
+    LearnerBelievesOneAcceptor,
+    /// Proposers adopt accepted values from promises without checking their signatures.
+    PromiseProofsUnchecked,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 8] = [
+    pub const ALL: [(&'static str, Canary); 10] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
@@ -37,6 +41,8 @@ impl Canary {
         ("acceptor-skips-commit-validation", Canary::AcceptorSkipsCommitValidation),
         ("removed-member-still-accepted", Canary::RemovedMemberStillAccepted),
         ("acceptor-sees-plaintext", Canary::AcceptorSeesPlaintext),
+        ("learner-believes-one-acceptor", Canary::LearnerBelievesOneAcceptor),
+        ("promise-proofs-unchecked", Canary::PromiseProofsUnchecked),
     ];
 
     /// The canary with this command-line name.

@@ -47,10 +47,17 @@ impl Vouches {
     }
 
     /// The contiguous entries from `next` that enough acceptors of the set in force at each
-    /// slot agree on (`history` is the learner's, up to `next`). They are removed. In an MLS
+    /// slot agree on (`history` is the learner's, up to `next`; `believe_one` is the canary
+    /// that trusts any single report). They are removed. In an MLS
     /// group (`stop_after_value`) a commit may change the acceptor set, which only the caller
     /// can tell, so the run ends after the first value.
-    pub(crate) fn take_believed(&mut self, next: Slot, history: &AcceptorHistory, stop_after_value: bool) -> Vec<(Slot, Entry)> {
+    pub(crate) fn take_believed(
+        &mut self,
+        next: Slot,
+        history: &AcceptorHistory,
+        stop_after_value: bool,
+        believe_one: bool,
+    ) -> Vec<(Slot, Entry)> {
         self.slots.retain(|slot, _| *slot >= next);
         let mut history = history.clone();
         let mut believed = Vec::new();
@@ -63,7 +70,8 @@ impl Vouches {
                     *counts.entry(*hash).or_default() += 1;
                 }
             }
-            let Some((hash, _)) = counts.into_iter().find(|(_, count)| *count >= set.vouches_needed()) else { break };
+            let needed = if believe_one { 1 } else { set.vouches_needed() };
+            let Some((hash, _)) = counts.into_iter().find(|(_, count)| *count >= needed) else { break };
             let entry = reports.values[&hash].clone();
             if reports.by_acceptor.len() > 1 && reports.values.len() > 1 {
                 cov_mark::hit!(learner_outvotes_a_false_chosen_report);
@@ -95,19 +103,22 @@ mod tests {
     fn one_report_is_enough_without_byzantine_tolerance_and_two_are_needed_with_it() {
         let mut vouches = Vouches::default();
         vouches.record(NodeId::from_index(1), Slot(0), Entry::Value(b"a".to_vec()), Slot(0), 8);
-        assert_eq!(vouches.take_believed(Slot(0), &history(3), false).len(), 1);
+        assert_eq!(vouches.take_believed(Slot(0), &history(3), false, false).len(), 1);
 
         let mut vouches = Vouches::default();
         let (honest, liar) = (Entry::Value(b"chosen".to_vec()), Entry::Value(b"forged".to_vec()));
         vouches.record(NodeId::from_index(4), Slot(0), liar.clone(), Slot(0), 8);
         vouches.record(NodeId::from_index(4), Slot(0), liar, Slot(0), 8);
-        assert!(vouches.take_believed(Slot(0), &history(4), false).is_empty(), "one acceptor, however often, is not enough");
+        assert!(
+            vouches.take_believed(Slot(0), &history(4), false, false).is_empty(),
+            "one acceptor, however often, is not enough"
+        );
         vouches.record(NodeId::from_index(1), Slot(0), honest.clone(), Slot(0), 8);
-        assert!(vouches.take_believed(Slot(0), &history(4), false).is_empty());
+        assert!(vouches.take_believed(Slot(0), &history(4), false, false).is_empty());
         vouches.record(NodeId::from_index(9), Slot(0), honest.clone(), Slot(0), 8);
-        assert!(vouches.take_believed(Slot(0), &history(4), false).is_empty(), "a non-member's report does not count");
+        assert!(vouches.take_believed(Slot(0), &history(4), false, false).is_empty(), "a non-member's report does not count");
         vouches.record(NodeId::from_index(2), Slot(0), honest.clone(), Slot(0), 8);
-        assert_eq!(vouches.take_believed(Slot(0), &history(4), false), vec![(Slot(0), honest)]);
+        assert_eq!(vouches.take_believed(Slot(0), &history(4), false, false), vec![(Slot(0), honest)]);
     }
 
     #[test]

@@ -356,3 +356,51 @@ fn invites_expire_refuse_forged_key_packages_and_rate_limit_the_mailbox() {
     net.deliver_all(10_000);
     assert!(net.acceptor(NodeId::from_index(1)).counters().of(plait_kernel::Rejection::OverLimit) >= limit);
 }
+
+/// With three acceptors (none may lie), a learner believes one acceptor. If one does lie, the
+/// members still find out: the member fed a false chosen commit signs a different epoch
+/// authenticator, acceptors relay the signed digests, and the others raise `ForkDetected`.
+#[test]
+fn a_fork_caused_by_a_lying_acceptor_is_detected_on_the_wire() {
+    use plait_kernel::wire::{Envelope, Message, decode, encode};
+    let (mut net, group, [admin, second, third]) = group_of_three();
+    // The second member's rotation never reaches the acceptors (its accepts are lost), so its
+    // commit for this epoch is never chosen; the admin's is. The third member is away.
+    net.offline = vec![third];
+    net.command(second, Command::RotateKeys { group });
+    let mut offered = None;
+    for round in 0..20 {
+        if round == 5 {
+            net.command(admin, Command::RotateKeys { group });
+        }
+        while let Some((from, to, frame)) = net.queue.pop_front() {
+            let message = decode(&frame, usize::MAX).map(|e| e.message);
+            if let Ok(Message::Accept { slot, entry, .. }) = message
+                && from == second
+            {
+                offered.get_or_insert((slot, entry));
+                continue;
+            }
+            if !net.offline.contains(&to) && !net.offline.contains(&from) {
+                net.input(to, plait_kernel::Input::Received { from, frame });
+            }
+        }
+        net.tick(100);
+    }
+    let (slot, losing) = offered.expect("the second member offered its commit");
+    let chosen = net.events.iter().find_map(|(id, event)| match event {
+        Event::Applied { slot: s, entry, .. } if *id == admin && *s == slot => Some(entry.clone()),
+        _ => None,
+    });
+    assert!(chosen.is_some_and(|chosen| chosen != losing), "the admin's commit took the slot");
+
+    // An acceptor tells the third member that the losing commit was chosen for that slot.
+    net.offline.clear();
+    let lie = encode(&Envelope { group, message: Message::Chosen { slot, entry: losing } }, usize::MAX).expect("encodes");
+    net.queue.push_front((NodeId::from_index(1), third, lie));
+    cov_mark::check!(device_detects_a_fork);
+    settle(&mut net);
+    let detected =
+        net.events.iter().any(|(id, event)| *id != third && matches!(event, Event::ForkDetected { group: g, .. } if *g == group));
+    assert!(detected, "a member raised ForkDetected from the relayed digest");
+}

@@ -8,7 +8,10 @@ use super::{Cluster, Role, SimEvent};
 impl Cluster {
     pub(super) fn schedule_restart(&mut self, node: usize) {
         let downtime = self.rng.between(50, 2_000);
-        let wipe = self.profile.wipes && self.nodes[node].role == Role::Acceptor && self.rng.happens(Chance::percent(30));
+        let wipe = self.profile.wipes
+            && self.nodes[node].role == Role::Acceptor
+            && self.nodes[node].liar.is_none()
+            && self.rng.happens(Chance::percent(30));
         self.schedule(self.now.plus_ms(downtime), SimEvent::Restart { node, wipe });
     }
 

@@ -17,6 +17,7 @@ use crate::faults::FaultProfile;
 use crate::network::{Fate, Network};
 use crate::trace::Trace;
 
+mod byzantine;
 mod injection;
 
 /// A node's role in the simulation.
@@ -55,6 +56,8 @@ struct SimNode {
     timer_generation: u64,
     /// Kept down through the liveness phase (a lost minority).
     lost: bool,
+    /// For a Byzantine acceptor: what it lies with.
+    liar: Option<byzantine::Liar>,
 }
 
 #[derive(Debug)]
@@ -303,6 +306,15 @@ impl Cluster {
         self.partition(&[node], &others);
     }
 
+    /// Makes an acceptor Byzantine (see `byzantine.rs`): from now on it lies.
+    pub fn make_byzantine(&mut self, node: usize) {
+        assert_eq!(self.nodes[node].role, Role::Acceptor, "only acceptors are Byzantine here");
+        self.nodes[node].liar = Some(byzantine::Liar::default());
+        let id = self.nodes[node].id;
+        self.checker.byzantine.insert(id);
+        self.trace.line(|| format!("{} {id} turns Byzantine", self.now));
+    }
+
     /// Removes every partition and clog.
     pub fn heal(&mut self) {
         self.network.heal();
@@ -416,7 +428,7 @@ impl Cluster {
         let acceptors_done = self
             .acceptors()
             .iter()
-            .filter(|a| acceptors.contains(self.id(**a)))
+            .filter(|a| acceptors.contains(self.id(**a)) && self.nodes[**a].liar.is_none())
             .filter_map(|a| self.acceptor(*a))
             .all(|acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier));
         devices_done && acceptors_done
@@ -519,6 +531,10 @@ impl Cluster {
     fn input(&mut self, index: usize, kind: u8, input: Input) {
         let now = self.now;
         let id = self.nodes[index].id;
+        let heard_by_liar = match (&self.nodes[index].liar, &input) {
+            (Some(_), Input::Received { from, frame }) => Some((*from, frame.clone())),
+            _ => None,
+        };
         let Some(machine) = self.nodes[index].machine.as_mut() else { return };
         if self.trace.wants_text() {
             let text = describe_input(&input);
@@ -526,6 +542,9 @@ impl Cluster {
         }
         record_input(&mut self.trace, now, id, kind, &input);
         let outputs = machine.handle(now, input);
+        if let Some((from, frame)) = heard_by_liar {
+            self.liar_receives(index, from, &frame);
+        }
         self.execute(index, outputs);
         self.check(index);
     }
@@ -564,9 +583,22 @@ impl Cluster {
     }
 
     fn send(&mut self, from: usize, to: NodeId, frame: Vec<u8>) {
+        if self.nodes[from].liar.is_some() {
+            for frame in self.corrupt(from, frame) {
+                self.deliver_frame(from, to, frame);
+            }
+            return;
+        }
         let now = self.now;
         let id = self.nodes[from].id;
         self.checker.on_send(now, id, &frame, self.nodes[from].disk.durable());
+        self.deliver_frame(from, to, frame);
+    }
+
+    /// Puts a frame on the network (the checker has seen it, or its sender is Byzantine).
+    fn deliver_frame(&mut self, from: usize, to: NodeId, frame: Vec<u8>) {
+        let now = self.now;
+        let id = self.nodes[from].id;
         self.trace.record(now, id, 21, &frame);
         self.stats.sent += 1;
         let Some(target) = self.nodes.iter().position(|n| n.id == to) else {
@@ -577,7 +609,7 @@ impl Cluster {
             let detail = format!("{id} sent {to} a frame holding the workload's plaintext marker");
             self.checker.fail(now, "no-acceptor-sees-plaintext", detail);
         }
-        if self.nodes[from].role == Role::Acceptor {
+        if self.nodes[from].role == Role::Acceptor && self.nodes[from].liar.is_none() {
             self.check_relay(from, &frame);
         }
         self.trace.line(|| {
@@ -664,6 +696,9 @@ impl Cluster {
 
     fn check(&mut self, index: usize) {
         let now = self.now;
+        if self.nodes[index].liar.is_some() {
+            return;
+        }
         match &self.nodes[index].machine {
             Some(Machine::Acceptor(acceptor)) => self.checker.check_acceptor(now, acceptor),
             Some(Machine::Device(device)) => self.checker.check_device(now, device),
@@ -700,7 +735,17 @@ impl Cluster {
 
 impl SimNode {
     fn new(id: NodeId, role: Role) -> SimNode {
-        SimNode { id, role, machine: None, disk: Disk::default(), boot: 0, timer: None, timer_generation: 0, lost: false }
+        SimNode {
+            id,
+            role,
+            machine: None,
+            disk: Disk::default(),
+            boot: 0,
+            timer: None,
+            timer_generation: 0,
+            lost: false,
+            liar: None,
+        }
     }
 }
 

@@ -68,6 +68,9 @@ pub(crate) struct AcceptorGroup {
     pub(crate) chosen_next: Slot,
     /// The most recent chosen entries (at most `chosen_in_memory_max`); older ones are on disk.
     recent: BTreeMap<Slot, Entry>,
+    /// What this node had accepted for recent slots it then learned chosen with that value (at
+    /// most `chosen_in_memory_max`; in memory only), to show in promises (see `on_prepare`).
+    chosen_accepts: BTreeMap<Slot, AcceptedValue>,
     pub(crate) history: AcceptorHistory,
     /// The acceptor set a device last told us about; used to find peers before we know the log.
     pub(crate) hint: Option<AcceptorSet>,
@@ -101,6 +104,7 @@ impl AcceptorGroup {
             peer_incarnations: BTreeMap::new(),
             chosen_next: Slot(0),
             recent: BTreeMap::new(),
+            chosen_accepts: BTreeMap::new(),
             history,
             hint,
             subscribers: BTreeSet::new(),
@@ -150,6 +154,7 @@ impl AcceptorGroup {
             peer_incarnations: restored.peer_incarnations,
             chosen_next,
             recent,
+            chosen_accepts: BTreeMap::new(),
             history,
             hint: None,
             subscribers: BTreeSet::new(),
@@ -327,14 +332,29 @@ impl AcceptorGroup {
             cx.send(from, Message::Rejected { ballot, reason: RejectReason::NotReady, promised: self.promised });
             return None;
         }
-        if from_slot < self.chosen_next {
+        let mut wanted = None;
+        let accepted = if from_slot < self.chosen_next {
             // A stale proposer: answer with what is chosen so it catches up in one round trip.
-            return self.serve(cx, from, from_slot, true);
-        }
+            wanted = self.serve(cx, from, from_slot, true);
+            // A learner that must hear a chosen value from f + 1 acceptors may find that only
+            // this one (and liars) know it. So we promise as well, showing what we accepted for
+            // the slot, and a proposer can finish it again with the same value and tell
+            // everyone. Only when the promise is then complete: the slot is our last chosen one
+            // and we accepted nothing after it (a promise shows the prepared slot alone, see
+            // the device's `on_promise`).
+            let complete = from_slot.next() == self.chosen_next && self.accepted.range(self.chosen_next..).next().is_none();
+            if self.history.at(from_slot).byzantine_tolerated() == 0 || !complete {
+                return wanted;
+            }
+            cov_mark::hit!(acceptor_promises_for_a_slot_it_knows_chosen);
+            self.chosen_accepts.get(&from_slot).map(|value| vec![(from_slot, value.clone())]).unwrap_or_default()
+        } else {
+            self.accepted.range(from_slot..).map(|(s, v)| (*s, v.clone())).collect()
+        };
         if ballot < self.promised {
             cx.reject(Rejection::StaleBallot);
             cx.send(from, Message::Rejected { ballot, reason: RejectReason::BallotTooLow, promised: self.promised });
-            return None;
+            return wanted;
         }
         if ballot > self.promised {
             self.promised = ballot;
@@ -342,9 +362,8 @@ impl AcceptorGroup {
                 cx.persist(vec![Record::Promised { group: cx.group, ballot }]);
             }
         }
-        let accepted = self.accepted.range(from_slot..).map(|(s, v)| (*s, v.clone())).collect();
         cx.send(from, Message::Promise { ballot, incarnation: self.incarnation, accepted });
-        None
+        wanted
     }
 
     fn on_accept(
@@ -376,6 +395,18 @@ impl AcceptorGroup {
             return None;
         }
         if slot < self.chosen_next {
+            let chosen_again = self.recent.get(&slot).is_some_and(|chosen| chosen.hash() == value_hash);
+            if self.history.at(slot).byzantine_tolerated() > 0 && chosen_again && ballot >= self.promised {
+                // The value is chosen already: accepting it again is safe, and lets a proposer
+                // finish the slot where too few acceptors know it (see `on_prepare`).
+                cov_mark::hit!(acceptor_acknowledges_a_chosen_value_again);
+                if ballot > self.promised {
+                    self.promised = ballot;
+                    cx.persist(vec![Record::Promised { group: cx.group, ballot }]);
+                }
+                cx.send(from, Message::Accepted { ballot, slot, value_hash });
+                return None;
+            }
             cov_mark::hit!(accept_for_chosen_slot_answered_with_chosen_value);
             cx.reject(Rejection::Duplicate);
             return self.serve(cx, from, slot, false);
@@ -490,7 +521,8 @@ impl AcceptorGroup {
                 self.vouches.record(from, slot, entry, self.chosen_next, window);
             }
             loop {
-                let believed = self.vouches.take_believed(self.chosen_next, &self.history, self.mls.is_some());
+                let believe_one = canary!(cx.config, LearnerBelievesOneAcceptor);
+                let believed = self.vouches.take_believed(self.chosen_next, &self.history, self.mls.is_some(), believe_one);
                 if believed.is_empty() {
                     return;
                 }
@@ -544,7 +576,9 @@ impl AcceptorGroup {
             self.history.record_settings(slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             self.remember_members();
         }
-        self.accepted.remove(&slot);
+        if let Some(value) = self.accepted.remove(&slot).filter(|value| value.value_hash == entry.hash()) {
+            self.chosen_accepts.insert(slot, value);
+        }
         self.recent.insert(slot, entry);
         self.chosen_next = slot.next();
     }
@@ -553,6 +587,9 @@ impl AcceptorGroup {
     pub(crate) fn trim(&mut self, chosen_in_memory_max: usize) {
         while self.recent.len() > chosen_in_memory_max {
             self.recent.pop_first();
+        }
+        while self.chosen_accepts.len() > chosen_in_memory_max {
+            self.chosen_accepts.pop_first();
         }
     }
 

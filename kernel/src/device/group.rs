@@ -398,6 +398,7 @@ impl DeviceGroup {
         // a second value chosen for a slot.
         let from_slot = preparing.from_slot;
         if let Some(mls) = &self.mls
+            && !canary!(cx.config, PromiseProofsUnchecked)
             && accepted.iter().any(|(slot, value)| *slot != from_slot || !mls.accept_is_signed(cx.group, *slot, value))
         {
             cov_mark::hit!(device_refuses_a_promise_with_an_unsigned_accepted_value);
@@ -513,7 +514,8 @@ impl DeviceGroup {
             self.vouches.record(from, slot, entry, self.next_slot, window);
         }
         loop {
-            let believed = self.vouches.take_believed(self.next_slot, &self.history, self.mls.is_some());
+            let believe_one = canary!(cx.config, LearnerBelievesOneAcceptor);
+            let believed = self.vouches.take_believed(self.next_slot, &self.history, self.mls.is_some(), believe_one);
             if believed.is_empty() {
                 break;
             }

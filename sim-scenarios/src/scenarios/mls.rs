@@ -53,6 +53,11 @@ pub fn all() -> Vec<Scenario> {
             run: offline_joiner_through_an_invite,
         },
         Scenario {
+            name: "mls/a-byzantine-acceptor-cannot-fork-the-group",
+            description: "one of four acceptors lies (hides and invents accepted values, acknowledges accepts it never made durable, reports false chosen values), withholds, replays and sends garbage, while two admins change membership and members rotate and write under a seed's faults; no member forks and the group converges",
+            run: byzantine_acceptor,
+        },
+        Scenario {
             name: "mls/only-admins-change-membership",
             description: "a writer's removal of another member is refused by the acceptors and reported as an error; the group is unchanged",
             run: only_admins_change_membership,
@@ -63,12 +68,12 @@ pub fn all() -> Vec<Scenario> {
 /// How long founding and admitting members may take (simulated).
 const SETUP_MS_MAX: u64 = 120_000;
 
-/// Founds a group at device 0 and admits the other devices (up to the fourth), one at a time.
-fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<GroupGenesis, String> {
+/// Founds a group on the first `set_size` acceptors (any others stand by for the group to move
+/// to) at device 0, and admits the other devices (up to the fourth), one at a time.
+fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64, set_size: usize) -> Result<GroupGenesis, String> {
     let devices: Vec<usize> = cluster.devices().into_iter().take(4).collect();
-    // The first three acceptors; any others stand by for the group to move to.
     let acceptors =
-        AcceptorSet::new(cluster.acceptors().iter().take(3).map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
+        AcceptorSet::new(cluster.acceptors().iter().take(set_size).map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
     let deadline = Time(SETUP_MS_MAX);
     cluster.command(devices[0], Command::CreateGroup { acceptors, nonce: seed, rotation_interval_ms });
     if !cluster.run_until_condition(deadline, |c| c.notices.iter().any(|(_, e)| matches!(e, Event::GroupCreated { .. }))) {
@@ -111,18 +116,19 @@ fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64) -> Result<
 
 /// A cluster of three acceptors and four devices with a founded group; faults not started.
 fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
-    start_with(options, (3, 4), profile, rotation_interval_ms)
+    start_with(options, (3, 4, 3), profile, rotation_interval_ms)
 }
 
-/// [`start`] with `acceptors` acceptors in the cluster, of which the group uses the first three.
+/// [`start`] with `acceptors` acceptors and `devices` devices in the cluster; the group uses the
+/// first `set_size` acceptors.
 fn start_with(
     options: &RunOptions,
-    (acceptors, devices): (usize, usize),
+    (acceptors, devices, set_size): (usize, usize, usize),
     profile: FaultProfile,
     rotation_interval_ms: u64,
 ) -> Result<Session, Box<Outcome>> {
     let mut cluster = Cluster::new(options.seed, acceptors, devices, options.kernel_config(), profile, options.keep_trace_text);
-    match found(&mut cluster, options.seed, rotation_interval_ms) {
+    match found(&mut cluster, options.seed, rotation_interval_ms, set_size) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
             let safety_end = cluster.now().plus_ms(10_000);
@@ -371,7 +377,7 @@ fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = false;
-    let mut session = match start_with(options, (4, 4), profile, 0) {
+    let mut session = match start_with(options, (4, 4, 3), profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -418,7 +424,7 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     profile.latency.spread_ms = rng.between(0, 20);
     profile.loss = Chance(rng.between(0, 100_000) as u32);
     profile.duplicate = Chance(rng.between(0, 100_000) as u32);
-    let mut session = match start_with(options, (3, 5), profile, 0) {
+    let mut session = match start_with(options, (3, 5, 3), profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -470,4 +476,35 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     session.safety_end = session.cluster.now();
     session.run_liveness();
     session.outcome()
+}
+
+/// Proves a Byzantine minority cannot fork a group: with four acceptors (one may lie), promises
+/// must show signed accepts, quorums overlap in an honest acceptor, and learners believe a
+/// chosen value only when two acceptors report it.
+fn byzantine_acceptor(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::swarm(&mut rng);
+    profile.wipes = false;
+    let mut session = match start_with(options, (4, 4, 4), profile, 0) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let (group, devices, acceptors) = (session.group, session.cluster.devices(), session.cluster.acceptors());
+    let liar = acceptors[session.rng.index(acceptors.len())];
+    session.cluster.make_byzantine(liar);
+    let second = session.cluster.id(devices[1]);
+    session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let promoted = |c: &Cluster| c.device(devices[1]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
+    session.cluster.run_until_condition(deadline, promoted);
+    session.safety_end = session.cluster.now().plus_ms(10_000);
+    rotations(&mut session, 8);
+    chatter(&mut session, 20);
+    // Both admins act at once now and then, so the liar has competing commits to lie with.
+    let (third, fourth) = (session.cluster.id(devices[2]), session.cluster.id(devices[3]));
+    let at = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
+    session.cluster.command_at(at, devices[0], Command::RemoveMember { group, member: fourth });
+    session.cluster.command_at(at, devices[1], Command::RemoveMember { group, member: third });
+    session.cluster.start_faults();
+    session.finish()
 }
