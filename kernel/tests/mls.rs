@@ -212,8 +212,9 @@ mod roles {
         members[2].apply_commit(&promote.commit).expect("apply");
         assert_eq!(members[2].roles().expect("roles").of(b"device-2"), Role::Reader);
 
-        let update = members[2].commit_update(&identities[2]).expect("a reader may rotate keys");
-        view.check_commit(&update.commit).expect("key rotation is allowed to anyone");
+        let update = members[2].commit_update(&identities[2]).expect("openmls builds it");
+        assert!(view.check_commit(&update.commit).is_err(), "a reader commits nothing, not even a key rotation");
+        assert!(members[0].apply_commit(&update.commit).is_err(), "and members agree");
         members[2].discard_own_commit().expect("discard");
         let removal = members[1].commit_remove(&identities[1], b"device-2").expect("remove");
         view.apply_commit(&removal.commit).expect("device-1 is an admin now");

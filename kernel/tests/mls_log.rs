@@ -404,3 +404,20 @@ fn a_fork_caused_by_a_lying_acceptor_is_detected_on_the_wire() {
         net.events.iter().any(|(id, event)| *id != third && matches!(event, Event::ForkDetected { group: g, .. } if *g == group));
     assert!(detected, "a member raised ForkDetected from the relayed digest");
 }
+
+#[test]
+fn a_replayed_welcome_changes_nothing() {
+    let (mut net, _) = support::net(3);
+    let (admin, joiner, other) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let genesis = created(&net);
+    add(&mut net, admin, joiner, &genesis);
+    let welcome = last_welcome(&net);
+    let events = net.events.len();
+    net.command(joiner, Command::JoinGroup { genesis: genesis.clone(), welcome: welcome.clone() });
+    assert_eq!(net.events.len(), events, "the member is in already: nothing happens");
+    net.command(other, Command::JoinGroup { genesis, welcome });
+    assert!(failed_with(&net, other, &CommandError::NoMatchingKeyPackage), "a Welcome is for its key package's owner only");
+    assert!(net.device(other).group(created(&net).group_id()).is_none());
+}

@@ -172,7 +172,7 @@ impl DeviceGroup {
     fn rotate_when_due(&mut self, cx: &mut Context<'_>) {
         let Some(mls) = self.mls.as_ref() else { return };
         let interval = mls.member.settings().map_or(0, |settings| settings.rotation_interval_ms);
-        if interval == 0 || !mls.member.is_active() {
+        if interval == 0 || mls.may_write(cx.group, cx.me).is_err() {
             self.next_rotation_at = None;
             return;
         }
@@ -206,9 +206,9 @@ impl DeviceGroup {
 
     /// Queues an MLS change.
     pub(crate) fn intend(&mut self, cx: &mut Context<'_>, intent: Intent) -> Result<(), CommandError> {
-        if self.mls.is_none() {
-            return Err(CommandError::NotMls(cx.group));
-        }
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        // Readers and former members commit nothing; say so now rather than after a refusal.
+        mls.may_write(cx.group, cx.me)?;
         if self.queue.len() >= cx.config.proposals_queued_max {
             return Err(CommandError::QueueFull(self.queue.len()));
         }

@@ -1,7 +1,8 @@
 //! Roles (admin, writer, reader) in a group-context extension, and who may commit what.
 //!
-//! Only admins change membership or roles. Writers and readers may only rotate their own keys;
-//! readers may not send application data (the document layer refuses their edits). A member
+//! Only admins change membership, roles or acceptors. Writers may rotate their own keys. Readers
+//! commit nothing and send no application data: a read-only member's commit or message is
+//! refused everywhere (others' commits still refresh the group's keys). A member
 //! absent from the map is a writer. Acceptors and members apply the same rule to every commit,
 //! so a commit every member would refuse is refused the same way everywhere.
 
@@ -154,8 +155,12 @@ pub fn authorize(commit: &CommitSummary, roles: &Roles) -> Result<(), MlsError> 
     if !commit.context_is_valid {
         return Err(MlsError::Rejected("the commit's group settings are malformed".into()));
     }
+    let role = roles.of(&commit.committer);
+    if role == Role::Reader {
+        return Err(MlsError::Rejected(format!("{:?} may only read", String::from_utf8_lossy(&commit.committer))));
+    }
     let needs_admin = !commit.adds.is_empty() || !commit.removes.is_empty() || commit.changes_context;
-    if needs_admin && roles.of(&commit.committer) != Role::Admin {
+    if needs_admin && role != Role::Admin {
         return Err(MlsError::Rejected(format!("{:?} is not an admin", String::from_utf8_lossy(&commit.committer))));
     }
     Ok(())
@@ -181,8 +186,10 @@ mod tests {
         };
         assert!(authorize(&add, &roles).is_err());
         assert!(authorize(&CommitSummary { committer: b"a".to_vec(), ..add.clone() }, &roles).is_ok());
-        let update = CommitSummary { committer: b"r".to_vec(), adds: vec![], removes: vec![], ..add.clone() };
-        assert!(authorize(&update, &roles).is_ok(), "anyone may rotate their own keys");
+        let update = CommitSummary { committer: b"w".to_vec(), adds: vec![], removes: vec![], ..add.clone() };
+        assert!(authorize(&update, &roles).is_ok(), "writers may rotate their own keys");
+        let from_reader = CommitSummary { committer: b"r".to_vec(), ..update.clone() };
+        assert!(authorize(&from_reader, &roles).is_err(), "readers commit nothing");
         let malformed = CommitSummary { committer: b"a".to_vec(), changes_context: true, context_is_valid: false, ..add };
         assert!(authorize(&malformed, &roles).is_err(), "not even an admin may commit malformed settings");
     }
