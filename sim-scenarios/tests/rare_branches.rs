@@ -66,3 +66,24 @@ fn a_commit_the_acceptors_refuse_is_dropped_with_an_error() {
     cov_mark::check!(device_drops_an_intent_the_acceptors_refuse);
     run_seeds("mls/only-admins-change-membership", 1);
 }
+
+#[test]
+fn a_byzantine_acceptors_lies_are_seen_through() {
+    cov_mark::check!(device_refuses_a_promise_with_an_unsigned_accepted_value);
+    cov_mark::check!(learner_outvotes_a_false_chosen_report);
+    run_seeds("mls/a-byzantine-acceptor-cannot-fork-the-group", 20);
+}
+
+#[test]
+fn an_acceptor_helps_finish_a_slot_only_it_knows_chosen() {
+    cov_mark::check!(acceptor_promises_for_a_slot_it_knows_chosen);
+    cov_mark::check!(acceptor_acknowledges_a_chosen_value_again);
+    run_seeds("mls/a-byzantine-acceptor-cannot-fork-the-group", 60);
+}
+
+#[test]
+fn an_offline_joiner_is_added_through_the_mailbox() {
+    cov_mark::check!(admin_adds_the_joiner_of_an_invite);
+    cov_mark::check!(joiner_joins_through_an_invite);
+    run_seeds("mls/an-offline-joiner-gets-in-through-an-invite", 1);
+}
