@@ -19,6 +19,14 @@ use crate::trace::Trace;
 
 mod byzantine;
 mod injection;
+mod progress;
+mod tracing;
+mod watching;
+
+pub use watching::PLAINTEXT_MARKER;
+use watching::contains;
+
+use tracing::{describe_input, record_input, trace_form};
 
 /// A node's role in the simulation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,17 +123,8 @@ pub struct Stats {
     pub messages_read: u64,
 }
 
-/// Bytes the workload writes into every application message. No frame sent to an acceptor may
-/// contain them: acceptors must only ever see ciphertext. (Checking every frame an acceptor
-/// receives covers its state too: an acceptor's state is built from nothing else.)
-pub const PLAINTEXT_MARKER: &[u8] = b"<plait plaintext marker>";
-
 /// Decrypted application messages kept for the scenario to inspect at most.
 pub const MESSAGES_KEPT_MAX: usize = 100_000;
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
-}
 
 /// Notices (key packages, Welcomes, created groups) kept for the scenario to route at most.
 pub const NOTICES_MAX: usize = 10_000;
@@ -414,56 +413,6 @@ impl Cluster {
         }
     }
 
-    /// Whether every running device and every running acceptor of the current set has learned
-    /// every chosen slot of `group`, and no device has unfinished proposals.
-    pub fn converged(&self, group: GroupId) -> bool {
-        let frontier = self.checker.frontier(group);
-        let Some(acceptors) = self.checker.acceptors(group) else { return false };
-        // In an MLS group, devices that never joined or were removed do not follow it.
-        let mls = self.checker.is_mls(group);
-        let devices_done = self.devices().iter().filter_map(|d| self.device(*d)).all(|device| match device.group(group) {
-            Some(g) => (mls && !g.is_member()) || (g.is_idle() && g.next_slot() == frontier),
-            None => mls,
-        });
-        let acceptors_done = self
-            .acceptors()
-            .iter()
-            .filter(|a| acceptors.contains(self.id(**a)) && self.nodes[**a].liar.is_none())
-            .filter_map(|a| self.acceptor(*a))
-            .all(|acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier));
-        devices_done && acceptors_done
-    }
-
-    /// One line per node describing where it stands in `group` (for liveness failures).
-    pub fn describe_group(&self, group: GroupId) -> String {
-        let mut lines =
-            vec![format!("ghost frontier {} acceptors {:?}", self.checker.frontier(group).0, self.checker.acceptors(group))];
-        for (index, node) in self.nodes.iter().enumerate() {
-            let state = match &node.machine {
-                None => "down".to_string(),
-                Some(Machine::Device(device)) => device.group(group).map_or("no group".into(), |g| {
-                    format!(
-                        "device next_slot={} queued={} idle={} {}",
-                        g.next_slot().0,
-                        g.queued(),
-                        g.is_idle(),
-                        g.proposer_state()
-                    )
-                }),
-                Some(Machine::Acceptor(acceptor)) => acceptor.group(group).map_or("no group".into(), |g| {
-                    format!("acceptor chosen_next={} voting={} promised={:?}", g.chosen_next().0, g.is_voting(), g.promised())
-                }),
-            };
-            let rejected = match &node.machine {
-                Some(Machine::Device(device)) => device.counters().nonzero(),
-                Some(Machine::Acceptor(acceptor)) => acceptor.counters().nonzero(),
-                None => Vec::new(),
-            };
-            lines.push(format!("  [{index}] {}: {state} rejected={rejected:?}", node.id));
-        }
-        lines.join("\n")
-    }
-
     /// The trace hash so far.
     pub fn trace_hash(&self) -> String {
         self.trace.hash_hex()
@@ -628,18 +577,6 @@ impl Cluster {
         }
     }
 
-    /// Judges an application message an acceptor relays against the members of its epoch.
-    fn check_relay(&mut self, from: usize, frame: &[u8]) {
-        use plait_kernel::wire::{Envelope, Message, decode, kind, peek};
-        if peek(frame).is_none_or(|(_, k)| k != kind::APPLICATION) {
-            return;
-        }
-        let Ok(Envelope { group, message: Message::Application { sender, .. } }) = decode(frame, usize::MAX) else { return };
-        let Some(Machine::Acceptor(acceptor)) = &self.nodes[from].machine else { return };
-        let Some(epoch) = acceptor.group(group).and_then(|view| view.epoch()) else { return };
-        self.checker.on_relay(self.now, self.nodes[from].id, group, epoch, sender);
-    }
-
     fn observe(&mut self, index: usize, event: Event) {
         let now = self.now;
         let id = self.nodes[index].id;
@@ -746,46 +683,5 @@ impl SimNode {
             lost: false,
             liar: None,
         }
-    }
-}
-
-/// A batch as the trace hashes it. openmls's stored values carry wall-clock timestamps, written
-/// as JSON numbers of varying length, so two runs of a seed can persist different MLS bytes (and
-/// byte counts) while sending identical wire bytes; the trace keeps each MLS key and whether it
-/// was written or deleted, and every other record whole. No simulator decision reads MLS values
-/// (see ARCHITECTURE.md).
-fn trace_form(batch: &plait_kernel::WriteBatch) -> plait_kernel::WriteBatch {
-    use plait_kernel::Record;
-    let records = batch
-        .records
-        .iter()
-        .map(|record| match record {
-            Record::MlsState { group, key, value } => {
-                Record::MlsState { group: *group, key: key.clone(), value: value.as_ref().map(|_| Vec::new()) }
-            }
-            other => other.clone(),
-        })
-        .collect();
-    plait_kernel::WriteBatch { records }
-}
-
-fn record_input(trace: &mut Trace, now: Time, id: NodeId, kind: u8, input: &Input) {
-    match input {
-        Input::Received { frame, .. } => trace.record(now, id, kind, frame),
-        Input::Timer => trace.record(now, id, kind, &[]),
-        other => {
-            let bytes = postcard::to_allocvec(other).expect("inputs encode");
-            trace.record(now, id, kind, &bytes);
-        }
-    }
-}
-
-fn describe_input(input: &Input) -> String {
-    match input {
-        Input::Received { from, frame } => match plait_kernel::wire::decode(frame, usize::MAX) {
-            Ok(envelope) => format!("{from} {:?}", envelope.message),
-            Err(error) => format!("{from} garbage ({error})"),
-        },
-        other => format!("{other:?}"),
     }
 }

@@ -144,6 +144,25 @@ fn start_with(
     }
 }
 
+/// [`start_with`] under the seed's swarm of faults, less disk wipes (these scenarios test groups
+/// and keys; acceptor recovery has its own).
+fn swarm_start(options: &RunOptions, shape: (usize, usize, usize)) -> Result<Session, Box<Outcome>> {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = FaultProfile::swarm(&mut rng);
+    profile.wipes = false;
+    start_with(options, shape, profile, 0)
+}
+
+/// The founder makes device 1 an admin too; waits until device 1 has applied it.
+fn promote_second_admin(session: &mut Session) {
+    let (group, devices) = (session.group, session.cluster.devices());
+    let second = session.cluster.id(devices[1]);
+    session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let promoted = |c: &Cluster| c.device(devices[1]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
+    session.cluster.run_until_condition(deadline, promoted);
+}
+
 /// [`start`] on a calm network with a fixed, seed-chosen latency and no rotation timer.
 fn calm_start(options: &RunOptions) -> Result<Session, Box<Outcome>> {
     let mut rng = SimRng::new(options.seed);
@@ -187,10 +206,7 @@ fn chatter(session: &mut Session, count: u64) -> Vec<(usize, Vec<u8>)> {
 
 /// Proves membership changes and rotations stay fork-free and converge under any fault mix.
 fn members_join_rotate_and_leave(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::swarm(&mut rng);
-    profile.wipes = false;
-    let mut session = match start(options, profile, 0) {
+    let mut session = match swarm_start(options, (3, 4, 3)) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -253,20 +269,12 @@ fn members_rotate_on_schedule(options: &RunOptions) -> Outcome {
 
 /// Proves concurrent membership changes by two admins serialise through the log.
 fn two_admins_concurrently(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::swarm(&mut rng);
-    profile.wipes = false;
-    let mut session = match start(options, profile, 0) {
+    let mut session = match swarm_start(options, (3, 4, 3)) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
-    let group = session.group;
-    let devices = session.cluster.devices();
-    let second = session.cluster.id(devices[1]);
-    session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
-    let deadline = session.cluster.now().plus_ms(30_000);
-    let promoted = |c: &Cluster| c.device(devices[1]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
-    session.cluster.run_until_condition(deadline, promoted);
+    promote_second_admin(&mut session);
+    let (group, devices) = (session.group, session.cluster.devices());
     // Both admins act at the same moment: one removes device 3, the other device 2; both rotate.
     let (third, fourth) = (session.cluster.id(devices[2]), session.cluster.id(devices[3]));
     session.cluster.command(devices[0], Command::RemoveMember { group, member: fourth });
@@ -374,10 +382,7 @@ fn every_member_reads_every_message(options: &RunOptions) -> Outcome {
 /// Proves acceptor replacement is an ordinary commit: chosen by the old set, in force for every
 /// later slot, and survivable under any fault mix.
 fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::swarm(&mut rng);
-    profile.wipes = false;
-    let mut session = match start_with(options, (4, 4, 3), profile, 0) {
+    let mut session = match swarm_start(options, (4, 4, 3)) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
@@ -482,21 +487,14 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
 /// must show signed accepts, quorums overlap in an honest acceptor, and learners believe a
 /// chosen value only when two acceptors report it.
 fn byzantine_acceptor(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::swarm(&mut rng);
-    profile.wipes = false;
-    let mut session = match start_with(options, (4, 4, 4), profile, 0) {
+    let mut session = match swarm_start(options, (4, 4, 4)) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };
     let (group, devices, acceptors) = (session.group, session.cluster.devices(), session.cluster.acceptors());
     let liar = acceptors[session.rng.index(acceptors.len())];
     session.cluster.make_byzantine(liar);
-    let second = session.cluster.id(devices[1]);
-    session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
-    let deadline = session.cluster.now().plus_ms(30_000);
-    let promoted = |c: &Cluster| c.device(devices[1]).and_then(|d| d.group(group)?.epoch()).is_some_and(|e| e >= 4);
-    session.cluster.run_until_condition(deadline, promoted);
+    promote_second_admin(&mut session);
     session.safety_end = session.cluster.now().plus_ms(10_000);
     rotations(&mut session, 8);
     chatter(&mut session, 20);

@@ -1,0 +1,57 @@
+//! How far a cluster has got: convergence, and a per-node account for liveness failures.
+
+use plait_kernel::GroupId;
+
+use super::{Cluster, Machine};
+
+impl Cluster {
+    /// Whether every running device and every running acceptor of the current set has learned
+    /// every chosen slot of `group`, and no device has unfinished proposals.
+    pub fn converged(&self, group: GroupId) -> bool {
+        let frontier = self.checker.frontier(group);
+        let Some(acceptors) = self.checker.acceptors(group) else { return false };
+        // In an MLS group, devices that never joined or were removed do not follow it.
+        let mls = self.checker.is_mls(group);
+        let devices_done = self.devices().iter().filter_map(|d| self.device(*d)).all(|device| match device.group(group) {
+            Some(g) => (mls && !g.is_member()) || (g.is_idle() && g.next_slot() == frontier),
+            None => mls,
+        });
+        let acceptors_done = self
+            .acceptors()
+            .iter()
+            .filter(|a| acceptors.contains(self.id(**a)) && self.nodes[**a].liar.is_none())
+            .filter_map(|a| self.acceptor(*a))
+            .all(|acceptor| acceptor.group(group).is_some_and(|g| g.is_voting() && g.chosen_next() == frontier));
+        devices_done && acceptors_done
+    }
+
+    /// One line per node describing where it stands in `group` (for liveness failures).
+    pub fn describe_group(&self, group: GroupId) -> String {
+        let mut lines =
+            vec![format!("ghost frontier {} acceptors {:?}", self.checker.frontier(group).0, self.checker.acceptors(group))];
+        for (index, node) in self.nodes.iter().enumerate() {
+            let state = match &node.machine {
+                None => "down".to_string(),
+                Some(Machine::Device(device)) => device.group(group).map_or("no group".into(), |g| {
+                    format!(
+                        "device next_slot={} queued={} idle={} {}",
+                        g.next_slot().0,
+                        g.queued(),
+                        g.is_idle(),
+                        g.proposer_state()
+                    )
+                }),
+                Some(Machine::Acceptor(acceptor)) => acceptor.group(group).map_or("no group".into(), |g| {
+                    format!("acceptor chosen_next={} voting={} promised={:?}", g.chosen_next().0, g.is_voting(), g.promised())
+                }),
+            };
+            let rejected = match &node.machine {
+                Some(Machine::Device(device)) => device.counters().nonzero(),
+                Some(Machine::Acceptor(acceptor)) => acceptor.counters().nonzero(),
+                None => Vec::new(),
+            };
+            lines.push(format!("  [{index}] {}: {state} rejected={rejected:?}", node.id));
+        }
+        lines.join("\n")
+    }
+}

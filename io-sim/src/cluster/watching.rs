@@ -1,0 +1,27 @@
+//! What acceptors may see and relay: checks the cluster makes on frames, beside the checker's
+//! ghost (they need the cluster's view of roles and of acceptors' epochs).
+
+use super::{Cluster, Machine};
+
+/// Bytes the workload writes into every application message. No frame sent to an acceptor may
+/// contain them: acceptors must only ever see ciphertext. (Checking every frame an acceptor
+/// receives covers its state too: an acceptor's state is built from nothing else.)
+pub const PLAINTEXT_MARKER: &[u8] = b"<plait plaintext marker>";
+
+pub(super) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+impl Cluster {
+    /// Judges an application message an acceptor relays against the members of its epoch.
+    pub(super) fn check_relay(&mut self, from: usize, frame: &[u8]) {
+        use plait_kernel::wire::{Envelope, Message, decode, kind, peek};
+        if peek(frame).is_none_or(|(_, k)| k != kind::APPLICATION) {
+            return;
+        }
+        let Ok(Envelope { group, message: Message::Application { sender, .. } }) = decode(frame, usize::MAX) else { return };
+        let Some(Machine::Acceptor(acceptor)) = &self.nodes[from].machine else { return };
+        let Some(epoch) = acceptor.group(group).and_then(|view| view.epoch()) else { return };
+        self.checker.on_relay(self.now, self.nodes[from].id, group, epoch, sender);
+    }
+}

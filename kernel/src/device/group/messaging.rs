@@ -1,0 +1,137 @@
+//! A device group's application messages and invites: the MLS traffic beside the log.
+
+use crate::canary::canary;
+use crate::context::Context;
+use crate::device::group::{DeviceGroup, Proposal};
+use crate::device::membership::Intent;
+use crate::device::messages::{self, Received};
+use crate::ids::NodeId;
+use crate::io::{CommandError, Event, Rejection};
+use crate::mls::MlsError;
+
+impl DeviceGroup {
+    /// Opens an invite (admins only); returns its code.
+    pub(crate) fn create_invite(
+        &mut self,
+        cx: &mut Context<'_>,
+        lifetime_ms: u64,
+    ) -> Result<crate::invite::InviteCode, CommandError> {
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        mls.may_write(cx.group, cx.me)?;
+        if mls.member.roles().map_or(true, |roles| roles.of(&cx.me.0) != crate::mls::Role::Admin) {
+            return Err(CommandError::NotAnAdmin(cx.group));
+        }
+        let acceptors = self.history.latest().clone();
+        self.invites.create(cx, &acceptors, lifetime_ms)
+    }
+
+    /// A mailbox's contents, for one of our invites: add its joiner once, when it shows up.
+    pub(super) fn on_mailbox(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        mailbox: crate::invite::Mailbox,
+        key_package: Option<(Vec<u8>, [u8; 32])>,
+        holds_welcome: bool,
+    ) {
+        if self.mls.is_none() {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        let Some(key_package) = self.invites.on_contents(cx, from, mailbox, key_package, holds_welcome) else { return };
+        if self.queue.len() >= cx.config.proposals_queued_max {
+            return cx.reject(Rejection::OverLimit);
+        }
+        cov_mark::hit!(admin_adds_the_joiner_of_an_invite);
+        self.queue.push_back(Proposal::Intent(Intent::AddInvited(mailbox, key_package)));
+        self.drive(cx);
+    }
+
+    /// Sends application data to the other members (see `messages.rs`).
+    pub(crate) fn send_message(&mut self, cx: &mut Context<'_>, data: Vec<u8>) -> Result<(), CommandError> {
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        mls.may_write(cx.group, cx.me)?;
+        if data.len() > cx.config.application_bytes_max {
+            return Err(CommandError::ValueTooLarge { size: data.len(), limit: cx.config.application_bytes_max });
+        }
+        if mls.pending.is_some() {
+            cov_mark::hit!(device_holds_a_message_while_its_commit_is_undecided);
+            return self.messages.hold(cx, data);
+        }
+        self.seal_and_send(cx, vec![data]);
+        Ok(())
+    }
+
+    /// Encrypts each plaintext, makes the advanced ratchet durable, then sends the ciphertexts.
+    fn seal_and_send(&mut self, cx: &mut Context<'_>, plaintexts: Vec<Vec<u8>>) {
+        let mls = self.mls.as_mut().expect("invariant: only MLS groups send application data");
+        let mut sealed = Vec::with_capacity(plaintexts.len());
+        for data in plaintexts {
+            if canary!(cx.config, AcceptorSeesPlaintext) {
+                sealed.push(data);
+                continue;
+            }
+            match mls.encrypt(&data) {
+                Ok(message) => sealed.push(message),
+                Err(error) => cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) }),
+            }
+        }
+        let records = mls.changes(cx.group, false);
+        cx.persist(records);
+        let acceptors = self.history.latest().clone();
+        for message in sealed {
+            cx.send_all(acceptors.members(), &messages::outgoing(cx.me, message));
+        }
+    }
+
+    /// Application data relayed by an acceptor.
+    pub(super) fn on_application(&mut self, cx: &mut Context<'_>, sender: NodeId, message: Vec<u8>) {
+        if self.mls.is_none() {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if let Received::Decrypt = self.messages.receive(cx, &message) {
+            self.read_message(cx, sender, message);
+        }
+    }
+
+    /// Decrypts one message and tells the app, or holds it until its epoch is reached.
+    fn read_message(&mut self, cx: &mut Context<'_>, sender: NodeId, message: Vec<u8>) {
+        let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
+        match mls.member.decrypt(&message) {
+            Ok(decrypted) if decrypted.sender == sender.0 => {
+                // Reading advances the receiving ratchet; keep the deletion of used keys durable.
+                let records = mls.changes(cx.group, false);
+                cx.persist(records);
+                match messages::delivered(cx.group, decrypted) {
+                    Some(event) => cx.effects.notify(event),
+                    None => cx.reject(Rejection::Invalid),
+                }
+            }
+            // The relaying acceptor misnamed the sender.
+            Ok(_) => cx.reject(Rejection::Invalid),
+            Err(MlsError::FutureEpoch(epoch)) => self.messages.hold_early(cx, epoch, sender, message),
+            Err(error) => cx.reject(messages::rejection_of(&error)),
+        }
+    }
+
+    /// After the epoch may have changed or our pending commit was settled: read held messages
+    /// that are now readable, and send what waited for the commit.
+    pub(super) fn after_mls_change(&mut self, cx: &mut Context<'_>) {
+        let Some(mls) = self.mls.as_ref() else { return };
+        if !mls.member.is_active() {
+            if !self.messages.take_outbox().is_empty() {
+                cx.effects.notify(Event::CommandFailed { error: CommandError::NotAMember(cx.group) });
+            }
+            return;
+        }
+        let (epoch, settled) = (mls.member.epoch(), mls.pending.is_none());
+        for (sender, message) in self.messages.take_early(epoch) {
+            self.read_message(cx, sender, message);
+        }
+        if settled {
+            let outbox = self.messages.take_outbox();
+            if !outbox.is_empty() {
+                self.seal_and_send(cx, outbox);
+            }
+        }
+    }
+}
