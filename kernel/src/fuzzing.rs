@@ -42,7 +42,8 @@ fn mls_fixture() -> MlsFixture {
 }
 
 /// Feeds arbitrary bytes to every MLS entry point that takes bytes from peers: applying a
-/// commit, decrypting, checking a commit at an acceptor, starting a view, joining. Nothing may
+/// commit, decrypting, checking a commit or application data at an acceptor, starting a view,
+/// joining. Nothing may
 /// panic, and a member and an acceptor's view accept exactly the same commits, so their epochs
 /// stay equal (the seeds include a valid commit, which moves both).
 pub fn mls_messages(bytes: &[u8]) {
@@ -56,6 +57,7 @@ pub fn mls_messages(bytes: &[u8]) {
         let fixture = slot.get_or_insert_with(mls_fixture);
         let member_took = fixture.member.apply_commit(bytes).is_ok();
         let _ = fixture.member.decrypt(bytes);
+        let _ = fixture.view.check_application(bytes, 2);
         let view_would = fixture.view.check_commit(bytes).is_ok();
         let view_took = fixture.view.apply_commit(bytes).is_ok();
         assert_eq!(view_would, view_took, "checking and applying a commit disagree");
