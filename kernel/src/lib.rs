@@ -12,6 +12,7 @@ pub mod canary;
 pub mod config;
 mod context;
 pub mod device;
+pub mod document;
 pub mod fuzzing;
 pub mod ids;
 pub mod invite;

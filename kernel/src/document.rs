@@ -1,0 +1,105 @@
+//! The document a group edits: a CRDT behind a small trait, with Loro as its implementation.
+//!
+//! Local edits apply at once and come out as encoded updates; updates from other replicas merge
+//! in any order and any number of times. The trait is all the rest of the kernel may use, so
+//! another CRDT can take Loro's place.
+//!
+//! Determinism: a replica's peer id is drawn from the node's seeded RNG (a fresh one at every
+//! boot, so ids are never reused), and Loro records no timestamps unless asked, so the same
+//! edits give the same update bytes. `LoroDoc::new` draws a random peer id of its own from the
+//! OS before we replace it; no operation runs under that id (see ARCHITECTURE.md).
+
+use loro::{ExportMode, IdSpan, LoroDoc};
+
+/// Why a document refused an edit or an update.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// The edit's range lies outside the text.
+    #[error("edit at {position}+{delete} is outside a text of {len} characters")]
+    OutOfRange {
+        /// Where the edit starts (characters).
+        position: usize,
+        /// How many characters it deletes.
+        delete: usize,
+        /// The text's length (characters).
+        len: usize,
+    },
+    /// An update from another replica could not be decoded or applied.
+    #[error("update refused: {0}")]
+    BadUpdate(String),
+    /// The CRDT library failed on something that is not the input's fault.
+    #[error("document library failure: {0}")]
+    Internal(String),
+}
+
+/// A replicated text document.
+pub trait Document {
+    /// Replaces `delete` characters at `position` with `insert`.
+    fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError>;
+    /// The local edits since the last call, encoded for other replicas (`None` if there were none).
+    fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError>;
+    /// Merges an update from another replica. Order and repetition do not matter; an update whose
+    /// causal predecessors have not arrived waits inside the document until they do.
+    fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError>;
+    /// The current text.
+    fn text(&self) -> String;
+}
+
+/// The name of the text container every Plait document uses.
+const TEXT: &str = "text";
+
+/// A [`Document`] on Loro.
+#[derive(Debug)]
+pub struct LoroDocument {
+    doc: LoroDoc,
+    peer: u64,
+    /// Our own operations below this counter have been exported; later ones go in the next
+    /// update (only ours: imported operations are other replicas' to send).
+    exported: i32,
+}
+
+impl LoroDocument {
+    /// An empty document whose local edits carry `peer` (draw it from the node's seeded RNG).
+    pub fn new(peer: u64) -> Result<LoroDocument, DocumentError> {
+        let doc = LoroDoc::new();
+        doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
+        Ok(LoroDocument { doc, peer, exported: 0 })
+    }
+}
+
+impl Document for LoroDocument {
+    fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError> {
+        let text = self.doc.get_text(TEXT);
+        let len = text.len_unicode();
+        if position.checked_add(delete).is_none_or(|end| end > len) {
+            return Err(DocumentError::OutOfRange { position, delete, len });
+        }
+        text.splice(position, delete, insert).map_err(|error| DocumentError::Internal(error.to_string()))?;
+        Ok(())
+    }
+
+    fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        self.doc.commit();
+        let ours = self.doc.oplog_vv().get(&self.peer).copied().unwrap_or(0);
+        if ours == self.exported {
+            return Ok(None);
+        }
+        let span = [IdSpan::new(self.peer, self.exported, ours)];
+        let update = self
+            .doc
+            .export(ExportMode::updates_in_range(&span[..]))
+            .map_err(|error| DocumentError::Internal(error.to_string()))?;
+        self.exported = ours;
+        Ok(Some(update))
+    }
+
+    fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        self.doc.commit();
+        self.doc.import(update).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+        Ok(())
+    }
+
+    fn text(&self) -> String {
+        self.doc.get_text(TEXT).to_string()
+    }
+}
