@@ -354,7 +354,18 @@ fn invites_expire_refuse_forged_key_packages_and_rate_limit_the_mailbox() {
         net.queue.push_back((stranger, NodeId::from_index(1), fetch.clone()));
     }
     net.deliver_all(10_000);
-    assert!(net.acceptor(NodeId::from_index(1)).counters().of(plait_kernel::Rejection::OverLimit) >= limit);
+    let over_limit = |net: &Net| net.acceptor(NodeId::from_index(1)).counters().of(plait_kernel::Rejection::OverLimit);
+    assert!(over_limit(&net) >= limit);
+
+    // A member polling its own group's mailboxes is not cut off (its polls are bounded by
+    // `invites_max`).
+    let before = over_limit(&net);
+    let poll = encode(&Envelope { group, message: Message::FetchMailbox { mailbox: code.mailbox } }, 1 << 20).expect("encodes");
+    for _ in 0..limit * 3 {
+        net.queue.push_back((admin, NodeId::from_index(1), poll.clone()));
+    }
+    net.deliver_all(10_000);
+    assert_eq!(over_limit(&net), before);
 }
 
 /// With three acceptors (none may lie), a learner believes one acceptor. If one does lie, the

@@ -8,7 +8,8 @@
 //!
 //! Rules: only an admin of the group opens a mailbox or posts a Welcome; a mailbox takes one key
 //! package (the first; later posts are refused: codes work once); it is deleted when it expires
-//! by this acceptor's clock; posts and fetches are rate-limited per peer. Mailboxes are stored
+//! by this acceptor's clock; posts and fetches from anyone but the group's members are
+//! rate-limited per peer. Mailboxes are stored
 //! with the group's other key-value state (`Record::MlsState`, under a reserved key prefix).
 
 use std::collections::BTreeMap;
@@ -126,7 +127,11 @@ impl Mailboxes {
         group: GroupId,
         message: Message,
     ) {
-        if !self.within_rate(node, from) {
+        // Members of the envelope's group (an admin keeping its invites' mailboxes open and
+        // polled) are not rate-limited: their traffic is bounded by `invites_max`. Joiners and
+        // strangers are.
+        let member = groups.get(&group).is_some_and(|g| g.allows_member(from));
+        if !member && !self.within_rate(node, from) {
             cov_mark::hit!(acceptor_rate_limits_mailbox_requests);
             return node.counters.count(Rejection::OverLimit);
         }
