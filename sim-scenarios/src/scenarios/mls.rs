@@ -163,6 +163,17 @@ fn promote_second_admin(session: &mut Session) {
     session.cluster.run_until_condition(deadline, promoted);
 }
 
+/// A network that loses, duplicates and delays (with jitter) by seed-chosen amounts, and
+/// nothing else.
+fn lossy(rng: &mut SimRng) -> FaultProfile {
+    let mut profile = FaultProfile::calm();
+    profile.latency.min_ms = rng.between(2, 15);
+    profile.latency.spread_ms = rng.between(0, 20);
+    profile.loss = Chance(rng.between(0, 100_000) as u32);
+    profile.duplicate = Chance(rng.between(0, 100_000) as u32);
+    profile
+}
+
 /// [`start`] on a calm network with a fixed, seed-chosen latency and no rotation timer.
 fn calm_start(options: &RunOptions) -> Result<Session, Box<Outcome>> {
     let mut rng = SimRng::new(options.seed);
@@ -241,11 +252,7 @@ fn device_crashes_mid_commit(options: &RunOptions) -> Outcome {
 /// Proves the rotation timer: every member rotates on its own within a few intervals.
 fn members_rotate_on_schedule(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::calm();
-    profile.latency.min_ms = rng.between(2, 15);
-    profile.latency.spread_ms = rng.between(0, 20);
-    profile.loss = Chance(rng.between(0, 100_000) as u32);
-    profile.duplicate = Chance(rng.between(0, 100_000) as u32);
+    let profile = lossy(&mut rng);
     let interval_ms = rng.between(1_000, 3_000);
     let mut session = match start(options, profile, interval_ms) {
         Ok(session) => session,
@@ -424,11 +431,7 @@ fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
 /// through the acceptors' mailbox, and the admin's invite survives its restart.
 fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
-    let mut profile = FaultProfile::calm();
-    profile.latency.min_ms = rng.between(2, 15);
-    profile.latency.spread_ms = rng.between(0, 20);
-    profile.loss = Chance(rng.between(0, 100_000) as u32);
-    profile.duplicate = Chance(rng.between(0, 100_000) as u32);
+    let profile = lossy(&mut rng);
     let mut session = match start_with(options, (3, 5, 3), profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
