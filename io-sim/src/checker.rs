@@ -88,6 +88,8 @@ pub struct Checker {
     members: BTreeMap<(GroupId, u64), Vec<NodeId>>,
     /// Byzantine acceptors: their votes are not votes, and their words are not checked.
     pub byzantine: std::collections::BTreeSet<NodeId>,
+    /// Document messages: durable copies at acceptors, and which are safe.
+    pub documents: crate::documents::DocumentGhost,
 }
 
 impl Checker {
@@ -156,6 +158,7 @@ impl Checker {
                     self.settle(at, *group, *slot);
                 }
                 Record::Chosen { group, slot, entry } => self.check_learned(at, acceptor, *group, *slot, &entry.hash()),
+                Record::Stored { group, message, .. } => self.documents.on_stored(acceptor, *group, message.id),
                 _ => {}
             }
         }

@@ -9,6 +9,7 @@ pub mod chance;
 pub mod checker;
 pub mod cluster;
 pub mod disk;
+pub mod documents;
 pub mod faults;
 pub mod network;
 pub mod trace;

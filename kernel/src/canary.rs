@@ -28,11 +28,15 @@ pub enum Canary {
     LearnerBelievesOneAcceptor,
     /// Proposers adopt accepted values from promises without checking their signatures.
     PromiseProofsUnchecked,
+    /// Devices count a document message safe after one acceptor's acknowledgement.
+    SafeAfterOneAck,
+    /// Devices keep local edits in memory only until they are sent.
+    OutboxNotPersisted,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 10] = [
+    pub const ALL: [(&'static str, Canary); 12] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
@@ -43,6 +47,8 @@ impl Canary {
         ("acceptor-sees-plaintext", Canary::AcceptorSeesPlaintext),
         ("learner-believes-one-acceptor", Canary::LearnerBelievesOneAcceptor),
         ("promise-proofs-unchecked", Canary::PromiseProofsUnchecked),
+        ("safe-after-one-ack", Canary::SafeAfterOneAck),
+        ("outbox-not-persisted", Canary::OutboxNotPersisted),
     ];
 
     /// The canary with this command-line name.

@@ -73,9 +73,53 @@ pub struct Config {
     pub mailbox_requests_per_peer_per_second: u32,
     /// Peers whose mailbox request rate an acceptor tracks at once.
     pub mailbox_peers_tracked_max: usize,
+    /// A device sends a batch of local edits at most this long after its first edit.
+    pub flush_after_ms: u64,
+    /// A device sends a batch of local edits once its update reaches this size.
+    pub flush_bytes: usize,
+    /// Largest document update one batch may carry (a single edit larger than this is refused).
+    pub update_bytes_max: usize,
+    /// How many acceptors must store a document message before it counts as safe.
+    pub write_quorum: WriteQuorum,
+    /// Document messages a device keeps unsafe per group at most; edits are refused beyond it.
+    pub unsafe_messages_max: usize,
+    /// A device posts an unsafe message again to acceptors that have not acknowledged it this
+    /// long after the last post.
+    pub post_resend_ms: u64,
+    /// Document messages a device (re)posts per group per timer at most.
+    pub posts_per_round_max: usize,
+    /// Largest document message (ciphertext) an acceptor stores.
+    pub stored_message_bytes_max: usize,
+    /// Bytes of document messages an acceptor stores per group at most (its quota).
+    pub group_store_bytes_max: usize,
+    /// Messages one backfill page carries at most.
+    pub page_messages_max: usize,
+    /// Document updates a device remembers having applied out of order per sender; beyond it an
+    /// update may be applied twice, which changes nothing.
+    pub updates_out_of_order_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
+}
+
+/// How many acceptors make a document message safe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WriteQuorum {
+    /// More than half of the group's acceptors: losing any minority loses nothing safe.
+    Majority,
+    /// This many (at least a majority, at most all of them).
+    AtLeast(usize),
+}
+
+impl WriteQuorum {
+    /// The acknowledgements needed with `acceptors` acceptors.
+    pub fn of(self, acceptors: usize) -> usize {
+        let majority = acceptors / 2 + 1;
+        match self {
+            WriteQuorum::Majority => majority,
+            WriteQuorum::AtLeast(count) => count.clamp(majority, acceptors.max(1)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -112,6 +156,17 @@ impl Default for Config {
             key_package_bytes_max: 16 << 10,
             mailbox_requests_per_peer_per_second: 20,
             mailbox_peers_tracked_max: 4096,
+            flush_after_ms: 20,
+            flush_bytes: 64 << 10,
+            update_bytes_max: 192 << 10,
+            write_quorum: WriteQuorum::Majority,
+            unsafe_messages_max: 65_536,
+            post_resend_ms: 1_000,
+            posts_per_round_max: 64,
+            stored_message_bytes_max: 256 << 10,
+            group_store_bytes_max: 64 << 20,
+            page_messages_max: 256,
+            updates_out_of_order_max: 4096,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -172,6 +227,14 @@ impl Config {
             ("key_package_bytes_max", self.key_package_bytes_max as u64),
             ("mailbox_requests_per_peer_per_second", u64::from(self.mailbox_requests_per_peer_per_second)),
             ("mailbox_peers_tracked_max", self.mailbox_peers_tracked_max as u64),
+            ("flush_after_ms", self.flush_after_ms),
+            ("flush_bytes", self.flush_bytes as u64),
+            ("unsafe_messages_max", self.unsafe_messages_max as u64),
+            ("post_resend_ms", self.post_resend_ms),
+            ("posts_per_round_max", self.posts_per_round_max as u64),
+            ("group_store_bytes_max", self.group_store_bytes_max as u64),
+            ("page_messages_max", self.page_messages_max as u64),
+            ("updates_out_of_order_max", self.updates_out_of_order_max as u64),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));
@@ -192,6 +255,20 @@ impl Config {
         }
         if (self.catch_up_entries_max as u64).saturating_mul(self.entry_bytes_max as u64) > self.message_bytes_max as u64 * 64 {
             return Err(ConfigError::Inconsistent("catch-up pages would be far larger than a message"));
+        }
+        if self.flush_bytes > self.update_bytes_max {
+            return Err(ConfigError::Inconsistent("flush_bytes must be at most update_bytes_max"));
+        }
+        // Encryption adds a little; a message must fit the acceptor's limit and then a frame.
+        if self.update_bytes_max.saturating_add(4096) > self.stored_message_bytes_max
+            || self.stored_message_bytes_max.saturating_mul(2) > self.message_bytes_max
+        {
+            return Err(ConfigError::Inconsistent(
+                "stored_message_bytes_max must hold an encrypted update, and message_bytes_max two of them",
+            ));
+        }
+        if self.stored_message_bytes_max > self.group_store_bytes_max {
+            return Err(ConfigError::Inconsistent("group_store_bytes_max must hold at least one message"));
         }
         Ok(ValidConfig(self))
     }

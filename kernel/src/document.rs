@@ -12,7 +12,7 @@
 use loro::{ExportMode, IdSpan, LoroDoc};
 
 /// Why a document refused an edit or an update.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DocumentError {
     /// The edit's range lies outside the text.
     #[error("edit at {position}+{delete} is outside a text of {len} characters")]
@@ -36,8 +36,17 @@ pub enum DocumentError {
 pub trait Document {
     /// Replaces `delete` characters at `position` with `insert`.
     fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError>;
+    /// The local edits not yet marked sent, encoded for other replicas as one update (`None` if
+    /// there are none). Asking again without new edits gives the same bytes.
+    fn pending_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError>;
+    /// Marks every local edit so far as sent: the next pending update starts after them.
+    fn mark_local_update_sent(&mut self);
     /// The local edits since the last call, encoded for other replicas (`None` if there were none).
-    fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError>;
+    fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        let update = self.pending_local_update()?;
+        self.mark_local_update_sent();
+        Ok(update)
+    }
     /// Merges an update from another replica. Order and repetition do not matter; an update whose
     /// causal predecessors have not arrived waits inside the document until they do.
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError>;
@@ -67,6 +76,14 @@ impl LoroDocument {
     }
 }
 
+impl LoroDocument {
+    /// The counter after our own last operation (committing any open transaction first).
+    fn own_counter(&self) -> i32 {
+        self.doc.commit();
+        self.doc.oplog_vv().get(&self.peer).copied().unwrap_or(0)
+    }
+}
+
 impl Document for LoroDocument {
     fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError> {
         let text = self.doc.get_text(TEXT);
@@ -78,9 +95,8 @@ impl Document for LoroDocument {
         Ok(())
     }
 
-    fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
-        self.doc.commit();
-        let ours = self.doc.oplog_vv().get(&self.peer).copied().unwrap_or(0);
+    fn pending_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        let ours = self.own_counter();
         if ours == self.exported {
             return Ok(None);
         }
@@ -89,8 +105,11 @@ impl Document for LoroDocument {
             .doc
             .export(ExportMode::updates_in_range(&span[..]))
             .map_err(|error| DocumentError::Internal(error.to_string()))?;
-        self.exported = ours;
         Ok(Some(update))
+    }
+
+    fn mark_local_update_sent(&mut self) {
+        self.exported = self.own_counter();
     }
 
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {

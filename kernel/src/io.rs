@@ -117,6 +117,27 @@ pub enum Command {
         /// The plaintext.
         data: Vec<u8>,
     },
+    /// Edit the group's document: replace `delete` characters at `position` with `insert`. The
+    /// edit applies at once and is durable when the command's `Persist` is; it reaches the
+    /// other members within `flush_after_ms`, and is safe once a write quorum stored it.
+    Edit {
+        /// Which group.
+        group: GroupId,
+        /// Where (characters).
+        position: usize,
+        /// How many characters to delete.
+        delete: usize,
+        /// What to insert.
+        insert: String,
+    },
+    /// Tell the members online now where this device is (cursor position, "who is here").
+    /// Relayed, never stored.
+    SetPresence {
+        /// Which group.
+        group: GroupId,
+        /// The app's presence state.
+        state: Vec<u8>,
+    },
     /// Replace the group's acceptor set (takes effect from the slot after the one it is chosen in).
     ChangeAcceptors {
         /// Which group.
@@ -227,6 +248,42 @@ pub enum Event {
         /// The plaintext.
         data: Vec<u8>,
     },
+    /// Another member's document update was applied.
+    DocumentChanged {
+        /// The group.
+        group: GroupId,
+        /// The update.
+        id: crate::updates::UpdateId,
+    },
+    /// One of this device's document messages is safe: a write quorum of acceptors stored it.
+    DocumentSafe {
+        /// The group.
+        group: GroupId,
+        /// Its sequence number.
+        seq: u64,
+        /// Messages of this device not safe yet (the open batch included).
+        unsafe_messages: usize,
+    },
+    /// An acceptor refused to store one of this device's document messages.
+    PostRefused {
+        /// The group.
+        group: GroupId,
+        /// Its sequence number.
+        seq: u64,
+        /// The acceptor.
+        acceptor: NodeId,
+        /// Why.
+        reason: crate::updates::PostRefusal,
+    },
+    /// Another member's presence.
+    Presence {
+        /// The group.
+        group: GroupId,
+        /// The member.
+        sender: NodeId,
+        /// Its presence state.
+        state: Vec<u8>,
+    },
     /// Another member signed a different authenticator for an epoch this device knows: the
     /// group has forked. The evidence is the other member's signed digest and our own hash.
     ForkDetected {
@@ -308,6 +365,9 @@ pub enum CommandError {
     /// This device's role in the group is read-only.
     #[error("this device may only read in {0:?}")]
     ReadOnly(GroupId),
+    /// The document refused the edit.
+    #[error("document: {0}")]
+    Document(crate::document::DocumentError),
     /// Too many key packages are outstanding.
     #[error("too many outstanding key packages ({0})")]
     TooManyKeyPackages(usize),

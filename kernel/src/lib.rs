@@ -22,11 +22,12 @@ pub mod mls;
 pub mod rng;
 pub mod storage;
 pub mod time;
+pub mod updates;
 mod vouches;
 pub mod wire;
 
 pub use acceptor::Acceptor;
-pub use config::{Config, ConfigError, ValidConfig};
+pub use config::{Config, ConfigError, ValidConfig, WriteQuorum};
 pub use device::Device;
 pub use ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 pub use io::{Command, CommandError, Counters, Effect, Event, Input, Node, Outputs, Rejection};

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
+use crate::updates::{Cursor, StoredMessage, UpdateId};
 
 /// One durable fact. Later records for the same key replace earlier ones.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +98,41 @@ pub enum Record {
         /// The highest round reserved.
         round: u64,
     },
+    /// Acceptor: a document message it stored, at its next position for the group.
+    Stored {
+        /// Which group.
+        group: GroupId,
+        /// Its position (1, 2, 3, ...).
+        position: u64,
+        /// The message.
+        message: StoredMessage,
+    },
+    /// Device: a document update it applied or wrote (plaintext: devices are trusted). Its own
+    /// update being written is rewritten with every edit until the batch is closed.
+    Update {
+        /// Which group.
+        group: GroupId,
+        /// The update's id.
+        id: UpdateId,
+        /// The encoded CRDT update.
+        update: Vec<u8>,
+    },
+    /// Device: every update of its own numbered below `seq` is safe (stored by a write quorum).
+    SafeBelow {
+        /// Which group.
+        group: GroupId,
+        /// The first of its own sequence numbers that may not be safe.
+        seq: u64,
+    },
+    /// Device: how far it has read one acceptor's message store.
+    ReadCursor {
+        /// Which group.
+        group: GroupId,
+        /// The acceptor.
+        acceptor: NodeId,
+        /// The cursor.
+        cursor: Cursor,
+    },
 }
 
 impl Record {
@@ -111,7 +147,11 @@ impl Record {
             | Record::PeerIncarnation { group, .. }
             | Record::Chosen { group, .. }
             | Record::MlsState { group, .. }
-            | Record::RoundFloor { group, .. } => *group,
+            | Record::RoundFloor { group, .. }
+            | Record::Stored { group, .. }
+            | Record::Update { group, .. }
+            | Record::SafeBelow { group, .. }
+            | Record::ReadCursor { group, .. } => *group,
         }
     }
 }
@@ -170,6 +210,14 @@ pub struct RestoredGroup {
     pub round_floor: u64,
     /// The group's MLS state (openmls storage keys and values).
     pub mls: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Acceptor: stored document messages by position.
+    pub stored: BTreeMap<u64, StoredMessage>,
+    /// Device: document updates it applied or wrote.
+    pub updates: BTreeMap<UpdateId, Vec<u8>>,
+    /// Device: its own updates below this sequence number are safe.
+    pub safe_below: u64,
+    /// Device: how far it has read each acceptor's store.
+    pub cursors: BTreeMap<NodeId, Cursor>,
 }
 
 impl RestoredGroup {
@@ -186,6 +234,10 @@ impl RestoredGroup {
             chosen: BTreeMap::new(),
             round_floor: 0,
             mls: BTreeMap::new(),
+            stored: BTreeMap::new(),
+            updates: BTreeMap::new(),
+            safe_below: 0,
+            cursors: BTreeMap::new(),
         }
     }
 
@@ -253,6 +305,16 @@ impl Restored {
             }
             Record::MlsState { key, value: None, .. } => {
                 state.mls.remove(key);
+            }
+            Record::Stored { position, message, .. } => {
+                state.stored.insert(*position, message.clone());
+            }
+            Record::Update { id, update, .. } => {
+                state.updates.insert(*id, update.clone());
+            }
+            Record::SafeBelow { seq, .. } => state.safe_below = state.safe_below.max(*seq),
+            Record::ReadCursor { acceptor, cursor, .. } => {
+                state.cursors.insert(*acceptor, *cursor);
             }
         }
     }

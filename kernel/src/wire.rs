@@ -9,6 +9,7 @@ use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use crate::invite::Mailbox;
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::storage::AcceptedValue;
+use crate::updates::{Cursor, PostRefusal, StoredMessage};
 
 /// The protocol version this kernel speaks. Frames with another version are refused.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -196,6 +197,40 @@ pub enum Message {
         /// The Welcome posted, with the group's genesis.
         welcome: Option<(GroupGenesis, Vec<u8>)>,
     },
+    /// Member → acceptor: store this document message (an MLS PrivateMessage) durably and
+    /// push it to the group's other members. Its id is `(transport sender, seq)`.
+    Post {
+        /// The sender's sequence number.
+        seq: u64,
+        /// The encoded MLS PrivateMessage.
+        ciphertext: Vec<u8>,
+    },
+    /// Acceptor → member: the message `seq` is durable here (sent again for repeated posts).
+    PostAck {
+        /// The sequence number.
+        seq: u64,
+    },
+    /// Acceptor → member: the message `seq` will not be stored here.
+    PostRefused {
+        /// The sequence number.
+        seq: u64,
+        /// Why.
+        reason: PostRefusal,
+    },
+    /// Member or peer acceptor → acceptor: the stored messages after `after`, a page at a time.
+    Fetch {
+        /// The asker's cursor for this acceptor.
+        after: Cursor,
+    },
+    /// Acceptor → reader: stored messages after `after`, in position order; pushes carry one.
+    Page {
+        /// The cursor the page continues (its incarnation is the sender's current one).
+        after: Cursor,
+        /// `(position, message)`, positions strictly increasing and above `after`.
+        messages: Vec<(u64, StoredMessage)>,
+        /// Whether more messages follow the page.
+        more: bool,
+    },
 }
 
 /// The bytes a proposer signs for an accept: acceptors keep the signature with the value and
@@ -295,6 +330,10 @@ pub mod kind {
     pub const ACCEPTED: u32 = 4;
     /// `Message::Application`.
     pub const APPLICATION: u32 = 15;
+    /// `Message::Post`.
+    pub const POST: u32 = 21;
+    /// `Message::Page`.
+    pub const PAGE: u32 = 25;
 }
 
 /// Decodes a frame of at most `limit` bytes.
@@ -344,6 +383,8 @@ mod tests {
             ),
             (Message::Accepted { ballot, slot: Slot(0), value_hash: hash }, kind::ACCEPTED),
             (Message::Application { sender: NodeId::from_index(1), message: vec![1] }, kind::APPLICATION),
+            (Message::Post { seq: 1, ciphertext: vec![1] }, kind::POST),
+            (Message::Page { after: Cursor::default(), messages: vec![], more: false }, kind::PAGE),
         ];
         for (message, expected) in cases {
             let frame = encode(&Envelope { group: GroupId([3; 16]), message }, 1024).expect("small");

@@ -100,7 +100,7 @@ fn ed25519_anchor() -> (f64, f64) {
     (sign, verify)
 }
 
-fn raw_openmls_round_trip_us() -> f64 {
+pub(crate) fn raw_openmls_round_trip_us() -> f64 {
     let suite = plait_kernel::mls::CIPHERSUITE;
     let provider = OpenMlsRustCrypto::default();
     let make = |name: &str| {

@@ -5,11 +5,14 @@
 //! fault model.
 
 pub mod bench;
+pub mod bench_document;
 pub mod bench_mls;
+pub mod editing_trace;
 pub mod html;
 pub mod outline;
 pub mod runner;
 pub mod scenarios;
+pub mod trace_replay;
 
 use plait_io_sim::Violation;
 
@@ -73,5 +76,6 @@ pub struct Outcome {
 pub fn all() -> Vec<Scenario> {
     let mut all = scenarios::paxos::all();
     all.extend(scenarios::mls::all());
+    all.extend(scenarios::document::all());
     all
 }

@@ -55,6 +55,19 @@ enum Verb {
         #[arg(long)]
         canary: Option<String>,
     },
+    /// Replays an editing trace (gzipped JSON, sequential or concurrent) through the simulator
+    /// under the seed's network faults; every device must end with its `endContent`. The last
+    /// lines are `text-hash: <hex>` and `N passed, M failed` (devices).
+    Trace {
+        /// The trace file.
+        file: std::path::PathBuf,
+        /// Devices (default: one per agent of a concurrent trace, three for a sequential one).
+        #[arg(long)]
+        devices: Option<usize>,
+        /// The seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Prints simulated events per second per core and seeds per second per family, then MLS
     /// costs, each with its anchors.
     Bench {
@@ -147,14 +160,75 @@ fn main() -> ExitCode {
             println!("trace-hash: {}", outcome.trace_hash);
             if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
+        Verb::Trace { file, devices, seed } => trace(&file, devices, seed),
         Verb::Bench { seeds, no_mls } => {
             bench::run(&scenarios, seeds);
             if !no_mls {
                 plait_sim_scenarios::bench_mls::run();
             }
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../kernel/tests/data/editing-traces/automerge-paper.json.gz");
+            match plait_sim_scenarios::editing_trace::Trace::load(&path) {
+                Ok(trace) => plait_sim_scenarios::bench_document::run(&trace),
+                Err(error) => eprintln!("document figures skipped: {error}"),
+            }
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `plait-sim trace`.
+fn trace(file: &std::path::Path, devices: Option<usize>, seed: u64) -> ExitCode {
+    use plait_sim_scenarios::editing_trace::Trace;
+    let trace = match Trace::load(file) {
+        Ok(trace) => trace,
+        Err(error) => {
+            eprintln!("cannot read the trace: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let devices = devices.unwrap_or(if trace.agents > 1 { trace.agents } else { 3 });
+    if !(1..=16).contains(&devices) || devices < trace.agents.min(2) {
+        eprintln!("--devices must be between 1 and 16 (and at least 2 for a concurrent trace)");
+        return ExitCode::from(2);
+    }
+    println!(
+        "trace {}: {} transactions, {} patches, {} agent(s), {} characters at the end; {devices} devices, seed {seed}",
+        file.display(),
+        trace.transactions.len(),
+        trace.patch_count(),
+        trace.agents,
+        trace.end.chars().count()
+    );
+    let started = std::time::Instant::now();
+    let mut shown = 0;
+    let replayed = plait_sim_scenarios::trace_replay::replay(&trace, devices, seed, |done, total| {
+        if done * 10 / total.max(1) > shown {
+            shown = done * 10 / total.max(1);
+            eprintln!("  {}% of transactions typed", shown * 10);
+        }
+    });
+    let mut passed = 0;
+    for (device, text) in replayed.texts.iter().enumerate() {
+        let same = *text == trace.end && replayed.failure.is_none();
+        passed += usize::from(same);
+        let verdict = if same { "matches endContent" } else { "DIFFERS from endContent" };
+        println!("device {device}: {} characters, {verdict}", text.chars().count());
+    }
+    if let Some(failure) = &replayed.failure {
+        println!("FAILED {failure}");
+    }
+    println!(
+        "{} messages safe, {} simulated events, {:.1} s simulated, {:.1} s wall",
+        replayed.messages,
+        replayed.events,
+        replayed.simulated_ms as f64 / 1000.0,
+        started.elapsed().as_secs_f64()
+    );
+    println!("text-hash: {}", replayed.text_hash);
+    let failed = devices - passed;
+    println!("{passed} passed, {failed} failed");
+    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
 #[cfg(feature = "canary")]

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{Entry, GroupGenesis};
 use plait_kernel::storage::{AcceptedValue, Record, WriteBatch};
+use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 
 /// The net effect of some batches, table by table. Keys are ordered so writes are deterministic.
 #[derive(Debug, Default)]
@@ -34,6 +35,14 @@ pub(crate) struct Changes {
     pub(crate) round_floors: BTreeMap<GroupId, u64>,
     /// Per MLS key: the last value, or `None` when the key was deleted last.
     pub(crate) mls_state: BTreeMap<(GroupId, Vec<u8>), Option<Vec<u8>>>,
+    /// Last stored message per position.
+    pub(crate) stored: BTreeMap<(GroupId, u64), StoredMessage>,
+    /// Last update per update id (a device rewrites its open update with every edit).
+    pub(crate) updates: BTreeMap<(GroupId, UpdateId), Vec<u8>>,
+    /// Highest `SafeBelow` per group; the write keeps the higher of this and the durable one.
+    pub(crate) safe_below: BTreeMap<GroupId, u64>,
+    /// Last read cursor per acceptor (it may move back: replaced, not maximised).
+    pub(crate) read_cursors: BTreeMap<(GroupId, NodeId), Cursor>,
 }
 
 impl Changes {
@@ -57,6 +66,10 @@ impl Changes {
             && self.chosen.is_empty()
             && self.round_floors.is_empty()
             && self.mls_state.is_empty()
+            && self.stored.is_empty()
+            && self.updates.is_empty()
+            && self.safe_below.is_empty()
+            && self.read_cursors.is_empty()
     }
 
     /// Adding a record kind: add a field above, an arm here, a table in a new migration, and a
@@ -99,6 +112,19 @@ impl Changes {
             }
             Record::MlsState { key, value, .. } => {
                 self.mls_state.insert((group, key.clone()), value.clone());
+            }
+            Record::Stored { position, message, .. } => {
+                self.stored.insert((group, *position), message.clone());
+            }
+            Record::Update { id, update, .. } => {
+                self.updates.insert((group, *id), update.clone());
+            }
+            Record::SafeBelow { seq, .. } => {
+                let safe_below = self.safe_below.entry(group).or_insert(*seq);
+                *safe_below = (*safe_below).max(*seq);
+            }
+            Record::ReadCursor { acceptor, cursor, .. } => {
+                self.read_cursors.insert((group, *acceptor), *cursor);
             }
         }
     }
@@ -154,5 +180,40 @@ mod tests {
         assert!(matches!(changes.accepted.get(&(group, Slot(2))), Some(Some(_))));
         assert_eq!(changes.promised.get(&group), Some(&ballot));
         assert!(changes.groups.is_empty(), "a durable group is not written again");
+    }
+
+    #[test]
+    fn safe_below_keeps_the_max_and_update_stored_and_cursor_keep_the_last() {
+        let genesis = genesis(1);
+        let group = genesis.group_id();
+        let sender = NodeId::from_index(2);
+        let acceptor = NodeId::from_index(1);
+        let id = UpdateId { sender, seq: 4 };
+        let update = |bytes: &[u8]| Record::Update { group, id, update: bytes.to_vec() };
+        let stored = |seq| Record::Stored {
+            group,
+            position: 1,
+            message: StoredMessage { id: UpdateId { sender, seq }, ciphertext: vec![seq as u8] },
+        };
+        let cursor = |incarnation, position| Record::ReadCursor {
+            group,
+            acceptor,
+            cursor: Cursor { incarnation: Incarnation(incarnation), position },
+        };
+        let durable = BTreeSet::from([group]);
+        let changes = Changes::fold(
+            &durable,
+            &[
+                batch(vec![Record::SafeBelow { group, seq: 3 }, update(b"a"), stored(1), cursor(1, 9)]),
+                batch(vec![Record::SafeBelow { group, seq: 7 }, update(b"ab"), stored(2), cursor(2, 0)]),
+                batch(vec![Record::SafeBelow { group, seq: 5 }, update(b"abc")]),
+            ],
+        );
+        assert_eq!(changes.safe_below.get(&group), Some(&7), "SafeBelow keeps the maximum");
+        assert_eq!(changes.updates.get(&(group, id)).map(Vec::as_slice), Some(&b"abc"[..]), "the last rewrite wins");
+        assert_eq!(changes.updates.len(), 1);
+        assert_eq!(changes.stored.get(&(group, 1)).map(|message| message.id.seq), Some(2), "the last message wins");
+        let last = Cursor { incarnation: Incarnation(2), position: 0 };
+        assert_eq!(changes.read_cursors.get(&(group, acceptor)), Some(&last), "a cursor is replaced, even by a lower one");
     }
 }

@@ -1,6 +1,7 @@
 //! Reads the durable state back: the whole [`Restored`] at start, and bounded [`LoadQuery`]s.
 
 use plait_kernel::storage::{AcceptedValue, LoadQuery, LoadResult, Restored, RestoredGroup};
+use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
@@ -76,7 +77,39 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
         let [group, key, value] = checked(&row, "mls_state")?;
         group_of(&mut restored, "mls_state", group)?.mls.insert(key.to_vec(), value.to_vec());
     }
+    load_documents(connection, &mut restored).await?;
     Ok(restored)
+}
+
+/// Reads the document tables (schema version 4) into `restored`, whose groups are loaded.
+async fn load_documents(connection: &mut SqliteConnection, restored: &mut Restored) -> Result<(), StoreError> {
+    for row in fetch(connection, "SELECT group_id, position, sender, seq, ciphertext, checksum FROM stored").await? {
+        let [group, position, sender, seq, ciphertext] = checked(&row, "stored")?;
+        let position = Column("stored.position").u64(position)?;
+        let id = UpdateId { sender: Column("stored.sender").node_id(sender)?, seq: Column("stored.seq").u64(seq)? };
+        let message = StoredMessage { id, ciphertext: ciphertext.to_vec() };
+        group_of(restored, "stored", group)?.stored.insert(position, message);
+    }
+    for row in fetch(connection, "SELECT group_id, sender, seq, body, checksum FROM updates").await? {
+        let [group, sender, seq, body] = checked(&row, "updates")?;
+        let id = UpdateId { sender: Column("updates.sender").node_id(sender)?, seq: Column("updates.seq").u64(seq)? };
+        group_of(restored, "updates", group)?.updates.insert(id, body.to_vec());
+    }
+    for row in fetch(connection, "SELECT group_id, seq, checksum FROM safe_below").await? {
+        let [group, seq] = checked(&row, "safe_below")?;
+        group_of(restored, "safe_below", group)?.safe_below = Column("safe_below.seq").u64(seq)?;
+    }
+    let cursors = "SELECT group_id, acceptor, incarnation, position, checksum FROM read_cursors";
+    for row in fetch(connection, cursors).await? {
+        let [group, acceptor, incarnation, position] = checked(&row, "read_cursors")?;
+        let acceptor = Column("read_cursors.acceptor").node_id(acceptor)?;
+        let cursor = Cursor {
+            incarnation: Column("read_cursors.incarnation").incarnation(incarnation)?,
+            position: Column("read_cursors.position").u64(position)?,
+        };
+        group_of(restored, "read_cursors", group)?.cursors.insert(acceptor, cursor);
+    }
+    Ok(())
 }
 
 /// Answers a bounded read with one range scan over the table's primary key.

@@ -54,6 +54,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
 
     write_accepted(connection, changes).await?;
     write_mls_state(connection, changes).await?;
+    write_documents(connection, changes).await?;
 
     let statement = Statement {
         table: "peer_incarnations",
@@ -153,6 +154,61 @@ async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -
         .map(|((group, key), _)| vec![group.0.to_vec(), key.clone()])
         .collect();
     delete(connection, "DELETE FROM mls_state WHERE (group_id, key) IN (", keys).await
+}
+
+/// Document messages: stored messages, updates, `SafeBelow` (highest wins) and read cursors.
+async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let statement = Statement {
+        table: "stored",
+        head: "INSERT INTO stored (group_id, position, sender, seq, ciphertext, checksum) ",
+        tail: " ON CONFLICT (group_id, position) DO UPDATE SET sender = excluded.sender, seq = excluded.seq, \
+               ciphertext = excluded.ciphertext, checksum = excluded.checksum",
+    };
+    let rows = changes.stored.iter().map(|((group, position), message)| {
+        vec![
+            group.0.to_vec(),
+            u64_to_column(*position).to_vec(),
+            message.id.sender.0.to_vec(),
+            u64_to_column(message.id.seq).to_vec(),
+            message.ciphertext.clone(),
+        ]
+    });
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "updates",
+        head: "INSERT INTO updates (group_id, sender, seq, body, checksum) ",
+        tail: " ON CONFLICT (group_id, sender, seq) DO UPDATE SET body = excluded.body, checksum = excluded.checksum",
+    };
+    let rows = changes.updates.iter().map(|((group, id), update)| {
+        vec![group.0.to_vec(), id.sender.0.to_vec(), u64_to_column(id.seq).to_vec(), update.clone()]
+    });
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "safe_below",
+        head: "INSERT INTO safe_below (group_id, seq, checksum) ",
+        tail: " ON CONFLICT (group_id) DO UPDATE SET seq = excluded.seq, checksum = excluded.checksum \
+               WHERE excluded.seq > safe_below.seq",
+    };
+    let rows = changes.safe_below.iter().map(|(group, seq)| vec![group.0.to_vec(), u64_to_column(*seq).to_vec()]);
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "read_cursors",
+        head: "INSERT INTO read_cursors (group_id, acceptor, incarnation, position, checksum) ",
+        tail: " ON CONFLICT (group_id, acceptor) DO UPDATE SET incarnation = excluded.incarnation, \
+               position = excluded.position, checksum = excluded.checksum",
+    };
+    let rows = changes.read_cursors.iter().map(|((group, acceptor), cursor)| {
+        vec![
+            group.0.to_vec(),
+            acceptor.0.to_vec(),
+            u64_to_column(cursor.incarnation.0).to_vec(),
+            u64_to_column(cursor.position).to_vec(),
+        ]
+    });
+    upsert(connection, &statement, rows.collect()).await
 }
 
 /// Deletes the rows whose key columns are `keys`, [`ROWS_PER_STATEMENT_MAX`] at a time; `head`

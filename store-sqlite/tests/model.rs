@@ -6,6 +6,7 @@ use plait_io_sim::disk::Disk;
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
 use plait_kernel::storage::{LoadQuery, Record, Restored, WriteBatch};
+use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use plait_store_sqlite::Store;
 use proptest::prelude::*;
 
@@ -60,6 +61,17 @@ fn entry() -> impl Strategy<Value = Entry> {
     ]
 }
 
+/// An update id from few senders and mostly small sequence numbers, so the same id is rewritten.
+fn update_id() -> impl Strategy<Value = UpdateId> {
+    (node(), number()).prop_map(|(sender, seq)| UpdateId { sender, seq })
+}
+
+/// An update as a device's open update grows: a prefix of one byte string, so a rewrite of the
+/// same id is usually longer (and sometimes shorter) than the last.
+fn growing_update() -> impl Strategy<Value = Vec<u8>> {
+    (0..48u8).prop_map(|length| (0..length).collect())
+}
+
 fn record() -> impl Strategy<Value = Record> {
     let any_group = (0..GROUPS).prop_map(group);
     let slot = (0..SLOTS).prop_map(Slot);
@@ -79,8 +91,23 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, acceptor, n)| Record::PeerIncarnation { group, acceptor, incarnation: Incarnation(n) }),
         3 => (any_group.clone(), slot, entry()).prop_map(|(group, slot, entry)| Record::Chosen { group, slot, entry }),
         1 => (any_group.clone(), number()).prop_map(|(group, round)| Record::RoundFloor { group, round }),
-        2 => (any_group, 0..4u8, prop::option::of(prop::collection::vec(any::<u8>(), 0..40)))
+        2 => (any_group.clone(), 0..4u8, prop::option::of(prop::collection::vec(any::<u8>(), 0..40)))
             .prop_map(|(group, key, value)| Record::MlsState { group, key: vec![key; 3], value }),
+        2 => (any_group.clone(), number(), update_id(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(
+            |(group, position, id, ciphertext)| Record::Stored { group, position, message: StoredMessage { id, ciphertext } }
+        ),
+        // The same id rewritten with a growing update, and arbitrary bytes.
+        2 => (any_group.clone(), update_id(), growing_update()).prop_map(|(group, id, update)| Record::Update { group, id, update }),
+        1 => (any_group.clone(), update_id(), prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(group, id, update)| Record::Update { group, id, update }),
+        // Raised and lowered: the store must keep the maximum.
+        2 => (any_group.clone(), number()).prop_map(|(group, seq)| Record::SafeBelow { group, seq }),
+        // Raised, lowered, and moved to another incarnation: the last one wins.
+        2 => (any_group, node(), number(), number()).prop_map(|(group, acceptor, incarnation, position)| Record::ReadCursor {
+            group,
+            acceptor,
+            cursor: Cursor { incarnation: Incarnation(incarnation), position },
+        }),
     ]
 }
 

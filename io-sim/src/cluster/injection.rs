@@ -23,7 +23,8 @@ impl Cluster {
     }
 
     /// Whether an acceptor is rebuilding lost state: for some group the checker knows and whose
-    /// current set includes it, its disk has no durable `Recovered` yet. Judged from the disk, so
+    /// current set includes it, its disk has no durable `Recovered` yet, or it lacks a message
+    /// that is safe. Judged from the disk, so
     /// an acceptor that was wiped and has not even heard of the group yet counts as rebuilding
     /// (it used to pass as "voting in all its groups" because it had none).
     pub fn is_rebuilding(&self, acceptor: usize) -> bool {
@@ -31,7 +32,9 @@ impl Cluster {
         self.checker.groups().any(|group| {
             let member = self.checker.acceptors(group).is_some_and(|set| set.contains(id));
             let recovered = self.nodes[acceptor].disk.durable().groups.get(&group).is_some_and(|state| state.recovered);
-            member && !recovered
+            // Its message store counts too: until it has copied every safe message back from
+            // its peers, losing another disk could lose the last copy.
+            member && (!recovered || self.checker.documents.lacks_safe(id, group))
         })
     }
 

@@ -121,6 +121,10 @@ pub struct Stats {
     pub command_errors: u64,
     /// Application messages decrypted, over all devices.
     pub messages_read: u64,
+    /// Document updates applied from other members, over all devices.
+    pub updates_applied: u64,
+    /// Document messages that became safe.
+    pub updates_safe: u64,
 }
 
 /// Decrypted application messages kept for the scenario to inspect at most.
@@ -339,6 +343,13 @@ impl Cluster {
         if wipe {
             self.nodes[node].disk.wipe();
             self.stats.wipes += 1;
+            if self.nodes[node].role == Role::Acceptor {
+                let id = self.nodes[node].id;
+                if let Some((group, lost)) = self.checker.documents.on_wipe(id).first() {
+                    let detail = format!("{id} lost its disk and with it the last copy of safe message {lost:?} of {group:?}");
+                    self.checker.fail(self.now, "no-safe-update-is-lost", detail);
+                }
+            }
         }
         self.boot(node);
     }
@@ -594,6 +605,12 @@ impl Cluster {
                     self.messages.push((index, *sender, data.clone()));
                 }
             }
+            Event::DocumentChanged { .. } => self.stats.updates_applied += 1,
+            Event::DocumentSafe { group, seq, .. } => {
+                self.stats.updates_safe += 1;
+                self.check_safe(*group, plait_kernel::updates::UpdateId { sender: id, seq: *seq });
+            }
+            Event::PostRefused { .. } | Event::Presence { .. } => {}
             Event::ForkDetected { group, epoch, theirs, .. } => {
                 let signer = theirs.signer.get(..8).map(plait_kernel::ids::hex).unwrap_or_default();
                 let detail = format!("{id} saw {signer}… sign another authenticator for epoch {epoch} of {group:?}");

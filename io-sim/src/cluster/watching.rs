@@ -25,3 +25,16 @@ impl Cluster {
         self.checker.on_relay(self.now, self.nodes[from].id, group, epoch, sender);
     }
 }
+
+impl Cluster {
+    /// A device was told its document message is safe: a write quorum of the group's acceptors
+    /// must hold it durably right now.
+    pub(super) fn check_safe(&mut self, group: plait_kernel::GroupId, id: plait_kernel::updates::UpdateId) {
+        let Some(set) = self.checker.acceptors(group).cloned() else { return };
+        let liars = self.checker.byzantine.clone();
+        if let Err(held) = self.checker.documents.on_safe(group, id, self.config.write_quorum, &set, &liars) {
+            let detail = format!("{} was told {id:?} is safe while {held} acceptor(s) of {group:?} held it", id.sender);
+            self.checker.fail(self.now, "safe-means-stored-by-a-write-quorum", detail);
+        }
+    }
+}

@@ -74,15 +74,17 @@ pub(crate) struct AcceptorGroup {
     pub(crate) history: AcceptorHistory,
     /// The acceptor set a device last told us about; used to find peers before we know the log.
     pub(crate) hint: Option<AcceptorSet>,
-    subscribers: BTreeSet<NodeId>,
+    pub(crate) subscribers: BTreeSet<NodeId>,
+    /// Document messages stored for the group.
+    pub(crate) store: crate::acceptor::store::MessageStore,
     /// Chosen values peer acceptors reported for slots this node has not learned.
     vouches: crate::vouches::Vouches,
     pub(crate) next_peer_sync_at: Time,
     /// For an MLS group: the public view, at the epoch after every chosen entry this node knows.
-    mls: Option<PublicView>,
+    pub(crate) mls: Option<PublicView>,
     /// For an MLS group: everyone who was ever a member. They may read the log (commits are
     /// public), so a removed device learns of its removal; only current members may propose.
-    former_members: BTreeSet<Vec<u8>>,
+    pub(crate) former_members: BTreeSet<Vec<u8>>,
 }
 
 impl AcceptorGroup {
@@ -108,6 +110,7 @@ impl AcceptorGroup {
             history,
             hint,
             subscribers: BTreeSet::new(),
+            store: crate::acceptor::store::MessageStore::default(),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             former_members: BTreeSet::new(),
@@ -158,6 +161,7 @@ impl AcceptorGroup {
             history,
             hint: None,
             subscribers: BTreeSet::new(),
+            store: crate::acceptor::store::MessageStore::restore(restored.stored),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             mls,
@@ -257,7 +261,15 @@ impl AcceptorGroup {
             | Message::FetchMailbox { .. }
             | Message::MailboxContents { .. } => cx.reject(Rejection::Unauthorised),
             Message::Application { sender, message } => self.relay_application(cx, from, sender, message),
-            Message::Promise { .. } | Message::Accepted { .. } | Message::Rejected { .. } | Message::UnknownGroup => {
+            Message::Post { seq, ciphertext } => self.on_post(cx, from, seq, ciphertext),
+            Message::Fetch { after } => self.on_fetch(cx, from, after),
+            Message::Page { after, messages, more } => self.on_peer_page(cx, from, after, messages, more),
+            Message::Promise { .. }
+            | Message::Accepted { .. }
+            | Message::Rejected { .. }
+            | Message::UnknownGroup
+            | Message::PostAck { .. }
+            | Message::PostRefused { .. } => {
                 cx.reject(Rejection::Unauthorised);
             }
         }
@@ -632,6 +644,7 @@ impl AcceptorGroup {
         if !matches!(self.phase, Phase::Voting) {
             self.ask_peers(cx);
         }
+        self.fetch_from_peers(cx);
     }
 }
 

@@ -3,6 +3,7 @@
 mod group;
 mod mailbox;
 mod recovery;
+mod store;
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use crate::wire::{DecodeError, Envelope, Message, decode};
 
 pub(crate) use group::AcceptorGroup;
 use group::{LoadWanted, Phase};
+pub(crate) use store::positions_follow;
 
 /// A Paxos acceptor for many groups. It stores and orders; it never proposes.
 #[derive(Debug)]
@@ -250,6 +252,18 @@ impl AcceptorGroupView<'_> {
     /// For an MLS group: the epoch of its public view (after every chosen entry it knows).
     pub fn epoch(&self) -> Option<u64> {
         self.group.epoch()
+    }
+    /// Whether it stores the document message with this id.
+    pub fn holds_message(&self, id: &crate::updates::UpdateId) -> bool {
+        self.group.store.holds(id)
+    }
+    /// Document messages stored, and their ciphertext bytes.
+    pub fn stored_messages(&self) -> (usize, usize) {
+        (self.group.store.len(), self.group.store.bytes())
+    }
+    /// Every stored document message, by position.
+    pub fn messages(&self) -> impl Iterator<Item = (u64, &crate::updates::StoredMessage)> {
+        self.group.store.messages()
     }
 }
 

@@ -15,6 +15,7 @@ use crate::storage::{AcceptedValue, Record, RestoredGroup};
 use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
 
+mod document;
 mod messaging;
 
 /// Something this device wants in the log.
@@ -44,6 +45,8 @@ pub(crate) struct DeviceGroup {
     messages: Messages,
     /// For an MLS group: invites this device opened.
     pub(crate) invites: Invites,
+    /// For an MLS group: its document.
+    pub(crate) replica: Option<crate::device::replica::Replica>,
     /// Chosen values acceptors reported for slots not applied yet.
     vouches: crate::vouches::Vouches,
     /// When this device next rotates its keys (MLS groups with a rotation interval).
@@ -66,6 +69,10 @@ impl DeviceGroup {
         let mut records = vec![Record::Group { group: cx.group, genesis: genesis.clone() }];
         let history = AcceptorHistory::new(&genesis);
         let mut group = DeviceGroup::with(genesis, Slot(0), history, 0, cx.now);
+        if mls.is_some() {
+            let peer = cx.rng.next_u64();
+            group.replica = crate::device::replica::Replica::new(peer).ok();
+        }
         group.mls = mls;
         if let Some(mls) = group.mls.as_mut() {
             records.extend(mls.changes(cx.group, true));
@@ -115,6 +122,7 @@ impl DeviceGroup {
             mls: None,
             messages: Messages::default(),
             invites: Invites::default(),
+            replica: None,
             vouches: crate::vouches::Vouches::default(),
             next_rotation_at: None,
             failures: 0,
@@ -129,6 +137,7 @@ impl DeviceGroup {
     pub(crate) fn wake_at(&self) -> Time {
         let wake = earliest(Some(self.next_sync_at), self.proposer.deadline());
         let wake = earliest(wake, self.invites.wake_at());
+        let wake = earliest(wake, self.document_wake_at());
         earliest(wake, self.next_rotation_at).expect("the sync deadline is always set")
     }
 
@@ -236,6 +245,9 @@ impl DeviceGroup {
             | Message::FetchMailbox { .. } => {
                 cx.reject(Rejection::Unauthorised);
             }
+            Message::PostAck { seq } => self.on_post_ack(cx, from, seq),
+            Message::PostRefused { seq, reason } => self.on_post_refused(cx, from, seq, reason),
+            Message::Page { after, messages, more } => self.on_page(cx, from, after, messages, more),
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -247,7 +259,9 @@ impl DeviceGroup {
             | Message::IncarnationQuery { .. }
             | Message::IncarnationKnown { .. }
             | Message::Recovery { .. }
-            | Message::CatchUp { .. } => cx.reject(Rejection::Unauthorised),
+            | Message::CatchUp { .. }
+            | Message::Post { .. }
+            | Message::Fetch { .. } => cx.reject(Rejection::Unauthorised),
         }
     }
 
@@ -628,9 +642,11 @@ impl DeviceGroup {
         }
     }
 
-    /// Periodic work: sync with acceptors; retry or abandon ballots that timed out; rotate keys.
+    /// Periodic work: sync with acceptors; retry or abandon ballots that timed out; rotate keys;
+    /// send and re-send document messages.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
         self.rotate_when_due(cx);
+        self.document_timer(cx);
         if cx.now >= self.next_sync_at {
             let sync = Message::Sync {
                 genesis: self.genesis.clone(),
@@ -639,6 +655,7 @@ impl DeviceGroup {
             };
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &sync);
+            self.fetch(cx);
             self.invites.on_timer(cx, &acceptors);
             self.next_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);
         } else if self.invites.wake_at().is_some_and(|at| at <= cx.now) {

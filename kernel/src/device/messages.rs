@@ -13,8 +13,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::context::Context;
 use crate::ids::NodeId;
-use crate::io::{CommandError, Event, Rejection};
+use crate::io::{CommandError, Rejection};
 use crate::mls::MlsError;
+use crate::updates::UpdateId;
 use crate::wire::Message;
 
 /// A message received for an epoch not reached yet.
@@ -22,6 +23,8 @@ use crate::wire::Message;
 struct Early {
     sender: NodeId,
     message: Vec<u8>,
+    /// For a document message from an acceptor's store: its id.
+    stored: Option<UpdateId>,
 }
 
 /// Outgoing and incoming application messages of one group.
@@ -76,20 +79,32 @@ impl Messages {
     }
 
     /// Holds a message from `epoch` until this device reaches it.
-    pub(crate) fn hold_early(&mut self, cx: &mut Context<'_>, epoch: u64, sender: NodeId, message: Vec<u8>) {
+    pub(crate) fn hold_early(
+        &mut self,
+        cx: &mut Context<'_>,
+        epoch: u64,
+        sender: NodeId,
+        message: Vec<u8>,
+        stored: Option<UpdateId>,
+    ) {
+        let held = self.early.entry(epoch).or_default();
+        if stored.is_some() && held.iter().any(|early| early.stored == stored) {
+            // Fetched again while it waits (the cursor stays before it until it is read).
+            return cx.reject(Rejection::Duplicate);
+        }
         if self.early_count >= cx.config.future_messages_max {
             return cx.reject(Rejection::OverLimit);
         }
         cov_mark::hit!(device_holds_a_message_from_a_future_epoch);
-        self.early.entry(epoch).or_default().push(Early { sender, message });
+        held.push(Early { sender, message, stored });
         self.early_count += 1;
     }
 
     /// The held messages from epochs at or before `epoch`, oldest epoch first.
-    pub(crate) fn take_early(&mut self, epoch: u64) -> Vec<(NodeId, Vec<u8>)> {
+    pub(crate) fn take_early(&mut self, epoch: u64) -> Vec<(NodeId, Vec<u8>, Option<UpdateId>)> {
         let later = self.early.split_off(&(epoch + 1));
         let ready = std::mem::replace(&mut self.early, later);
-        let ready: Vec<(NodeId, Vec<u8>)> = ready.into_values().flatten().map(|e| (e.sender, e.message)).collect();
+        let ready: Vec<_> = ready.into_values().flatten().map(|e| (e.sender, e.message, e.stored)).collect();
         self.early_count -= ready.len();
         ready
     }
@@ -107,10 +122,4 @@ pub(crate) fn rejection_of(error: &MlsError) -> Rejection {
 /// The wire message carrying a ciphertext from this device.
 pub(crate) fn outgoing(me: NodeId, message: Vec<u8>) -> Message {
     Message::Application { sender: me, message }
-}
-
-/// The event for a decrypted message, or `None` if its sender's name is not a node id.
-pub(crate) fn delivered(group: crate::ids::GroupId, decrypted: crate::mls::Decrypted) -> Option<Event> {
-    let sender = NodeId(decrypted.sender.as_slice().try_into().ok()?);
-    Some(Event::Message { group, epoch: decrypted.epoch, sender, data: decrypted.data })
 }

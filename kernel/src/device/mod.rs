@@ -5,7 +5,9 @@ mod invitations;
 mod invites;
 mod membership;
 mod messages;
+mod outbox;
 mod proposer;
+mod replica;
 
 use std::collections::BTreeMap;
 
@@ -64,8 +66,20 @@ impl Device {
             } else {
                 None
             };
+            let replica = match mls.is_some() {
+                true => {
+                    let peer = device.rng.next_u64();
+                    let out_of_order_max = device.config.updates_out_of_order_max;
+                    replica::Replica::restore(Time::ZERO, me, peer, &state, out_of_order_max).ok()
+                }
+                false => None,
+            };
             let mut group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
             group.invites = invites;
+            if let Some((replica, refused)) = replica {
+                (0..refused).for_each(|_| device.counters.count(Rejection::Invalid));
+                group.replica = Some(replica);
+            }
             device.groups.insert(id, group);
         }
         let wake_at = device.wake_at();
@@ -121,7 +135,13 @@ impl Device {
             Command::RotateKeys { group } => self.intend(now, group, Intent::Rotate, effects),
             Command::SetRole { group, member, role } => self.intend(now, group, Intent::SetRole(member, role), effects),
             Command::Propose { group, value } => self.propose(now, group, Entry::Value(value), effects),
-            Command::SendMessage { group, data } => self.send_message(now, group, data, effects),
+            Command::SendMessage { group, data } => {
+                self.send_message(now, group, crate::updates::Payload::Message(data), effects)
+            }
+            Command::SetPresence { group, state } => {
+                self.send_message(now, group, crate::updates::Payload::Presence(state), effects)
+            }
+            Command::Edit { group, position, delete, insert } => self.edit(now, group, position, delete, &insert, effects),
             Command::CreateInvite { group, lifetime_ms } => self.create_invite(now, group, lifetime_ms, effects),
             Command::AcceptInvite { code, acceptors } => self.accept_invite(now, &code, acceptors, effects),
             Command::ChangeAcceptors { group, acceptors } => self.change_acceptors(now, group, acceptors, effects),
@@ -317,10 +337,30 @@ impl Device {
         }
     }
 
-    fn send_message(&mut self, now: Time, id: GroupId, data: Vec<u8>, effects: &mut Effects) -> Result<(), CommandError> {
+    fn send_message(
+        &mut self,
+        now: Time,
+        id: GroupId,
+        payload: crate::updates::Payload,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
         let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
-        group.send_message(&mut cx, data)
+        group.send_message(&mut cx, payload)
+    }
+
+    fn edit(
+        &mut self,
+        now: Time,
+        id: GroupId,
+        position: usize,
+        delete: usize,
+        insert: &str,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
+        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
+        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        group.edit(&mut cx, position, delete, insert)
     }
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {
@@ -432,5 +472,26 @@ impl DeviceGroupView<'_> {
     /// The genesis.
     pub fn genesis(&self) -> &GroupGenesis {
         &self.group.genesis
+    }
+
+    /// The document's text (MLS groups).
+    pub fn text(&self) -> Option<String> {
+        use crate::document::Document;
+        self.group.replica.as_ref().map(|replica| replica.doc.text())
+    }
+
+    /// This device's document messages not safe yet, the open batch included (MLS groups).
+    pub fn unsafe_messages(&self) -> usize {
+        self.group.replica.as_ref().map_or(0, |replica| replica.outbox.unsafe_count())
+    }
+
+    /// Whether the document update with this id was applied (or written) here.
+    pub fn has_applied(&self, id: &crate::updates::UpdateId) -> bool {
+        self.group.replica.as_ref().is_some_and(|replica| replica.applied.contains(id))
+    }
+
+    /// Document updates applied or written here.
+    pub fn updates_applied(&self) -> u64 {
+        self.group.replica.as_ref().map_or(0, |replica| replica.applied.count())
     }
 }

@@ -20,6 +20,19 @@ use crate::mls::roles::{CommitSummary, GroupSettings, Roles, authorize, capabili
 /// Commits travel in plaintext (acceptors validate them); incoming may be either.
 const POLICY: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
 
+/// How far behind a sender's newest message an older one of the same epoch may still be read.
+/// Document messages arrive late by design (backfill after a lost push, copies from another
+/// acceptor), so this is much wider than openmls's default of 5. Consumed keys are kept as
+/// empty slots, so the window costs about a byte per generation in the stored secret tree.
+const OUT_OF_ORDER_TOLERANCE: u32 = 1_000;
+
+/// How far ahead of the last message read a sender's message may be.
+const FORWARD_DISTANCE_MAX: u32 = 2_000;
+
+fn sender_ratchet() -> SenderRatchetConfiguration {
+    SenderRatchetConfiguration::new(OUT_OF_ORDER_TOLERANCE, FORWARD_DISTANCE_MAX)
+}
+
 /// Why an MLS operation failed. Bytes from peers map to `Malformed` or `Rejected`; the rest are
 /// local misuse or (`Internal`) a library failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -122,6 +135,7 @@ impl Joining {
             .wire_format_policy(POLICY)
             .use_ratchet_tree_extension(true)
             .max_past_epochs(past_epochs)
+            .sender_ratchet_configuration(sender_ratchet())
             .build();
         let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
@@ -149,6 +163,7 @@ impl Member {
             .wire_format_policy(POLICY)
             .use_ratchet_tree_extension(true)
             .max_past_epochs(past_epochs)
+            .sender_ratchet_configuration(sender_ratchet())
             .lifetime(lifetime())
             .build();
         let group = MlsGroup::new_with_group_id(

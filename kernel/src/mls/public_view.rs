@@ -101,6 +101,12 @@ impl PublicView {
         member && self.roles().is_ok_and(|roles| roles.of(name) != crate::mls::Role::Reader)
     }
 
+    /// The epoch an encoded MLS message names in its header (`None` if it is not one).
+    pub fn epoch_of(bytes: &[u8]) -> Option<u64> {
+        let message = MlsMessageIn::tls_deserialize_exact(bytes).ok()?;
+        message.try_into_protocol_message().ok().map(|protocol| protocol.epoch().as_u64())
+    }
+
     /// Checks what an acceptor can check of application data without any secret: an MLS
     /// PrivateMessage of this group, from this epoch or one of the `past_epochs` before it.
     /// Returns its epoch.

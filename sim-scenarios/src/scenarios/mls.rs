@@ -65,13 +65,22 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
+/// Devices [`start_with`] admits to the group at its start (any others stand by).
+const FOUNDERS: usize = 4;
+
 /// How long founding and admitting members may take (simulated).
 const SETUP_MS_MAX: u64 = 120_000;
 
 /// Founds a group on the first `set_size` acceptors (any others stand by for the group to move
-/// to) at device 0, and admits the other devices (up to the fourth), one at a time.
-fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64, set_size: usize) -> Result<GroupGenesis, String> {
-    let devices: Vec<usize> = cluster.devices().into_iter().take(4).collect();
+/// to) at device 0, and admits the next devices (`founders` in all), one at a time.
+pub(crate) fn found(
+    cluster: &mut Cluster,
+    seed: u64,
+    rotation_interval_ms: u64,
+    set_size: usize,
+    founders: usize,
+) -> Result<GroupGenesis, String> {
+    let devices: Vec<usize> = cluster.devices().into_iter().take(founders).collect();
     let acceptors =
         AcceptorSet::new(cluster.acceptors().iter().take(set_size).map(|a| cluster.id(*a)).collect(), 16).expect("acceptors");
     let deadline = Time(SETUP_MS_MAX);
@@ -115,20 +124,20 @@ fn found(cluster: &mut Cluster, seed: u64, rotation_interval_ms: u64, set_size: 
 }
 
 /// A cluster of three acceptors and four devices with a founded group; faults not started.
-fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
+pub(crate) fn start(options: &RunOptions, profile: FaultProfile, rotation_interval_ms: u64) -> Result<Session, Box<Outcome>> {
     start_with(options, (3, 4, 3), profile, rotation_interval_ms)
 }
 
 /// [`start`] with `acceptors` acceptors and `devices` devices in the cluster; the group uses the
 /// first `set_size` acceptors.
-fn start_with(
+pub(crate) fn start_with(
     options: &RunOptions,
     (acceptors, devices, set_size): (usize, usize, usize),
     profile: FaultProfile,
     rotation_interval_ms: u64,
 ) -> Result<Session, Box<Outcome>> {
     let mut cluster = Cluster::new(options.seed, acceptors, devices, options.kernel_config(), profile, options.keep_trace_text);
-    match found(&mut cluster, options.seed, rotation_interval_ms, set_size) {
+    match found(&mut cluster, options.seed, rotation_interval_ms, set_size, FOUNDERS) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
             let safety_end = cluster.now().plus_ms(10_000);
@@ -146,7 +155,7 @@ fn start_with(
 
 /// [`start_with`] under the seed's swarm of faults, less disk wipes (these scenarios test groups
 /// and keys; acceptor recovery has its own).
-fn swarm_start(options: &RunOptions, shape: (usize, usize, usize)) -> Result<Session, Box<Outcome>> {
+pub(crate) fn swarm_start(options: &RunOptions, shape: (usize, usize, usize)) -> Result<Session, Box<Outcome>> {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::swarm(&mut rng);
     profile.wipes = false;
@@ -154,7 +163,7 @@ fn swarm_start(options: &RunOptions, shape: (usize, usize, usize)) -> Result<Ses
 }
 
 /// The founder makes device 1 an admin too; waits until device 1 has applied it.
-fn promote_second_admin(session: &mut Session) {
+pub(crate) fn promote_second_admin(session: &mut Session) {
     let (group, devices) = (session.group, session.cluster.devices());
     let second = session.cluster.id(devices[1]);
     session.cluster.command(devices[0], Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Admin });
@@ -165,7 +174,7 @@ fn promote_second_admin(session: &mut Session) {
 
 /// A network that loses, duplicates and delays (with jitter) by seed-chosen amounts, and
 /// nothing else.
-fn lossy(rng: &mut SimRng) -> FaultProfile {
+pub(crate) fn lossy(rng: &mut SimRng) -> FaultProfile {
     let mut profile = FaultProfile::calm();
     profile.latency.min_ms = rng.between(2, 15);
     profile.latency.spread_ms = rng.between(0, 20);
@@ -182,7 +191,7 @@ fn calm_start(options: &RunOptions) -> Result<Session, Box<Outcome>> {
 }
 
 /// Schedules key rotations by random members during the safety phase.
-fn rotations(session: &mut Session, count: u64) {
+pub(crate) fn rotations(session: &mut Session, count: u64) {
     let devices = session.cluster.devices();
     let (from, until) = (session.cluster.now().0, session.safety_end.0);
     for _ in 0..count {

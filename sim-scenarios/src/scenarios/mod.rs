@@ -1,4 +1,5 @@
 //! Scenario families.
 
+pub mod document;
 pub mod mls;
 pub mod paxos;

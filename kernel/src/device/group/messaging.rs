@@ -8,6 +8,16 @@ use crate::device::messages::{self, Received};
 use crate::ids::NodeId;
 use crate::io::{CommandError, Event, Rejection};
 use crate::mls::MlsError;
+use crate::updates::{Payload, UpdateId};
+
+/// What became of a received message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Read {
+    /// Applied, delivered or refused for good.
+    Done,
+    /// Held until this device reaches the message's epoch.
+    Held,
+}
 
 impl DeviceGroup {
     /// Opens an invite (admins only); returns its code.
@@ -46,13 +56,19 @@ impl DeviceGroup {
         self.drive(cx);
     }
 
-    /// Sends application data to the other members (see `messages.rs`).
-    pub(crate) fn send_message(&mut self, cx: &mut Context<'_>, data: Vec<u8>) -> Result<(), CommandError> {
+    /// Sends application data (`Payload::Message`) or presence to the online members: relayed,
+    /// never stored (see `messages.rs`).
+    pub(crate) fn send_message(&mut self, cx: &mut Context<'_>, payload: Payload) -> Result<(), CommandError> {
         let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
         mls.may_write(cx.group, cx.me)?;
-        if data.len() > cx.config.application_bytes_max {
-            return Err(CommandError::ValueTooLarge { size: data.len(), limit: cx.config.application_bytes_max });
+        let size = match &payload {
+            Payload::Message(data) | Payload::Presence(data) => data.len(),
+            Payload::Update { update, .. } => update.len(),
+        };
+        if size > cx.config.application_bytes_max {
+            return Err(CommandError::ValueTooLarge { size, limit: cx.config.application_bytes_max });
         }
+        let data = payload.encode();
         if mls.pending.is_some() {
             cov_mark::hit!(device_holds_a_message_while_its_commit_is_undecided);
             return self.messages.hold(cx, data);
@@ -89,28 +105,63 @@ impl DeviceGroup {
             return cx.reject(Rejection::Unauthorised);
         }
         if let Received::Decrypt = self.messages.receive(cx, &message) {
-            self.read_message(cx, sender, message);
+            self.read_message(cx, sender, message, None);
         }
     }
 
-    /// Decrypts one message and tells the app, or holds it until its epoch is reached.
-    fn read_message(&mut self, cx: &mut Context<'_>, sender: NodeId, message: Vec<u8>) {
+    /// Decrypts one message and applies or delivers it, or holds it until its epoch is reached.
+    /// `stored` names a document message from an acceptor's store (relayed data has no id).
+    pub(super) fn read_message(
+        &mut self,
+        cx: &mut Context<'_>,
+        sender: NodeId,
+        message: Vec<u8>,
+        stored: Option<UpdateId>,
+    ) -> Read {
         let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
-        match mls.member.decrypt(&message) {
-            Ok(decrypted) if decrypted.sender == sender.0 => {
-                // Reading advances the receiving ratchet; keep the deletion of used keys durable.
-                let records = mls.changes(cx.group, false);
+        let decrypted = match mls.member.decrypt(&message) {
+            // The relaying acceptor misnamed the sender.
+            Ok(decrypted) if decrypted.sender != sender.0 => {
+                cx.reject(Rejection::Invalid);
+                return Read::Done;
+            }
+            Ok(decrypted) => decrypted,
+            Err(MlsError::FutureEpoch(epoch)) => {
+                self.messages.hold_early(cx, epoch, sender, message, stored);
+                return Read::Held;
+            }
+            Err(error) => {
+                cx.reject(messages::rejection_of(&error));
+                return Read::Done;
+            }
+        };
+        // Reading advances the receiving ratchet; keep the deletion of used keys durable.
+        let mut records = mls.changes(cx.group, false);
+        match (Payload::decode(&decrypted.data), stored) {
+            (Some(Payload::Update { seq, update }), Some(id)) if id.seq == seq => {
+                let applied = self.apply_update(cx, id, update);
+                let changed = applied.is_some();
+                records.extend(applied);
                 cx.persist(records);
-                match messages::delivered(cx.group, decrypted) {
-                    Some(event) => cx.effects.notify(event),
-                    None => cx.reject(Rejection::Invalid),
+                if changed {
+                    cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
                 }
             }
-            // The relaying acceptor misnamed the sender.
-            Ok(_) => cx.reject(Rejection::Invalid),
-            Err(MlsError::FutureEpoch(epoch)) => self.messages.hold_early(cx, epoch, sender, message),
-            Err(error) => cx.reject(messages::rejection_of(&error)),
+            (Some(Payload::Presence(state)), None) => {
+                cx.persist(records);
+                cx.effects.notify(Event::Presence { group: cx.group, sender, state });
+            }
+            (Some(Payload::Message(data)), None) => {
+                cx.persist(records);
+                cx.effects.notify(Event::Message { group: cx.group, epoch: decrypted.epoch, sender, data });
+            }
+            // A payload sent down the wrong path, or relabelled by an acceptor.
+            _ => {
+                cx.persist(records);
+                cx.reject(Rejection::Invalid);
+            }
         }
+        Read::Done
     }
 
     /// After the epoch may have changed or our pending commit was settled: read held messages
@@ -124,14 +175,15 @@ impl DeviceGroup {
             return;
         }
         let (epoch, settled) = (mls.member.epoch(), mls.pending.is_none());
-        for (sender, message) in self.messages.take_early(epoch) {
-            self.read_message(cx, sender, message);
+        for (sender, message, stored) in self.messages.take_early(epoch) {
+            self.read_message(cx, sender, message, stored);
         }
         if settled {
             let outbox = self.messages.take_outbox();
             if !outbox.is_empty() {
                 self.seal_and_send(cx, outbox);
             }
+            self.post_due(cx);
         }
     }
 }

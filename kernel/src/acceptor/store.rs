@@ -1,0 +1,270 @@
+//! An acceptor's store of one group's document messages.
+//!
+//! Members post MLS ciphertexts; the acceptor checks what it can without secrets (a current
+//! writer, a PrivateMessage of this group from a kept epoch, size and quota), makes the message
+//! durable under its next position, and only then acknowledges it and pushes it to the group's
+//! other members. Readers ask for "everything after my cursor" and get bounded pages.
+//!
+//! Acceptors also copy each other's stores (a `Fetch` to every peer on the peer-sync timer), so a
+//! message a write quorum acknowledged spreads to every acceptor: an acceptor that lost its disk
+//! fills up again before a second one fails. Copies are de-duplicated by id.
+//!
+//! The store is held in memory, bounded by `group_store_bytes_max` per group (compaction, which
+//! bounds it by the snapshot size, is the next step; see ARCHITECTURE.md).
+
+use std::collections::BTreeMap;
+
+use crate::acceptor::group::{AcceptorGroup, Phase};
+use crate::canary::canary;
+use crate::context::Context;
+use crate::ids::NodeId;
+use crate::io::Rejection;
+use crate::mls::{MlsError, PublicView};
+use crate::storage::Record;
+use crate::updates::{Cursor, PostRefusal, StoredMessage, UpdateId};
+use crate::wire::Message;
+
+/// The window an acceptor uses for copies from peers: any epoch the group ever had is fine
+/// (readers decide what they can still decrypt); only the shape and the group are checked.
+const PEER_COPY_EPOCHS: usize = u32::MAX as usize;
+
+/// One group's stored document messages at one acceptor.
+#[derive(Debug, Default)]
+pub(crate) struct MessageStore {
+    by_position: BTreeMap<u64, StoredMessage>,
+    /// The latest copy of each id: its position and the epoch it was sealed in. A message
+    /// sealed again in a later epoch is stored again (readers take whichever they can read).
+    by_id: BTreeMap<UpdateId, (u64, u64)>,
+    bytes: usize,
+    /// How far this node has copied each peer's store (in memory: after a restart it copies from
+    /// the start again, skipping what it holds). At most one per acceptor of the group.
+    peer_cursors: BTreeMap<NodeId, Cursor>,
+}
+
+impl MessageStore {
+    /// The store rebuilt from disk.
+    pub(crate) fn restore(stored: BTreeMap<u64, StoredMessage>) -> MessageStore {
+        let by_id = stored
+            .iter()
+            .map(|(position, message)| (message.id, (*position, PublicView::epoch_of(&message.ciphertext).unwrap_or(0))))
+            .collect();
+        let bytes = stored.values().map(|message| message.ciphertext.len()).sum();
+        MessageStore { by_position: stored, by_id, bytes, peer_cursors: BTreeMap::new() }
+    }
+
+    /// Messages held.
+    pub(crate) fn len(&self) -> usize {
+        self.by_position.len()
+    }
+
+    /// Ciphertext bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the message with this id is held.
+    pub(crate) fn holds(&self, id: &UpdateId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Whether a copy of the message sealed in `epoch` or later is held.
+    fn holds_from(&self, id: &UpdateId, epoch: u64) -> bool {
+        self.by_id.get(id).is_some_and(|(_, held)| *held >= epoch)
+    }
+
+    /// Every held message, by position.
+    pub(crate) fn messages(&self) -> impl Iterator<Item = (u64, &StoredMessage)> {
+        self.by_position.iter().map(|(position, message)| (*position, message))
+    }
+
+    fn next_position(&self) -> u64 {
+        self.by_position.last_key_value().map_or(1, |(position, _)| position + 1)
+    }
+
+    /// Checks size and quota, then adds the message; returns the record to persist and its
+    /// position.
+    fn add(&mut self, cx: &Context<'_>, message: StoredMessage, epoch: u64) -> Result<(u64, Record), PostRefusal> {
+        let size = message.ciphertext.len();
+        if size > cx.config.stored_message_bytes_max {
+            return Err(PostRefusal::TooLarge);
+        }
+        if self.bytes + size > cx.config.group_store_bytes_max {
+            return Err(PostRefusal::QuotaExceeded);
+        }
+        let position = self.next_position();
+        self.bytes += size;
+        self.by_id.insert(message.id, (position, epoch));
+        self.by_position.insert(position, message.clone());
+        Ok((position, Record::Stored { group: cx.group, position, message }))
+    }
+
+    /// The messages after `position` that fit one frame, and whether more follow.
+    fn page(&self, cx: &Context<'_>, position: u64) -> (Vec<(u64, StoredMessage)>, bool) {
+        let budget = cx.config.message_bytes_max / 2;
+        let (mut page, mut used) = (Vec::new(), 0);
+        for (at, message) in self.by_position.range(position + 1..) {
+            used += message.ciphertext.len() + 64;
+            if page.len() == cx.config.page_messages_max || (used > budget && !page.is_empty()) {
+                return (page, true);
+            }
+            page.push((*at, message.clone()));
+        }
+        (page, false)
+    }
+}
+
+impl AcceptorGroup {
+    /// A member's document message: store it, then acknowledge and push it.
+    pub(super) fn on_post(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, ciphertext: Vec<u8>) {
+        let Some(view) = &self.mls else { return cx.reject(Rejection::Unauthorised) };
+        if !matches!(self.phase, Phase::Voting) {
+            // Until it has caught up, its view of who may write is stale; the sender retries.
+            return cx.reject(Rejection::NotReady);
+        }
+        let skip_membership = canary!(cx.config, RemovedMemberStillAccepted);
+        if !skip_membership && !view.is_writer(&from.0) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if self.accepted.contains_key(&self.chosen_next) {
+            // A commit may be chosen that we have not learned: if it starts a new epoch, a
+            // message of the current one could be unreadable to members it adds. Wait.
+            cov_mark::hit!(acceptor_holds_off_posts_while_a_slot_is_undecided);
+            return cx.reject(Rejection::NotReady);
+        }
+        let id = UpdateId { sender: from, seq };
+        let epoch = match view.check_application(&ciphertext, cx.config.mls_past_epochs_max) {
+            Ok(epoch) => epoch,
+            Err(MlsError::FutureEpoch(_)) => return cx.reject(Rejection::NotReady),
+            Err(MlsError::TooOld(_)) => return cx.reject(Rejection::Expired),
+            Err(_) => return cx.reject(Rejection::Invalid),
+        };
+        if self.store.holds_from(&id, epoch) {
+            cov_mark::hit!(acceptor_acknowledges_a_repeated_post);
+            cx.reject(Rejection::Duplicate);
+            return cx.send(from, Message::PostAck { seq });
+        }
+        // Only the current epoch: a message stored from an older one would be unreadable to
+        // whoever joined since.
+        let current = view.epoch();
+        if epoch < current {
+            cov_mark::hit!(acceptor_refuses_a_post_sealed_in_an_earlier_epoch);
+            cx.reject(Rejection::Expired);
+            return cx.send(from, Message::PostRefused { seq, reason: PostRefusal::StaleEpoch { current } });
+        }
+        let message = StoredMessage { id, ciphertext };
+        let (position, record) = match self.store.add(cx, message.clone(), epoch) {
+            Ok(added) => added,
+            Err(reason) => {
+                cov_mark::hit!(acceptor_refuses_a_post_over_its_limits);
+                cx.reject(Rejection::OverLimit);
+                return cx.send(from, Message::PostRefused { seq, reason });
+            }
+        };
+        cx.persist(vec![record]);
+        cx.send(from, Message::PostAck { seq });
+        let members: Vec<Vec<u8>> = view.members();
+        let readers: Vec<NodeId> = self
+            .subscribers
+            .iter()
+            .copied()
+            .filter(|s| *s != from && members.iter().any(|m| m.as_slice() == s.0.as_slice()))
+            .collect();
+        let after = Cursor { incarnation: self.incarnation, position: position - 1 };
+        cx.send_all(&readers, &Message::Page { after, messages: vec![(position, message)], more: false });
+    }
+
+    /// A reader (a current member, or a peer acceptor copying) asks for messages after a cursor.
+    pub(super) fn on_fetch(&mut self, cx: &mut Context<'_>, from: NodeId, after: Cursor) {
+        if !self.allows_member(from) && !self.is_known_acceptor(from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if !matches!(self.phase, Phase::Voting) {
+            return cx.reject(Rejection::NotReady);
+        }
+        // A cursor from another incarnation of ours means nothing now: start over.
+        let position = if after.incarnation == self.incarnation { after.position } else { 0 };
+        let (messages, more) = self.store.page(cx, position);
+        let after = Cursor { incarnation: self.incarnation, position };
+        cx.send(from, Message::Page { after, messages, more });
+    }
+
+    /// A page from a peer acceptor's store: copy what we lack.
+    pub(super) fn on_peer_page(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        after: Cursor,
+        messages: Vec<(u64, StoredMessage)>,
+        more: bool,
+    ) {
+        if !self.is_known_acceptor(from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        let (Some(view), Phase::Voting) = (&self.mls, &self.phase) else { return cx.reject(Rejection::NotReady) };
+        if !positions_follow(after, &messages) {
+            return cx.reject(Rejection::Invalid);
+        }
+        let known = self.store.peer_cursors.get(&from).copied().unwrap_or_default();
+        let contiguous = known.incarnation != after.incarnation || known.position == after.position;
+        let mut reached = after.position;
+        let mut records = Vec::new();
+        for (position, message) in messages {
+            let epoch = PublicView::epoch_of(&message.ciphertext).unwrap_or(0);
+            if !self.store.holds_from(&message.id, epoch) {
+                let from_member = self.former_members.contains(message.id.sender.0.as_slice());
+                match view.check_application(&message.ciphertext, PEER_COPY_EPOCHS) {
+                    Ok(_) if from_member => {}
+                    // Not ours to judge yet (our view lags) or not a member's: stop here.
+                    Ok(_) | Err(MlsError::FutureEpoch(_)) => break,
+                    Err(_) => {
+                        cx.reject(Rejection::Invalid);
+                        reached = position;
+                        continue;
+                    }
+                }
+                match self.store.add(cx, message, epoch) {
+                    Ok((_, record)) => records.push(record),
+                    Err(_) => {
+                        cx.reject(Rejection::OverLimit);
+                        break;
+                    }
+                }
+                cov_mark::hit!(acceptor_copies_a_message_from_a_peer);
+            }
+            reached = position;
+        }
+        cx.persist(records);
+        if contiguous {
+            let cursor = Cursor { incarnation: after.incarnation, position: reached };
+            self.store.peer_cursors.insert(from, cursor);
+            if more && reached > after.position {
+                cx.send(from, Message::Fetch { after: cursor });
+            }
+        }
+    }
+
+    /// On the peer-sync timer: ask every peer acceptor for messages we have not copied.
+    pub(super) fn fetch_from_peers(&mut self, cx: &mut Context<'_>) {
+        if self.mls.is_none() || !matches!(self.phase, Phase::Voting) {
+            return;
+        }
+        let peers: Vec<NodeId> = self.acceptors().members().iter().copied().filter(|peer| *peer != cx.me).collect();
+        self.store.peer_cursors.retain(|peer, _| peers.contains(peer));
+        for peer in peers {
+            let after = self.store.peer_cursors.get(&peer).copied().unwrap_or_default();
+            cx.send(peer, Message::Fetch { after });
+        }
+    }
+}
+
+/// Whether a page's positions are strictly increasing and all after its cursor.
+pub(crate) fn positions_follow(after: Cursor, messages: &[(u64, StoredMessage)]) -> bool {
+    let mut last = after.position;
+    for (position, _) in messages {
+        if *position <= last {
+            return false;
+        }
+        last = *position;
+    }
+    true
+}

@@ -1,0 +1,272 @@
+//! A device group's document: local edits into the durable outbox, posts to the acceptors until
+//! a write quorum has stored them, and reading the acceptors' stores (pushes and backfill).
+
+use crate::acceptor::positions_follow;
+use crate::canary::canary;
+use crate::context::Context;
+use crate::device::group::DeviceGroup;
+use crate::device::group::messaging::Read;
+use crate::device::replica::Replica;
+use crate::document::Document;
+use crate::ids::NodeId;
+use crate::io::{CommandError, Event, Rejection};
+use crate::storage::Record;
+use crate::updates::{Cursor, Payload, PostRefusal, StoredMessage, UpdateId};
+use crate::wire::Message;
+
+impl DeviceGroup {
+    /// The document (MLS groups only).
+    pub(crate) fn replica(&self) -> &Replica {
+        self.replica.as_ref().expect("invariant: MLS groups have a replica")
+    }
+
+    fn replica_mut(&mut self) -> &mut Replica {
+        self.replica.as_mut().expect("invariant: MLS groups have a replica")
+    }
+
+    /// Applies a local edit and makes the open batch durable with it.
+    pub(crate) fn edit(
+        &mut self,
+        cx: &mut Context<'_>,
+        position: usize,
+        delete: usize,
+        insert: &str,
+    ) -> Result<(), CommandError> {
+        let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
+        mls.may_write(cx.group, cx.me)?;
+        // A Loro update carries the inserted text plus a little; half the limit leaves room.
+        let limit = cx.config.update_bytes_max / 2;
+        if insert.len() > limit {
+            return Err(CommandError::ValueTooLarge { size: insert.len(), limit });
+        }
+        if delete == 0 && insert.is_empty() {
+            return Ok(());
+        }
+        let replica = self.replica_mut();
+        if replica.outbox.open.is_none() && replica.outbox.unsafe_messages.len() >= cx.config.unsafe_messages_max {
+            return Err(CommandError::QueueFull(replica.outbox.unsafe_messages.len()));
+        }
+        // A batch this edit would push past the flush size leaves first.
+        if replica.outbox.open.as_ref().is_some_and(|open| open.update.len() + insert.len() > cx.config.flush_bytes) {
+            self.flush(cx);
+        }
+        let replica = self.replica_mut();
+        replica.doc.splice(position, delete, insert).map_err(CommandError::Document)?;
+        let update = match replica.doc.pending_local_update() {
+            Ok(Some(update)) => update,
+            Ok(None) => return Ok(()),
+            Err(error) => return Err(CommandError::Document(error)),
+        };
+        let seq = replica.outbox.open_batch(cx.now.plus_ms(cx.config.flush_after_ms));
+        let id = UpdateId { sender: cx.me, seq };
+        replica.applied.insert(id, cx.config.updates_out_of_order_max);
+        let full = update.len() >= cx.config.flush_bytes;
+        if let Some(open) = replica.outbox.open.as_mut() {
+            open.update = update.clone();
+        }
+        if !canary!(cx.config, OutboxNotPersisted) {
+            cx.persist(vec![Record::Update { group: cx.group, id, update }]);
+        }
+        if full {
+            self.flush(cx);
+        }
+        Ok(())
+    }
+
+    /// Closes the open batch and posts what is due.
+    pub(super) fn flush(&mut self, cx: &mut Context<'_>) {
+        let replica = self.replica_mut();
+        replica.doc.mark_local_update_sent();
+        if replica.outbox.close(cx.now).is_some() {
+            self.post_due(cx);
+        }
+    }
+
+    /// Document work on the group's timer: close a batch that waited long enough, post again.
+    pub(super) fn document_timer(&mut self, cx: &mut Context<'_>) {
+        let Some(replica) = self.replica.as_ref() else { return };
+        if replica.outbox.open.as_ref().is_some_and(|open| cx.now >= open.flush_at) {
+            self.flush(cx);
+        } else {
+            self.post_due(cx);
+        }
+    }
+
+    /// When the document next needs the timer.
+    pub(super) fn document_wake_at(&self) -> Option<crate::time::Time> {
+        self.replica.as_ref().and_then(|replica| replica.outbox.wake_at())
+    }
+
+    /// Posts unsafe messages whose time has come to the acceptors that have not stored them,
+    /// sealing them for the current epoch first (the advanced ratchet is durable before any
+    /// ciphertext leaves). Nothing is sealed while our own commit is undecided.
+    pub(crate) fn post_due(&mut self, cx: &mut Context<'_>) {
+        let (Some(mls), Some(replica)) = (self.mls.as_mut(), self.replica.as_mut()) else { return };
+        if !mls.member.is_active() || mls.pending.is_some() || mls.may_write(cx.group, cx.me).is_err() {
+            return;
+        }
+        let epoch = mls.member.epoch();
+        let due: Vec<u64> = replica
+            .outbox
+            .unsafe_messages
+            .iter()
+            .filter(|(_, m)| m.is_due(cx.now, epoch))
+            .map(|(seq, _)| *seq)
+            .take(cx.config.posts_per_round_max)
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        let mut sealed_any = false;
+        for seq in &due {
+            let message = replica.outbox.unsafe_messages.get_mut(seq).expect("listed above");
+            if message.sealed.as_ref().is_some_and(|(at, _)| *at == epoch) {
+                continue;
+            }
+            let payload = Payload::Update { seq: *seq, update: message.update.clone() }.encode();
+            let sealed = if canary!(cx.config, AcceptorSeesPlaintext) { Ok(payload) } else { mls.encrypt(&payload) };
+            match sealed {
+                Ok(ciphertext) => {
+                    message.sealed = Some((epoch, ciphertext));
+                    sealed_any = true;
+                }
+                Err(error) => cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) }),
+            }
+        }
+        if sealed_any {
+            let records = mls.changes(cx.group, false);
+            cx.persist(records);
+        }
+        let acceptors = self.history.latest().members().to_vec();
+        for seq in due {
+            let message = replica.outbox.unsafe_messages.get_mut(&seq).expect("listed above");
+            message.post_at = cx.now.plus_ms(cx.config.post_resend_ms);
+            message.stale_epoch = None;
+            let Some((_, ciphertext)) = &message.sealed else { continue };
+            let post = Message::Post { seq, ciphertext: ciphertext.clone() };
+            let waiting: Vec<NodeId> =
+                acceptors.iter().copied().filter(|a| !message.acks.contains(a) && !message.refused.contains(a)).collect();
+            cx.send_all(&waiting, &post);
+        }
+    }
+
+    /// An acceptor stored one of our messages.
+    pub(super) fn on_post_ack(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64) {
+        let acceptors = self.history.latest().members().to_vec();
+        let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
+        let needed = if canary!(cx.config, SafeAfterOneAck) { 1 } else { cx.config.write_quorum.of(acceptors.len()) };
+        if !replica.outbox.acknowledge(seq, from, &acceptors, needed) {
+            return;
+        }
+        let below = replica.outbox.first_unsafe();
+        if below > replica.outbox.safe_below {
+            replica.outbox.safe_below = below;
+            cx.persist(vec![Record::SafeBelow { group: cx.group, seq: below }]);
+        }
+        let unsafe_messages = replica.outbox.unsafe_count();
+        cx.effects.notify(Event::DocumentSafe { group: cx.group, seq, unsafe_messages });
+    }
+
+    /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch
+    /// up, then seal it again. Over its limits: say so once, and stop asking it.
+    pub(super) fn on_post_refused(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, reason: PostRefusal) {
+        let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
+        let Some(message) = replica.outbox.unsafe_messages.get_mut(&seq) else { return cx.reject(Rejection::Duplicate) };
+        if let PostRefusal::StaleEpoch { current } = reason {
+            // About our latest sealing only if it is older than the acceptor's epoch (a late
+            // copy of an earlier post says nothing).
+            if let Some((sealed, _)) = message.sealed.as_ref().filter(|(sealed, _)| *sealed < current) {
+                cov_mark::hit!(device_seals_again_after_its_epoch_was_stale);
+                message.stale_epoch = Some(*sealed);
+                self.next_sync_at = cx.now;
+            }
+            return;
+        }
+        if message.refused.insert(from) {
+            cx.effects.notify(Event::PostRefused { group: cx.group, seq, acceptor: from, reason });
+        }
+    }
+
+    /// Asks every acceptor for the messages after our cursor for it.
+    pub(super) fn fetch(&mut self, cx: &mut Context<'_>) {
+        let Some(replica) = self.replica.as_ref() else { return };
+        if !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
+            return;
+        }
+        for acceptor in self.history.latest().members().to_vec() {
+            let after = replica.cursors.get(&acceptor).copied().unwrap_or_default();
+            cx.send(acceptor, Message::Fetch { after });
+        }
+    }
+
+    /// A page of an acceptor's store (a push carries one message). Messages are read in any
+    /// order, but the cursor advances only over a contiguous run that needs no second look.
+    pub(super) fn on_page(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: NodeId,
+        after: Cursor,
+        messages: Vec<(u64, StoredMessage)>,
+        more: bool,
+    ) {
+        if self.replica.is_none() || !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if !positions_follow(after, &messages) {
+            cov_mark::hit!(device_refuses_a_page_with_forged_positions);
+            return cx.reject(Rejection::Invalid);
+        }
+        let stored = self.replica().cursors.get(&from).copied().unwrap_or_default();
+        let known = if stored.incarnation == after.incarnation {
+            stored
+        } else {
+            // The acceptor started over on an empty disk: its old positions mean nothing.
+            Cursor { incarnation: after.incarnation, position: 0 }
+        };
+        let contiguous = after.position == known.position;
+        let (mut reached, mut held) = (known.position, false);
+        for (position, message) in messages {
+            let read = self.read_stored(cx, message);
+            held |= read == Read::Held;
+            if contiguous && !held {
+                reached = position;
+            }
+        }
+        let cursor = Cursor { incarnation: after.incarnation, position: reached };
+        if cursor != stored {
+            self.replica_mut().cursors.insert(from, cursor);
+            cx.persist(vec![Record::ReadCursor { group: cx.group, acceptor: from, cursor }]);
+        }
+        let gap = after.position > known.position;
+        if (contiguous && more && !held) || gap {
+            cov_mark::hit!(device_fetches_the_rest_of_an_acceptors_store);
+            cx.send(from, Message::Fetch { after: cursor });
+        }
+    }
+
+    /// One stored message: skipped if applied (or ours), else decrypted and applied.
+    fn read_stored(&mut self, cx: &mut Context<'_>, message: StoredMessage) -> Read {
+        let id = message.id;
+        if id.sender == cx.me || self.replica().applied.contains(&id) {
+            cx.reject(Rejection::Duplicate);
+            return Read::Done;
+        }
+        self.read_message(cx, id.sender, message.ciphertext, Some(id))
+    }
+
+    /// Merges a decrypted update into the document; returns the record that keeps it.
+    pub(super) fn apply_update(&mut self, cx: &mut Context<'_>, id: UpdateId, update: Vec<u8>) -> Option<Record> {
+        let replica = self.replica_mut();
+        if replica.applied.contains(&id) {
+            cx.reject(Rejection::Duplicate);
+            return None;
+        }
+        if replica.doc.merge(&update).is_err() {
+            cov_mark::hit!(device_refuses_an_update_that_does_not_import);
+            cx.reject(Rejection::Invalid);
+            return None;
+        }
+        replica.applied.insert(id, cx.config.updates_out_of_order_max);
+        Some(Record::Update { group: cx.group, id, update })
+    }
+}

@@ -1,0 +1,107 @@
+//! A device's replica of one group's document: the CRDT, its own outgoing messages, which
+//! updates it has applied, and how far it has read each acceptor's store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::device::outbox::Outbox;
+use crate::document::{Document, LoroDocument};
+use crate::ids::NodeId;
+use crate::storage::RestoredGroup;
+use crate::time::Time;
+use crate::updates::{Cursor, UpdateId};
+
+/// One sender's applied updates: every seq below `below`, and some above it.
+#[derive(Debug, Default)]
+struct SenderApplied {
+    below: u64,
+    /// At most `updates_out_of_order_max`; beyond it an update may be applied twice, which
+    /// changes nothing in a CRDT.
+    beyond: BTreeSet<u64>,
+}
+
+/// The ids of updates a device has applied.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    /// One entry per sender ever seen (bounded by the group's members over time).
+    senders: BTreeMap<NodeId, SenderApplied>,
+}
+
+impl Applied {
+    /// Whether the update was applied.
+    pub(crate) fn contains(&self, id: &UpdateId) -> bool {
+        self.senders.get(&id.sender).is_some_and(|s| id.seq < s.below || s.beyond.contains(&id.seq))
+    }
+
+    /// Records an applied update.
+    pub(crate) fn insert(&mut self, id: UpdateId, out_of_order_max: usize) {
+        let sender = self.senders.entry(id.sender).or_default();
+        if id.seq < sender.below {
+            return;
+        }
+        if id.seq == sender.below {
+            sender.below += 1;
+            while sender.beyond.remove(&sender.below) {
+                sender.below += 1;
+            }
+        } else if sender.beyond.len() < out_of_order_max {
+            sender.beyond.insert(id.seq);
+        }
+    }
+
+    /// Updates applied per sender (for status and the checker).
+    pub(crate) fn count(&self) -> u64 {
+        self.senders.values().map(|s| s.below + s.beyond.len() as u64).sum()
+    }
+}
+
+/// The document of one MLS group on a device.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) doc: LoroDocument,
+    pub(crate) outbox: Outbox,
+    pub(crate) applied: Applied,
+    /// How far this device has read each acceptor's store (one per acceptor ever in the set).
+    pub(crate) cursors: BTreeMap<NodeId, Cursor>,
+}
+
+/// Why a replica could not be built.
+pub(crate) type ReplicaError = crate::document::DocumentError;
+
+impl Replica {
+    /// An empty replica whose edits carry `peer`.
+    pub(crate) fn new(peer: u64) -> Result<Replica, ReplicaError> {
+        Ok(Replica {
+            doc: LoroDocument::new(peer)?,
+            outbox: Outbox::default(),
+            applied: Applied::default(),
+            cursors: BTreeMap::new(),
+        })
+    }
+
+    /// The replica rebuilt from disk, its future edits under a fresh `peer`. Updates that do not
+    /// import are counted and skipped (they were checked before they were stored).
+    pub(crate) fn restore(
+        now: Time,
+        me: NodeId,
+        peer: u64,
+        restored: &RestoredGroup,
+        out_of_order_max: usize,
+    ) -> Result<(Replica, usize), ReplicaError> {
+        let mut replica = Replica::new(peer)?;
+        let mut refused = 0;
+        let mut own = BTreeMap::new();
+        for (id, update) in &restored.updates {
+            if replica.doc.merge(update).is_err() {
+                refused += 1;
+                continue;
+            }
+            replica.applied.insert(*id, out_of_order_max);
+            if id.sender == me {
+                own.insert(id.seq, update.clone());
+            }
+        }
+        replica.outbox = Outbox::restore(now, own, restored.safe_below);
+        replica.cursors = restored.cursors.clone();
+        Ok((replica, refused))
+    }
+}
