@@ -3,77 +3,10 @@
 
 mod support;
 
-use plait_kernel::{AcceptorSet, Command, CommandError, Event, GroupGenesis, GroupId, NodeId};
+use plait_kernel::{Command, CommandError, Event, GroupId, NodeId};
 
 use support::Net;
-
-fn acceptors() -> AcceptorSet {
-    AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three")
-}
-
-fn created(net: &Net) -> GroupGenesis {
-    net.events
-        .iter()
-        .find_map(|(_, event)| match event {
-            Event::GroupCreated { genesis, .. } => Some(genesis.clone()),
-            _ => None,
-        })
-        .expect("the founder created the group")
-}
-
-fn last_key_package(net: &Net, device: NodeId) -> Vec<u8> {
-    net.events
-        .iter()
-        .rev()
-        .find_map(|(id, event)| match event {
-            Event::KeyPackage { key_package } if *id == device => Some(key_package.clone()),
-            _ => None,
-        })
-        .expect("a key package")
-}
-
-fn last_welcome(net: &Net) -> Vec<u8> {
-    net.events
-        .iter()
-        .rev()
-        .find_map(|(_, event)| match event {
-            Event::Welcome { welcome, .. } => Some(welcome.clone()),
-            _ => None,
-        })
-        .expect("a welcome")
-}
-
-/// The epoch and authenticator hash each device last reported for `group`.
-fn epochs(net: &Net, group: GroupId) -> Vec<(NodeId, u64, [u8; 32])> {
-    let mut last = std::collections::BTreeMap::new();
-    for (id, event) in &net.events {
-        if let Event::EpochChanged { group: g, epoch, authenticator_hash, .. } = event
-            && *g == group
-        {
-            last.insert(*id, (*epoch, *authenticator_hash));
-        }
-    }
-    last.into_iter().map(|(id, (epoch, hash))| (id, epoch, hash)).collect()
-}
-
-/// Delivers everything, then lets two seconds pass in steps so backoffs and syncs run.
-fn settle(net: &mut Net) {
-    net.deliver_all(10_000);
-    for _ in 0..20 {
-        net.tick(100);
-        net.deliver_all(10_000);
-    }
-}
-
-fn add(net: &mut Net, admin: NodeId, joiner: NodeId, genesis: &GroupGenesis) {
-    net.command(joiner, Command::MakeKeyPackage);
-    let key_package = last_key_package(net, joiner);
-    net.command(admin, Command::AddMember { group: genesis.group_id(), key_package });
-    settle(net);
-    let welcome = last_welcome(net);
-    net.command(joiner, Command::JoinGroup { genesis: genesis.clone(), welcome });
-    settle(net);
-}
+use support::groups::*;
 
 #[test]
 fn members_join_rotate_and_leave_through_the_log_and_agree_on_every_epoch() {
@@ -113,18 +46,6 @@ fn members_join_rotate_and_leave_through_the_log_and_agree_on_every_epoch() {
     assert!(reported.iter().all(|(id, epoch, _)| *id != third || *epoch == 3), "the removed member stays behind");
 }
 
-/// An admin (n101) and two writers (n102, n103) in one group.
-fn group_of_three() -> (Net, GroupId, [NodeId; 3]) {
-    let (mut net, _) = support::net(3);
-    let ids = [NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103)];
-    net.command(ids[0], Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
-    settle(&mut net);
-    let genesis = created(&net);
-    add(&mut net, ids[0], ids[1], &genesis);
-    add(&mut net, ids[0], ids[2], &genesis);
-    (net, genesis.group_id(), ids)
-}
-
 /// The application messages `device` read, as (epoch, sender, data).
 fn read_by(net: &Net, device: NodeId) -> Vec<(u64, NodeId, Vec<u8>)> {
     net.events
@@ -134,10 +55,6 @@ fn read_by(net: &Net, device: NodeId) -> Vec<(u64, NodeId, Vec<u8>)> {
             _ => None,
         })
         .collect()
-}
-
-fn failed_with(net: &Net, device: NodeId, error: &CommandError) -> bool {
-    net.events.iter().any(|(id, event)| *id == device && matches!(event, Event::CommandFailed { error: e } if e == error))
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

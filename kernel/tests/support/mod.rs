@@ -3,6 +3,8 @@
 
 #![allow(dead_code, missing_docs)]
 
+pub mod groups;
+
 use std::collections::VecDeque;
 
 use plait_kernel::wire::decode;
