@@ -120,11 +120,6 @@ impl DeviceGroup {
     ) -> Read {
         let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
         let decrypted = match mls.member.decrypt(&message) {
-            // The relaying acceptor misnamed the sender.
-            Ok(decrypted) if decrypted.sender != sender.0 => {
-                cx.reject(Rejection::Invalid);
-                return Read::Done;
-            }
             Ok(decrypted) => decrypted,
             Err(MlsError::FutureEpoch(epoch)) => {
                 self.messages.hold_early(cx, epoch, sender, message, stored);
@@ -135,10 +130,24 @@ impl DeviceGroup {
                 return Read::Done;
             }
         };
+        // MLS authenticated the sender; a relaying acceptor's label is only a hint. (Reading
+        // used the message's key, so a mislabelled copy is still read, under its true name.)
+        let Ok(author) = decrypted.sender.as_slice().try_into().map(NodeId) else {
+            cx.reject(Rejection::Invalid);
+            return Read::Done;
+        };
+        if author != sender {
+            cx.reject(Rejection::Invalid);
+        }
         // Reading advances the receiving ratchet; keep the deletion of used keys durable.
         let mut records = mls.changes(cx.group, false);
         match (Payload::decode(&decrypted.data), stored) {
-            (Some(Payload::Update { seq, update }), Some(id)) if id.seq == seq => {
+            (Some(Payload::Update { seq, update }), Some(label)) => {
+                let id = UpdateId { sender: author, seq };
+                if id != label {
+                    cov_mark::hit!(device_reads_a_mislabelled_update_under_its_true_id);
+                    cx.reject(Rejection::Invalid);
+                }
                 let applied = self.apply_update(cx, id, update);
                 let changed = applied.is_some();
                 records.extend(applied);
@@ -147,11 +156,11 @@ impl DeviceGroup {
                     cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
                 }
             }
-            (Some(Payload::Presence(state)), None) => {
+            (Some(Payload::Presence(state)), None) if author == sender => {
                 cx.persist(records);
                 cx.effects.notify(Event::Presence { group: cx.group, sender, state });
             }
-            (Some(Payload::Message(data)), None) => {
+            (Some(Payload::Message(data)), None) if author == sender => {
                 cx.persist(records);
                 cx.effects.notify(Event::Message { group: cx.group, epoch: decrypted.epoch, sender, data });
             }

@@ -1,0 +1,139 @@
+//! Document sync between three members through three acceptors: edits are durable before they
+//! leave, become safe once a write quorum stored them, survive restarts, and bad pages or
+//! mislabelled messages change nothing but counters.
+
+mod support;
+
+use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
+use plait_kernel::wire::{Envelope, Message, encode};
+use plait_kernel::{Command, CommandError, Event, GroupId, Input, NodeId, Rejection};
+
+use support::Net;
+use support::groups::*;
+
+fn edit(net: &mut Net, device: NodeId, group: GroupId, position: usize, insert: &str) {
+    net.command(device, Command::Edit { group, position, delete: 0, insert: insert.into() });
+}
+
+fn text(net: &Net, device: NodeId, group: GroupId) -> String {
+    net.device(device).group(group).and_then(|g| g.text()).expect("an MLS group has a document")
+}
+
+fn acceptor_ids() -> Vec<NodeId> {
+    (1..=3).map(NodeId::from_index).collect()
+}
+
+/// Hands `device` a page as if `from` had sent it.
+fn page(net: &mut Net, from: NodeId, device: NodeId, group: GroupId, messages: Vec<(u64, StoredMessage)>) {
+    let message = Message::Page { after: Cursor::default(), messages, more: false };
+    let frame = encode(&Envelope { group, message }, usize::MAX).expect("encodes");
+    net.input(device, Input::Received { from, frame });
+}
+
+#[test]
+fn edits_reach_every_member_and_become_safe() {
+    let (mut net, group, [admin, second, third]) = group_of_three();
+    edit(&mut net, admin, group, 0, "hello");
+    edit(&mut net, second, group, 0, "world ");
+    assert_eq!(text(&net, admin, group), "hello", "an edit applies locally at once");
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(1));
+    settle(&mut net);
+    let expected = text(&net, admin, group);
+    assert!(expected.contains("hello") && expected.contains("world "));
+    assert_eq!(text(&net, second, group), expected);
+    assert_eq!(text(&net, third, group), expected);
+    let safe =
+        |device| net.events.iter().any(|(id, e)| *id == device && matches!(e, Event::DocumentSafe { unsafe_messages: 0, .. }));
+    assert!(safe(admin) && safe(second), "both writers were told their edit is safe");
+    for acceptor in acceptor_ids() {
+        let held = net.acceptor(acceptor).group(group).map(|g| g.stored_messages().0);
+        assert_eq!(held, Some(2), "every acceptor stores both messages (by post or by copying a peer)");
+    }
+}
+
+#[test]
+fn edits_made_while_cut_off_survive_a_restart_and_are_sent_after_it() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    net.unreachable = acceptor_ids();
+    edit(&mut net, admin, group, 0, "offline edit");
+    settle(&mut net);
+    net.restart(admin, 99, false);
+    assert_eq!(text(&net, admin, group), "offline edit", "the edit was durable before the command returned");
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(1));
+    net.unreachable.clear();
+    settle(&mut net);
+    assert_eq!(text(&net, second, group), "offline edit");
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0));
+}
+
+#[test]
+fn presence_reaches_online_members_and_is_never_stored() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    net.command(admin, Command::SetPresence { group, state: b"cursor at 3".to_vec() });
+    settle(&mut net);
+    let seen = net.events.iter().any(|(id, e)| {
+        *id == second && matches!(e, Event::Presence { sender, state, .. } if *sender == admin && state == b"cursor at 3")
+    });
+    assert!(seen);
+    for acceptor in acceptor_ids() {
+        assert_eq!(net.acceptor(acceptor).group(group).map(|g| g.stored_messages().0), Some(0));
+    }
+}
+
+#[test]
+fn readers_and_oversized_edits_are_refused_with_typed_errors() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    net.command(admin, Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Reader });
+    settle(&mut net);
+    edit(&mut net, second, group, 0, "not allowed");
+    assert!(failed_with(&net, second, &CommandError::ReadOnly(group)));
+    assert_eq!(text(&net, second, group), "");
+    let limit = support::config().update_bytes_max / 2;
+    edit(&mut net, admin, group, 0, &"x".repeat(limit + 1));
+    assert!(failed_with(&net, admin, &CommandError::ValueTooLarge { size: limit + 1, limit }));
+    net.command(admin, Command::Edit { group, position: 5, delete: 0, insert: "x".into() });
+    assert!(
+        net.events.iter().any(|(id, e)| *id == admin && matches!(e, Event::CommandFailed { error: CommandError::Document(_) }))
+    );
+}
+
+#[test]
+fn bad_pages_and_mislabelled_messages_change_nothing_but_counters() {
+    let (mut net, group, [admin, second, third]) = group_of_three();
+    // The third member misses the live pushes; it is handed pages by hand below.
+    net.unreachable = vec![third];
+    edit(&mut net, admin, group, 0, "abc");
+    settle(&mut net);
+    let acceptor = acceptor_ids()[0];
+    let stored: Vec<(u64, StoredMessage)> =
+        net.acceptor(acceptor).group(group).expect("hosts the group").messages().map(|(p, m)| (p, m.clone())).collect();
+    assert_eq!(stored.len(), 1);
+    net.unreachable.clear();
+    let invalid = |net: &Net| net.device(third).counters().of(Rejection::Invalid);
+
+    let before = invalid(&net);
+    cov_mark::check!(device_refuses_a_page_with_forged_positions);
+    page(&mut net, acceptor, third, group, vec![stored[0].clone(), stored[0].clone()]);
+    assert_eq!(invalid(&net), before + 1, "positions must increase");
+
+    let garbage = StoredMessage { id: UpdateId { sender: second, seq: 0 }, ciphertext: vec![7; 40] };
+    page(&mut net, acceptor, third, group, vec![(1, garbage)]);
+    assert_eq!(text(&net, third, group), "", "garbage changes nothing");
+
+    let mut relabelled = stored[0].1.clone();
+    relabelled.id.seq = 41;
+    cov_mark::check!(device_reads_a_mislabelled_update_under_its_true_id);
+    page(&mut net, acceptor, third, group, vec![(1, relabelled)]);
+    assert_eq!(text(&net, third, group), "abc", "read under its true id, which MLS authenticated");
+    assert!(net.device(third).group(group).is_some_and(|g| g.has_applied(&UpdateId { sender: admin, seq: 0 })));
+
+    let duplicates = net.device(third).counters().of(Rejection::Duplicate);
+    page(&mut net, acceptor, third, group, stored.clone());
+    assert_eq!(net.device(third).counters().of(Rejection::Duplicate), duplicates + 1, "a replay is dropped by id");
+    assert_eq!(text(&net, third, group), "abc");
+
+    let outsider = NodeId::from_index(77);
+    let unauthorised = net.device(third).counters().of(Rejection::Unauthorised);
+    page(&mut net, outsider, third, group, stored);
+    assert_eq!(net.device(third).counters().of(Rejection::Unauthorised), unauthorised + 1, "only the group's acceptors");
+}
