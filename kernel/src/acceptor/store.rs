@@ -138,18 +138,18 @@ impl AcceptorGroup {
             Err(MlsError::TooOld(_)) => return cx.reject(Rejection::Expired),
             Err(_) => return cx.reject(Rejection::Invalid),
         };
-        if self.store.holds_from(&id, epoch) {
-            cov_mark::hit!(acceptor_acknowledges_a_repeated_post);
-            cx.reject(Rejection::Duplicate);
-            return cx.send(from, Message::PostAck { seq });
-        }
-        // Only the current epoch: a message stored from an older one would be unreadable to
-        // whoever joined since.
+        // Only the current epoch, even for a message held already (a copy from a peer may be
+        // older): one stored from an older epoch would be unreadable to whoever joined since.
         let current = view.epoch();
         if epoch < current {
             cov_mark::hit!(acceptor_refuses_a_post_sealed_in_an_earlier_epoch);
             cx.reject(Rejection::Expired);
             return cx.send(from, Message::PostRefused { seq, reason: PostRefusal::StaleEpoch { current } });
+        }
+        if self.store.holds_from(&id, epoch) {
+            cov_mark::hit!(acceptor_acknowledges_a_repeated_post);
+            cx.reject(Rejection::Duplicate);
+            return cx.send(from, Message::PostAck { seq });
         }
         let message = StoredMessage { id, ciphertext };
         let (position, record) = match self.store.add(cx, message.clone(), epoch) {
