@@ -268,3 +268,48 @@ pub(crate) fn positions_follow(after: Cursor, messages: &[(u64, StoredMessage)])
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::ids::GroupId;
+    use crate::io::{Counters, Effects};
+    use crate::rng::NodeRng;
+    use crate::time::Time;
+
+    fn message(seq: u64, size: usize) -> StoredMessage {
+        StoredMessage { id: UpdateId { sender: NodeId::from_index(9), seq }, ciphertext: vec![1; size] }
+    }
+
+    #[test]
+    fn the_store_refuses_what_is_over_its_limits_and_pages_stay_in_order_and_bounded() {
+        let config = Config {
+            update_bytes_max: 1_000,
+            flush_bytes: 1_000,
+            stored_message_bytes_max: 5_096,
+            group_store_bytes_max: 10_000,
+            page_messages_max: 2,
+            ..Config::default()
+        }
+        .validate()
+        .expect("valid");
+        let (mut rng, mut counters, mut effects) = (NodeRng::from_seed(1), Counters::default(), Effects::default());
+        let cx =
+            Context::new(Time::ZERO, NodeId::from_index(1), GroupId([1; 16]), &config, &mut rng, &mut counters, &mut effects);
+        let mut store = MessageStore::default();
+        assert_eq!(store.add(&cx, message(0, 5_097), 0).map(|(p, _)| p), Err(PostRefusal::TooLarge));
+        assert_eq!(store.add(&cx, message(0, 4_000), 0).map(|(p, _)| p), Ok(1));
+        assert_eq!(store.add(&cx, message(1, 4_000), 0).map(|(p, _)| p), Ok(2));
+        assert_eq!(store.add(&cx, message(2, 4_000), 0).map(|(p, _)| p), Err(PostRefusal::QuotaExceeded));
+        assert_eq!(store.add(&cx, message(2, 1_000), 0).map(|(p, _)| p), Ok(3));
+        let (page, more) = store.page(&cx, 0);
+        assert_eq!(page.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(more, "a page holds page_messages_max messages");
+        let (page, more) = store.page(&cx, 2);
+        assert_eq!((page.len(), more), (1, false));
+        let restored = MessageStore::restore(store.by_position.clone());
+        assert_eq!((restored.len(), restored.bytes()), (3, 9_000));
+        assert!(restored.holds(&UpdateId { sender: NodeId::from_index(9), seq: 1 }));
+    }
+}
