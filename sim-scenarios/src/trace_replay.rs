@@ -64,6 +64,7 @@ pub fn replay(trace: &Trace, devices: usize, seed: u64, mut progress: impl FnMut
                 let failure = format!("devices did not agree before transaction {index} within {LIVENESS_MS_MAX}ms");
                 return finish(&cluster, Some(group), Some(failure));
             }
+            cluster.check_documents_agree(group);
             current = Some(device);
             progress(index, total);
         }

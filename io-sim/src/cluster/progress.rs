@@ -25,6 +25,26 @@ impl Cluster {
         devices_done && acceptors_done
     }
 
+    /// Checks that running members that applied exactly the same document updates hold the same
+    /// text (`same-updates-same-document`). Cheap enough for checkpoints, not for every event.
+    pub fn check_documents_agree(&mut self, group: GroupId) {
+        let mut seen: Vec<([u8; 32], String, usize)> = Vec::new();
+        for index in self.devices() {
+            let Some(view) = self.device(index).and_then(|d| d.group(group)).filter(|g| g.is_member()) else { continue };
+            let (Some(digest), Some(text)) = (view.applied_digest(), view.text()) else { continue };
+            if let Some((_, other, at)) = seen.iter().find(|(d, t, _)| *d == digest && *t != text) {
+                let detail = format!(
+                    "devices {at} and {index} applied the same updates but hold different texts ({} and {} characters)",
+                    other.chars().count(),
+                    text.chars().count()
+                );
+                let now = self.now();
+                return self.checker.fail(now, "same-updates-same-document", detail);
+            }
+            seen.push((digest, text, index));
+        }
+    }
+
     /// One line per node describing where it stands in `group` (for liveness failures).
     pub fn describe_group(&self, group: GroupId) -> String {
         let mut lines =

@@ -490,6 +490,11 @@ impl DeviceGroupView<'_> {
         self.group.replica.as_ref().is_some_and(|replica| replica.applied.contains(id))
     }
 
+    /// A digest of exactly which document updates were applied or written here.
+    pub fn applied_digest(&self) -> Option<[u8; 32]> {
+        self.group.replica.as_ref().map(|replica| replica.applied.digest())
+    }
+
     /// Document updates applied or written here.
     pub fn updates_applied(&self) -> u64 {
         self.group.replica.as_ref().map_or(0, |replica| replica.applied.count())

@@ -48,6 +48,20 @@ impl Applied {
         }
     }
 
+    /// A digest of exactly which updates were applied: equal digests, equal sets.
+    pub(crate) fn digest(&self) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        for (sender, applied) in &self.senders {
+            hasher.update(&sender.0);
+            hasher.update(&applied.below.to_le_bytes());
+            hasher.update(&(applied.beyond.len() as u64).to_le_bytes());
+            for seq in &applied.beyond {
+                hasher.update(&seq.to_le_bytes());
+            }
+        }
+        *hasher.finalize().as_bytes()
+    }
+
     /// Updates applied per sender (for status and the checker).
     pub(crate) fn count(&self) -> u64 {
         self.senders.values().map(|s| s.below + s.beyond.len() as u64).sum()

@@ -80,6 +80,9 @@ fn typing(session: &mut Session, typists: &[usize], edits: u64, until: Time, tex
             insert.push_str(std::str::from_utf8(PLAINTEXT_MARKER).expect("the marker is text"));
         }
         session.cluster.command(device, Command::Edit { group: session.group, position, delete, insert });
+        if number % 10 == 0 {
+            session.cluster.check_documents_agree(session.group);
+        }
     }
     session.cluster.run_until(until);
 }
@@ -117,6 +120,7 @@ fn settle_documents(session: &mut Session) {
         let detail = describe_documents(&session.cluster, group);
         return session.fail("documents-converge-after-heal", detail);
     }
+    session.cluster.check_documents_agree(group);
     let safe: Vec<_> = session.cluster.checker.documents.safe(group).collect();
     for device in session.cluster.devices() {
         let Some(view) = session.cluster.device(device).and_then(|d| d.group(group)).filter(|g| g.is_member()) else { continue };
