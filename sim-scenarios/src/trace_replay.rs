@@ -60,7 +60,7 @@ pub fn replay(trace: &Trace, devices: usize, seed: u64, mut progress: impl FnMut
         if current != Some(device) {
             // A device takes over only once it holds everything typed before.
             let deadline = cluster.now().plus_ms(LIVENESS_MS_MAX);
-            if !cluster.run_until_condition(deadline, |c| settled(c, group)) {
+            if !cluster.run_until_condition(deadline, |c| c.documents_settled(group)) {
                 let failure = format!("devices did not agree before transaction {index} within {LIVENESS_MS_MAX}ms");
                 return finish(&cluster, Some(group), Some(failure));
             }
@@ -77,21 +77,13 @@ pub fn replay(trace: &Trace, devices: usize, seed: u64, mut progress: impl FnMut
     }
     cluster.stop_faults_and_heal();
     let deadline = cluster.now().plus_ms(LIVENESS_MS_MAX);
-    let failure = if cluster.run_until_condition(deadline, |c| settled(c, group)) {
+    let failure = if cluster.run_until_condition(deadline, |c| c.documents_settled(group)) {
         None
     } else {
         Some(format!("devices did not agree within {LIVENESS_MS_MAX}ms of the last edit"))
     };
     progress(total, total);
     finish(&cluster, Some(group), failure)
-}
-
-/// Every device is up, has nothing unsafe, and has applied as many updates as the others.
-fn settled(cluster: &Cluster, group: GroupId) -> bool {
-    let views: Vec<_> = cluster.devices().into_iter().map(|d| cluster.device(d).and_then(|d| d.group(group))).collect();
-    let Some(Some(first)) = views.first() else { return false };
-    let applied = first.updates_applied();
-    views.iter().all(|v| v.is_some_and(|v| v.unsafe_messages() == 0 && v.updates_applied() == applied))
 }
 
 fn finish(cluster: &Cluster, group: Option<GroupId>, failure: Option<String>) -> Replayed {

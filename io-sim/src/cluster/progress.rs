@@ -25,6 +25,16 @@ impl Cluster {
         devices_done && acceptors_done
     }
 
+    /// Whether every running member of `group` has nothing unsafe and all have applied exactly
+    /// the same document updates (then [`Cluster::check_documents_agree`] says whether their texts
+    /// agree). Cheap enough to evaluate after every event.
+    pub fn documents_settled(&self, group: GroupId) -> bool {
+        let mut members = self.devices().into_iter().filter_map(|d| self.device(d)?.group(group)).filter(|g| g.is_member());
+        let Some(first) = members.next() else { return true };
+        let digest = first.applied_digest();
+        first.unsafe_messages() == 0 && members.all(|g| g.unsafe_messages() == 0 && g.applied_digest() == digest)
+    }
+
     /// Checks that running members that applied exactly the same document updates hold the same
     /// text (`same-updates-same-document`). Cheap enough for checkpoints, not for every event.
     pub fn check_documents_agree(&mut self, group: GroupId) {

@@ -300,10 +300,15 @@ impl AcceptorGroup {
             Err(crate::mls::MlsError::TooOld(_)) => return cx.reject(Rejection::Duplicate),
             Err(_) => return cx.reject(Rejection::Invalid),
         }
-        let members: BTreeSet<Vec<u8>> = view.members().into_iter().collect();
-        let others: Vec<NodeId> =
-            self.subscribers.iter().copied().filter(|s| *s != from && members.contains(s.0.as_slice())).collect();
+        let others = self.member_subscribers(from);
         cx.send_all(&others, &Message::Application { sender, message });
+    }
+
+    /// Subscribers that are current members of the MLS group, except `except`.
+    pub(crate) fn member_subscribers(&self, except: NodeId) -> Vec<NodeId> {
+        let Some(view) = &self.mls else { return Vec::new() };
+        let members: BTreeSet<Vec<u8>> = view.members().into_iter().collect();
+        self.subscribers.iter().copied().filter(|s| *s != except && members.contains(s.0.as_slice())).collect()
     }
 
     fn on_sync(

@@ -162,13 +162,7 @@ impl AcceptorGroup {
         };
         cx.persist(vec![record]);
         cx.send(from, Message::PostAck { seq });
-        let members: Vec<Vec<u8>> = view.members();
-        let readers: Vec<NodeId> = self
-            .subscribers
-            .iter()
-            .copied()
-            .filter(|s| *s != from && members.iter().any(|m| m.as_slice() == s.0.as_slice()))
-            .collect();
+        let readers = self.member_subscribers(from);
         let after = Cursor { incarnation: self.incarnation, position: position - 1 };
         cx.send_all(&readers, &Message::Page { after, messages: vec![(position, message)], more: false });
     }

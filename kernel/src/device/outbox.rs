@@ -67,14 +67,16 @@ impl Outbox {
         self.unsafe_messages.len() + usize::from(self.open.is_some())
     }
 
-    /// The open batch's sequence number, opening a batch if none is open.
-    pub(crate) fn open_batch(&mut self, flush_at: Time) -> u64 {
+    /// Puts `update` (everything edited since the last batch closed) in the open batch, opening
+    /// one if none is open; returns its sequence number.
+    pub(crate) fn write_open(&mut self, flush_at: Time, update: Vec<u8>) -> u64 {
         let next_seq = &mut self.next_seq;
         let open = self.open.get_or_insert_with(|| {
             let seq = *next_seq;
             *next_seq += 1;
             Open { seq, flush_at, update: Vec::new() }
         });
+        open.update = update;
         open.seq
     }
 

@@ -92,15 +92,6 @@ fn text_of(cluster: &Cluster, device: usize, group: GroupId) -> Option<String> {
     cluster.device(device)?.group(group).filter(|g| g.is_member())?.text()
 }
 
-/// Whether every running member has nothing unsafe and all hold the same updates and text.
-fn documents_settled(cluster: &Cluster, group: GroupId) -> bool {
-    let mut members = cluster.devices().into_iter().filter_map(|d| cluster.device(d)?.group(group)).filter(|g| g.is_member());
-    let Some(first) = members.next() else { return true };
-    let (text, applied) = (first.text(), first.updates_applied());
-    first.unsafe_messages() == 0
-        && members.all(|g| g.unsafe_messages() == 0 && g.updates_applied() == applied && g.text() == text)
-}
-
 /// Runs the safety phase, then the liveness phase for the log and for documents.
 fn finish(mut session: Session) -> Outcome {
     session.run_safety();
@@ -116,7 +107,7 @@ fn settle_documents(session: &mut Session) {
         return;
     }
     let (group, deadline) = (session.group, session.cluster.now().plus_ms(LIVENESS_MS_MAX));
-    if !session.cluster.run_until_condition(deadline, |c| documents_settled(c, group)) {
+    if !session.cluster.run_until_condition(deadline, |c| c.documents_settled(group)) {
         let detail = describe_documents(&session.cluster, group);
         return session.fail("documents-converge-after-heal", detail);
     }

@@ -57,13 +57,10 @@ impl DeviceGroup {
             Ok(None) => return Ok(()),
             Err(error) => return Err(CommandError::Document(error)),
         };
-        let seq = replica.outbox.open_batch(cx.now.plus_ms(cx.config.flush_after_ms));
+        let full = update.len() >= cx.config.flush_bytes;
+        let seq = replica.outbox.write_open(cx.now.plus_ms(cx.config.flush_after_ms), update.clone());
         let id = UpdateId { sender: cx.me, seq };
         replica.applied.insert(id, cx.config.updates_out_of_order_max);
-        let full = update.len() >= cx.config.flush_bytes;
-        if let Some(open) = replica.outbox.open.as_mut() {
-            open.update = update.clone();
-        }
         if !canary!(cx.config, OutboxNotPersisted) {
             cx.persist(vec![Record::Update { group: cx.group, id, update }]);
         }
