@@ -1,2 +1,28 @@
-//! The tokio driver, the iroh transport and the `plait` binary: not built yet (see README.md).
-//! The crate exists so the workspace layout is fixed and CI builds every member.
+//! Plait on real machines: the tokio driver around one kernel node, the links it sends frames
+//! over (iroh in production, turmoil in tests), SQLite storage, and the app-facing facade.
+//!
+//! ```text
+//!   app / CLI ── Command ──► Driver ── handle(now, input) ──► kernel node
+//!                               │ effects, in order:
+//!                               │   Persist → Storage (a barrier; consecutive ones share a commit)
+//!                               │   Send    → Links (one reused link per peer, reconnects)
+//!                               │   Load    → Storage, answered as the next input
+//!                               │   Notify  → subscribers
+//!                               ▼
+//!                     Links<N: Network>  (iroh: `IrohNetwork`; tests: turmoil)
+//! ```
+
+pub mod app;
+pub mod clock;
+pub mod data_dir;
+pub mod driver;
+pub mod frames;
+pub mod iroh_net;
+pub mod links;
+pub mod network;
+pub mod server;
+pub mod storage;
+pub mod ticket;
+
+pub use driver::{Driver, DriverHandle, DriverStatus};
+pub use network::{LinkError, LinkErrorKind, Network};

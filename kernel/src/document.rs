@@ -52,10 +52,14 @@ pub trait Document {
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError>;
     /// The current text.
     fn text(&self) -> String;
+    /// The whole document (every operation merged so far) in the CRDT library's own snapshot
+    /// format, for a client outside Plait to import (for Loro: `LoroDoc::import`).
+    fn export_snapshot(&self) -> Result<Vec<u8>, DocumentError>;
 }
 
-/// The name of the text container every Plait document uses.
-const TEXT: &str = "text";
+/// The name of the text container every Plait document uses (a Loro client reading a
+/// snapshot finds the text under `LoroDoc::get_text(TEXT_CONTAINER)`).
+pub const TEXT_CONTAINER: &str = "text";
 
 /// A [`Document`] on Loro.
 #[derive(Debug)]
@@ -86,7 +90,7 @@ impl LoroDocument {
 
 impl Document for LoroDocument {
     fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError> {
-        let text = self.doc.get_text(TEXT);
+        let text = self.doc.get_text(TEXT_CONTAINER);
         let len = text.len_unicode();
         if position.checked_add(delete).is_none_or(|end| end > len) {
             return Err(DocumentError::OutOfRange { position, delete, len });
@@ -119,6 +123,12 @@ impl Document for LoroDocument {
     }
 
     fn text(&self) -> String {
-        self.doc.get_text(TEXT).to_string()
+        self.doc.get_text(TEXT_CONTAINER).to_string()
+    }
+
+    fn export_snapshot(&self) -> Result<Vec<u8>, DocumentError> {
+        // No transaction is open here (every call above commits its own), so exporting changes
+        // nothing the next update would carry.
+        self.doc.export(ExportMode::Snapshot).map_err(|error| DocumentError::Internal(error.to_string()))
     }
 }

@@ -95,12 +95,15 @@ pub enum Command {
         group: GroupId,
     },
     /// Open an invite to the group (admins only); answered with `Event::InviteCreated`. The
-    /// code works once, until `lifetime_ms` has passed; this device adds whoever redeems it.
+    /// code works once, until `lifetime_ms` has passed; this device adds whoever redeems it,
+    /// then (for any role but `Writer`, which members have by default) commits its `role`.
     CreateInvite {
         /// Which group.
         group: GroupId,
         /// How long the code stays valid.
         lifetime_ms: u64,
+        /// The role the joiner ends with.
+        role: crate::mls::Role,
     },
     /// Join a group with an invite code (text or URI) through the acceptors that hold its
     /// mailbox; answered with `Event::Joined` once the inviter has added this device.
@@ -437,6 +440,25 @@ impl Rejection {
         Rejection::OverLimit,
         Rejection::Expired,
     ];
+
+    /// The reason's stable snake_case name, for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rejection::Malformed => "malformed",
+            Rejection::Oversized => "oversized",
+            Rejection::WrongVersion => "wrong_version",
+            Rejection::UnknownGroup => "unknown_group",
+            Rejection::Unauthorised => "unauthorised",
+            Rejection::Invalid => "invalid",
+            Rejection::StaleBallot => "stale_ballot",
+            Rejection::Equivocation => "equivocation",
+            Rejection::StaleIncarnation => "stale_incarnation",
+            Rejection::NotReady => "not_ready",
+            Rejection::Duplicate => "duplicate",
+            Rejection::OverLimit => "over_limit",
+            Rejection::Expired => "expired",
+        }
+    }
 }
 
 /// Counts of dropped messages by reason: the node's status view of bad input.
@@ -462,6 +484,12 @@ impl Counters {
     /// `(reason, count)` for every reason with a non-zero count.
     pub fn nonzero(&self) -> Vec<(Rejection, u64)> {
         Rejection::ALL.iter().map(|r| (*r, self.of(*r))).filter(|(_, n)| *n > 0).collect()
+    }
+
+    /// `(name, count)` for every reason, zero counts included, in the fixed order of
+    /// [`Rejection::ALL`], named by [`Rejection::name`]: ready for a metrics exporter.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Rejection::ALL.iter().map(|reason| (reason.name(), self.of(*reason)))
     }
 }
 

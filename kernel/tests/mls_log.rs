@@ -3,6 +3,7 @@
 
 mod support;
 
+use plait_kernel::mls::Role;
 use plait_kernel::{Command, CommandError, Event, GroupId, NodeId};
 
 use support::Net;
@@ -135,7 +136,7 @@ fn a_message_from_an_epoch_not_reached_yet_is_read_once_the_device_gets_there() 
 #[test]
 fn readers_removed_members_and_oversized_messages_are_refused_with_typed_errors() {
     let (mut net, group, [admin, second, third]) = group_of_three();
-    net.command(admin, Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Reader });
+    net.command(admin, Command::SetRole { group, member: second, role: Role::Reader });
     net.command(admin, Command::RemoveMember { group, member: third });
     settle(&mut net);
     net.command(second, Command::SendMessage { group, data: b"x".to_vec() });
@@ -176,7 +177,7 @@ fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
     net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
     settle(&mut net);
     let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
     let code = last_invite(&net, admin);
     settle(&mut net);
     assert_eq!(mailboxes_at_acceptors(&net), vec![1, 1, 1], "the mailbox is open at every acceptor");
@@ -205,7 +206,7 @@ fn an_invite_code_works_once() {
     net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
     settle(&mut net);
     let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
     let code = last_invite(&net, admin);
     net.command(first, Command::AcceptInvite { code: code.clone(), acceptors: acceptors() });
     settle(&mut net);
@@ -230,7 +231,7 @@ fn invites_expire_refuse_forged_key_packages_and_rate_limit_the_mailbox() {
     let group = genesis.group_id();
     add(&mut net, admin, writer, &genesis);
 
-    net.command(writer, Command::CreateInvite { group, lifetime_ms: 60_000 });
+    net.command(writer, Command::CreateInvite { group, lifetime_ms: 60_000, role: Role::Writer });
     assert!(failed_with(&net, writer, &CommandError::NotAnAdmin(group)));
     net.command(stranger, Command::AcceptInvite { code: "plait-not-a-code".into(), acceptors: acceptors() });
     assert!(
@@ -240,7 +241,7 @@ fn invites_expire_refuse_forged_key_packages_and_rate_limit_the_mailbox() {
     );
 
     // Someone who learned only the mailbox (an acceptor, say) posts a key package of its own.
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 10_000 });
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 10_000, role: Role::Writer });
     let code = plait_kernel::invite::InviteCode::parse(&last_invite(&net, admin)).expect("valid");
     settle(&mut net);
     net.command(stranger, Command::MakeKeyPackage);
@@ -348,4 +349,86 @@ fn a_replayed_welcome_changes_nothing() {
     net.command(other, Command::JoinGroup { genesis, welcome });
     assert!(failed_with(&net, other, &CommandError::NoMatchingKeyPackage), "a Welcome is for its key package's owner only");
     assert!(net.device(other).group(created(&net).group_id()).is_none());
+}
+
+/// An admin (n101) founds a group and opens an invite for `role`; n102 redeems it and settles.
+fn join_by_invite_as(role: Role) -> (Net, GroupId, [NodeId; 2]) {
+    let (mut net, _) = support::net(2);
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let group = created(&net).group_id();
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role });
+    let code = last_invite(&net, admin);
+    net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
+    settle(&mut net);
+    assert!(joined(&net, joiner, group), "the joiner is in");
+    (net, group, [admin, joiner])
+}
+
+fn role_at(net: &Net, device: NodeId, group: GroupId) -> Option<Role> {
+    net.device(device).group(group).and_then(|g| g.role())
+}
+
+/// An invite for a reader admits a member that may only read: the admin commits the role right
+/// after the add, and every member sees it.
+#[test]
+fn an_invite_for_a_reader_admits_a_member_that_may_only_read() {
+    cov_mark::check!(admin_gives_an_invitee_its_role);
+    let (mut net, group, [admin, joiner]) = join_by_invite_as(Role::Reader);
+    assert_eq!(role_at(&net, joiner, group), Some(Role::Reader));
+    let expected = vec![(admin, Role::Admin), (joiner, Role::Reader)];
+    assert_eq!(net.device(admin).group(group).map(|g| g.members()), Some(expected.clone()));
+    assert_eq!(net.device(joiner).group(group).map(|g| g.members()), Some(expected));
+    net.command(joiner, Command::Edit { group, position: 0, delete: 0, insert: "no".into() });
+    assert!(failed_with(&net, joiner, &CommandError::ReadOnly(group)), "the reader's edit is refused");
+}
+
+/// An invite for an admin admits a member that may invite others in turn.
+#[test]
+fn an_invite_for_an_admin_admits_a_member_that_may_invite() {
+    let (mut net, group, [admin, joiner]) = join_by_invite_as(Role::Admin);
+    assert_eq!(role_at(&net, joiner, group), Some(Role::Admin));
+    assert_eq!(role_at(&net, admin, group), Some(Role::Admin));
+    net.command(joiner, Command::CreateInvite { group, lifetime_ms: 60_000, role: Role::Writer });
+    assert!(!failed_with(&net, joiner, &CommandError::NotAnAdmin(group)), "the new admin may invite");
+    assert!(net.events.iter().any(|(id, event)| *id == joiner && matches!(event, Event::InviteCreated { .. })));
+}
+
+/// An invite for a writer (the default role) commits nothing after the add.
+#[test]
+fn an_invite_for_a_writer_needs_no_role_commit() {
+    let (net, group, [admin, joiner]) = join_by_invite_as(Role::Writer);
+    assert_eq!(role_at(&net, joiner, group), Some(Role::Writer));
+    assert_eq!(net.device(admin).group(group).and_then(|g| g.epoch()), Some(1), "only the add was committed");
+}
+
+/// The role change is durable with the invite: an admin that restarts right after its add
+/// commit is chosen still gives the joiner its role, with one role commit only.
+#[test]
+fn an_invites_role_survives_the_admin_restarting_after_the_add() {
+    let (mut net, _) = support::net(2);
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let group = created(&net).group_id();
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Reader });
+    let code = last_invite(&net, admin);
+    net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
+    let epoch = |net: &Net| net.device(admin).group(group).and_then(|g| g.epoch());
+    for _ in 0..100 {
+        if epoch(&net) == Some(1) {
+            break;
+        }
+        net.deliver_all(1);
+        if net.queue.is_empty() {
+            net.tick(100);
+        }
+    }
+    assert_eq!(epoch(&net), Some(1), "the admin's add was chosen");
+    net.restart(admin, 7, false);
+    settle(&mut net);
+    settle(&mut net);
+    assert_eq!(role_at(&net, joiner, group), Some(Role::Reader));
+    assert_eq!(epoch(&net), Some(2), "one role commit after the add");
 }

@@ -86,6 +86,13 @@ impl Acceptor {
         self.mailboxes.len()
     }
 
+    /// Totals over every group this acceptor hosts, for a metrics exporter.
+    pub fn stats(&self) -> AcceptorStats {
+        let stored_messages = self.groups.values().map(|group| group.store.len()).sum();
+        let stored_bytes = self.groups.values().map(|group| group.store.bytes() as u64).sum();
+        AcceptorStats { groups: self.groups.len(), stored_messages, stored_bytes, mailboxes: self.mailboxes.len() }
+    }
+
     fn on_frame(&mut self, now: Time, from: NodeId, frame: &[u8], effects: &mut Effects) {
         let envelope = match decode(frame, self.config.message_bytes_max) {
             Ok(envelope) => envelope,
@@ -207,6 +214,19 @@ impl Node for Acceptor {
         }
         Outputs { effects: effects.list, wake_at: self.wake_at() }
     }
+}
+
+/// Totals over an acceptor's groups (see [`Acceptor::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcceptorStats {
+    /// Groups hosted.
+    pub groups: usize,
+    /// Document messages stored, over every group.
+    pub stored_messages: usize,
+    /// Their ciphertext bytes (what `group_store_bytes_max` bounds per group).
+    pub stored_bytes: u64,
+    /// Invite mailboxes open.
+    pub mailboxes: usize,
 }
 
 /// What a checker or status page may read about one group on an acceptor.

@@ -499,10 +499,8 @@ impl DeviceGroup {
             records.extend(mls.changes(cx.group, false));
         }
         cx.persist(records);
-        let acceptors = self.history.latest().clone();
-        for (mailbox, welcome) in welcomes {
-            self.invites.on_welcome(cx, &acceptors, mailbox, welcome);
-        }
+        self.on_invitees_added(cx, welcomes);
+        let added_members = events.iter().any(|e| matches!(e, Event::Welcome { .. }));
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
             cx.effects.notify(event);
@@ -510,6 +508,9 @@ impl DeviceGroup {
         if let Some(digest) = self.mls.as_ref().filter(|_| epoch_changed).and_then(Membership::digest) {
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &Message::EpochDigest { digest });
+        }
+        if added_members {
+            self.share_history(cx);
         }
         self.after_mls_change(cx);
         if let Proposer::Leading(leading) = &mut self.proposer {
@@ -646,6 +647,7 @@ impl DeviceGroup {
     /// send and re-send document messages.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
         self.rotate_when_due(cx);
+        self.give_invitees_their_roles(cx);
         self.document_timer(cx);
         if cx.now >= self.next_sync_at {
             let sync = Message::Sync {

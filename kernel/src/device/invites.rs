@@ -11,7 +11,9 @@
 //! While `Open`, the device keeps (re)opening the mailbox at every acceptor and polls it. A key
 //! package counts only with a valid MAC under the code's secret, and only the first one does:
 //! the code works once. While `Welcomed`, it posts the Welcome until a quorum of acceptors hold
-//! it, so a joiner that is offline now finds it later.
+//! it, so a joiner that is offline now finds it later; and, if the invite's role is not the
+//! default (`Writer`), its role is pending until a commit puts it in force (see
+//! [`Invites::roles_due`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -22,6 +24,7 @@ use crate::ids::{GroupId, NodeId};
 use crate::invite::{InviteCode, MAILBOX_BYTES, Mailbox};
 use crate::io::{CommandError, Rejection};
 use crate::log::AcceptorSet;
+use crate::mls::Role;
 use crate::storage::Record;
 use crate::time::Time;
 use crate::wire::Message;
@@ -32,8 +35,17 @@ pub(crate) const KEY_PREFIX: &[u8] = b"\xffplait/invite/";
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Stage {
     Open,
-    Adding,
-    Welcomed { welcome: Vec<u8>, held_by: BTreeSet<NodeId> },
+    /// Our commit adding `joiner` (the node its key package names) is on its way.
+    Adding {
+        joiner: NodeId,
+    },
+    /// `joiner` is in; `role_pending` until the invite's role is in force.
+    Welcomed {
+        welcome: Vec<u8>,
+        held_by: BTreeSet<NodeId>,
+        joiner: NodeId,
+        role_pending: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +55,8 @@ struct Invite {
     expires_at: Time,
     /// What the acceptors are told (they apply it by their own clocks).
     lifetime_ms: u64,
+    /// The role the joiner ends with.
+    role: Role,
     stage: Stage,
 }
 
@@ -68,12 +82,13 @@ impl Invites {
         Invites { invites }
     }
 
-    /// Opens a new invite; returns its code.
+    /// Opens a new invite whose joiner ends with `role`; returns its code.
     pub(crate) fn create(
         &mut self,
         cx: &mut Context<'_>,
         acceptors: &AcceptorSet,
         lifetime_ms: u64,
+        role: Role,
     ) -> Result<InviteCode, CommandError> {
         if self.invites.len() >= cx.config.invites_max {
             return Err(CommandError::TooManyInvites(self.invites.len()));
@@ -83,7 +98,8 @@ impl Invites {
             return Err(CommandError::InvalidInvite(format!("a lifetime of {lifetime_ms} ms is outside 1..={limit}")));
         }
         let code = InviteCode::generate(cx.rng);
-        let invite = Invite { code: code.clone(), expires_at: cx.now.plus_ms(lifetime_ms), lifetime_ms, stage: Stage::Open };
+        let expires_at = cx.now.plus_ms(lifetime_ms);
+        let invite = Invite { code: code.clone(), expires_at, lifetime_ms, role, stage: Stage::Open };
         self.store(cx, code.mailbox, invite);
         cx.send_all(acceptors.members(), &Message::OpenMailbox { mailbox: code.mailbox, lifetime_ms });
         Ok(code)
@@ -104,8 +120,8 @@ impl Invites {
                     cx.send_all(acceptors.members(), &Message::OpenMailbox { mailbox: *mailbox, lifetime_ms });
                     cx.send_all(acceptors.members(), &Message::FetchMailbox { mailbox: *mailbox });
                 }
-                Stage::Adding => {}
-                Stage::Welcomed { welcome, held_by } => {
+                Stage::Adding { .. } => {}
+                Stage::Welcomed { welcome, held_by, .. } => {
                     if !acceptors.is_quorum(held_by.iter()) {
                         let missing: Vec<NodeId> = acceptors.members().iter().copied().filter(|a| !held_by.contains(a)).collect();
                         cx.send_all(&missing, &Message::PostWelcome { mailbox: *mailbox, welcome: welcome.clone() });
@@ -142,7 +158,12 @@ impl Invites {
                     cx.reject(Rejection::Unauthorised);
                     return None;
                 }
-                let invite = Invite { stage: Stage::Adding, ..invite.clone() };
+                let Some(joiner) = node_named_by(&key_package) else {
+                    // Every Plait device's credential names its node; this one cannot be a device.
+                    cx.reject(Rejection::Invalid);
+                    return None;
+                };
+                let invite = Invite { stage: Stage::Adding { joiner }, ..invite.clone() };
                 self.store(cx, mailbox, invite);
                 Some(key_package)
             }
@@ -150,16 +171,41 @@ impl Invites {
                 held_by.insert(from);
                 None
             }
-            Stage::Adding | Stage::Welcomed { .. } => None,
+            Stage::Adding { .. } | Stage::Welcomed { .. } => None,
         }
     }
 
-    /// Our commit adding the invite's joiner was chosen: post its Welcome.
+    /// Our commit adding the invite's joiner was chosen: post its Welcome, and note the role
+    /// still to give it unless that is the default.
     pub(crate) fn on_welcome(&mut self, cx: &mut Context<'_>, acceptors: &AcceptorSet, mailbox: Mailbox, welcome: Vec<u8>) {
         let Some(invite) = self.invites.get(&mailbox) else { return };
-        let invite = Invite { stage: Stage::Welcomed { welcome: welcome.clone(), held_by: BTreeSet::new() }, ..invite.clone() };
+        // Only `Adding` leads to an add commit for this mailbox (see `on_contents`).
+        let Stage::Adding { joiner } = invite.stage else { return };
+        let role_pending = invite.role != Role::Writer;
+        let stage = Stage::Welcomed { welcome: welcome.clone(), held_by: BTreeSet::new(), joiner, role_pending };
+        let invite = Invite { stage, ..invite.clone() };
         self.store(cx, mailbox, invite);
         cx.send_all(acceptors.members(), &Message::PostWelcome { mailbox, welcome });
+    }
+
+    /// `(mailbox, joiner, role)` for every added joiner whose invite's role is not known to be in
+    /// force yet, in mailbox order. Kept durably, so a restart does not forget them.
+    pub(crate) fn roles_due(&self) -> Vec<(Mailbox, NodeId, Role)> {
+        let due = self.invites.iter().filter_map(|(mailbox, invite)| match invite.stage {
+            Stage::Welcomed { joiner, role_pending: true, .. } => Some((*mailbox, joiner, invite.role)),
+            _ => None,
+        });
+        due.collect()
+    }
+
+    /// The role of the invite with `mailbox` needs no more work (it is in force, or this device
+    /// can no longer give it).
+    pub(crate) fn role_settled(&mut self, cx: &mut Context<'_>, mailbox: Mailbox) {
+        let Some(invite) = self.invites.get(&mailbox) else { return };
+        let Stage::Welcomed { welcome, held_by, joiner, role_pending: true } = &invite.stage else { return };
+        let stage = Stage::Welcomed { welcome: welcome.clone(), held_by: held_by.clone(), joiner: *joiner, role_pending: false };
+        let invite = Invite { stage, ..invite.clone() };
+        self.store(cx, mailbox, invite);
     }
 
     /// When the next invite expires.
@@ -172,6 +218,12 @@ impl Invites {
         cx.persist(vec![Record::MlsState { group: cx.group, key: key_of(mailbox), value: Some(value) }]);
         self.invites.insert(mailbox, invite);
     }
+}
+
+/// The node an encoded key package's credential names, if it names one.
+fn node_named_by(key_package: &[u8]) -> Option<NodeId> {
+    let name = crate::mls::member::key_package_name(key_package).ok()?;
+    Some(NodeId(name.as_slice().try_into().ok()?))
 }
 
 fn key_of(mailbox: Mailbox) -> Vec<u8> {

@@ -109,12 +109,12 @@ impl Device {
 
     /// Read-only views of the groups, for checkers and status pages.
     pub fn groups(&self) -> impl Iterator<Item = DeviceGroupView<'_>> {
-        self.groups.iter().map(|(id, group)| DeviceGroupView { id: *id, group })
+        self.groups.iter().map(|(id, group)| DeviceGroupView { id: *id, me: self.me, group })
     }
 
     /// A read-only view of one group.
     pub fn group(&self, id: GroupId) -> Option<DeviceGroupView<'_>> {
-        self.groups.get(&id).map(|group| DeviceGroupView { id, group })
+        self.groups.get(&id).map(|group| DeviceGroupView { id, me: self.me, group })
     }
 
     fn wake_at(&self) -> Option<Time> {
@@ -142,7 +142,7 @@ impl Device {
                 self.send_message(now, group, crate::updates::Payload::Presence(state), effects)
             }
             Command::Edit { group, position, delete, insert } => self.edit(now, group, position, delete, &insert, effects),
-            Command::CreateInvite { group, lifetime_ms } => self.create_invite(now, group, lifetime_ms, effects),
+            Command::CreateInvite { group, lifetime_ms, role } => self.create_invite(now, group, lifetime_ms, role, effects),
             Command::AcceptInvite { code, acceptors } => self.accept_invite(now, &code, acceptors, effects),
             Command::ChangeAcceptors { group, acceptors } => self.change_acceptors(now, group, acceptors, effects),
         };
@@ -244,10 +244,17 @@ impl Device {
         Ok(())
     }
 
-    fn create_invite(&mut self, now: Time, id: GroupId, lifetime_ms: u64, effects: &mut Effects) -> Result<(), CommandError> {
+    fn create_invite(
+        &mut self,
+        now: Time,
+        id: GroupId,
+        lifetime_ms: u64,
+        role: crate::mls::Role,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
         let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
-        let code = group.create_invite(&mut cx, lifetime_ms)?;
+        let code = group.create_invite(&mut cx, lifetime_ms, role)?;
         effects.notify(Event::InviteCreated { group: id, code: code.to_text(), uri: code.to_uri() });
         Ok(())
     }
@@ -423,6 +430,8 @@ impl Node for Device {
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceGroupView<'a> {
     id: GroupId,
+    /// The device the view is on.
+    me: NodeId,
     group: &'a DeviceGroup,
 }
 
@@ -478,6 +487,31 @@ impl DeviceGroupView<'_> {
     pub fn text(&self) -> Option<String> {
         use crate::document::Document;
         self.group.replica.as_ref().map(|replica| replica.doc.text())
+    }
+
+    /// The whole document as a Loro snapshot (MLS groups), for a Loro client outside Plait:
+    /// `LoroDoc::import` it and read the text named [`crate::document::TEXT_CONTAINER`].
+    /// `None` for groups of opaque values, or if the document library fails to export.
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        use crate::document::Document;
+        self.group.replica.as_ref().and_then(|replica| replica.doc.export_snapshot().ok())
+    }
+
+    /// The members of the current MLS epoch in leaf order, with their roles. Empty for groups
+    /// of opaque values (and if the group's settings cannot be read, which no accepted commit
+    /// allows). A member whose credential names no node is left out, as in `EpochChanged`.
+    pub fn members(&self) -> Vec<(NodeId, crate::mls::Role)> {
+        let Some(mls) = self.group.mls.as_ref() else { return Vec::new() };
+        let Ok(roles) = mls.member.roles() else { return Vec::new() };
+        let names = mls.member.members();
+        names.iter().filter_map(|name| Some((NodeId(name.as_slice().try_into().ok()?), roles.of(name)))).collect()
+    }
+
+    /// This device's role in the current MLS epoch; `None` for groups of opaque values and once
+    /// a commit removed this device.
+    pub fn role(&self) -> Option<crate::mls::Role> {
+        let mls = self.group.mls.as_ref().filter(|mls| mls.member.is_active())?;
+        Some(mls.member.roles().ok()?.of(&self.me.0))
     }
 
     /// This device's document messages not safe yet, the open batch included (MLS groups).

@@ -437,6 +437,14 @@ impl Member {
     }
 }
 
+/// The name (credential identity) an encoded key package claims. Parsed, not verified: use it
+/// only for a key package a chosen commit added (adding one validates it).
+pub fn key_package_name(key_package: &[u8]) -> Result<Vec<u8>, MlsError> {
+    let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;
+    let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else { return Err(MlsError::Malformed) };
+    Ok(key_package.unverified_credential().credential.serialized_content().to_vec())
+}
+
 fn encode(message: &MlsMessageOut) -> Result<Vec<u8>, MlsError> {
     message.tls_serialize_detached().map_err(internal)
 }

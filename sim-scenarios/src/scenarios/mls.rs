@@ -4,6 +4,7 @@
 //! the simulator's plaintext marker, which no acceptor may ever be sent.
 
 use plait_io_sim::{Chance, Cluster, FaultProfile, PLAINTEXT_MARKER, SimRng};
+use plait_kernel::mls::Role;
 use plait_kernel::{AcceptorSet, Command, Event, GroupGenesis, Time};
 
 use crate::outline::Session;
@@ -450,7 +451,7 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     let acceptors = session.cluster.checker.acceptors(group).cloned().expect("the group is known");
     session.cluster.start_faults();
     session.cluster.notices.clear();
-    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000 });
+    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
     let step = |session: &mut Session, ms: u64| {
         let until = session.cluster.now().plus_ms(ms);
         session.cluster.run_until(until);

@@ -6,8 +6,9 @@ use crate::device::group::{DeviceGroup, Proposal};
 use crate::device::membership::Intent;
 use crate::device::messages::{self, Received};
 use crate::ids::NodeId;
+use crate::invite::Mailbox;
 use crate::io::{CommandError, Event, Rejection};
-use crate::mls::MlsError;
+use crate::mls::{MlsError, Role};
 use crate::updates::{Payload, UpdateId};
 
 /// What became of a received message.
@@ -20,19 +21,58 @@ pub(super) enum Read {
 }
 
 impl DeviceGroup {
-    /// Opens an invite (admins only); returns its code.
+    /// Opens an invite whose joiner ends with `role` (admins only); returns its code.
     pub(crate) fn create_invite(
         &mut self,
         cx: &mut Context<'_>,
         lifetime_ms: u64,
+        role: Role,
     ) -> Result<crate::invite::InviteCode, CommandError> {
         let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
         mls.may_write(cx.group, cx.me)?;
-        if mls.member.roles().map_or(true, |roles| roles.of(&cx.me.0) != crate::mls::Role::Admin) {
+        if mls.member.roles().map_or(true, |roles| roles.of(&cx.me.0) != Role::Admin) {
             return Err(CommandError::NotAnAdmin(cx.group));
         }
         let acceptors = self.history.latest().clone();
-        self.invites.create(cx, &acceptors, lifetime_ms)
+        self.invites.create(cx, &acceptors, lifetime_ms, role)
+    }
+
+    /// Our commits adding the joiners of these invites were chosen: post their Welcomes, then
+    /// give the joiners their invites' roles.
+    pub(super) fn on_invitees_added(&mut self, cx: &mut Context<'_>, welcomes: Vec<(Mailbox, Vec<u8>)>) {
+        let acceptors = self.history.latest().clone();
+        for (mailbox, welcome) in welcomes {
+            self.invites.on_welcome(cx, &acceptors, mailbox, welcome);
+        }
+        self.give_invitees_their_roles(cx);
+    }
+
+    /// Queues a role change for every added joiner whose invite's role is not in force yet, and
+    /// settles each one once it is. Runs after chosen entries and on the timer, so the change
+    /// survives a restart (which empties the queue) and a lost slot. Not held to
+    /// `proposals_queued_max`: at most one per open invite, and those are `invites_max`.
+    pub(super) fn give_invitees_their_roles(&mut self, cx: &mut Context<'_>) {
+        let Some(mls) = self.mls.as_ref() else { return };
+        let due = self.invites.roles_due();
+        // A commit pending since a restart may be the role change itself: settle it first.
+        if due.is_empty() || self.queue.contains(&Proposal::Intent(Intent::Resume)) {
+            return;
+        }
+        let Ok(roles) = mls.member.roles() else { return };
+        let admin = mls.member.is_active() && roles.of(&cx.me.0) == Role::Admin;
+        for (mailbox, joiner, role) in due {
+            if !admin || roles.of(&joiner.0) == role {
+                // In force, or no longer ours to give (only admins set roles).
+                self.invites.role_settled(cx, mailbox);
+                continue;
+            }
+            let intent = Proposal::Intent(Intent::SetRole(joiner, role));
+            if !self.queue.contains(&intent) {
+                cov_mark::hit!(admin_gives_an_invitee_its_role);
+                self.queue.push_back(intent);
+            }
+        }
+        assert!(self.queue.len() <= cx.config.proposals_queued_max + cx.config.invites_max, "the queue stays bounded");
     }
 
     /// A mailbox's contents, for one of our invites: add its joiner once, when it shows up.
@@ -40,7 +80,7 @@ impl DeviceGroup {
         &mut self,
         cx: &mut Context<'_>,
         from: NodeId,
-        mailbox: crate::invite::Mailbox,
+        mailbox: Mailbox,
         key_package: Option<(Vec<u8>, [u8; 32])>,
         holds_welcome: bool,
     ) {

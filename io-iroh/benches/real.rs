@@ -1,0 +1,205 @@
+//! Real I/O benchmark: 3 acceptors and 3 devices in one process on loopback, iroh + SQLite
+//! (durable: every acceptor fsyncs before it acknowledges). One device types; the benchmark
+//! measures document messages delivered to both other replicas per second, and the latency
+//! from an edit to its visibility at another device, with anchors measured in the same run:
+//! a raw iroh round trip and a raw fsync.
+//!
+//! `cargo bench -p plait-io-iroh --bench real [-- MESSAGES]`
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use plait_io_iroh::app::{DeviceApp, NodeOptions};
+use plait_io_iroh::server::AcceptorServer;
+use plait_kernel::Event;
+use plait_kernel::mls::Role;
+
+const RUNS: usize = 3;
+const LATENCY_SAMPLES: usize = 200;
+
+fn main() {
+    let messages: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let fsync = median(&raw_fsync_micros(200));
+        let rtt = median(&raw_iroh_rtt_micros(500).await);
+        println!("anchor: raw fsync (4 KiB write + fsync) median {fsync} µs");
+        println!("anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs");
+        let mut rates = Vec::new();
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for run in 0..RUNS {
+            let Sample { edits_per_second, messages_per_second, mut latencies } = one_run(messages).await;
+            latencies.sort_unstable();
+            let p50 = latencies[latencies.len() / 2];
+            let p99 = latencies[latencies.len() * 99 / 100];
+            println!(
+                "run {run}: {messages} edits at {edits_per_second:.0}/s; {messages_per_second:.0} MLS messages/s applied at every replica; latency p50 {p50} µs p99 {p99} µs"
+            );
+            rates.push(messages_per_second as u64);
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        let (rate, p50, p99) = (median(&rates), median(&p50s), median(&p99s));
+        let flush_us = 0; // every edit closes its batch at once (flush_bytes = 1)
+        let floor = flush_us + 2 * rtt + fsync;
+        println!("median: {rate} MLS messages/s applied at every replica (target ≥ 10,000)");
+        println!(
+            "median latency edit → visible at another device: p50 {p50} µs, p99 {p99} µs; floor = {flush_us} µs batching + 2 round trips + 1 fsync = {floor} µs; p50 = {:.2}× the floor, p99 = {:.2}× (target ≤ 3×)",
+            p50 as f64 / floor as f64,
+            p99 as f64 / floor as f64
+        );
+    });
+}
+
+/// One run: throughput and latencies (µs).
+async fn one_run(messages: usize) -> Sample {
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let mut acceptors = Vec::new();
+    for index in 0..3 {
+        acceptors.push(
+            AcceptorServer::start(&folder.path().join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"),
+        );
+    }
+    let tickets: Vec<_> = acceptors.iter().map(AcceptorServer::ticket).collect();
+    let mut devices = Vec::new();
+    for index in 0..3 {
+        // Every edit is its own MLS message (a batch closes once it holds `flush_bytes`), so the
+        // throughput counts messages, not batching.
+        let mut options = NodeOptions::default();
+        options.config.flush_bytes = 1;
+        devices.push(DeviceApp::open(&folder.path().join(format!("d{index}")), options).await.expect("device"));
+    }
+    let writer = devices[0].create_document("bench", &tickets).await.expect("create");
+    let mut readers = Vec::new();
+    for device in &devices[1..] {
+        let code = writer.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
+        readers.push(device.join(&code, Duration::from_secs(30)).await.expect("join"));
+    }
+    // Latency: one edit at a time, until another device has applied it.
+    let mut latencies = Vec::new();
+    let mut watcher = readers[0].subscribe();
+    for index in 0..LATENCY_SAMPLES {
+        let started = Instant::now();
+        writer.append(&format!("p{index} ")).await.expect("edit");
+        wait_for_change(&mut watcher).await;
+        latencies.push(started.elapsed().as_micros() as u64);
+    }
+    // Throughput: type as fast as the facade allows; count messages applied at every reader.
+    let expected: String = (0..messages).map(|index| format!("{index} ")).collect();
+    let prefix = writer.text().await.expect("text");
+    // Every message a reader applies is one `DocumentChanged`; count them as they come.
+    let counts: Vec<Arc<AtomicU64>> = readers.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let counting: Vec<_> = readers
+        .iter()
+        .zip(&counts)
+        .map(|(reader, count)| {
+            let (mut watcher, count) = (reader.subscribe(), count.clone());
+            tokio::spawn(async move {
+                loop {
+                    wait_for_change(&mut watcher).await;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for index in 0..messages {
+        writer.append(&format!("{index} ")).await.expect("edit");
+    }
+    let mut watchers: Vec<_> = readers.iter().map(|reader| reader.subscribe()).collect();
+    for (reader, watcher) in readers.iter().zip(&mut watchers) {
+        while reader.text().await.expect("text") != format!("{prefix}{expected}") {
+            wait_for_change(watcher).await;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    for device in devices {
+        device.shutdown().await;
+    }
+    for acceptor in acceptors {
+        acceptor.shutdown().await;
+    }
+    counting.iter().for_each(|task| task.abort());
+    let slowest = counts.iter().map(|count| count.load(Ordering::Relaxed)).min().unwrap_or(0);
+    Sample { edits_per_second: messages as f64 / elapsed, messages_per_second: slowest as f64 / elapsed, latencies }
+}
+
+struct Sample {
+    edits_per_second: f64,
+    messages_per_second: f64,
+    latencies: Vec<u64>,
+}
+
+async fn wait_for_change(watcher: &mut plait_io_iroh::app::DocumentEvents) {
+    while let Some(event) = watcher.next().await {
+        if let Event::DocumentChanged { .. } = event {
+            return;
+        }
+    }
+    panic!("the node stopped");
+}
+
+fn raw_fsync_micros(count: usize) -> Vec<u64> {
+    use std::io::Write;
+    let folder = tempfile::tempdir().expect("temporary folder");
+    let mut file = std::fs::File::create(folder.path().join("fsync")).expect("file");
+    (0..count)
+        .map(|_| {
+            let started = Instant::now();
+            file.write_all(&[7u8; 4096]).expect("write");
+            file.sync_data().expect("fsync");
+            started.elapsed().as_micros() as u64
+        })
+        .collect()
+}
+
+async fn raw_iroh_rtt_micros(count: usize) -> Vec<u64> {
+    let make = || async {
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key).expect("randomness");
+        iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+            .secret_key(iroh::SecretKey::from_bytes(&key))
+            .alpns(vec![b"rtt".to_vec()])
+            .relay_mode(iroh::RelayMode::Disabled)
+            .clear_address_lookup()
+            .clear_ip_transports()
+            .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("address"))
+            .expect("bind address")
+            .bind()
+            .await
+            .expect("endpoint")
+    };
+    let (server, client) = (make().await, make().await);
+    let address = iroh::EndpointAddr::from_parts(server.id(), server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
+    let echo = tokio::spawn(async move {
+        let connection = server.accept().await.expect("incoming").await.expect("connection");
+        let (mut send, mut recv) = connection.accept_bi().await.expect("stream");
+        let mut buffer = [0u8; 64];
+        while recv.read_exact(&mut buffer).await.is_ok() {
+            if send.write_all(&buffer).await.is_err() {
+                break;
+            }
+        }
+    });
+    let connection = client.connect(address, b"rtt").await.expect("connect");
+    let (mut send, mut recv) = connection.open_bi().await.expect("stream");
+    let mut buffer = [1u8; 64];
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let started = Instant::now();
+        send.write_all(&buffer).await.expect("write");
+        recv.read_exact(&mut buffer).await.expect("read");
+        samples.push(started.elapsed().as_micros() as u64);
+    }
+    drop(send);
+    echo.abort();
+    samples
+}
+
+fn median(values: &[u64]) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}

@@ -1,0 +1,530 @@
+//! The host-app facade: a device node with one handle per document, so an app edits, watches
+//! and invites without speaking `Input`/`Effect`. The `plait` binary is built on it.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), plait_io_iroh::app::AppError> {
+//! use plait_io_iroh::app::{DeviceApp, NodeOptions};
+//! let app = DeviceApp::open("alice".as_ref(), NodeOptions::default()).await?;
+//! let doc = app.document("notes")?;
+//! doc.insert(0, "hello").await?;          // local and durable at once
+//! let mut changes = doc.subscribe();       // other members' edits as they arrive
+//! println!("{}", doc.text().await?);
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use plait_kernel::mls::Role;
+use plait_kernel::{AcceptorSet, Command, CommandError, Config, Device, Event, GroupId, NodeId, ValidConfig};
+use plait_store_sqlite::Store;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::clock::Clock;
+use crate::data_dir::{self, DataDir, DataDirError};
+use crate::driver::{Driver, DriverHandle, NotRunning};
+use crate::frames::AddressHint;
+use crate::iroh_net::{BindError, IrohNetwork, IrohOptions};
+use crate::links::{LinkLimits, Links};
+use crate::network::Network;
+use crate::ticket::Ticket;
+
+/// How a node is set up.
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// The iroh endpoint.
+    pub iroh: IrohOptions,
+    /// The link layer.
+    pub links: LinkLimits,
+    /// The kernel.
+    pub config: Config,
+}
+
+/// What can go wrong for an app.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The data directory.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The SQLite store.
+    #[error("store: {0}")]
+    Store(#[from] plait_store_sqlite::StoreError),
+    /// The network.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The configuration is invalid.
+    #[error("config: {0}")]
+    Config(String),
+    /// The node refused the command.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The node stopped (see its status).
+    #[error(transparent)]
+    NotRunning(#[from] NotRunning),
+    /// No document by that name on this device.
+    #[error("no document named {0:?} on this device")]
+    UnknownDocument(String),
+    /// A document by that name exists already.
+    #[error("a document named {0:?} exists already")]
+    DocumentExists(String),
+    /// A ticket or invite that does not parse.
+    #[error("{0}")]
+    BadInput(String),
+    /// Nothing happened in time.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, &'static str),
+}
+
+/// What a device remembers about one document, beside the store.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DocumentEntry {
+    /// The group, hex.
+    pub group: String,
+    /// Tickets of acceptors this device was told about.
+    pub acceptors: Vec<String>,
+}
+
+const DOCUMENTS_FILE: &str = "documents.json";
+
+/// A running device node.
+pub struct DeviceApp {
+    data: DataDir,
+    handle: DriverHandle<Device>,
+    links: Links<IrohNetwork>,
+    network: IrohNetwork,
+    config: ValidConfig,
+    documents: std::sync::Mutex<BTreeMap<String, DocumentEntry>>,
+    task: tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>,
+}
+
+/// Starts a kernel node of either kind on a data directory.
+pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
+    data: &DataDir,
+    secret_key: [u8; 32],
+    options: &NodeOptions,
+    make: impl FnOnce(ValidConfig, NodeId, plait_kernel::Restored, u64) -> (K, plait_kernel::Outputs),
+) -> Result<
+    (DriverHandle<K>, Links<IrohNetwork>, IrohNetwork, tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>),
+    AppError,
+> {
+    let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
+    let me = data_dir::node_id(&secret_key);
+    let mut store = Store::open(data.database(), me).await?;
+    let restored = store.load().await?;
+    let network = IrohNetwork::bind(secret_key, options.iroh.clone()).await?;
+    let seed = data_dir::boot_seed();
+    let (node, first) = make(config, me, restored, seed);
+    let (handle, links, task) = Driver::start(node, first, Clock::wall(), network.clone(), store, options.links.clone(), seed);
+    Ok((handle, links, network, task))
+}
+
+impl DeviceApp {
+    /// Opens the device in `dir` (made by [`DeviceApp::init`] or on first use) and starts it.
+    pub async fn open(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
+        let data = DataDir::open(dir)?;
+        let secret_key = data.secret_key()?;
+        let identity = data_dir::identity_seed(&secret_key);
+        let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
+        let (handle, links, network, task) =
+            boot(&data, secret_key, &options, |config, me, restored, seed| Device::new(config, me, identity, seed, restored))
+                .await?;
+        let documents: BTreeMap<String, DocumentEntry> = data.read_json(DOCUMENTS_FILE)?;
+        let app = DeviceApp { data, handle, links, network, config, documents: std::sync::Mutex::new(documents), task };
+        app.tell_network_about_acceptors();
+        Ok(app)
+    }
+
+    /// Opens a device that must exist already.
+    pub async fn open_existing(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
+        let data = DataDir::open(dir)?;
+        data.existing_secret_key()?;
+        drop(data);
+        DeviceApp::open(dir, options).await
+    }
+
+    /// This device's id.
+    pub fn id(&self) -> NodeId {
+        self.network.id()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+
+    /// The driver, for what the facade does not cover.
+    pub fn driver(&self) -> &DriverHandle<Device> {
+        &self.handle
+    }
+
+    /// Names of the documents on this device.
+    pub fn document_names(&self) -> Vec<String> {
+        self.documents.lock().expect("documents lock").keys().cloned().collect()
+    }
+
+    /// The document called `name`.
+    pub fn document(&self, name: &str) -> Result<DocumentHandle, AppError> {
+        let documents = self.documents.lock().expect("documents lock");
+        let entry = documents.get(name).ok_or_else(|| AppError::UnknownDocument(name.to_owned()))?;
+        let group = parse_group(&entry.group)?;
+        Ok(DocumentHandle { name: name.to_owned(), group, handle: self.handle.clone(), acceptors_max: self.config.acceptors_max })
+    }
+
+    /// Creates a document served by these acceptors, with this device as its only member and admin.
+    pub async fn create_document(&self, name: &str, acceptors: &[Ticket]) -> Result<DocumentHandle, AppError> {
+        if self.documents.lock().expect("documents lock").contains_key(name) {
+            return Err(AppError::DocumentExists(name.to_owned()));
+        }
+        let ids = acceptors.iter().map(|ticket| ticket.node).collect();
+        let set = AcceptorSet::new(ids, self.config.acceptors_max)
+            .ok_or_else(|| AppError::BadInput("between 1 and acceptors_max acceptors".into()))?;
+        let mut events = self.handle.subscribe();
+        let nonce = data_dir::boot_seed();
+        self.handle.command(Command::CreateGroup { acceptors: set, nonce, rotation_interval_ms: 0 }).await?;
+        let group = wait_for(&mut events, Duration::from_secs(5), "the group to be created", |event| match event {
+            Event::GroupCreated { group, .. } => Some(Ok(*group)),
+            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+            _ => None,
+        })
+        .await??;
+        self.remember(name, group, acceptors)?;
+        self.document(name)
+    }
+
+    /// Joins a document with an invite code from [`DocumentHandle::invite`]; returns once an
+    /// admin device has added this one (it must be online meanwhile).
+    pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
+        let invite: Invite = code.parse()?;
+        if self.documents.lock().expect("documents lock").contains_key(&invite.name) {
+            return Err(AppError::DocumentExists(invite.name));
+        }
+        for ticket in &invite.acceptors {
+            self.network.learn(ticket.node, &ticket.addresses);
+        }
+        let ids = invite.acceptors.iter().map(|ticket| ticket.node).collect();
+        let set = AcceptorSet::new(ids, self.config.acceptors_max)
+            .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
+        let mut events = self.handle.subscribe();
+        self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
+        let group = wait_for(&mut events, timeout, "an admin to add this device", |event| match event {
+            Event::Joined { group, .. } => Some(Ok(*group)),
+            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+            _ => None,
+        })
+        .await??;
+        self.remember(&invite.name, group, &invite.acceptors)?;
+        self.document(&invite.name)
+    }
+
+    /// Records that `ticket` serves the document (for `add-acceptor`).
+    pub fn add_acceptor_ticket(&self, name: &str, ticket: &Ticket) -> Result<(), AppError> {
+        let mut documents = self.documents.lock().expect("documents lock");
+        let entry = documents.get_mut(name).ok_or_else(|| AppError::UnknownDocument(name.to_owned()))?;
+        let text = ticket.to_string();
+        if !entry.acceptors.contains(&text) {
+            entry.acceptors.push(text);
+        }
+        self.data.write_json(DOCUMENTS_FILE, &*documents)?;
+        drop(documents);
+        self.tell_network_about_acceptors();
+        Ok(())
+    }
+
+    /// The tickets of the acceptors this device knows for a document.
+    pub fn acceptor_tickets(&self, name: &str) -> Result<Vec<Ticket>, AppError> {
+        let documents = self.documents.lock().expect("documents lock");
+        let entry = documents.get(name).ok_or_else(|| AppError::UnknownDocument(name.to_owned()))?;
+        Ok(entry.acceptors.iter().filter_map(|text| text.parse().ok()).collect())
+    }
+
+    /// Stops the node: what was persisted stays, the rest the kernel redoes at the next start.
+    pub async fn shutdown(self) {
+        self.handle.stop().await;
+        let _ = self.task.await;
+        self.network.close().await;
+    }
+
+    fn remember(&self, name: &str, group: GroupId, acceptors: &[Ticket]) -> Result<(), AppError> {
+        let mut documents = self.documents.lock().expect("documents lock");
+        let entry = DocumentEntry { group: hex(&group.0), acceptors: acceptors.iter().map(Ticket::to_string).collect() };
+        documents.insert(name.to_owned(), entry);
+        self.data.write_json(DOCUMENTS_FILE, &*documents)?;
+        drop(documents);
+        self.tell_network_about_acceptors();
+        Ok(())
+    }
+
+    /// Every acceptor ticket this device knows goes into the address book and into the hints
+    /// it tells acceptors (so acceptors can reach each other without a discovery service).
+    fn tell_network_about_acceptors(&self) {
+        let documents = self.documents.lock().expect("documents lock");
+        let mut hints: BTreeMap<NodeId, Vec<std::net::SocketAddr>> = BTreeMap::new();
+        for ticket in documents.values().flat_map(|entry| entry.acceptors.iter()).filter_map(|text| text.parse::<Ticket>().ok()) {
+            self.network.learn(ticket.node, &ticket.addresses);
+            hints.entry(ticket.node).or_default().extend(ticket.addresses);
+        }
+        let hints = hints
+            .into_iter()
+            .take(crate::frames::HINT_NODES_MAX)
+            .map(|(node, mut addresses)| {
+                addresses.truncate(crate::frames::HINT_ADDRESSES_MAX);
+                AddressHint { node, addresses }
+            })
+            .collect();
+        self.links.set_hints(hints);
+    }
+}
+
+/// One document on a running device.
+#[derive(Clone)]
+pub struct DocumentHandle {
+    name: String,
+    group: GroupId,
+    handle: DriverHandle<Device>,
+    acceptors_max: usize,
+}
+
+/// A document's state on this device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentStatus {
+    /// The MLS epoch.
+    pub epoch: u64,
+    /// This device's role (`None` once removed).
+    pub role: Option<Role>,
+    /// The members and their roles.
+    pub members: Vec<(NodeId, Role)>,
+    /// The acceptors.
+    pub acceptors: Vec<NodeId>,
+    /// This device's edits not yet stored by a write quorum of acceptors.
+    pub unsafe_messages: usize,
+    /// Whether the proposer has nothing in flight.
+    pub idle: bool,
+}
+
+impl DocumentHandle {
+    /// The document's local name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The group.
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Inserts `text` at `position` (characters); durable when this returns.
+    pub async fn insert(&self, position: usize, text: &str) -> Result<(), AppError> {
+        self.edit(position, 0, text).await
+    }
+
+    /// Deletes `length` characters at `position`; durable when this returns.
+    pub async fn delete(&self, position: usize, length: usize) -> Result<(), AppError> {
+        self.edit(position, length, "").await
+    }
+
+    /// Appends `text`; durable when this returns.
+    pub async fn append(&self, text: &str) -> Result<(), AppError> {
+        let length = self.text().await?.chars().count();
+        self.edit(length, 0, text).await
+    }
+
+    /// Replaces `delete` characters at `position` with `insert`; durable when this returns.
+    pub async fn edit(&self, position: usize, delete: usize, insert: &str) -> Result<(), AppError> {
+        self.run(Command::Edit { group: self.group, position, delete, insert: insert.to_owned() }).await
+    }
+
+    /// The text now.
+    pub async fn text(&self) -> Result<String, AppError> {
+        let group = self.group;
+        Ok(self.handle.inspect(move |device| device.group(group).and_then(|view| view.text())).await?.unwrap_or_default())
+    }
+
+    /// A Loro snapshot of the document, which any Loro client can open.
+    pub async fn export_snapshot(&self) -> Result<Vec<u8>, AppError> {
+        let group = self.group;
+        let snapshot = self.handle.inspect(move |device| device.group(group).and_then(|view| view.snapshot())).await?;
+        snapshot.ok_or(AppError::Command(CommandError::UnknownGroup(group)))
+    }
+
+    /// Epoch, role, members, acceptors and unsafe edits.
+    pub async fn status(&self) -> Result<DocumentStatus, AppError> {
+        let group = self.group;
+        let status = self
+            .handle
+            .inspect(move |device| {
+                device.group(group).map(|view| DocumentStatus {
+                    epoch: view.epoch().unwrap_or(0),
+                    role: view.role(),
+                    members: view.members(),
+                    acceptors: view.acceptors().members().to_vec(),
+                    unsafe_messages: view.unsafe_messages(),
+                    idle: view.is_idle(),
+                })
+            })
+            .await?;
+        status.ok_or(AppError::Command(CommandError::UnknownGroup(group)))
+    }
+
+    /// Other members' changes (and this document's other events) from now on.
+    pub fn subscribe(&self) -> DocumentEvents {
+        DocumentEvents { group: self.group, events: self.handle.subscribe() }
+    }
+
+    /// Opens an invite (admins); the returned code carries the acceptors' tickets.
+    pub async fn invite(&self, role: Role, lifetime: Duration, acceptors: Vec<Ticket>) -> Result<String, AppError> {
+        let mut events = self.handle.subscribe();
+        let lifetime_ms = lifetime.as_millis() as u64;
+        self.handle.command(Command::CreateInvite { group: self.group, lifetime_ms, role }).await?;
+        let group = self.group;
+        let code = wait_for(&mut events, Duration::from_secs(5), "the invite", |event| match event {
+            Event::InviteCreated { group: created, code, .. } if *created == group => Some(Ok(code.clone())),
+            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+            _ => None,
+        })
+        .await??;
+        Ok(Invite { code, name: self.name.clone(), acceptors }.to_string())
+    }
+
+    /// Removes a member (admins).
+    pub async fn remove_member(&self, member: NodeId) -> Result<(), AppError> {
+        self.run(Command::RemoveMember { group: self.group, member }).await
+    }
+
+    /// Commits a fresh key for this device.
+    pub async fn rotate(&self) -> Result<(), AppError> {
+        self.run(Command::RotateKeys { group: self.group }).await
+    }
+
+    /// Hands the document to a new acceptor set (admins).
+    pub async fn change_acceptors(&self, acceptors: Vec<NodeId>) -> Result<(), AppError> {
+        let set = AcceptorSet::new(acceptors, self.acceptors_max)
+            .ok_or_else(|| AppError::BadInput("between 1 and acceptors_max acceptors".into()))?;
+        self.run(Command::ChangeAcceptors { group: self.group, acceptors: set }).await
+    }
+
+    /// Sends a command and reports whether the node refused it. Commands are handled in order
+    /// and a refusal is told at once, so an inspection after the command is a barrier.
+    async fn run(&self, command: Command) -> Result<(), AppError> {
+        let mut events = self.handle.subscribe();
+        self.handle.command(command).await?;
+        self.handle.inspect(|_| ()).await?;
+        loop {
+            match events.try_recv() {
+                Ok(Event::CommandFailed { error }) => return Err(AppError::Command(error)),
+                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => return Ok(()),
+            }
+        }
+    }
+}
+
+/// The events of one document.
+pub struct DocumentEvents {
+    group: GroupId,
+    events: broadcast::Receiver<Event>,
+}
+
+impl DocumentEvents {
+    /// The next event of this document; `None` once the node stopped. After falling more than
+    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped (read the text again).
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            match self.events.recv().await {
+                Ok(event) if event_group(&event) == Some(self.group) => return Some(event),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+/// The group an event is about.
+pub fn event_group(event: &Event) -> Option<GroupId> {
+    match event {
+        Event::Applied { group, .. }
+        | Event::Committed { group, .. }
+        | Event::GroupCreated { group, .. }
+        | Event::InviteCreated { group, .. }
+        | Event::Joined { group, .. }
+        | Event::Welcome { group, .. }
+        | Event::EpochChanged { group, .. }
+        | Event::Message { group, .. }
+        | Event::DocumentChanged { group, .. }
+        | Event::DocumentSafe { group, .. }
+        | Event::PostRefused { group, .. }
+        | Event::Presence { group, .. }
+        | Event::ForkDetected { group, .. } => Some(*group),
+        Event::KeyPackage { .. } | Event::CommandFailed { .. } => None,
+    }
+}
+
+/// Waits until `pick` returns something for an event.
+pub async fn wait_for<T>(
+    events: &mut broadcast::Receiver<Event>,
+    timeout: Duration,
+    what: &'static str,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Result<T, AppError> {
+    let waiting = async {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Some(found) = pick(&event) {
+                        return Ok(found);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Err(AppError::NotRunning(NotRunning)),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, waiting).await.map_err(|_| AppError::Timeout(timeout, what))?
+}
+
+/// An invite as handed to a joiner: the kernel's code, the document's name and its acceptors.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Invite {
+    code: String,
+    name: String,
+    acceptors: Vec<Ticket>,
+}
+
+const INVITE_PREFIX: &str = "plaitinvite1";
+
+impl std::fmt::Display for Invite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = postcard::to_stdvec(self).expect("invite encodes");
+        write!(f, "{INVITE_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+    }
+}
+
+impl std::str::FromStr for Invite {
+    type Err = AppError;
+
+    fn from_str(text: &str) -> Result<Invite, AppError> {
+        let bad = || AppError::BadInput("not a Plait invite code (it starts with plaitinvite1)".into());
+        let body = text.trim().strip_prefix(INVITE_PREFIX).ok_or_else(bad)?;
+        let bytes = data_encoding::BASE32_NOPAD.decode(body.to_ascii_uppercase().as_bytes()).map_err(|_| bad())?;
+        let invite: Invite = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+        let valid_name = !invite.name.is_empty() && invite.name.len() <= 128;
+        if !valid_name || invite.acceptors.is_empty() || invite.acceptors.len() > 64 {
+            return Err(bad());
+        }
+        Ok(invite)
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_group(text: &str) -> Result<GroupId, AppError> {
+    let bytes = data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.as_bytes())
+        .map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
+    let bytes: [u8; 16] = bytes.try_into().map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
+    Ok(GroupId(bytes))
+}

@@ -1,0 +1,316 @@
+//! `plait device --data-dir DIR SUBCOMMAND`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::Subcommand;
+use plait_io_iroh::app::{AppError, DeviceApp, DocumentHandle, NodeOptions, hex};
+use plait_io_iroh::ticket::Ticket;
+use plait_kernel::mls::Role;
+use plait_kernel::{Event, NodeId};
+
+#[derive(Subcommand)]
+pub enum DeviceCommand {
+    /// Make this device's keys.
+    Init {
+        /// A name for this device (shown by `status` and `members` here).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Create a document served by these acceptors.
+    Create {
+        /// The document's local name.
+        doc: String,
+        /// An acceptor's ticket (repeat for each).
+        #[arg(long = "acceptor", required = true)]
+        acceptors: Vec<String>,
+    },
+    /// Invite someone (admins); the last line is `invite CODE`.
+    Invite {
+        /// The document.
+        doc: String,
+        /// Their role.
+        #[arg(long, default_value = "writer")]
+        role: String,
+        /// How long the code works (e.g. 30s, 10m, 2h).
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Join with an invite code; waits until an admin device adds this one.
+    Join {
+        /// The code.
+        code: String,
+        /// How long to wait.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+    },
+    /// Append text (local and durable at once; works offline).
+    Append { doc: String, text: String },
+    /// Insert text at a character position (local and durable at once; works offline).
+    Insert { doc: String, pos: usize, text: String },
+    /// Delete characters (local and durable at once; works offline).
+    Delete { doc: String, pos: usize, len: usize },
+    /// Push local edits, admit pending joiners (admins), carry out membership changes, pull.
+    /// Without `--for`, runs until idle: every local edit safe and nothing new arriving.
+    Sync {
+        /// Only this document (default: all).
+        doc: Option<String>,
+        /// Return once idle (the default without `--for`).
+        #[arg(long)]
+        until_idle: bool,
+        /// Stay online this long.
+        #[arg(long = "for")]
+        for_: Option<String>,
+        /// Fail if not idle by then.
+        #[arg(long, default_value = "60s")]
+        timeout: String,
+    },
+    /// Print the document's text, exactly.
+    Cat { doc: String },
+    /// Print `key: value` lines: epoch, role, members, acceptors, unsafe.
+    Status { doc: String },
+    /// Print the members and their roles.
+    Members { doc: String },
+    /// Remove a member (admins), by id or unique id prefix.
+    RemoveMember { doc: String, member: String },
+    /// Add an acceptor to the document's set (admins).
+    AddAcceptor { doc: String, ticket: String },
+    /// Remove an acceptor from the document's set (admins), by id or unique id prefix.
+    RemoveAcceptor { doc: String, acceptor: String },
+    /// Commit a fresh key for this device.
+    Rotate { doc: String },
+    /// Write a Loro snapshot any Loro client can open.
+    Export {
+        doc: String,
+        #[arg(long)]
+        loro: std::path::PathBuf,
+    },
+    /// Stay online and print changes as they arrive (until Ctrl-C).
+    Watch { doc: String },
+}
+
+const DEVICE_FILE: &str = "device.json";
+/// How long nothing new must arrive before a device counts as idle.
+const QUIET: Duration = Duration::from_millis(2_000);
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct DeviceInfo {
+    name: Option<String>,
+}
+
+pub async fn run(dir: &Path, command: DeviceCommand) -> Result<(), AppError> {
+    if let DeviceCommand::Init { name } = &command {
+        let app = DeviceApp::open(dir, NodeOptions::default()).await?;
+        app.data_dir().write_json(DEVICE_FILE, &DeviceInfo { name: name.clone() })?;
+        println!("device {}", hex(&app.id().0));
+        app.shutdown().await;
+        return Ok(());
+    }
+    let app = DeviceApp::open_existing(dir, NodeOptions::default()).await?;
+    let result = run_on(&app, command).await;
+    app.shutdown().await;
+    result
+}
+
+async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError> {
+    match command {
+        DeviceCommand::Init { .. } => unreachable!("handled before opening"),
+        DeviceCommand::Create { doc, acceptors } => {
+            let tickets = acceptors
+                .iter()
+                .map(|text| text.parse::<Ticket>().map_err(|error| AppError::BadInput(error.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            let handle = app.create_document(&doc, &tickets).await?;
+            until_idle(app, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
+            println!("created {doc} group={}", hex(&handle.group().0));
+        }
+        DeviceCommand::Invite { doc, role, ttl } => {
+            let role = parse_role(&role)?;
+            let handle = app.document(&doc)?;
+            let code = handle.invite(role, parse_duration(&ttl)?, app.acceptor_tickets(&doc)?).await?;
+            until_idle(app, &[handle], Duration::from_secs(30)).await?;
+            println!("invite {code}");
+        }
+        DeviceCommand::Join { code, timeout } => {
+            let handle = app.join(&code, parse_duration(&timeout)?).await?;
+            until_idle(app, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
+            println!("joined {} epoch={}", handle.name(), handle.status().await?.epoch);
+        }
+        DeviceCommand::Append { doc, text } => app.document(&doc)?.append(&text).await?,
+        DeviceCommand::Insert { doc, pos, text } => app.document(&doc)?.insert(pos, &text).await?,
+        DeviceCommand::Delete { doc, pos, len } => app.document(&doc)?.delete(pos, len).await?,
+        DeviceCommand::Sync { doc, until_idle: _, for_, timeout } => {
+            let handles = match &doc {
+                Some(name) => vec![app.document(name)?],
+                None => app.document_names().iter().map(|name| app.document(name)).collect::<Result<_, _>>()?,
+            };
+            match for_ {
+                Some(duration) => tokio::time::sleep(parse_duration(&duration)?).await,
+                None => until_idle(app, &handles, parse_duration(&timeout)?).await?,
+            }
+            for handle in handles {
+                let status = handle.status().await?;
+                println!("synced {} epoch={} unsafe={}", handle.name(), status.epoch, status.unsafe_messages);
+            }
+        }
+        DeviceCommand::Cat { doc } => {
+            use std::io::Write;
+            let text = app.document(&doc)?.text().await?;
+            let mut stdout = std::io::stdout();
+            let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+        }
+        DeviceCommand::Status { doc } => {
+            let status = app.document(&doc)?.status().await?;
+            println!("epoch: {}", status.epoch);
+            println!("role: {}", status.role.map_or("none (removed)".to_owned(), role_name));
+            println!("members: {}", status.members.len());
+            println!("acceptors: {}", status.acceptors.len());
+            println!("unsafe: {}", status.unsafe_messages);
+        }
+        DeviceCommand::Members { doc } => {
+            let info: DeviceInfo = app.data_dir().read_json(DEVICE_FILE)?;
+            for (member, role) in app.document(&doc)?.status().await?.members {
+                let me = if member == app.id() {
+                    format!(" (this device{})", info.name.as_ref().map(|n| format!(": {n}")).unwrap_or_default())
+                } else {
+                    String::new()
+                };
+                println!("{} {}{me}", hex(&member.0), role_name(role));
+            }
+        }
+        DeviceCommand::RemoveMember { doc, member } => {
+            let handle = app.document(&doc)?;
+            let members: Vec<NodeId> = handle.status().await?.members.into_iter().map(|(id, _)| id).collect();
+            handle.remove_member(find_id(&members, &member)?).await?;
+            until_idle(app, &[handle], Duration::from_secs(30)).await?;
+            println!("removed {member}");
+        }
+        DeviceCommand::AddAcceptor { doc, ticket } => {
+            let ticket: Ticket =
+                ticket.parse().map_err(|error: plait_io_iroh::ticket::TicketError| AppError::BadInput(error.to_string()))?;
+            let handle = app.document(&doc)?;
+            app.add_acceptor_ticket(&doc, &ticket)?;
+            let mut acceptors = handle.status().await?.acceptors;
+            acceptors.push(ticket.node);
+            handle.change_acceptors(acceptors).await?;
+            until_idle(app, &[handle], Duration::from_secs(30)).await?;
+            println!("acceptor added {}", hex(&ticket.node.0));
+        }
+        DeviceCommand::RemoveAcceptor { doc, acceptor } => {
+            let handle = app.document(&doc)?;
+            let acceptors = handle.status().await?.acceptors;
+            let gone = find_id(&acceptors, &acceptor)?;
+            handle.change_acceptors(acceptors.into_iter().filter(|id| *id != gone).collect()).await?;
+            until_idle(app, &[handle], Duration::from_secs(30)).await?;
+            println!("acceptor removed {}", hex(&gone.0));
+        }
+        DeviceCommand::Rotate { doc } => {
+            let handle = app.document(&doc)?;
+            handle.rotate().await?;
+            until_idle(app, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
+            println!("rotated {doc} epoch={}", handle.status().await?.epoch);
+        }
+        DeviceCommand::Export { doc, loro } => {
+            let snapshot = app.document(&doc)?.export_snapshot().await?;
+            std::fs::write(&loro, &snapshot).map_err(|error| AppError::BadInput(format!("{}: {error}", loro.display())))?;
+            println!("exported {doc} to {} ({} bytes)", loro.display(), snapshot.len());
+        }
+        DeviceCommand::Watch { doc } => {
+            let handle = app.document(&doc)?;
+            let mut events = handle.subscribe();
+            println!("watching {doc} (Ctrl-C to stop)\n{}", handle.text().await?);
+            let stop = crate::shutdown_signal();
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => break,
+                    event = events.next() => match event {
+                        Some(Event::DocumentChanged { id, .. }) => {
+                            println!("--- change from {} (#{})\n{}", hex(&id.sender.0[..6]), id.seq, handle.text().await?);
+                        }
+                        Some(Event::EpochChanged { epoch, members, .. }) => println!("--- epoch {epoch}, {} members", members.len()),
+                        Some(_) => {}
+                        None => break,
+                    },
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs until every document's local edits are safe, its proposer is idle, and no new update,
+/// commit or membership change arrived for `QUIET`.
+async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Duration) -> Result<(), AppError> {
+    let mut events = app.driver().subscribe();
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut last_news = started;
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                if matches!(event, Ok(Event::DocumentChanged { .. } | Event::Applied { .. } | Event::EpochChanged { .. } | Event::Welcome { .. } | Event::Joined { .. }) | Err(_)) {
+                    last_news = tokio::time::Instant::now();
+                }
+                continue;
+            }
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        let now = tokio::time::Instant::now();
+        let mut settled = now.duration_since(last_news) >= QUIET;
+        for document in documents {
+            let status = document.status().await?;
+            settled &= status.unsafe_messages == 0 && status.idle;
+        }
+        if settled {
+            return Ok(());
+        }
+        if now >= deadline {
+            return Err(AppError::Timeout(timeout, "every edit to be safe and the acceptors to go quiet"));
+        }
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, AppError> {
+    match text {
+        "admin" => Ok(Role::Admin),
+        "writer" => Ok(Role::Writer),
+        "reader" => Ok(Role::Reader),
+        other => Err(AppError::BadInput(format!("unknown role {other:?}: admin, writer or reader"))),
+    }
+}
+
+fn role_name(role: Role) -> String {
+    match role {
+        Role::Admin => "admin",
+        Role::Writer => "writer",
+        Role::Reader => "reader",
+    }
+    .to_owned()
+}
+
+/// `500ms`, `30s`, `10m`, `2h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, AppError> {
+    let bad = || AppError::BadInput(format!("bad duration {text:?} (examples: 500ms, 30s, 10m, 2h)"));
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1_000),
+        "m" => number.checked_mul(60_000),
+        "h" => number.checked_mul(3_600_000),
+        _ => return Err(bad()),
+    };
+    ms.map(Duration::from_millis).ok_or_else(bad)
+}
+
+fn find_id(candidates: &[NodeId], text: &str) -> Result<NodeId, AppError> {
+    let text = text.to_ascii_lowercase();
+    let matches: Vec<NodeId> = candidates.iter().copied().filter(|id| hex(&id.0).starts_with(&text)).collect();
+    match matches.as_slice() {
+        [one] if !text.is_empty() => Ok(*one),
+        [] | [_] => Err(AppError::BadInput(format!("no member or acceptor {text}"))),
+        _ => Err(AppError::BadInput(format!("{text} matches {} ids: give more of it", matches.len()))),
+    }
+}

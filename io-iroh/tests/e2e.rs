@@ -1,0 +1,182 @@
+//! End to end with real processes: 3 `plait acceptor` processes and 2 devices driven through the
+//! `plait device` command line on loopback, with `kill -9` of an acceptor during edits and of a
+//! device in the middle of a sync.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+const PLAIT: &str = env!("CARGO_BIN_EXE_plait");
+
+struct AcceptorProcess {
+    child: Child,
+    dir: PathBuf,
+    listen: String,
+    ticket: String,
+    http: String,
+}
+
+impl AcceptorProcess {
+    fn start(dir: &Path, listen: &str) -> AcceptorProcess {
+        let mut child = Command::new(PLAIT)
+            .args(["acceptor", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", listen])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start an acceptor");
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let ready = lines.next().expect("a ready line").expect("utf-8");
+        let ticket =
+            ready.strip_prefix("acceptor ready: ").unwrap_or_else(|| panic!("unexpected first line {ready:?}")).to_owned();
+        let http = lines.next().expect("an http line").expect("utf-8").strip_prefix("http: ").expect("http: ADDR").to_owned();
+        std::thread::spawn(move || for _ in lines {});
+        assert_eq!(std::fs::read_to_string(dir.join("ticket")).expect("ticket file").trim(), ticket);
+        let parsed: plait_io_iroh::ticket::Ticket = ticket.parse().expect("a valid ticket");
+        let listen = parsed.addresses[0].to_string();
+        AcceptorProcess { child, dir: dir.to_path_buf(), listen, ticket, http }
+    }
+
+    fn kill_9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    fn restart(&mut self) {
+        let again = AcceptorProcess::start(&self.dir, &self.listen);
+        assert_eq!(again.ticket, self.ticket, "same key and address after a restart");
+        *self = again;
+    }
+}
+
+impl Drop for AcceptorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn device(dir: &Path, args: &[&str]) -> Output {
+    let output = Command::new(PLAIT).arg("device").arg("--data-dir").arg(dir).args(args).output().expect("run plait device");
+    if !output.status.success() {
+        panic!(
+            "plait device {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+fn last_line(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).lines().last().unwrap_or_default().to_owned()
+}
+
+fn cat(dir: &Path) -> String {
+    String::from_utf8(device(dir, &["cat", "doc"]).stdout).expect("utf-8 text")
+}
+
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the http port");
+    stream.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    response
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> bool {
+    std::fs::read_dir(dir).expect("list").flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            files_contain(&path, needle)
+        } else {
+            std::fs::read(&path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|window| window == needle))
+        }
+    })
+}
+
+#[test]
+fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let mut acceptors: Vec<AcceptorProcess> =
+        (0..3).map(|index| AcceptorProcess::start(&root.path().join(format!("acceptor-{index}")), "127.0.0.1:0")).collect();
+    let health = http_get(&acceptors[0].http, "/health");
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""), "{health}");
+
+    let alice = root.path().join("alice");
+    let bob = root.path().join("bob");
+    device(&alice, &["init", "--name", "alice"]);
+    device(&bob, &["init", "--name", "bob"]);
+    let mut create = vec!["create", "doc"];
+    for acceptor in &acceptors {
+        create.extend(["--acceptor", acceptor.ticket.as_str()]);
+    }
+    device(&alice, &create);
+
+    // Alice types before anyone else is in.
+    device(&alice, &["append", "doc", "alpha-marker-1 "]);
+    let code = last_line(&device(&alice, &["invite", "doc", "--role", "writer", "--ttl", "10m"]));
+    let code = code.strip_prefix("invite ").expect("invite CODE").to_owned();
+
+    // Bob waits to be admitted while Alice's device is online.
+    let joining = {
+        let bob = bob.clone();
+        std::thread::spawn(move || device(&bob, &["join", &code, "--timeout", "60s"]))
+    };
+    let admin = Command::new(PLAIT).arg("device").arg("--data-dir").arg(&alice).args(["sync", "--for", "20s"]).output();
+    let joined = joining.join().expect("join thread");
+    assert!(last_line(&joined).starts_with("joined doc"), "{}", last_line(&joined));
+    assert!(admin.expect("alice syncs").status.success());
+
+    // Offline edits on both devices (no process is online for either).
+    device(&bob, &["append", "doc", "bravo-marker-2 "]);
+    device(&alice, &["insert", "doc", "0", "charlie-marker-3 "]);
+
+    // An acceptor dies hard in the middle of syncing edits, and comes back later.
+    acceptors[1].kill_9();
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    device(&bob, &["append", "doc", "delta-marker-4 "]);
+
+    // A device dies hard between its local edit and the end of its sync.
+    let mut syncing = Command::new(PLAIT)
+        .arg("device")
+        .arg("--data-dir")
+        .arg(&bob)
+        .args(["sync", "doc", "--for", "30s"])
+        .spawn()
+        .expect("bob syncs");
+    std::thread::sleep(Duration::from_millis(300));
+    syncing.kill().expect("SIGKILL");
+    syncing.wait().expect("reaped");
+    acceptors[1].restart();
+
+    for _ in 0..2 {
+        assert!(last_line(&device(&bob, &["sync", "doc", "--until-idle"])).ends_with("unsafe=0"));
+        assert!(last_line(&device(&alice, &["sync", "doc", "--until-idle"])).ends_with("unsafe=0"));
+    }
+    let (alice_text, bob_text) = (cat(&alice), cat(&bob));
+    assert_eq!(alice_text, bob_text);
+    for marker in ["alpha-marker-1", "bravo-marker-2", "charlie-marker-3", "delta-marker-4"] {
+        assert!(alice_text.contains(marker), "{marker} missing from {alice_text:?}");
+    }
+    let status = String::from_utf8(device(&bob, &["status", "doc"]).stdout).expect("utf-8");
+    for line in ["epoch: 1", "role: writer", "members: 2", "acceptors: 3", "unsafe: 0"] {
+        assert!(status.lines().any(|l| l == line), "{line} missing from {status}");
+    }
+
+    // Acceptors only ever held ciphertext.
+    drop(acceptors);
+    for index in 0..3 {
+        let dir = root.path().join(format!("acceptor-{index}"));
+        for marker in ["alpha-marker", "bravo-marker", "charlie-marker", "delta-marker"] {
+            assert!(!files_contain(&dir, marker.as_bytes()), "acceptor {index} stored plaintext {marker}");
+        }
+    }
+    // The devices did store it (so the search above can find what it looks for).
+    assert!(files_contain(&alice, b"alpha-marker"));
+}
