@@ -117,8 +117,6 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     }
     device(&alice, &create);
 
-    // Alice types before anyone else is in.
-    device(&alice, &["append", "doc", "alpha-marker-1 "]);
     let code = last_line(&device(&alice, &["invite", "doc", "--role", "writer", "--ttl", "10m"]));
     let code = code.strip_prefix("invite ").expect("invite CODE").to_owned();
 
@@ -132,7 +130,9 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     assert!(last_line(&joined).starts_with("joined doc"), "{}", last_line(&joined));
     assert!(admin.expect("alice syncs").status.success());
 
-    // Offline edits on both devices (no process is online for either).
+    // Offline edits on both devices (no process is online for either). A joiner reads from the
+    // epoch it joined in, so the first edits come after the join (see ARCHITECTURE.md).
+    device(&alice, &["append", "doc", "alpha-marker-1 "]);
     device(&bob, &["append", "doc", "bravo-marker-2 "]);
     device(&alice, &["insert", "doc", "0", "charlie-marker-3 "]);
 

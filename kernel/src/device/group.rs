@@ -500,7 +500,6 @@ impl DeviceGroup {
         }
         cx.persist(records);
         self.on_invitees_added(cx, welcomes);
-        let added_members = events.iter().any(|e| matches!(e, Event::Welcome { .. }));
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
             cx.effects.notify(event);
@@ -508,9 +507,6 @@ impl DeviceGroup {
         if let Some(digest) = self.mls.as_ref().filter(|_| epoch_changed).and_then(Membership::digest) {
             let acceptors = self.history.latest().clone();
             cx.send_all(acceptors.members(), &Message::EpochDigest { digest });
-        }
-        if added_members {
-            self.share_history(cx);
         }
         self.after_mls_change(cx);
         if let Proposer::Leading(leading) = &mut self.proposer {

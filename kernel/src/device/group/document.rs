@@ -79,35 +79,6 @@ impl DeviceGroup {
         }
     }
 
-    /// Our commit added members. They read only messages sealed from their first epoch on, so
-    /// the whole document goes out again as one of our own messages, sealed in the new epoch
-    /// (Loro skips what a member already has). Until compaction's snapshots exist this is how
-    /// a joiner gets the history; a document over `update_bytes_max` is not shared this way.
-    pub(super) fn share_history(&mut self, cx: &mut Context<'_>) {
-        let may_write = self.mls.as_ref().is_some_and(|mls| mls.may_write(cx.group, cx.me).is_ok());
-        if self.replica.is_none() || !may_write {
-            return;
-        }
-        self.flush(cx);
-        let replica = self.replica_mut();
-        let history = match replica.doc.export_snapshot() {
-            Ok(history) if history.len() <= cx.config.update_bytes_max => history,
-            _ => {
-                cov_mark::hit!(history_too_large_to_share_with_joiners);
-                return;
-            }
-        };
-        if replica.outbox.unsafe_messages.len() >= cx.config.unsafe_messages_max {
-            return;
-        }
-        let seq = replica.outbox.write_open(cx.now, history.clone());
-        replica.outbox.close(cx.now);
-        let id = UpdateId { sender: cx.me, seq };
-        replica.applied.insert(id, cx.config.updates_out_of_order_max);
-        cx.persist(vec![Record::Update { group: cx.group, id, update: history }]);
-        self.post_due(cx);
-    }
-
     /// Document work on the group's timer: close a batch that waited long enough, post again.
     pub(super) fn document_timer(&mut self, cx: &mut Context<'_>) {
         let Some(replica) = self.replica.as_ref() else { return };
