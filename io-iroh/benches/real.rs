@@ -17,6 +17,7 @@ use plait_kernel::mls::Role;
 
 const RUNS: usize = 3;
 const LATENCY_SAMPLES: usize = 200;
+const IN_FLIGHT: usize = 64;
 
 fn main() {
     let messages: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2_000);
@@ -86,9 +87,8 @@ async fn one_run(messages: usize) -> Sample {
         wait_for_change(&mut watcher).await;
         latencies.push(started.elapsed().as_micros() as u64);
     }
-    // Throughput: type as fast as the facade allows; count messages applied at every reader.
-    let expected: String = (0..messages).map(|index| format!("{index} ")).collect();
-    let prefix = writer.text().await.expect("text");
+    // Throughput: edits in rounds of `IN_FLIGHT` at once (the driver commits each round's
+    // writes together); count the messages every reader applies.
     // Every message a reader applies is one `DocumentChanged`; count them as they come.
     let counts: Vec<Arc<AtomicU64>> = readers.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
     let counting: Vec<_> = readers
@@ -105,12 +105,19 @@ async fn one_run(messages: usize) -> Sample {
         })
         .collect();
     let started = Instant::now();
-    for index in 0..messages {
-        writer.append(&format!("{index} ")).await.expect("edit");
+    for round in 0..messages.div_ceil(IN_FLIGHT) {
+        let edits = (round * IN_FLIGHT..messages.min((round + 1) * IN_FLIGHT)).map(|index| {
+            let writer = writer.clone();
+            async move { writer.insert(0, &format!("{index} ")).await }
+        });
+        for result in futures_util::future::join_all(edits).await {
+            result.expect("edit");
+        }
     }
+    let expected = writer.text().await.expect("text");
     let mut watchers: Vec<_> = readers.iter().map(|reader| reader.subscribe()).collect();
     for (reader, watcher) in readers.iter().zip(&mut watchers) {
-        while reader.text().await.expect("text") != format!("{prefix}{expected}") {
+        while reader.text().await.expect("text") != expected {
             wait_for_change(watcher).await;
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! It feeds the node its inputs (frames, commands, timers, finished loads) with the time read
 //! from a [`Clock`], and carries out the effects in order. `Persist` is a barrier: the effects
-//! after it run only once the batch is durable. Consecutive persists share one commit (one
-//! fsync), which changes nothing about order. A load is answered from storage and handed to
-//! the node as its next input.
+//! after it run only once the batch is durable. Group commit: the driver handles every input
+//! already waiting (up to `INPUTS_PER_COMMIT_MAX`) before one commit (one fsync) of all their
+//! writes, then lets out the sends and notifications that waited for it, in order. That only
+//! holds sends back, never lets one out early. A load commits first and is answered from
+//! storage as the node's next input; an inspection by the host commits first too.
 //!
 //! If storage fails the driver stops: an fsync that failed leaves unknown what is durable, and
 //! continuing could send a promise the disk does not hold. The host restarts the node.
@@ -26,6 +28,14 @@ pub const REQUESTS_QUEUED_MAX: usize = 256;
 pub const EVENTS_BUFFERED_MAX: usize = 4096;
 /// Inputs queued inside one step (answers to loads) before the driver stops with an error.
 pub const PENDING_INPUTS_MAX: usize = 1024;
+/// Inputs handled before one commit (group commit across inputs).
+pub const INPUTS_PER_COMMIT_MAX: usize = 64;
+
+enum Next<K> {
+    Request(Request<K>),
+    Inbound(Inbound),
+    Timer,
+}
 
 type Inspection<K> = Box<dyn FnOnce(&K) + Send>;
 
@@ -147,6 +157,10 @@ pub struct Driver<K, N: Network, S> {
     status: Arc<Mutex<DriverStatus>>,
     wake_at: Option<Time>,
     pending: VecDeque<Input>,
+    /// Writes of this round, not durable yet.
+    uncommitted: Vec<WriteBatch>,
+    /// Sends and notifications waiting for `uncommitted` to be durable, in order.
+    held: Vec<Effect>,
 }
 
 impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
@@ -183,6 +197,8 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             status: status.clone(),
             wake_at: None,
             pending: VecDeque::new(),
+            uncommitted: Vec::new(),
+            held: Vec::new(),
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -198,31 +214,61 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
 
     async fn run(mut self, first: Outputs) -> Result<(), DriverError> {
         self.carry_out(first).await?;
+        self.commit().await?;
         loop {
             // Timers fire strictly after now, so a node cannot spin the loop in place.
             let sleep_until = self.wake_at.map(|time| self.clock.instant_of(time.max(self.clock.now().plus_ms(1))));
-            let input = tokio::select! {
+            let first = tokio::select! {
                 biased;
                 request = self.requests.recv() => match request {
-                    Some(Request::Command(command)) => Input::Command(command),
-                    Some(Request::Inspect(read)) => {
+                    Some(request) => Next::Request(request),
+                    None => return Ok(()),
+                },
+                Some(inbound) = self.inbound.recv() => Next::Inbound(inbound),
+                _ = sleep(sleep_until) => Next::Timer,
+            };
+            // Group commit: handle what is already waiting (up to a limit) before one commit.
+            let mut next = Some(first);
+            let mut handled = 0;
+            while let Some(item) = next.take() {
+                match item {
+                    Next::Request(Request::Command(command)) => self.step(Input::Command(command)).await?,
+                    Next::Request(Request::Inspect(read)) => {
+                        // An inspection sees only durable state's consequences: commit first
+                        // (the facade uses it as the barrier after a command).
+                        self.commit().await?;
                         read(&self.node);
-                        continue;
                     }
-                    Some(Request::Stop(done)) => {
+                    Next::Request(Request::Stop(done)) => {
+                        self.commit().await?;
                         let _ = done.send(());
                         return Ok(());
                     }
-                    None => return Ok(()),
-                },
-                Some(Inbound::Frame { from, frame }) = self.inbound.recv() => Input::Received { from, frame },
-                _ = sleep(sleep_until) => {
-                    self.wake_at = None;
-                    Input::Timer
+                    Next::Inbound(Inbound::Frame { from, frame }) => self.step(Input::Received { from, frame }).await?,
+                    Next::Timer => {
+                        self.wake_at = None;
+                        self.step(Input::Timer).await?;
+                    }
                 }
-            };
-            self.step(input).await?;
+                handled += 1;
+                if handled < INPUTS_PER_COMMIT_MAX {
+                    next = self.ready();
+                }
+            }
+            self.commit().await?;
         }
+    }
+
+    /// An input that is waiting already, without waiting for one.
+    fn ready(&mut self) -> Option<Next<K>> {
+        if let Ok(request) = self.requests.try_recv() {
+            return Some(Next::Request(request));
+        }
+        if let Ok(inbound) = self.inbound.try_recv() {
+            return Some(Next::Inbound(inbound));
+        }
+        let due = self.wake_at.is_some_and(|time| time < self.clock.now());
+        due.then_some(Next::Timer)
     }
 
     /// Handles one input and every input its effects lead to (answers to loads).
@@ -236,40 +282,56 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         Ok(())
     }
 
+    /// Carries out effects in order. Writes collect into the round's commit; every later send
+    /// and notification waits for that commit (holding a send back is always safe: the network
+    /// may delay it anyway). A load commits first, so it reads everything written before it.
     async fn carry_out(&mut self, outputs: Outputs) -> Result<(), DriverError> {
         let Outputs { effects, wake_at } = outputs;
         // The node's latest answer replaces its earlier one: each `wake_at` covers all its timers.
         self.wake_at = wake_at;
-        let mut effects = VecDeque::from(effects);
-        while let Some(effect) = effects.pop_front() {
+        for effect in effects {
             match effect {
-                Effect::Persist(batch) => {
-                    let mut batches = vec![batch];
-                    while let Some(Effect::Persist(_)) = effects.front() {
-                        let Some(Effect::Persist(batch)) = effects.pop_front() else { unreachable!("peeked a persist") };
-                        batches.push(batch);
-                    }
-                    self.persist(&batches).await?;
-                }
-                Effect::Send { to, frame } => {
-                    if let Some((_, kind)) = wire::peek(&frame) {
-                        *self.status.lock().expect("status lock").sent_by_kind.entry(kind).or_default() += 1;
-                    }
-                    self.links.send(to, &frame);
-                }
+                Effect::Persist(batch) => self.uncommitted.push(batch),
                 Effect::Load { request, query } => {
+                    self.commit().await?;
                     let result = self.storage.answer(&query).await?;
                     if self.pending.len() >= PENDING_INPUTS_MAX {
                         return Err(DriverError::TooManyPendingInputs);
                     }
                     self.pending.push_back(Input::Loaded { request, result });
                 }
-                Effect::Notify(event) => {
-                    let _ = self.events.send(event);
-                }
+                effect if self.uncommitted.is_empty() => self.release(effect),
+                effect => self.held.push(effect),
             }
         }
         Ok(())
+    }
+
+    /// Makes the round's writes durable in one commit, then lets out what waited for them.
+    async fn commit(&mut self) -> Result<(), DriverError> {
+        if !self.uncommitted.is_empty() {
+            let batches = std::mem::take(&mut self.uncommitted);
+            self.persist(&batches).await?;
+        }
+        for effect in std::mem::take(&mut self.held) {
+            self.release(effect);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send { to, frame } => {
+                if let Some((_, kind)) = wire::peek(&frame) {
+                    *self.status.lock().expect("status lock").sent_by_kind.entry(kind).or_default() += 1;
+                }
+                self.links.send(to, &frame);
+            }
+            Effect::Notify(event) => {
+                let _ = self.events.send(event);
+            }
+            Effect::Persist(_) | Effect::Load { .. } => unreachable!("writes and loads are not held"),
+        }
     }
 
     async fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), DriverError> {

@@ -242,8 +242,13 @@ async fn metrics(source: &MetricsSource) -> String {
         let rejected: Vec<(String, f64)> =
             counters.iter().map(|(name, count)| (format!("{{reason=\"{name}\"}}"), *count as f64)).collect();
         metric("rejections_total", "counter", "Inputs rejected by the kernel, by reason (rate limits included).", &rejected);
-        let rate_limited = counters.iter().filter(|(name, _)| name.contains("rate")).map(|(_, count)| *count).sum::<u64>();
-        metric("rate_limit_rejections_total", "counter", "Requests refused by a rate limit.", &one(rate_limited as f64));
+        let over_limit = counters.iter().filter(|(name, _)| *name == "over_limit").map(|(_, count)| *count).sum::<u64>();
+        metric(
+            "rate_limit_rejections_total",
+            "counter",
+            "Requests refused by a limit (the mailbox rate limit among them).",
+            &one(over_limit as f64),
+        );
     }
     let sent = |kind: u32| status.sent_by_kind.get(&kind).copied().unwrap_or(0) as f64;
     metric("paxos_promises_total", "counter", "Paxos promises sent.", &one(sent(wire::kind::PROMISE)));

@@ -1,0 +1,180 @@
+//! Bad input against a live acceptor: wrong ALPN, garbage, unknown and oversized frames, one
+//! peer opening many connections; bad invite codes and a data directory from a newer Plait at
+//! the command line. The server keeps serving everyone else throughout.
+
+use std::process::Command;
+use std::time::Duration;
+
+use iroh::endpoint::presets;
+use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey, TransportAddr};
+use plait_io_iroh::app::{DeviceApp, NodeOptions};
+use plait_io_iroh::iroh_net::ALPN;
+use plait_io_iroh::server::AcceptorServer;
+use plait_io_iroh::ticket::Ticket;
+use tokio::io::AsyncWriteExt;
+
+const PLAIT: &str = env!("CARGO_BIN_EXE_plait");
+
+async fn endpoint(alpn: &[u8], key: u8) -> Endpoint {
+    Endpoint::builder(presets::Minimal)
+        .secret_key(SecretKey::from_bytes(&[key; 32]))
+        .alpns(vec![alpn.to_vec()])
+        .relay_mode(RelayMode::Disabled)
+        .clear_address_lookup()
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("address"))
+        .expect("bind address")
+        .bind()
+        .await
+        .expect("endpoint")
+}
+
+fn address(ticket: &Ticket) -> EndpointAddr {
+    let key = iroh::PublicKey::from_bytes(&ticket.node.0).expect("key");
+    EndpointAddr::from_parts(key, ticket.addresses.iter().copied().map(TransportAddr::Ip))
+}
+
+/// A device can still create a document on the acceptors and have its edit stored.
+async fn still_serves(root: &std::path::Path, name: &str, tickets: &[Ticket]) {
+    let device = DeviceApp::open(&root.join(name), NodeOptions::default()).await.expect("device");
+    let doc = device.create_document("doc", tickets).await.expect("create");
+    doc.append("still served").await.expect("edit");
+    let mut events = doc.subscribe();
+    while doc.status().await.expect("status").unsafe_messages > 0 {
+        tokio::time::timeout(Duration::from_secs(20), events.next()).await.expect("the edit becomes safe");
+    }
+    device.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_acceptor_survives_bad_peers_and_keeps_serving() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let mut servers = Vec::new();
+    for index in 0..3 {
+        servers
+            .push(AcceptorServer::start(&root.path().join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"));
+    }
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let target = address(&tickets[0]);
+
+    // A wrong ALPN is refused in the handshake.
+    let stranger = endpoint(b"not-plait/1", 1).await;
+    assert!(stranger.connect(target.clone(), b"not-plait/1").await.is_err());
+
+    // Garbage inside a valid frame is a kernel rejection; an unknown tag and an oversized frame
+    // close the link. Each from its own peer.
+    let garbage_kernel_frame: &[u8] = &[0, 0, 0, 5, 0, 1, 0xff, 0xff, 0xff]; // tag, version 1, garbage
+    let unknown_tag: &[u8] = &[0, 0, 0, 3, 9, 1, 2];
+    let oversized: &[u8] = &[0x7f, 0xff, 0xff, 0xff, 0];
+    for (key, bytes) in [(2u8, garbage_kernel_frame), (3, unknown_tag), (4, oversized)] {
+        let rogue = endpoint(ALPN, key).await;
+        let connection = rogue.connect(target.clone(), ALPN).await.expect("the handshake succeeds");
+        let (mut send, _recv) = connection.open_bi().await.expect("a stream");
+        send.write_all(bytes).await.expect("write");
+        let _ = send.flush().await;
+        // The link closes (or stays, for the kernel-level garbage) on the server's side.
+        let _ = tokio::time::timeout(Duration::from_millis(500), connection.closed()).await;
+    }
+
+    // One peer opening many connections gets a bounded number of links.
+    let greedy = endpoint(ALPN, 5).await;
+    let mut connections = Vec::new();
+    for _ in 0..12 {
+        let connection = greedy.connect(target.clone(), ALPN).await.expect("connect");
+        let (mut send, recv) = connection.open_bi().await.expect("a stream");
+        send.write_all(garbage_kernel_frame).await.expect("write");
+        connections.push((connection, send, recv));
+    }
+
+    still_serves(root.path(), "device", &tickets).await;
+
+    let metrics = http_metrics(&servers[0]).await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    assert!(value("plait_failed_handshakes_total ") >= 1.0, "wrong ALPN counted");
+    assert!(value("plait_rejections_total{reason=\"malformed\"} ") >= 1.0, "garbage counted by the kernel:\n{metrics}");
+    assert!(value("plait_link_errors_total{kind=\"protocol\"} ") >= 2.0, "unknown tag and oversized frame counted");
+    assert!(value("plait_links_refused_total ") >= 1.0, "links beyond links_per_peer_max refused");
+    assert!(value("plait_stored_messages ") >= 1.0);
+    drop(connections);
+    for server in servers {
+        server.shutdown().await;
+    }
+}
+
+async fn http_metrics(server: &AcceptorServer) -> String {
+    use tokio::io::AsyncReadExt;
+    let address = server.serve_http("127.0.0.1:0".parse().expect("address")).await.expect("http");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+fn plait(args: &[&str]) -> std::process::Output {
+    Command::new(PLAIT).args(args).output().expect("run plait")
+}
+
+#[test]
+fn bad_invite_codes_and_a_newer_data_directory_are_clear_errors() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let device = root.path().join("device");
+    let device = device.to_str().expect("utf-8 path");
+    assert!(plait(&["device", "--data-dir", device, "init"]).status.success());
+    for code in ["", "hello", "plaitinvite1", "plaitinvite1aaaa"] {
+        let output = plait(&["device", "--data-dir", device, "join", code, "--timeout", "1s"]);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("not a Plait invite code"), "{code:?}: {stderr}");
+    }
+    let output = plait(&["device", "--data-dir", device, "cat", "nothing"]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no document named"));
+
+    // A database a newer Plait migrated is refused, and left as it was.
+    let database = root.path().join("device/node.sqlite");
+    let newer = plait_store_sqlite::schema_version_supported() + 1;
+    rusqlite::Connection::open(&database)
+        .expect("open with rusqlite")
+        .execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, 'from the future', 1, x'00', 0)",
+            [newer],
+        )
+        .expect("pretend a newer Plait migrated the file");
+    let before = std::fs::read(&database).expect("read");
+    let output = plait(&["device", "--data-dir", device, "status", "doc"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("newer"), "{stderr}");
+    assert_eq!(std::fs::read(&database).expect("read"), before);
+
+    // A second process on the same data directory is refused while the first holds it.
+    let acceptor = root.path().join("acceptor");
+    let mut first = Command::new(PLAIT)
+        .args(["acceptor", "--data-dir", acceptor.to_str().expect("utf-8")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    // Wait for the ready line (the lock is taken before it is printed).
+    let mut stdout = first.stdout.take().expect("piped");
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    while !seen.ends_with(b"\n") {
+        std::io::Read::read_exact(&mut stdout, &mut byte).expect("ready line");
+        seen.push(byte[0]);
+    }
+    first.stdout = Some(stdout);
+    let output = plait(&["acceptor", "--data-dir", acceptor.to_str().expect("utf-8")]);
+    assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("in use"));
+
+    // SIGTERM stops it cleanly.
+    let pid = first.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let output = first.wait_with_output().expect("stops");
+    assert!(output.status.success(), "{:?}", output.status);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("stopped"));
+}
