@@ -90,6 +90,8 @@ pub enum DeviceCommand {
 }
 
 const DEVICE_FILE: &str = "device.json";
+/// A device reaches acceptors wherever they are.
+const ANY_ADDRESS: std::net::SocketAddr = std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 /// How long nothing new must arrive before a device counts as idle.
 const QUIET: Duration = Duration::from_millis(2_000);
 
@@ -100,13 +102,13 @@ struct DeviceInfo {
 
 pub async fn run(dir: &Path, command: DeviceCommand) -> Result<(), AppError> {
     if let DeviceCommand::Init { name } = &command {
-        let app = DeviceApp::open(dir, NodeOptions::default()).await?;
+        let app = DeviceApp::open(dir, options_from_environment()).await?;
         app.data_dir().write_json(DEVICE_FILE, &DeviceInfo { name: name.clone() })?;
         println!("device {}", hex(&app.id().0));
         app.shutdown().await;
         return Ok(());
     }
-    let app = DeviceApp::open_existing(dir, NodeOptions::default()).await?;
+    let app = DeviceApp::open_existing(dir, options_from_environment()).await?;
     let result = run_on(&app, command).await;
     app.shutdown().await;
     result
@@ -269,6 +271,18 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
             return Err(AppError::Timeout(timeout, "every edit to be safe and the acceptors to go quiet"));
         }
     }
+}
+
+/// A device's network switches: `PLAIT_RELAYS=1`, `PLAIT_PUBLIC_LOOKUP=1`, `PLAIT_MDNS=1`
+/// (all off by default), and `PLAIT_LISTEN=ADDR` (default `0.0.0.0:0`).
+fn options_from_environment() -> NodeOptions {
+    let on = |name: &str| std::env::var(name).is_ok_and(|value| value == "1" || value == "true");
+    let mut options = NodeOptions::default();
+    options.iroh.relays = on("PLAIT_RELAYS");
+    options.iroh.public_lookup = on("PLAIT_PUBLIC_LOOKUP");
+    options.iroh.mdns = on("PLAIT_MDNS");
+    options.iroh.listen = std::env::var("PLAIT_LISTEN").ok().and_then(|text| text.parse().ok()).unwrap_or(ANY_ADDRESS);
+    options
 }
 
 fn parse_role(text: &str) -> Result<Role, AppError> {

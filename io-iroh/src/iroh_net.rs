@@ -27,12 +27,15 @@ pub const ALPN: &[u8] = b"plait/1";
 /// How the endpoint is set up.
 #[derive(Clone, Debug)]
 pub struct IrohOptions {
-    /// Where to listen (port 0: any free port).
+    /// Where to listen (port 0: any free port). Loopback by default, for tests and demos; a
+    /// device that talks to remote acceptors listens on `0.0.0.0:0`.
     pub listen: SocketAddr,
     /// Use iroh's public relays (for devices behind NATs in real deployments).
     pub relays: bool,
     /// Publish and look up addresses through iroh's public DNS service.
     pub public_lookup: bool,
+    /// Find and announce nodes on the local network with mDNS.
+    pub mdns: bool,
     /// Connections open at once (beyond it, new ones are refused).
     pub connections_max: usize,
     /// Handshakes in progress at once.
@@ -49,6 +52,7 @@ impl Default for IrohOptions {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             relays: false,
             public_lookup: false,
+            mdns: false,
             connections_max: 1024,
             handshakes_max: 64,
             address_book_max: 4096,
@@ -94,6 +98,9 @@ impl IrohNetwork {
         builder = builder.relay_mode(if options.relays { RelayMode::Default } else { RelayMode::Disabled });
         if !options.public_lookup {
             builder = builder.clear_address_lookup();
+        }
+        if options.mdns {
+            builder = builder.address_lookup(iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("plait"));
         }
         builder = builder.clear_ip_transports().bind_addr(options.listen).map_err(|error| BindError(error.to_string()))?;
         let endpoint = builder.bind().await.map_err(|error| BindError(error.to_string()))?;
@@ -149,7 +156,7 @@ impl Network for IrohNetwork {
         let key = PublicKey::from_bytes(&peer.0)
             .map_err(|error| LinkError::new(LinkErrorKind::Protocol, format!("bad node id: {error}")))?;
         let addresses = self.book.lock().expect("address book lock").get(&peer).cloned().unwrap_or_default();
-        if addresses.is_empty() && !self.options.public_lookup {
+        if addresses.is_empty() && !self.options.public_lookup && !self.options.mdns {
             return Err(LinkError::new(LinkErrorKind::NoAddress, format!("no address known for {peer}")));
         }
         let address = EndpointAddr::from_parts(key, addresses.into_iter().map(TransportAddr::Ip));

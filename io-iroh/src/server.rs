@@ -39,6 +39,8 @@ pub struct ServerConfig {
     pub relays: Option<bool>,
     /// Publish and look up addresses through iroh's public DNS service.
     pub public_lookup: Option<bool>,
+    /// Find and announce nodes on the local network with mDNS.
+    pub mdns: Option<bool>,
 }
 
 impl ServerConfig {
@@ -72,6 +74,7 @@ impl ServerConfig {
         }
         options.iroh.relays = self.relays.unwrap_or(options.iroh.relays);
         options.iroh.public_lookup = self.public_lookup.unwrap_or(options.iroh.public_lookup);
+        options.iroh.mdns = self.mdns.unwrap_or(options.iroh.mdns);
         options
     }
 }
