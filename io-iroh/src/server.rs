@@ -274,3 +274,22 @@ async fn metrics(source: &MetricsSource) -> String {
     metric("inputs_total", "counter", "Inputs the kernel handled.", &one(status.inputs as f64));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_file_sets_limits_and_refuses_unknown_keys() {
+        let config: ServerConfig =
+            toml::from_str("frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nconnections_max = 8\nmdns = true\n")
+                .expect("a valid config");
+        let options = config.apply(NodeOptions::default());
+        assert_eq!(options.links.frame_bytes_max, 65_536);
+        assert_eq!(options.config.message_bytes_max, 65_536);
+        assert_eq!(options.config.group_store_bytes_max, 1_000_000);
+        assert_eq!(options.iroh.connections_max, 8);
+        assert!(options.iroh.mdns && !options.iroh.relays);
+        assert!(toml::from_str::<ServerConfig>("frame_size = 1").is_err(), "a misspelt key is an error, not ignored");
+    }
+}
