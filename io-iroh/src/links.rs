@@ -80,7 +80,7 @@ pub enum Inbound {
 /// One peer's link state, for status output.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct PeerState {
-    /// Whether a link is up now.
+    /// Whether a link is up now (any of its links).
     pub connected: bool,
     /// Dials that failed since the last link came up.
     pub failures: u32,
@@ -235,7 +235,7 @@ impl<N: Network> Links<N> {
             }
             let (queue, frames) = mpsc::channel(self.shared.limits.queued_frames_per_peer_max);
             // Room for every link the peer may have live, so a link is refused only past the limit.
-            let (adopt, adopted) = mpsc::channel(1); // TEMP
+            let (adopt, adopted) = mpsc::channel(self.shared.limits.links_per_peer_max.max(1));
             peers.insert(node, Peer { queue, adopt, live_links: 0 });
             tokio::spawn(write_to_peer(self.shared.clone(), node, frames, adopted));
         }
@@ -252,9 +252,7 @@ impl<N: Network> Shared<N> {
         self.count(|stats| {
             let index = LinkErrorKind::ALL.iter().position(|kind| *kind == error.kind).expect("every kind listed");
             stats.errors[index] += 1;
-            let state = stats.peers.entry(peer).or_default();
-            state.connected = false;
-            state.last_error = Some((error.kind, error.detail.clone()));
+            stats.peers.entry(peer).or_default().last_error = Some((error.kind, error.detail.clone()));
         });
     }
 
@@ -268,10 +266,13 @@ impl<N: Network> Shared<N> {
         });
     }
 
+    /// A link's reader ended; the peer counts as connected while any of its links lives.
     fn link_closed(&self, peer: NodeId) {
-        if let Some(state) = self.peers.lock().expect("peers lock").get_mut(&peer) {
+        let live = self.peers.lock().expect("peers lock").get_mut(&peer).map_or(0, |state| {
             state.live_links = state.live_links.saturating_sub(1);
-        }
+            state.live_links
+        });
+        self.count(|stats| stats.peers.entry(peer).or_default().connected = live > 0);
     }
 
     fn framed_writer(&self, writer: N::Writer) -> FramedWrite<N::Writer, LengthDelimitedCodec> {
