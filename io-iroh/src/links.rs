@@ -120,8 +120,16 @@ impl LinkStats {
 
 struct Peer<W> {
     queue: mpsc::Sender<Bytes>,
-    adopt: mpsc::Sender<W>,
+    control: mpsc::Sender<Control<W>>,
     live_links: usize,
+}
+
+/// What a peer's writer task is told besides frames.
+enum Control<W> {
+    /// Use this link (the peer opened it); its id.
+    Adopt(u64, W),
+    /// This link's reader ended: if it is the one in use, drop it and dial at the next frame.
+    Dead(u64),
 }
 
 struct Shared<N: Network> {
@@ -133,6 +141,8 @@ struct Shared<N: Network> {
     /// Told to every peer when a link comes up (a device tells acceptors where the others are).
     hints: Mutex<Vec<AddressHint>>,
     seed: u64,
+    /// Names links, so a dead link's notice reaches only the writer still using it.
+    next_link: std::sync::atomic::AtomicU64,
 }
 
 /// The links of one node.
@@ -159,6 +169,7 @@ impl<N: Network> Links<N> {
             peers: Mutex::new(BTreeMap::new()),
             hints: Mutex::new(Vec::new()),
             seed,
+            next_link: std::sync::atomic::AtomicU64::new(0),
         });
         let links = Links { shared };
         let acceptor = links.clone();
@@ -216,7 +227,8 @@ impl<N: Network> Links<N> {
         let mut peers = self.shared.peers.lock().expect("peers lock");
         let limit = self.shared.limits.links_per_peer_max;
         let Some(state) = self.peer(&mut peers, peer) else { return };
-        if state.live_links >= limit || state.adopt.try_send(writer).is_err() {
+        let id = self.shared.link_id();
+        if state.live_links >= limit || state.control.try_send(Control::Adopt(id, writer)).is_err() {
             drop(peers);
             self.shared.count(|stats| stats.links_refused += 1);
             return;
@@ -224,7 +236,7 @@ impl<N: Network> Links<N> {
         state.live_links += 1;
         drop(peers);
         self.shared.count(|stats| stats.links_opened += 1);
-        tokio::spawn(read_link(self.shared.clone(), peer, reader));
+        tokio::spawn(read_link(self.shared.clone(), peer, id, reader));
     }
 
     /// The peer's state, starting its writer task on first use; `None` past `peers_max`.
@@ -235,9 +247,10 @@ impl<N: Network> Links<N> {
             }
             let (queue, frames) = mpsc::channel(self.shared.limits.queued_frames_per_peer_max);
             // Room for every link the peer may have live, so a link is refused only past the limit.
-            let (adopt, adopted) = mpsc::channel(self.shared.limits.links_per_peer_max.max(1));
-            peers.insert(node, Peer { queue, adopt, live_links: 0 });
-            tokio::spawn(write_to_peer(self.shared.clone(), node, frames, adopted));
+            // Room for every link the peer may have open, and a death notice for each.
+            let (control, controls) = mpsc::channel(2 * self.shared.limits.links_per_peer_max.max(1));
+            peers.insert(node, Peer { queue, control, live_links: 0 });
+            tokio::spawn(write_to_peer(self.shared.clone(), node, frames, controls));
         }
         peers.get_mut(&node)
     }
@@ -266,10 +279,16 @@ impl<N: Network> Shared<N> {
         });
     }
 
+    fn link_id(&self) -> u64 {
+        self.next_link.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A link's reader ended; the peer counts as connected while any of its links lives.
-    fn link_closed(&self, peer: NodeId) {
+    fn link_closed(&self, peer: NodeId, id: u64) {
         let live = self.peers.lock().expect("peers lock").get_mut(&peer).map_or(0, |state| {
             state.live_links = state.live_links.saturating_sub(1);
+            // Best effort: if the queue is full, the writer finds out at its next write.
+            let _ = state.control.try_send(Control::Dead(id));
             state.live_links
         });
         self.count(|stats| stats.peers.entry(peer).or_default().connected = live > 0);
@@ -304,11 +323,11 @@ async fn write_to_peer<N: Network>(
     shared: Arc<Shared<N>>,
     peer: NodeId,
     mut frames: mpsc::Receiver<Bytes>,
-    mut adopted: mpsc::Receiver<N::Writer>,
+    mut controls: mpsc::Receiver<Control<N::Writer>>,
 ) {
     let limits = shared.limits.clone();
     let mut jitter = Jitter(shared.seed ^ u64::from_le_bytes(peer.0[..8].try_into().expect("8 bytes")));
-    let mut link: Option<FramedWrite<N::Writer, LengthDelimitedCodec>> = None;
+    let mut link: Option<(u64, FramedWrite<N::Writer, LengthDelimitedCodec>)> = None;
     let mut failures = 0u32;
     // While a peer is unreachable, frames are dropped rather than queued until the next dial
     // is due: the kernel resends what matters, and a returning peer gets no stale backlog.
@@ -316,8 +335,15 @@ async fn write_to_peer<N: Network>(
     loop {
         let frame = tokio::select! {
             biased;
-            Some(writer) = adopted.recv() => {
-                link = Some(greet(&shared, peer, shared.framed_writer(writer)).await);
+            Some(control) = controls.recv() => {
+                match control {
+                    Control::Adopt(id, writer) => link = Some((id, greet(&shared, peer, shared.framed_writer(writer)).await)),
+                    Control::Dead(id) => {
+                        if link.as_ref().is_some_and(|(current, _)| *current == id) {
+                            link = None;
+                        }
+                    }
+                }
                 continue;
             }
             frame = frames.recv() => match frame {
@@ -328,12 +354,12 @@ async fn write_to_peer<N: Network>(
         let mut attempts = 0;
         let delivered = loop {
             let writer = match link.as_mut() {
-                Some(writer) => writer,
+                Some((_, writer)) => writer,
                 None if tokio::time::Instant::now() < next_dial_at => break false,
                 None => match dial(&shared, peer).await {
-                    Ok(writer) => {
+                    Ok((id, writer)) => {
                         failures = 0;
-                        link.insert(greet(&shared, peer, writer).await)
+                        &mut link.insert((id, greet(&shared, peer, writer).await)).1
                     }
                     Err(error) => {
                         shared.failed(peer, &error);
@@ -373,7 +399,7 @@ async fn write_to_peer<N: Network>(
 async fn dial<N: Network>(
     shared: &Arc<Shared<N>>,
     peer: NodeId,
-) -> Result<FramedWrite<N::Writer, LengthDelimitedCodec>, LinkError> {
+) -> Result<(u64, FramedWrite<N::Writer, LengthDelimitedCodec>), LinkError> {
     let timeout = Duration::from_millis(shared.limits.dial_timeout_ms);
     let (reader, writer) = tokio::time::timeout(timeout, shared.network.dial(peer))
         .await
@@ -382,8 +408,9 @@ async fn dial<N: Network>(
         state.live_links += 1;
     }
     shared.count(|stats| stats.links_opened += 1);
-    tokio::spawn(read_link(shared.clone(), peer, reader));
-    Ok(shared.framed_writer(writer))
+    let id = shared.link_id();
+    tokio::spawn(read_link(shared.clone(), peer, id, reader));
+    Ok((id, shared.framed_writer(writer)))
 }
 
 /// Marks a new link up and tells the peer our hints (best effort: a failure shows at the next write).
@@ -402,7 +429,7 @@ async fn greet<N: Network>(
     writer
 }
 
-async fn read_link<N: Network>(shared: Arc<Shared<N>>, peer: NodeId, reader: N::Reader) {
+async fn read_link<N: Network>(shared: Arc<Shared<N>>, peer: NodeId, id: u64, reader: N::Reader) {
     let mut frames = FramedRead::new(reader, frames::codec(shared.limits.frame_bytes_max));
     let error = loop {
         match frames.next().await {
@@ -431,7 +458,7 @@ async fn read_link<N: Network>(shared: Arc<Shared<N>>, peer: NodeId, reader: N::
         }
     };
     shared.failed(peer, &error);
-    shared.link_closed(peer);
+    shared.link_closed(peer, id);
 }
 
 #[cfg(test)]
