@@ -404,12 +404,13 @@ impl DocumentHandle {
         self.run(Command::ChangeAcceptors { group: self.group, acceptors: set }).await
     }
 
-    /// Sends a command and reports whether the node refused it. Commands are handled in order
-    /// and a refusal is told at once, so an inspection after the command is a barrier.
+    /// Sends a command and reports whether the node refused it. Requests are handled in order
+    /// and a refusal is told at once, so once `durable` returns the command's writes are durable
+    /// and its refusal, if any, has been broadcast. Concurrent edits share one commit.
     async fn run(&self, command: Command) -> Result<(), AppError> {
         let mut events = self.handle.subscribe();
         self.handle.command(command).await?;
-        self.handle.inspect(|_| ()).await?;
+        self.handle.durable().await?;
         loop {
             match events.try_recv() {
                 Ok(Event::CommandFailed { error }) => return Err(AppError::Command(error)),

@@ -42,6 +42,8 @@ type Inspection<K> = Box<dyn FnOnce(&K) + Send>;
 enum Request<K> {
     Command(Command),
     Inspect(Inspection<K>),
+    /// Answered once everything handled before it is durable (after the round's commit).
+    Durable(oneshot::Sender<()>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -121,6 +123,14 @@ impl<K: Send + 'static> DriverHandle<K> {
         answered.await.map_err(|_| NotRunning)
     }
 
+    /// Returns once every command sent before is durable and its events are out. Unlike an
+    /// inspection it does not force a commit of its own: concurrent callers share one.
+    pub async fn durable(&self) -> Result<(), NotRunning> {
+        let (answer, answered) = oneshot::channel();
+        self.requests.send(Request::Durable(answer)).await.map_err(|_| NotRunning)?;
+        answered.await.map_err(|_| NotRunning)
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -161,6 +171,8 @@ pub struct Driver<K, N: Network, S> {
     uncommitted: Vec<WriteBatch>,
     /// Sends and notifications waiting for `uncommitted` to be durable, in order.
     held: Vec<Effect>,
+    /// Hosts waiting for this round's commit (bounded by `REQUESTS_QUEUED_MAX` per round).
+    waiting: Vec<oneshot::Sender<()>>,
 }
 
 impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
@@ -199,6 +211,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             pending: VecDeque::new(),
             uncommitted: Vec::new(),
             held: Vec::new(),
+            waiting: Vec::new(),
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -239,6 +252,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                         self.commit().await?;
                         read(&self.node);
                     }
+                    Next::Request(Request::Durable(answer)) => self.waiting.push(answer),
                     Next::Request(Request::Stop(done)) => {
                         self.commit().await?;
                         let _ = done.send(());
@@ -315,6 +329,9 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         }
         for effect in std::mem::take(&mut self.held) {
             self.release(effect);
+        }
+        for answer in std::mem::take(&mut self.waiting) {
+            let _ = answer.send(());
         }
         Ok(())
     }
