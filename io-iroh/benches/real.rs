@@ -175,17 +175,7 @@ async fn raw_iroh_rtt_micros(count: usize) -> Vec<u64> {
     let make = || async {
         let mut key = [0u8; 32];
         getrandom::fill(&mut key).expect("randomness");
-        iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
-            .secret_key(iroh::SecretKey::from_bytes(&key))
-            .alpns(vec![b"rtt".to_vec()])
-            .relay_mode(iroh::RelayMode::Disabled)
-            .clear_address_lookup()
-            .clear_ip_transports()
-            .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("address"))
-            .expect("bind address")
-            .bind()
-            .await
-            .expect("endpoint")
+        plait_io_iroh::iroh_net::bare_endpoint(key, b"rtt", &Default::default()).await.expect("endpoint")
     };
     let (server, client) = (make().await, make().await);
     let address = iroh::EndpointAddr::from_parts(server.id(), server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));

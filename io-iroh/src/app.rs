@@ -496,8 +496,7 @@ const INVITE_PREFIX: &str = "plaitinvite1";
 
 impl std::fmt::Display for Invite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes = postcard::to_stdvec(self).expect("invite encodes");
-        write!(f, "{INVITE_PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+        f.write_str(&crate::ticket::encode_text(INVITE_PREFIX, self))
     }
 }
 
@@ -506,9 +505,7 @@ impl std::str::FromStr for Invite {
 
     fn from_str(text: &str) -> Result<Invite, AppError> {
         let bad = || AppError::BadInput("not a Plait invite code (it starts with plaitinvite1)".into());
-        let body = text.trim().strip_prefix(INVITE_PREFIX).ok_or_else(bad)?;
-        let bytes = data_encoding::BASE32_NOPAD.decode(body.to_ascii_uppercase().as_bytes()).map_err(|_| bad())?;
-        let invite: Invite = postcard::from_bytes(&bytes).map_err(|_| bad())?;
+        let invite: Invite = crate::ticket::decode_text(INVITE_PREFIX, text).ok_or_else(bad)?;
         let valid_name = !invite.name.is_empty() && invite.name.len() <= 128;
         if !valid_name || invite.acceptors.is_empty() || invite.acceptors.len() > 64 {
             return Err(bad());

@@ -92,18 +92,7 @@ pub struct BindError(String);
 impl IrohNetwork {
     /// Binds an endpoint with this secret key and starts accepting connections.
     pub async fn bind(secret_key: [u8; 32], options: IrohOptions) -> Result<IrohNetwork, BindError> {
-        let mut builder =
-            if options.public_lookup { Endpoint::builder(presets::N0) } else { Endpoint::builder(presets::Minimal) };
-        builder = builder.secret_key(SecretKey::from_bytes(&secret_key)).alpns(vec![ALPN.to_vec()]);
-        builder = builder.relay_mode(if options.relays { RelayMode::Default } else { RelayMode::Disabled });
-        if !options.public_lookup {
-            builder = builder.clear_address_lookup();
-        }
-        if options.mdns {
-            builder = builder.address_lookup(iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("plait"));
-        }
-        builder = builder.clear_ip_transports().bind_addr(options.listen).map_err(|error| BindError(error.to_string()))?;
-        let endpoint = builder.bind().await.map_err(|error| BindError(error.to_string()))?;
+        let endpoint = bare_endpoint(secret_key, ALPN, &options).await?;
         let (sender, receiver) = mpsc::channel(options.handshakes_max);
         let network = IrohNetwork {
             endpoint: endpoint.clone(),
@@ -181,6 +170,22 @@ impl Network for IrohNetwork {
         }
         known.truncate(HINT_ADDRESSES_MAX);
     }
+}
+
+/// An iroh endpoint set up as `options` say, speaking only `alpn` (benchmarks and tests use
+/// it for raw connections beside Plait's).
+pub async fn bare_endpoint(secret_key: [u8; 32], alpn: &[u8], options: &IrohOptions) -> Result<Endpoint, BindError> {
+    let mut builder = if options.public_lookup { Endpoint::builder(presets::N0) } else { Endpoint::builder(presets::Minimal) };
+    builder = builder.secret_key(SecretKey::from_bytes(&secret_key)).alpns(vec![alpn.to_vec()]);
+    builder = builder.relay_mode(if options.relays { RelayMode::Default } else { RelayMode::Disabled });
+    if !options.public_lookup {
+        builder = builder.clear_address_lookup();
+    }
+    if options.mdns {
+        builder = builder.address_lookup(iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("plait"));
+    }
+    builder = builder.clear_ip_transports().bind_addr(options.listen).map_err(|error| BindError(error.to_string()))?;
+    builder.bind().await.map_err(|error| BindError(error.to_string()))
 }
 
 async fn accept_loop(endpoint: Endpoint, sender: mpsc::Sender<Accepted>, counters: Arc<IrohCounters>, options: IrohOptions) {

@@ -24,10 +24,22 @@ pub struct Ticket {
 #[error("not a Plait ticket: {0}")]
 pub struct TicketError(&'static str);
 
+/// `prefix` + lower-case base32 of the postcard encoding: copyable, case-insensitive text.
+pub fn encode_text<T: Serialize>(prefix: &str, value: &T) -> String {
+    let bytes = postcard::to_stdvec(value).expect("plain data encodes");
+    format!("{prefix}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+}
+
+/// The value `encode_text` wrote, or `None`.
+pub fn decode_text<T: serde::de::DeserializeOwned>(prefix: &str, text: &str) -> Option<T> {
+    let body = text.trim().strip_prefix(prefix)?;
+    let bytes = data_encoding::BASE32_NOPAD.decode(body.to_ascii_uppercase().as_bytes()).ok()?;
+    postcard::from_bytes(&bytes).ok()
+}
+
 impl std::fmt::Display for Ticket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes = postcard::to_stdvec(self).expect("ticket encodes");
-        write!(f, "{PREFIX}{}", data_encoding::BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+        f.write_str(&encode_text(PREFIX, self))
     }
 }
 

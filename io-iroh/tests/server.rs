@@ -5,10 +5,9 @@
 use std::process::Command;
 use std::time::Duration;
 
-use iroh::endpoint::presets;
-use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey, TransportAddr};
+use iroh::{Endpoint, EndpointAddr, TransportAddr};
 use plait_io_iroh::app::{DeviceApp, NodeOptions};
-use plait_io_iroh::iroh_net::ALPN;
+use plait_io_iroh::iroh_net::{ALPN, IrohOptions, bare_endpoint};
 use plait_io_iroh::server::AcceptorServer;
 use plait_io_iroh::ticket::Ticket;
 use tokio::io::AsyncWriteExt;
@@ -16,17 +15,7 @@ use tokio::io::AsyncWriteExt;
 const PLAIT: &str = env!("CARGO_BIN_EXE_plait");
 
 async fn endpoint(alpn: &[u8], key: u8) -> Endpoint {
-    Endpoint::builder(presets::Minimal)
-        .secret_key(SecretKey::from_bytes(&[key; 32]))
-        .alpns(vec![alpn.to_vec()])
-        .relay_mode(RelayMode::Disabled)
-        .clear_address_lookup()
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0".parse::<std::net::SocketAddr>().expect("address"))
-        .expect("bind address")
-        .bind()
-        .await
-        .expect("endpoint")
+    bare_endpoint([key; 32], alpn, &IrohOptions::default()).await.expect("endpoint")
 }
 
 fn address(ticket: &Ticket) -> EndpointAddr {
