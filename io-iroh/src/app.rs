@@ -72,6 +72,9 @@ pub enum AppError {
     /// A ticket or invite that does not parse.
     #[error("{0}")]
     BadInput(String),
+    /// The invite's lifetime is over (by the inviter's clock, give or take `INVITE_CLOCK_SKEW_MS`).
+    #[error("the invite expired: ask for a new one")]
+    InviteExpired,
     /// Nothing happened in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
@@ -197,6 +200,11 @@ impl DeviceApp {
     /// admin device has added this one (it must be online meanwhile).
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
         let invite: Invite = code.parse()?;
+        let usable_until = invite.expires_at_ms.saturating_add(INVITE_CLOCK_SKEW_MS);
+        let left = usable_until.saturating_sub(wall_clock_ms());
+        if left == 0 {
+            return Err(AppError::InviteExpired);
+        }
         if self.documents.lock().expect("documents lock").contains_key(&invite.name) {
             return Err(AppError::DocumentExists(invite.name));
         }
@@ -208,12 +216,18 @@ impl DeviceApp {
             .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
         let mut events = self.handle.subscribe();
         self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
-        let group = wait_for(&mut events, timeout, "an admin to add this device", |event| match event {
-            Event::Joined { group, .. } => Some(Ok(*group)),
-            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
-            _ => None,
-        })
-        .await??;
+        let expires_first = Duration::from_millis(left) < timeout;
+        let waited =
+            wait_for(&mut events, timeout.min(Duration::from_millis(left)), "an admin to add this device", |event| match event {
+                Event::Joined { group, .. } => Some(Ok(*group)),
+                Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+                _ => None,
+            })
+            .await;
+        let group = match waited {
+            Err(AppError::Timeout(..)) if expires_first => return Err(AppError::InviteExpired),
+            other => other??,
+        };
         self.remember(&invite.name, group, &invite.acceptors)?;
         self.document(&invite.name)
     }
@@ -384,7 +398,8 @@ impl DocumentHandle {
             _ => None,
         })
         .await??;
-        Ok(Invite { code, name: self.name.clone(), acceptors }.to_string())
+        let expires_at_ms = wall_clock_ms().saturating_add(lifetime_ms);
+        Ok(Invite { code, name: self.name.clone(), acceptors, expires_at_ms }.to_string())
     }
 
     /// Removes a member (admins).
@@ -490,6 +505,16 @@ struct Invite {
     code: String,
     name: String,
     acceptors: Vec<Ticket>,
+    /// When the acceptors stop honouring it, by the inviter's clock (ms since the Unix epoch).
+    expires_at_ms: u64,
+}
+
+/// How far the inviter's and the joiner's clocks may disagree before a joiner calls an invite
+/// expired on its own.
+pub const INVITE_CLOCK_SKEW_MS: u64 = 60_000;
+
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
 }
 
 const INVITE_PREFIX: &str = "plaitinvite1";

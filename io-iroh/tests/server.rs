@@ -121,6 +121,24 @@ fn bad_invite_codes_and_a_newer_data_directory_are_clear_errors() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("not a Plait invite code"), "{code:?}: {stderr}");
     }
+    // An expired invite is told apart from a slow admin.
+    let expired = plait_io_iroh::ticket::encode_text(
+        "plaitinvite1",
+        &(
+            "code".to_owned(),
+            "doc".to_owned(),
+            vec![Ticket { node: plait_kernel::NodeId([7; 32]), addresses: Vec::new() }],
+            1_000u64,
+        ),
+    );
+    let output = plait(&["device", "--data-dir", device, "join", &expired, "--timeout", "5s"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the invite expired"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
     let output = plait(&["device", "--data-dir", device, "cat", "nothing"]);
     assert!(!output.status.success() && String::from_utf8_lossy(&output.stderr).contains("no document named"));
 
