@@ -36,6 +36,8 @@ pub struct IrohOptions {
     pub public_lookup: bool,
     /// Find and announce nodes on the local network with mDNS.
     pub mdns: bool,
+    /// The addresses put in this node's ticket (empty: derived from where it listens).
+    pub advertise: Vec<SocketAddr>,
     /// Connections open at once (beyond it, new ones are refused).
     pub connections_max: usize,
     /// Handshakes in progress at once.
@@ -53,6 +55,7 @@ impl Default for IrohOptions {
             relays: false,
             public_lookup: false,
             mdns: false,
+            advertise: Vec::new(),
             connections_max: 1024,
             handshakes_max: 64,
             address_book_max: 4096,
@@ -110,19 +113,24 @@ impl IrohNetwork {
         NodeId(*self.endpoint.id().as_bytes())
     }
 
-    /// This node's ticket: its id and the addresses it is bound to (an unspecified address is
-    /// given as loopback; operators set `--listen` to a reachable address).
+    /// This node's ticket: its id and where to reach it. `IrohOptions::advertise` if set;
+    /// otherwise the bound address, or, when bound to an unspecified address, the local
+    /// interfaces' addresses iroh found on that port (loopback first).
     pub fn ticket(&self) -> Ticket {
-        let addresses = self
-            .endpoint
-            .bound_sockets()
-            .into_iter()
-            .map(|address| match address.ip() {
-                ip if ip.is_unspecified() && ip.is_ipv4() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), address.port()),
-                _ => address,
-            })
-            .take(crate::ticket::TICKET_ADDRESSES_MAX)
-            .collect();
+        let mut addresses: Vec<SocketAddr> = self.options.advertise.clone();
+        if addresses.is_empty() {
+            let found: Vec<SocketAddr> = self.endpoint.addr().ip_addrs().copied().collect();
+            for bound in self.endpoint.bound_sockets() {
+                if bound.ip().is_unspecified() {
+                    addresses.push(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), bound.port()));
+                    addresses.extend(found.iter().filter(|a| a.port() == bound.port() && !a.ip().is_loopback()));
+                } else {
+                    addresses.push(bound);
+                }
+            }
+        }
+        addresses.dedup();
+        addresses.truncate(crate::ticket::TICKET_ADDRESSES_MAX);
         Ticket { node: self.id(), addresses }
     }
 

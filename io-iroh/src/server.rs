@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub public_lookup: Option<bool>,
     /// Find and announce nodes on the local network with mDNS.
     pub mdns: Option<bool>,
+    /// Addresses to put in the ticket (e.g. the public address in front of a NAT).
+    pub advertise: Option<Vec<SocketAddr>>,
 }
 
 impl ServerConfig {
@@ -75,6 +77,9 @@ impl ServerConfig {
         options.iroh.relays = self.relays.unwrap_or(options.iroh.relays);
         options.iroh.public_lookup = self.public_lookup.unwrap_or(options.iroh.public_lookup);
         options.iroh.mdns = self.mdns.unwrap_or(options.iroh.mdns);
+        if let Some(addresses) = &self.advertise {
+            options.iroh.advertise = addresses.clone();
+        }
         options
     }
 }
@@ -281,15 +286,15 @@ mod tests {
 
     #[test]
     fn the_config_file_sets_limits_and_refuses_unknown_keys() {
-        let config: ServerConfig =
-            toml::from_str("frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nconnections_max = 8\nmdns = true\n")
-                .expect("a valid config");
+        let text = "frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nconnections_max = 8\nmdns = true\nadvertise = [\"203.0.113.7:4433\"]\n";
+        let config: ServerConfig = toml::from_str(text).expect("a valid config");
         let options = config.apply(NodeOptions::default());
         assert_eq!(options.links.frame_bytes_max, 65_536);
         assert_eq!(options.config.message_bytes_max, 65_536);
         assert_eq!(options.config.group_store_bytes_max, 1_000_000);
         assert_eq!(options.iroh.connections_max, 8);
         assert!(options.iroh.mdns && !options.iroh.relays);
+        assert_eq!(options.iroh.advertise, vec!["203.0.113.7:4433".parse::<SocketAddr>().expect("address")]);
         assert!(toml::from_str::<ServerConfig>("frame_size = 1").is_err(), "a misspelt key is an error, not ignored");
     }
 }

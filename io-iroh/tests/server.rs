@@ -185,3 +185,18 @@ fn bad_invite_codes_and_a_newer_data_directory_are_clear_errors() {
     assert!(output.status.success(), "{:?}", output.status);
     assert!(String::from_utf8_lossy(&output.stdout).contains("stopped"));
 }
+
+#[tokio::test]
+async fn an_acceptor_listening_on_every_interface_names_reachable_addresses_in_its_ticket() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let mut options = NodeOptions::default();
+    options.iroh.listen = "0.0.0.0:0".parse().expect("address");
+    let server = AcceptorServer::start(root.path(), options).await.expect("acceptor");
+    let ticket = server.ticket();
+    let port = ticket.addresses[0].port();
+    assert_eq!(ticket.addresses[0], std::net::SocketAddr::from(([127, 0, 0, 1], port)), "loopback first");
+    assert!(ticket.addresses.iter().all(|address| !address.ip().is_unspecified() && address.port() == port), "{ticket:?}");
+    let written = std::fs::read_to_string(root.path().join("ticket")).expect("DIR/ticket");
+    assert_eq!(written.trim(), ticket.to_string());
+    server.shutdown().await;
+}
