@@ -102,49 +102,57 @@ pub struct DeviceApp {
     task: tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>,
 }
 
+/// A kernel node running on a data directory.
+pub(crate) struct Booted<K> {
+    pub(crate) handle: DriverHandle<K>,
+    pub(crate) links: Links<IrohNetwork>,
+    pub(crate) network: IrohNetwork,
+    pub(crate) task: tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>,
+    pub(crate) config: ValidConfig,
+}
+
 /// Starts a kernel node of either kind on a data directory.
 pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
     data: &DataDir,
     secret_key: [u8; 32],
     options: &NodeOptions,
     make: impl FnOnce(ValidConfig, NodeId, plait_kernel::Restored, u64) -> (K, plait_kernel::Outputs),
-) -> Result<
-    (DriverHandle<K>, Links<IrohNetwork>, IrohNetwork, tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>),
-    AppError,
-> {
+) -> Result<Booted<K>, AppError> {
     let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
     let me = data_dir::node_id(&secret_key);
     let mut store = Store::open(data.database(), me).await?;
     let restored = store.load().await?;
     let network = IrohNetwork::bind(secret_key, options.iroh.clone()).await?;
     let seed = data_dir::boot_seed();
-    let (node, first) = make(config, me, restored, seed);
+    let (node, first) = make(config.clone(), me, restored, seed);
     let (handle, links, task) = Driver::start(node, first, Clock::wall(), network.clone(), store, options.links.clone(), seed);
-    Ok((handle, links, network, task))
+    Ok(Booted { handle, links, network, task, config })
 }
 
 impl DeviceApp {
-    /// Opens the device in `dir` (made by [`DeviceApp::init`] or on first use) and starts it.
+    /// Opens the device in `dir` (making its keys on first use) and starts it.
     pub async fn open(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
         let data = DataDir::open(dir)?;
         let secret_key = data.secret_key()?;
+        DeviceApp::start(data, secret_key, options).await
+    }
+
+    /// Opens a device that must exist already.
+    pub async fn open_existing(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
+        let data = DataDir::open(dir)?;
+        let secret_key = data.existing_secret_key()?;
+        DeviceApp::start(data, secret_key, options).await
+    }
+
+    async fn start(data: DataDir, secret_key: [u8; 32], options: NodeOptions) -> Result<DeviceApp, AppError> {
         let identity = data_dir::identity_seed(&secret_key);
-        let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
-        let (handle, links, network, task) =
+        let Booted { handle, links, network, task, config } =
             boot(&data, secret_key, &options, |config, me, restored, seed| Device::new(config, me, identity, seed, restored))
                 .await?;
         let documents: BTreeMap<String, DocumentEntry> = data.read_json(DOCUMENTS_FILE)?;
         let app = DeviceApp { data, handle, links, network, config, documents: std::sync::Mutex::new(documents), task };
         app.tell_network_about_acceptors();
         Ok(app)
-    }
-
-    /// Opens a device that must exist already.
-    pub async fn open_existing(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
-        let data = DataDir::open(dir)?;
-        data.existing_secret_key()?;
-        drop(data);
-        DeviceApp::open(dir, options).await
     }
 
     /// This device's id.

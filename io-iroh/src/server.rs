@@ -11,7 +11,7 @@ use plait_kernel::{Acceptor, Config, wire};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::app::{AppError, NodeOptions, boot};
+use crate::app::{AppError, Booted, NodeOptions, boot};
 use crate::data_dir::DataDir;
 use crate::driver::{DriverError, DriverHandle};
 use crate::iroh_net::IrohNetwork;
@@ -98,7 +98,7 @@ impl AcceptorServer {
     pub async fn start(dir: &Path, options: NodeOptions) -> Result<AcceptorServer, AppError> {
         let data = DataDir::open(dir)?;
         let secret_key = data.secret_key()?;
-        let (handle, links, network, task) =
+        let Booted { handle, links, network, task, .. } =
             boot(&data, secret_key, &options, |config, me, restored, seed| Acceptor::new(config, me, seed, restored)).await?;
         data.write_atomically("ticket", format!("{}\n", network.ticket()).as_bytes())?;
         Ok(AcceptorServer { _data: data, handle, links, network, task })
