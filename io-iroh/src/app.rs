@@ -476,6 +476,7 @@ pub fn event_group(event: &Event) -> Option<GroupId> {
         | Event::EpochChanged { group, .. }
         | Event::Message { group, .. }
         | Event::DocumentChanged { group, .. }
+        | Event::SnapshotImported { group, .. }
         | Event::DocumentSafe { group, .. }
         | Event::PostRefused { group, .. }
         | Event::Presence { group, .. }

@@ -159,6 +159,22 @@ impl Checker {
                 }
                 Record::Chosen { group, slot, entry } => self.check_learned(at, acceptor, *group, *slot, &entry.hash()),
                 Record::Stored { group, message, .. } => self.documents.on_stored(acceptor, *group, message.id),
+                Record::SnapshotChunk { group, hash, index, count, .. } => {
+                    self.documents.on_snapshot_chunk(acceptor, *group, *hash, *index, *count);
+                }
+                Record::SnapshotDropped { group, hash } => self.documents.on_snapshot_dropped(acceptor, *group, *hash),
+                Record::Compacted { group, compaction, .. } => {
+                    self.documents.on_compacted(*group, compaction.hash, &compaction.covered);
+                }
+                Record::Unstored { group, deleted } => {
+                    let ids: Vec<_> = deleted.iter().map(|(_, id)| *id).collect();
+                    if let Err(lost) = self.documents.on_unstored(acceptor, *group, &ids) {
+                        let detail = format!(
+                            "{acceptor} deleted safe message {lost:?} of {group:?} without holding a snapshot that covers it"
+                        );
+                        self.fail(at, "compaction-never-removes-the-last-way-to-recover-a-safe-update", detail);
+                    }
+                }
                 _ => {}
             }
         }

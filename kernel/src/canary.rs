@@ -32,11 +32,18 @@ pub enum Canary {
     SafeAfterOneAck,
     /// Devices keep local edits in memory only until they are sent.
     OutboxNotPersisted,
+    /// A compactor proposes its compaction without waiting for a write quorum to store the
+    /// snapshot, and acceptors accept it and delete what it covers without holding the snapshot.
+    DeleteBeforeSnapshotStored,
+    /// A compactor covers its own messages still open or unsafe (it keeps typing into a batch
+    /// the snapshot already covers), and acceptors accept a compaction covering messages they
+    /// do not hold.
+    CompactionCoversUnsafeMessages,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 12] = [
+    pub const ALL: [(&'static str, Canary); 14] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
@@ -49,6 +56,8 @@ impl Canary {
         ("promise-proofs-unchecked", Canary::PromiseProofsUnchecked),
         ("safe-after-one-ack", Canary::SafeAfterOneAck),
         ("outbox-not-persisted", Canary::OutboxNotPersisted),
+        ("delete-before-snapshot-stored", Canary::DeleteBeforeSnapshotStored),
+        ("compaction-covers-unsafe-messages", Canary::CompactionCoversUnsafeMessages),
     ];
 
     /// The canary with this command-line name.

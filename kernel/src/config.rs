@@ -97,6 +97,24 @@ pub struct Config {
     /// Document updates a device remembers having applied out of order per sender; beyond it an
     /// update may be applied twice, which changes nothing.
     pub updates_out_of_order_max: usize,
+    /// Compaction starts once this many applied document messages are not covered by a
+    /// snapshot yet...
+    pub compact_after_messages: u64,
+    /// ...or once they hold this many bytes of updates.
+    pub compact_after_bytes: u64,
+    /// How long each member in the deterministic order waits for the ones before it to
+    /// compact before it does (the first waits nothing).
+    pub compaction_takeover_ms: u64,
+    /// Largest snapshot (ciphertext) a device makes or an acceptor stores.
+    pub snapshot_bytes_max: usize,
+    /// Size of one snapshot chunk (each travels in one frame).
+    pub snapshot_chunk_bytes: usize,
+    /// Snapshots an acceptor keeps per group at most (the latest one and those being stored).
+    pub snapshots_per_group_max: usize,
+    /// Snapshot chunks a node sends or asks for per group per timer at most.
+    pub snapshot_chunks_per_round_max: usize,
+    /// Senders a compaction may name (everyone who ever wrote to the document).
+    pub covered_senders_max: usize,
     /// A deliberately broken behaviour for checker tests; `None` in every real build.
     #[cfg(feature = "canary")]
     pub canary: Option<crate::canary::Canary>,
@@ -167,6 +185,14 @@ impl Default for Config {
             group_store_bytes_max: 64 << 20,
             page_messages_max: 256,
             updates_out_of_order_max: 4096,
+            compact_after_messages: 1_000,
+            compact_after_bytes: 8 << 20,
+            compaction_takeover_ms: 30_000,
+            snapshot_bytes_max: 256 << 20,
+            snapshot_chunk_bytes: 256 << 10,
+            snapshots_per_group_max: 3,
+            snapshot_chunks_per_round_max: 64,
+            covered_senders_max: 10_000,
             #[cfg(feature = "canary")]
             canary: None,
         }
@@ -235,6 +261,13 @@ impl Config {
             ("group_store_bytes_max", self.group_store_bytes_max as u64),
             ("page_messages_max", self.page_messages_max as u64),
             ("updates_out_of_order_max", self.updates_out_of_order_max as u64),
+            ("compact_after_messages", self.compact_after_messages),
+            ("compact_after_bytes", self.compact_after_bytes),
+            ("snapshot_bytes_max", self.snapshot_bytes_max as u64),
+            ("snapshot_chunk_bytes", self.snapshot_chunk_bytes as u64),
+            ("snapshots_per_group_max", self.snapshots_per_group_max as u64),
+            ("snapshot_chunks_per_round_max", self.snapshot_chunks_per_round_max as u64),
+            ("covered_senders_max", self.covered_senders_max as u64),
         ];
         if let Some((name, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Zero(name));
@@ -266,6 +299,12 @@ impl Config {
             return Err(ConfigError::Inconsistent(
                 "stored_message_bytes_max must hold an encrypted update, and message_bytes_max two of them",
             ));
+        }
+        if self.snapshot_chunk_bytes.saturating_mul(2) > self.message_bytes_max {
+            return Err(ConfigError::Inconsistent("message_bytes_max must hold two snapshot chunks"));
+        }
+        if self.snapshots_per_group_max < 2 {
+            return Err(ConfigError::Inconsistent("an acceptor must keep a new snapshot beside the one in force"));
         }
         if self.stored_message_bytes_max > self.group_store_bytes_max {
             return Err(ConfigError::Inconsistent("group_store_bytes_max must hold at least one message"));

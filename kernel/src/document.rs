@@ -52,6 +52,9 @@ pub trait Document {
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError>;
     /// The current text.
     fn text(&self) -> String;
+    /// Whether an update merged earlier waits for a predecessor (it is not in the text, nor in
+    /// a snapshot, yet).
+    fn has_pending(&self) -> bool;
     /// The whole document (every operation merged so far) in the CRDT library's own snapshot
     /// format, for a client outside Plait to import (for Loro: `LoroDoc::import`).
     fn export_snapshot(&self) -> Result<Vec<u8>, DocumentError>;
@@ -124,6 +127,10 @@ impl Document for LoroDocument {
 
     fn text(&self) -> String {
         self.doc.get_text(TEXT_CONTAINER).to_string()
+    }
+
+    fn has_pending(&self) -> bool {
+        !matches!(self.doc.export_pending_updates(), Ok(None))
     }
 
     fn export_snapshot(&self) -> Result<Vec<u8>, DocumentError> {

@@ -251,6 +251,13 @@ pub enum Event {
         /// The plaintext.
         data: Vec<u8>,
     },
+    /// A snapshot was imported: the document now holds every message a compaction covers.
+    SnapshotImported {
+        /// The group.
+        group: GroupId,
+        /// How many messages the snapshot covers.
+        covered_messages: u64,
+    },
     /// Another member's document update was applied.
     DocumentChanged {
         /// The group.

@@ -20,6 +20,7 @@ pub mod io;
 pub mod log;
 pub mod mls;
 pub mod rng;
+pub mod snapshot;
 pub mod storage;
 pub mod time;
 pub mod updates;

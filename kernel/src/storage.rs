@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
+use crate::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use crate::updates::{Cursor, StoredMessage, UpdateId};
 
 /// One durable fact. Later records for the same key replace earlier ones.
@@ -133,6 +134,52 @@ pub enum Record {
         /// The cursor.
         cursor: Cursor,
     },
+    /// Acceptor: one chunk of a stored snapshot (ciphertext).
+    SnapshotChunk {
+        /// Which group.
+        group: GroupId,
+        /// The snapshot.
+        hash: SnapshotHash,
+        /// The chunk's index.
+        index: u32,
+        /// How many chunks the snapshot has.
+        count: u32,
+        /// The chunk.
+        bytes: Vec<u8>,
+    },
+    /// Acceptor: every chunk of this snapshot is deleted.
+    SnapshotDropped {
+        /// Which group.
+        group: GroupId,
+        /// The snapshot.
+        hash: SnapshotHash,
+    },
+    /// Acceptor: stored messages deleted because a compaction covers them. Their positions are
+    /// never given out again.
+    Unstored {
+        /// Which group.
+        group: GroupId,
+        /// The positions deleted, with the ids of the messages they held.
+        deleted: Vec<(u64, UpdateId)>,
+    },
+    /// Acceptor and device: the latest compaction chosen in the log (a device keeps its key).
+    Compacted {
+        /// Which group.
+        group: GroupId,
+        /// The compaction.
+        compaction: Compaction,
+        /// Its content key (devices only).
+        key: Option<ContentKey>,
+    },
+    /// Device: a snapshot it imported (plaintext) and the messages whose updates it holds.
+    ImportedSnapshot {
+        /// Which group.
+        group: GroupId,
+        /// The messages it covers (counted as applied).
+        covered: Covered,
+        /// The document snapshot.
+        snapshot: Vec<u8>,
+    },
 }
 
 impl Record {
@@ -151,7 +198,12 @@ impl Record {
             | Record::Stored { group, .. }
             | Record::Update { group, .. }
             | Record::SafeBelow { group, .. }
-            | Record::ReadCursor { group, .. } => *group,
+            | Record::ReadCursor { group, .. }
+            | Record::SnapshotChunk { group, .. }
+            | Record::SnapshotDropped { group, .. }
+            | Record::Unstored { group, .. }
+            | Record::Compacted { group, .. }
+            | Record::ImportedSnapshot { group, .. } => *group,
         }
     }
 }
@@ -218,6 +270,14 @@ pub struct RestoredGroup {
     pub safe_below: u64,
     /// Device: how far it has read each acceptor's store.
     pub cursors: BTreeMap<NodeId, Cursor>,
+    /// Acceptor: every position below this was given out (some may be deleted since).
+    pub positions_below: u64,
+    /// Acceptor: snapshot chunks held, by snapshot: `(count, chunks by index)`.
+    pub snapshots: BTreeMap<SnapshotHash, (u32, BTreeMap<u32, Vec<u8>>)>,
+    /// The latest compaction chosen (devices: with its key).
+    pub compacted: Option<(Compaction, Option<ContentKey>)>,
+    /// Device: the snapshot it imported last, with what it covers.
+    pub imported: Option<(Covered, Vec<u8>)>,
 }
 
 impl RestoredGroup {
@@ -238,6 +298,10 @@ impl RestoredGroup {
             updates: BTreeMap::new(),
             safe_below: 0,
             cursors: BTreeMap::new(),
+            positions_below: 1,
+            snapshots: BTreeMap::new(),
+            compacted: None,
+            imported: None,
         }
     }
 
@@ -308,7 +372,24 @@ impl Restored {
             }
             Record::Stored { position, message, .. } => {
                 state.stored.insert(*position, message.clone());
+                state.positions_below = state.positions_below.max(position + 1);
             }
+            Record::Unstored { deleted, .. } => {
+                for (position, _) in deleted {
+                    state.stored.remove(position);
+                    state.positions_below = state.positions_below.max(position + 1);
+                }
+            }
+            Record::SnapshotChunk { hash, index, count, bytes, .. } => {
+                let (held, chunks) = state.snapshots.entry(*hash).or_insert_with(|| (*count, BTreeMap::new()));
+                *held = *count;
+                chunks.insert(*index, bytes.clone());
+            }
+            Record::SnapshotDropped { hash, .. } => {
+                state.snapshots.remove(hash);
+            }
+            Record::Compacted { compaction, key, .. } => state.compacted = Some((compaction.clone(), *key)),
+            Record::ImportedSnapshot { covered, snapshot, .. } => state.imported = Some((covered.clone(), snapshot.clone())),
             Record::Update { id, update, .. } => {
                 state.updates.insert(*id, update.clone());
             }

@@ -231,6 +231,30 @@ pub enum Message {
         /// Whether more messages follow the page.
         more: bool,
     },
+    /// One chunk of an encrypted snapshot: member → acceptor to store it, acceptor → member or
+    /// peer acceptor when asked for it (a peer stores it too).
+    SnapshotChunk {
+        /// The snapshot's name (the hash of its whole ciphertext).
+        hash: crate::snapshot::SnapshotHash,
+        /// The chunk's index.
+        index: u32,
+        /// How many chunks make up the snapshot.
+        count: u32,
+        /// The chunk.
+        bytes: Vec<u8>,
+    },
+    /// Acceptor → member: every chunk of the snapshot is durable here and matches its name.
+    SnapshotStored {
+        /// The snapshot.
+        hash: crate::snapshot::SnapshotHash,
+    },
+    /// Member or peer acceptor → acceptor: send me this chunk of the snapshot.
+    FetchSnapshot {
+        /// The snapshot.
+        hash: crate::snapshot::SnapshotHash,
+        /// The chunk wanted.
+        index: u32,
+    },
 }
 
 /// The bytes a proposer signs for an accept: acceptors keep the signature with the value and

@@ -77,5 +77,6 @@ pub fn all() -> Vec<Scenario> {
     let mut all = scenarios::paxos::all();
     all.extend(scenarios::mls::all());
     all.extend(scenarios::document::all());
+    all.extend(scenarios::compaction::all());
     all
 }

@@ -3,13 +3,15 @@
 //!
 //! The fold exists so that one group commit writes each table with a few multi-row statements
 //! (each statement is a round trip to sqlx's worker thread) instead of one statement per record.
-//! Because every record kind either replaces, keeps the maximum, or sets a flag, the net effect
-//! of a sequence of records on one key is a single row to upsert or delete.
+//! Because every record kind either replaces, keeps the maximum, sets a flag, or deletes, the net
+//! effect of a sequence of records on one key is a single row to upsert or delete (a snapshot's
+//! chunks: a delete of all of them, then upserts).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{Entry, GroupGenesis};
+use plait_kernel::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use plait_kernel::storage::{AcceptedValue, Record, WriteBatch};
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 
@@ -35,14 +37,35 @@ pub(crate) struct Changes {
     pub(crate) round_floors: BTreeMap<GroupId, u64>,
     /// Per MLS key: the last value, or `None` when the key was deleted last.
     pub(crate) mls_state: BTreeMap<(GroupId, Vec<u8>), Option<Vec<u8>>>,
-    /// Last stored message per position.
-    pub(crate) stored: BTreeMap<(GroupId, u64), StoredMessage>,
+    /// Per position: the last stored message, or `None` when a later `Unstored` deleted it.
+    pub(crate) stored: BTreeMap<(GroupId, u64), Option<StoredMessage>>,
+    /// Highest deleted position + 1 per group; the write keeps the higher of this and the durable
+    /// one. Stored positions are not counted here: the load counts the `stored` rows.
+    pub(crate) unstored_below: BTreeMap<GroupId, u64>,
+    /// Per snapshot: what to do to its chunks.
+    pub(crate) snapshots: BTreeMap<(GroupId, SnapshotHash), SnapshotChange>,
+    /// Last compaction per group.
+    pub(crate) compacted: BTreeMap<GroupId, (Compaction, Option<ContentKey>)>,
+    /// Last imported snapshot per group.
+    pub(crate) imported: BTreeMap<GroupId, (Covered, Vec<u8>)>,
     /// Last update per update id (a device rewrites its open update with every edit).
     pub(crate) updates: BTreeMap<(GroupId, UpdateId), Vec<u8>>,
     /// Highest `SafeBelow` per group; the write keeps the higher of this and the durable one.
     pub(crate) safe_below: BTreeMap<GroupId, u64>,
     /// Last read cursor per acceptor (it may move back: replaced, not maximised).
     pub(crate) read_cursors: BTreeMap<(GroupId, NodeId), Cursor>,
+}
+
+/// The net change to one snapshot's chunks.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct SnapshotChange {
+    /// Whether a `SnapshotDropped` came: the durable chunks and count go before `chunks` are
+    /// written.
+    pub(crate) is_dropped: bool,
+    /// The chunk count the last `SnapshotChunk` carried; `None` if none came after the drop.
+    pub(crate) count: Option<u32>,
+    /// The last bytes per chunk index since the drop (or since the start).
+    pub(crate) chunks: BTreeMap<u32, Vec<u8>>,
 }
 
 impl Changes {
@@ -70,6 +93,10 @@ impl Changes {
             && self.updates.is_empty()
             && self.safe_below.is_empty()
             && self.read_cursors.is_empty()
+            && self.unstored_below.is_empty()
+            && self.snapshots.is_empty()
+            && self.compacted.is_empty()
+            && self.imported.is_empty()
     }
 
     /// Adding a record kind: add a field above, an arm here, a table in a new migration, and a
@@ -114,7 +141,28 @@ impl Changes {
                 self.mls_state.insert((group, key.clone()), value.clone());
             }
             Record::Stored { position, message, .. } => {
-                self.stored.insert((group, *position), message.clone());
+                self.stored.insert((group, *position), Some(message.clone()));
+            }
+            Record::Unstored { deleted, .. } => {
+                for (position, _) in deleted {
+                    self.stored.insert((group, *position), None);
+                    let below = self.unstored_below.entry(group).or_insert(position + 1);
+                    *below = (*below).max(position + 1);
+                }
+            }
+            Record::SnapshotChunk { hash, index, count, bytes, .. } => {
+                let change = self.snapshots.entry((group, *hash)).or_default();
+                change.count = Some(*count);
+                change.chunks.insert(*index, bytes.clone());
+            }
+            Record::SnapshotDropped { hash, .. } => {
+                self.snapshots.insert((group, *hash), SnapshotChange { is_dropped: true, ..SnapshotChange::default() });
+            }
+            Record::Compacted { compaction, key, .. } => {
+                self.compacted.insert(group, (compaction.clone(), *key));
+            }
+            Record::ImportedSnapshot { covered, snapshot, .. } => {
+                self.imported.insert(group, (covered.clone(), snapshot.clone()));
             }
             Record::Update { id, update, .. } => {
                 self.updates.insert((group, *id), update.clone());
@@ -212,8 +260,41 @@ mod tests {
         assert_eq!(changes.safe_below.get(&group), Some(&7), "SafeBelow keeps the maximum");
         assert_eq!(changes.updates.get(&(group, id)).map(Vec::as_slice), Some(&b"abc"[..]), "the last rewrite wins");
         assert_eq!(changes.updates.len(), 1);
-        assert_eq!(changes.stored.get(&(group, 1)).map(|message| message.id.seq), Some(2), "the last message wins");
+        assert_eq!(
+            changes.stored.get(&(group, 1)).and_then(|message| message.as_ref()).map(|message| message.id.seq),
+            Some(2),
+            "the last message wins"
+        );
         let last = Cursor { incarnation: Incarnation(2), position: 0 };
         assert_eq!(changes.read_cursors.get(&(group, acceptor)), Some(&last), "a cursor is replaced, even by a lower one");
+    }
+
+    #[test]
+    fn unstored_deletes_and_raises_its_floor_and_a_drop_forgets_earlier_chunks() {
+        let genesis = genesis(1);
+        let group = genesis.group_id();
+        let sender = NodeId::from_index(2);
+        let id = |seq| UpdateId { sender, seq };
+        let stored =
+            |position| Record::Stored { group, position, message: StoredMessage { id: id(position), ciphertext: vec![] } };
+        let unstored = |positions: &[u64]| Record::Unstored { group, deleted: positions.iter().map(|p| (*p, id(*p))).collect() };
+        let hash = SnapshotHash([3; 32]);
+        let chunk = |index: u32, count| Record::SnapshotChunk { group, hash, index, count, bytes: vec![index as u8] };
+        let durable = BTreeSet::from([group]);
+        let records = vec![
+            stored(1),
+            stored(2),
+            unstored(&[2, 1]),
+            stored(3),
+            chunk(0, 2),
+            Record::SnapshotDropped { group, hash },
+            chunk(1, 3),
+        ];
+        let changes = Changes::fold(&durable, &[batch(records)]);
+        assert_eq!(changes.stored.get(&(group, 2)), Some(&None), "Unstored deletes");
+        assert!(matches!(changes.stored.get(&(group, 3)), Some(Some(_))), "a later Stored is kept");
+        assert_eq!(changes.unstored_below.get(&group), Some(&3), "the highest deleted position + 1");
+        let expected = SnapshotChange { is_dropped: true, count: Some(3), chunks: BTreeMap::from([(1, vec![1])]) };
+        assert_eq!(changes.snapshots.get(&(group, hash)), Some(&expected), "only chunks after the drop are written");
     }
 }

@@ -3,10 +3,13 @@
 //! SQLite's INTEGER is a signed 64-bit number, so a `u64` above `i64::MAX` would sort below zero.
 //! Every `u64` is therefore stored as 8 big-endian bytes: SQLite compares BLOBs with `memcmp`, so
 //! byte order equals numeric order and range scans and `>` comparisons stay correct over all of
-//! `u64`. Structured values (genesis, entries) use postcard, the kernel's own encoding.
+//! `u64`. A `u32` (snapshot chunk index and count) is 4 big-endian bytes for the same reason.
+//! Structured values (genesis, entries, compactions, covered sets, content keys) use postcard,
+//! the kernel's own encoding.
 
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use plait_kernel::log::{Entry, GroupGenesis};
+use plait_kernel::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -17,6 +20,11 @@ pub(crate) const BALLOT_LEN: usize = 8 + 32;
 
 /// A `u64` as 8 big-endian bytes.
 pub(crate) fn u64_to_column(value: u64) -> [u8; 8] {
+    value.to_be_bytes()
+}
+
+/// A `u32` as 4 big-endian bytes.
+pub(crate) fn u32_to_column(value: u32) -> [u8; 4] {
     value.to_be_bytes()
 }
 
@@ -77,6 +85,10 @@ impl Column {
         Ok(u64::from_be_bytes(self.fixed(bytes)?))
     }
 
+    pub(crate) fn u32(&self, bytes: &[u8]) -> Result<u32, StoreError> {
+        Ok(u32::from_be_bytes(self.fixed(bytes)?))
+    }
+
     pub(crate) fn slot(&self, bytes: &[u8]) -> Result<Slot, StoreError> {
         Ok(Slot(self.u64(bytes)?))
     }
@@ -91,6 +103,10 @@ impl Column {
 
     pub(crate) fn node_id(&self, bytes: &[u8]) -> Result<NodeId, StoreError> {
         Ok(NodeId(self.fixed(bytes)?))
+    }
+
+    pub(crate) fn snapshot_hash(&self, bytes: &[u8]) -> Result<SnapshotHash, StoreError> {
+        Ok(SnapshotHash(self.fixed(bytes)?))
     }
 
     pub(crate) fn value_hash(&self, bytes: &[u8]) -> Result<ValueHash, StoreError> {
@@ -108,6 +124,18 @@ impl Column {
     }
 
     pub(crate) fn genesis(&self, bytes: &[u8]) -> Result<GroupGenesis, StoreError> {
+        self.postcard(bytes)
+    }
+
+    pub(crate) fn compaction(&self, bytes: &[u8]) -> Result<Compaction, StoreError> {
+        self.postcard(bytes)
+    }
+
+    pub(crate) fn content_key(&self, bytes: &[u8]) -> Result<Option<ContentKey>, StoreError> {
+        self.postcard(bytes)
+    }
+
+    pub(crate) fn covered(&self, bytes: &[u8]) -> Result<Covered, StoreError> {
         self.postcard(bytes)
     }
 

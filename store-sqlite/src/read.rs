@@ -1,5 +1,7 @@
 //! Reads the durable state back: the whole [`Restored`] at start, and bounded [`LoadQuery`]s.
 
+use std::collections::BTreeMap;
+
 use plait_kernel::storage::{AcceptedValue, LoadQuery, LoadResult, Restored, RestoredGroup};
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use sqlx::sqlite::SqliteRow;
@@ -78,6 +80,7 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
         group_of(&mut restored, "mls_state", group)?.mls.insert(key.to_vec(), value.to_vec());
     }
     load_documents(connection, &mut restored).await?;
+    load_compaction(connection, &mut restored).await?;
     Ok(restored)
 }
 
@@ -88,7 +91,11 @@ async fn load_documents(connection: &mut SqliteConnection, restored: &mut Restor
         let position = Column("stored.position").u64(position)?;
         let id = UpdateId { sender: Column("stored.sender").node_id(sender)?, seq: Column("stored.seq").u64(seq)? };
         let message = StoredMessage { id, ciphertext: ciphertext.to_vec() };
-        group_of(restored, "stored", group)?.stored.insert(position, message);
+        let state = group_of(restored, "stored", group)?;
+        state.stored.insert(position, message);
+        // Stored records do not write `unstored_below`: a stored row itself shows that its
+        // position was given out.
+        state.positions_below = state.positions_below.max(position + 1);
     }
     for row in fetch(connection, "SELECT group_id, sender, seq, body, checksum FROM updates").await? {
         let [group, sender, seq, body] = checked(&row, "updates")?;
@@ -108,6 +115,51 @@ async fn load_documents(connection: &mut SqliteConnection, restored: &mut Restor
             position: Column("read_cursors.position").u64(position)?,
         };
         group_of(restored, "read_cursors", group)?.cursors.insert(acceptor, cursor);
+    }
+    Ok(())
+}
+
+/// Reads the compaction tables (schema version 5) into `restored`, whose groups and stored
+/// messages are loaded.
+async fn load_compaction(connection: &mut SqliteConnection, restored: &mut Restored) -> Result<(), StoreError> {
+    for row in fetch(connection, "SELECT group_id, position, checksum FROM unstored_below").await? {
+        let [group, position] = checked(&row, "unstored_below")?;
+        let position = Column("unstored_below.position").u64(position)?;
+        let state = group_of(restored, "unstored_below", group)?;
+        state.positions_below = state.positions_below.max(position);
+    }
+    for row in fetch(connection, "SELECT group_id, hash, chunk_count, checksum FROM snapshots").await? {
+        let [group, hash, count] = checked(&row, "snapshots")?;
+        let hash = Column("snapshots.hash").snapshot_hash(hash)?;
+        let count = Column("snapshots.chunk_count").u32(count)?;
+        group_of(restored, "snapshots", group)?.snapshots.insert(hash, (count, BTreeMap::new()));
+    }
+    let chunks = "SELECT group_id, hash, chunk_index, bytes, checksum FROM snapshot_chunks";
+    for row in fetch(connection, chunks).await? {
+        let [group, hash, index, bytes] = checked(&row, "snapshot_chunks")?;
+        let hash = Column("snapshot_chunks.hash").snapshot_hash(hash)?;
+        let index = Column("snapshot_chunks.chunk_index").u32(index)?;
+        let (_, held) = group_of(restored, "snapshot_chunks", group)?.snapshots.get_mut(&hash).ok_or_else(|| {
+            StoreError::Corrupt { detail: format!("snapshot_chunks has a chunk of {hash:?} that has no row in snapshots") }
+        })?;
+        held.insert(index, bytes.to_vec());
+    }
+    // Every `SnapshotChunk` writes a chunk with its count, so a count alone is damage.
+    for state in restored.groups.values() {
+        if let Some(hash) = state.snapshots.iter().find(|(_, (_, held))| held.is_empty()).map(|(hash, _)| hash) {
+            return Err(StoreError::Corrupt { detail: format!("snapshots has a row for {hash:?} that has no chunks") });
+        }
+    }
+    for row in fetch(connection, "SELECT group_id, compaction, content_key, checksum FROM compacted").await? {
+        let [group, compaction, key] = checked(&row, "compacted")?;
+        let compaction = Column("compacted.compaction").compaction(compaction)?;
+        let key = Column("compacted.content_key").content_key(key)?;
+        group_of(restored, "compacted", group)?.compacted = Some((compaction, key));
+    }
+    for row in fetch(connection, "SELECT group_id, covered, snapshot, checksum FROM imported_snapshots").await? {
+        let [group, covered, snapshot] = checked(&row, "imported_snapshots")?;
+        let covered = Column("imported_snapshots.covered").covered(covered)?;
+        group_of(restored, "imported_snapshots", group)?.imported = Some((covered, snapshot.to_vec()));
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::changes::Changes;
-use crate::codec::{ballot_to_column, row_checksum, to_postcard, u64_to_column};
+use crate::codec::{ballot_to_column, row_checksum, to_postcard, u32_to_column, u64_to_column};
 use crate::error::StoreError;
 
 /// Rows per statement. Each statement is one round trip to sqlx's worker thread, so fewer is
@@ -55,6 +55,8 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
     write_accepted(connection, changes).await?;
     write_mls_state(connection, changes).await?;
     write_documents(connection, changes).await?;
+    write_snapshots(connection, changes).await?;
+    write_compaction(connection, changes).await?;
 
     let statement = Statement {
         table: "peer_incarnations",
@@ -156,7 +158,8 @@ async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -
     delete(connection, "DELETE FROM mls_state WHERE (group_id, key) IN (", keys).await
 }
 
-/// Document messages: stored messages, updates, `SafeBelow` (highest wins) and read cursors.
+/// Document messages: stored messages (upserted or deleted), updates, `SafeBelow` (highest wins)
+/// and read cursors.
 async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
     let statement = Statement {
         table: "stored",
@@ -164,16 +167,24 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
         tail: " ON CONFLICT (group_id, position) DO UPDATE SET sender = excluded.sender, seq = excluded.seq, \
                ciphertext = excluded.ciphertext, checksum = excluded.checksum",
     };
-    let rows = changes.stored.iter().map(|((group, position), message)| {
-        vec![
+    let rows = changes.stored.iter().filter_map(|((group, position), message)| {
+        let message = message.as_ref()?;
+        Some(vec![
             group.0.to_vec(),
             u64_to_column(*position).to_vec(),
             message.id.sender.0.to_vec(),
             u64_to_column(message.id.seq).to_vec(),
             message.ciphertext.clone(),
-        ]
+        ])
     });
     upsert(connection, &statement, rows.collect()).await?;
+    let keys: Vec<Columns> = changes
+        .stored
+        .iter()
+        .filter(|(_, message)| message.is_none())
+        .map(|((group, position), _)| vec![group.0.to_vec(), u64_to_column(*position).to_vec()])
+        .collect();
+    delete(connection, "DELETE FROM stored WHERE (group_id, position) IN (", keys).await?;
 
     let statement = Statement {
         table: "updates",
@@ -208,6 +219,79 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
             u64_to_column(cursor.position).to_vec(),
         ]
     });
+    upsert(connection, &statement, rows.collect()).await
+}
+
+/// Snapshot chunks: a dropped snapshot loses its count and every chunk first, then the chunks
+/// (and count) written since are upserted.
+async fn write_snapshots(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let dropped: Vec<Columns> = changes
+        .snapshots
+        .iter()
+        .filter(|(_, change)| change.is_dropped)
+        .map(|((group, hash), _)| vec![group.0.to_vec(), hash.0.to_vec()])
+        .collect();
+    delete(connection, "DELETE FROM snapshot_chunks WHERE (group_id, hash) IN (", dropped.clone()).await?;
+    delete(connection, "DELETE FROM snapshots WHERE (group_id, hash) IN (", dropped).await?;
+
+    let statement = Statement {
+        table: "snapshots",
+        head: "INSERT INTO snapshots (group_id, hash, chunk_count, checksum) ",
+        tail: " ON CONFLICT (group_id, hash) DO UPDATE SET chunk_count = excluded.chunk_count, checksum = excluded.checksum",
+    };
+    let rows = changes.snapshots.iter().filter_map(|((group, hash), change)| {
+        Some(vec![group.0.to_vec(), hash.0.to_vec(), u32_to_column(change.count?).to_vec()])
+    });
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "snapshot_chunks",
+        head: "INSERT INTO snapshot_chunks (group_id, hash, chunk_index, bytes, checksum) ",
+        tail: " ON CONFLICT (group_id, hash, chunk_index) DO UPDATE SET bytes = excluded.bytes, checksum = excluded.checksum",
+    };
+    let rows = changes.snapshots.iter().flat_map(|((group, hash), change)| {
+        change
+            .chunks
+            .iter()
+            .map(|(index, bytes)| vec![group.0.to_vec(), hash.0.to_vec(), u32_to_column(*index).to_vec(), bytes.clone()])
+    });
+    upsert(connection, &statement, rows.collect()).await
+}
+
+/// Compaction: deleted positions (highest wins), the latest compaction and the latest imported
+/// snapshot (last wins).
+async fn write_compaction(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let statement = Statement {
+        table: "unstored_below",
+        head: "INSERT INTO unstored_below (group_id, position, checksum) ",
+        tail: " ON CONFLICT (group_id) DO UPDATE SET position = excluded.position, checksum = excluded.checksum \
+               WHERE excluded.position > unstored_below.position",
+    };
+    let rows = changes.unstored_below.iter().map(|(group, position)| vec![group.0.to_vec(), u64_to_column(*position).to_vec()]);
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "compacted",
+        head: "INSERT INTO compacted (group_id, compaction, content_key, checksum) ",
+        tail: " ON CONFLICT (group_id) DO UPDATE SET compaction = excluded.compaction, \
+               content_key = excluded.content_key, checksum = excluded.checksum",
+    };
+    let rows = changes
+        .compacted
+        .iter()
+        .map(|(group, (compaction, key))| vec![group.0.to_vec(), to_postcard(compaction), to_postcard(key)]);
+    upsert(connection, &statement, rows.collect()).await?;
+
+    let statement = Statement {
+        table: "imported_snapshots",
+        head: "INSERT INTO imported_snapshots (group_id, covered, snapshot, checksum) ",
+        tail: " ON CONFLICT (group_id) DO UPDATE SET covered = excluded.covered, snapshot = excluded.snapshot, \
+               checksum = excluded.checksum",
+    };
+    let rows = changes
+        .imported
+        .iter()
+        .map(|(group, (covered, snapshot))| vec![group.0.to_vec(), to_postcard(covered), snapshot.clone()]);
     upsert(connection, &statement, rows.collect()).await
 }
 

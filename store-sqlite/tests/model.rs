@@ -2,9 +2,12 @@
 //! applied to both `plait-store-sqlite` and io-sim's `Disk` (a `Restored` that `Restored::apply`
 //! runs on), comparing the loaded state after every reopen and every bounded read.
 
+use std::collections::BTreeMap;
+
 use plait_io_sim::disk::Disk;
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
+use plait_kernel::snapshot::{Compaction, ContentKey, Covered, CoveredSender, SnapshotHash};
 use plait_kernel::storage::{LoadQuery, Record, Restored, WriteBatch};
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use plait_store_sqlite::Store;
@@ -72,6 +75,26 @@ fn growing_update() -> impl Strategy<Value = Vec<u8>> {
     (0..48u8).prop_map(|length| (0..length).collect())
 }
 
+/// Few snapshot names, so chunks of one snapshot collide and drops hit held snapshots.
+fn snapshot_hash() -> impl Strategy<Value = SnapshotHash> {
+    (0..3u8).prop_map(|byte| SnapshotHash([byte; 32]))
+}
+
+/// Any covered set: the store keeps it as bytes, so it need not be well formed.
+fn covered() -> impl Strategy<Value = Covered> {
+    let sender = (node(), number(), prop::collection::vec(number(), 0..3)).prop_map(|(sender, below, beyond)| CoveredSender {
+        sender,
+        below,
+        beyond,
+    });
+    prop::collection::vec(sender, 0..3).prop_map(|senders| Covered { senders })
+}
+
+fn compaction() -> impl Strategy<Value = Compaction> {
+    (snapshot_hash(), number(), 1..5u32, covered(), prop::collection::vec(any::<u8>(), 0..8))
+        .prop_map(|(hash, size, chunks, covered, wrapped_key)| Compaction { hash, size, chunks, covered, wrapped_key })
+}
+
 fn record() -> impl Strategy<Value = Record> {
     let any_group = (0..GROUPS).prop_map(group);
     let slot = (0..SLOTS).prop_map(Slot);
@@ -102,6 +125,19 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, id, update)| Record::Update { group, id, update }),
         // Raised and lowered: the store must keep the maximum.
         2 => (any_group.clone(), number()).prop_map(|(group, seq)| Record::SafeBelow { group, seq }),
+        // Positions from the same range as `Stored`'s, so the highest stored one is often deleted
+        // (and `positions_below` must still count it), and ones never stored.
+        2 => (any_group.clone(), prop::collection::vec((number(), update_id()), 0..3))
+            .prop_map(|(group, deleted)| Record::Unstored { group, deleted }),
+        // The count varies between chunks of one snapshot: the last one carried wins.
+        3 => (any_group.clone(), snapshot_hash(), 0..4u32, 1..5u32, prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(group, hash, index, count, bytes)| Record::SnapshotChunk { group, hash, index, count, bytes }),
+        1 => (any_group.clone(), snapshot_hash()).prop_map(|(group, hash)| Record::SnapshotDropped { group, hash }),
+        // With a key (a device) and without (an acceptor).
+        1 => (any_group.clone(), compaction(), prop::option::of(any::<[u8; 32]>().prop_map(ContentKey)))
+            .prop_map(|(group, compaction, key)| Record::Compacted { group, compaction, key }),
+        1 => (any_group.clone(), covered(), prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(group, covered, snapshot)| Record::ImportedSnapshot { group, covered, snapshot }),
         // Raised, lowered, and moved to another incarnation: the last one wins.
         2 => (any_group, node(), number(), number()).prop_map(|(group, acceptor, incarnation, position)| Record::ReadCursor {
             group,
@@ -138,7 +174,8 @@ async fn reopen_and_compare(path: &std::path::Path, model: &Restored) -> Result<
     Ok(store)
 }
 
-async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
+/// Runs `steps` against the store and the model, and returns the model's final state.
+async fn run(steps: Vec<Step>) -> Result<Restored, TestCaseError> {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let path = directory.path().join("node.sqlite");
     let mut disk = Disk::default();
@@ -167,7 +204,7 @@ async fn run(steps: Vec<Step>) -> Result<(), TestCaseError> {
     prop_assert_eq!(&loaded, disk.durable(), "loaded state at the end differs from the model");
     drop(store);
     reopen_and_compare(&path, disk.durable()).await?;
-    Ok(())
+    Ok(disk.durable().clone())
 }
 
 proptest! {
@@ -180,4 +217,44 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
         runtime.block_on(run(steps))?;
     }
+}
+
+/// Proves that deleting the highest stored position, in a later commit or in the same one as its
+/// `Stored`, still counts it in `positions_below`; that a dropped snapshot loses every chunk while
+/// a chunk written after the drop stays, with the latest count; and that the latest compaction and
+/// imported snapshot replace earlier ones, across reopens.
+#[test]
+fn unstored_highest_position_and_dropped_snapshot_load_as_the_model_holds() {
+    let group = group(0);
+    let sender = NodeId::from_index(3);
+    let id = |seq| UpdateId { sender, seq };
+    let stored =
+        |position| Record::Stored { group, position, message: StoredMessage { id: id(position), ciphertext: vec![1; 4] } };
+    let unstored = |positions: &[u64]| Record::Unstored { group, deleted: positions.iter().map(|p| (*p, id(*p))).collect() };
+    let hash = SnapshotHash([1; 32]);
+    let chunk = |index: u32, count| Record::SnapshotChunk { group, hash, index, count, bytes: vec![index as u8; 8] };
+    let compacted = |size, key| {
+        let compaction = Compaction { hash, size, chunks: 2, covered: Covered::default(), wrapped_key: vec![5; 4] };
+        Record::Compacted { group, compaction, key }
+    };
+    let imported = |snapshot: &[u8]| Record::ImportedSnapshot { group, covered: Covered::default(), snapshot: snapshot.to_vec() };
+    let commit = |records: Vec<Record>| Step::Apply(vec![WriteBatch { records }]);
+    let steps = vec![
+        commit(vec![Record::Group { group, genesis: genesis(0) }, stored(1), stored(2), stored(3), chunk(0, 2), chunk(1, 2)]),
+        commit(vec![compacted(16, Some(ContentKey([9; 32]))), imported(b"first")]),
+        commit(vec![unstored(&[3, 2]), Record::SnapshotDropped { group, hash }]),
+        Step::Crash,
+        commit(vec![stored(4), unstored(&[4]), chunk(0, 3), compacted(32, None), imported(b"second")]),
+        Step::Crash,
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime");
+    let model = runtime.block_on(run(steps)).expect("the store loads what the model holds");
+
+    let state = &model.groups[&group];
+    assert_eq!(state.stored.keys().copied().collect::<Vec<_>>(), vec![1]);
+    assert_eq!(state.positions_below, 5, "deleted positions 3 and 4 are still counted");
+    let chunks = BTreeMap::from([(0, vec![0; 8])]);
+    assert_eq!(state.snapshots.get(&hash), Some(&(3, chunks)), "only the chunk written after the drop");
+    assert_eq!(state.compacted.as_ref().map(|(compaction, key)| (compaction.size, *key)), Some((32, None)));
+    assert_eq!(state.imported.as_ref().map(|(_, snapshot)| snapshot.as_slice()), Some(&b"second"[..]));
 }

@@ -24,6 +24,7 @@ impl Cluster {
                 }
             }
             Event::DocumentChanged { .. } => self.stats.updates_applied += 1,
+            Event::SnapshotImported { .. } => self.stats.snapshots_imported += 1,
             Event::DocumentSafe { group, seq, .. } => {
                 self.stats.updates_safe += 1;
                 self.check_safe(*group, plait_kernel::updates::UpdateId { sender: id, seq: *seq });

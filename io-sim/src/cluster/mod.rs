@@ -126,6 +126,8 @@ pub struct Stats {
     pub updates_applied: u64,
     /// Document messages that became safe.
     pub updates_safe: u64,
+    /// Snapshots devices imported to catch up.
+    pub snapshots_imported: u64,
 }
 
 /// Decrypted application messages kept for the scenario to inspect at most.

@@ -77,6 +77,8 @@ pub(crate) struct AcceptorGroup {
     pub(crate) subscribers: BTreeSet<NodeId>,
     /// Document messages stored for the group.
     pub(crate) store: crate::acceptor::store::MessageStore,
+    /// Snapshots stored for the group, and the compaction in force.
+    pub(crate) snapshots: crate::acceptor::snapshots::Snapshots,
     /// Chosen values peer acceptors reported for slots this node has not learned.
     vouches: crate::vouches::Vouches,
     pub(crate) next_peer_sync_at: Time,
@@ -111,6 +113,7 @@ impl AcceptorGroup {
             hint,
             subscribers: BTreeSet::new(),
             store: crate::acceptor::store::MessageStore::default(),
+            snapshots: crate::acceptor::snapshots::Snapshots::default(),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             former_members: BTreeSet::new(),
@@ -161,7 +164,11 @@ impl AcceptorGroup {
             history,
             hint: None,
             subscribers: BTreeSet::new(),
-            store: crate::acceptor::store::MessageStore::restore(restored.stored),
+            store: crate::acceptor::store::MessageStore::restore(restored.stored, restored.positions_below),
+            snapshots: crate::acceptor::snapshots::Snapshots::restore(
+                restored.snapshots,
+                restored.compacted.map(|(compaction, _)| compaction),
+            ),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
             mls,
@@ -264,11 +271,14 @@ impl AcceptorGroup {
             Message::Post { seq, ciphertext } => self.on_post(cx, from, seq, ciphertext),
             Message::Fetch { after } => self.on_fetch(cx, from, after),
             Message::Page { after, messages, more } => self.on_peer_page(cx, from, after, messages, more),
+            Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, from, hash, index, count, bytes),
+            Message::FetchSnapshot { hash, index } => self.on_fetch_snapshot(cx, from, hash, index),
             Message::Promise { .. }
             | Message::Accepted { .. }
             | Message::Rejected { .. }
             | Message::UnknownGroup
             | Message::PostAck { .. }
+            | Message::SnapshotStored { .. }
             | Message::PostRefused { .. } => {
                 cx.reject(Rejection::Unauthorised);
             }
@@ -477,7 +487,7 @@ impl AcceptorGroup {
     /// it adopted from promises, whoever made it; the commit's signature names its committer and
     /// the role check applies to that committer. (Groups of opaque values accept anything
     /// well-formed.)
-    fn refuses_value(&self, cx: &mut Context<'_>, slot: Slot, entry: &Entry) -> Option<RejectReason> {
+    fn refuses_value(&mut self, cx: &mut Context<'_>, slot: Slot, entry: &Entry) -> Option<RejectReason> {
         let view = self.mls.as_ref()?;
         if slot != self.chosen_next {
             cx.reject(Rejection::NotReady);
@@ -488,7 +498,13 @@ impl AcceptorGroup {
         }
         let valid = match entry {
             Entry::Noop => true,
-            Entry::Value(bytes) => view.check_commit(bytes).is_ok(),
+            Entry::Value(bytes) => match view.check_commit(bytes) {
+                Ok(checked) => match crate::snapshot::Compaction::from_aad(&checked.aad) {
+                    Some(compaction) => return self.refuses_compaction(cx, &compaction),
+                    None => true,
+                },
+                Err(_) => false,
+            },
             // MLS groups change acceptors by an admin's commit to their settings, which is
             // signed; a bare `SetAcceptors` entry is not, so anyone could forge one.
             Entry::SetAcceptors(_) => false,
@@ -556,6 +572,7 @@ impl AcceptorGroup {
     /// subscribers.
     fn learn_run(&mut self, cx: &mut Context<'_>, from: NodeId, entries: Vec<(Slot, Entry)>) {
         let mut learned = Vec::new();
+        let mut compactions = Vec::new();
         for (slot, entry) in entries {
             if slot < self.chosen_next {
                 continue;
@@ -569,7 +586,7 @@ impl AcceptorGroup {
                 cx.reject(Rejection::Invalid);
                 break;
             }
-            self.learn(slot, entry.clone());
+            compactions.extend(self.learn(slot, entry.clone()));
             learned.push((slot, entry));
         }
         if learned.is_empty() {
@@ -577,6 +594,9 @@ impl AcceptorGroup {
         }
         let records = learned.iter().map(|(slot, entry)| Record::Chosen { group: cx.group, slot: *slot, entry: entry.clone() });
         cx.persist(records.collect());
+        for compaction in compactions {
+            self.on_compaction_chosen(cx, compaction);
+        }
         for (slot, entry) in learned {
             let subscribers: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
             cx.send_all(&subscribers, &Message::Chosen { slot, entry });
@@ -584,12 +604,14 @@ impl AcceptorGroup {
         self.advance_recovery(cx);
     }
 
-    fn learn(&mut self, slot: Slot, entry: Entry) {
+    /// Learns one chosen entry; returns the compaction it makes, if any.
+    fn learn(&mut self, slot: Slot, entry: Entry) -> Option<crate::snapshot::Compaction> {
         assert_eq!(slot, self.chosen_next, "chosen entries are learned in slot order");
         self.history.record(slot, &entry);
+        let mut compaction = None;
         if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
             // A chosen commit every member refuses is skipped the same way here.
-            let _ = view.apply_commit(bytes);
+            compaction = view.apply_commit(bytes).ok().and_then(|checked| crate::snapshot::Compaction::from_aad(&checked.aad));
             self.history.record_settings(slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             self.remember_members();
         }
@@ -598,6 +620,7 @@ impl AcceptorGroup {
         }
         self.recent.insert(slot, entry);
         self.chosen_next = slot.next();
+        compaction
     }
 
     /// Keeps `recent` within its limit. Called once per handled input.
@@ -650,6 +673,7 @@ impl AcceptorGroup {
             self.ask_peers(cx);
         }
         self.fetch_from_peers(cx);
+        self.fetch_snapshot_from_peers(cx);
     }
 }
 

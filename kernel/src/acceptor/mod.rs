@@ -3,6 +3,7 @@
 mod group;
 mod mailbox;
 mod recovery;
+mod snapshots;
 mod store;
 
 use std::collections::BTreeMap;
@@ -284,6 +285,18 @@ impl AcceptorGroupView<'_> {
     /// Every stored document message, by position.
     pub fn messages(&self) -> impl Iterator<Item = (u64, &crate::updates::StoredMessage)> {
         self.group.store.messages()
+    }
+    /// Snapshot bytes held (the latest compaction's and any being stored).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.group.snapshots.bytes()
+    }
+    /// The compaction in force, if any.
+    pub fn compaction(&self) -> Option<&crate::snapshot::Compaction> {
+        self.group.snapshots.latest.as_ref()
+    }
+    /// Whether it holds every chunk of the snapshot with this name.
+    pub fn holds_snapshot(&self, hash: &crate::snapshot::SnapshotHash) -> bool {
+        self.group.snapshots.holds(hash)
     }
 }
 

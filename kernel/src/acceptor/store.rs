@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::ids::NodeId;
 use crate::io::Rejection;
 use crate::mls::{MlsError, PublicView};
+use crate::snapshot::Covered;
 use crate::storage::Record;
 use crate::updates::{Cursor, PostRefusal, StoredMessage, UpdateId};
 use crate::wire::Message;
@@ -39,17 +40,32 @@ pub(crate) struct MessageStore {
     /// How far this node has copied each peer's store (in memory: after a restart it copies from
     /// the start again, skipping what it holds). At most one per acceptor of the group.
     peer_cursors: BTreeMap<NodeId, Cursor>,
+    /// Every position below this was given out (deleted ones are never given out again).
+    positions_below: u64,
 }
 
 impl MessageStore {
     /// The store rebuilt from disk.
-    pub(crate) fn restore(stored: BTreeMap<u64, StoredMessage>) -> MessageStore {
+    pub(crate) fn restore(stored: BTreeMap<u64, StoredMessage>, positions_below: u64) -> MessageStore {
         let by_id = stored
             .iter()
             .map(|(position, message)| (message.id, (*position, PublicView::epoch_of(&message.ciphertext).unwrap_or(0))))
             .collect();
         let bytes = stored.values().map(|message| message.ciphertext.len()).sum();
-        MessageStore { by_position: stored, by_id, bytes, peer_cursors: BTreeMap::new() }
+        MessageStore { by_position: stored, by_id, bytes, peer_cursors: BTreeMap::new(), positions_below }
+    }
+
+    /// Deletes every copy of every message `covered` names; returns what went.
+    pub(crate) fn delete_covered(&mut self, covered: &Covered) -> Vec<(u64, UpdateId)> {
+        let deleted: Vec<(u64, UpdateId)> =
+            self.by_position.iter().filter(|(_, m)| covered.contains(&m.id)).map(|(p, m)| (*p, m.id)).collect();
+        for (position, id) in &deleted {
+            if let Some(message) = self.by_position.remove(position) {
+                self.bytes -= message.ciphertext.len();
+            }
+            self.by_id.remove(id);
+        }
+        deleted
     }
 
     /// Messages held.
@@ -78,7 +94,7 @@ impl MessageStore {
     }
 
     fn next_position(&self) -> u64 {
-        self.by_position.last_key_value().map_or(1, |(position, _)| position + 1)
+        self.by_position.last_key_value().map_or(1, |(position, _)| position + 1).max(self.positions_below)
     }
 
     /// Checks size and quota, then adds the message; returns the record to persist and its
@@ -92,6 +108,7 @@ impl MessageStore {
             return Err(PostRefusal::QuotaExceeded);
         }
         let position = self.next_position();
+        self.positions_below = position + 1;
         self.bytes += size;
         self.by_id.insert(message.id, (position, epoch));
         self.by_position.insert(position, message.clone());
@@ -145,6 +162,12 @@ impl AcceptorGroup {
             cov_mark::hit!(acceptor_refuses_a_post_sealed_in_an_earlier_epoch);
             cx.reject(Rejection::Expired);
             return cx.send(from, Message::PostRefused { seq, reason: PostRefusal::StaleEpoch { current } });
+        }
+        if self.snapshots.covers(&id) {
+            // Its update is inside the snapshot in force, which a quorum held when it was chosen.
+            cov_mark::hit!(acceptor_acknowledges_a_post_a_compaction_covers);
+            cx.reject(Rejection::Duplicate);
+            return cx.send(from, Message::PostAck { seq });
         }
         if self.store.holds_from(&id, epoch) {
             cov_mark::hit!(acceptor_acknowledges_a_repeated_post);
@@ -204,7 +227,7 @@ impl AcceptorGroup {
         let mut records = Vec::new();
         for (position, message) in messages {
             let epoch = PublicView::epoch_of(&message.ciphertext).unwrap_or(0);
-            if !self.store.holds_from(&message.id, epoch) {
+            if !self.store.holds_from(&message.id, epoch) && !self.snapshots.covers(&message.id) {
                 let from_member = self.former_members.contains(message.id.sender.0.as_slice());
                 match view.check_application(&message.ciphertext, PEER_COPY_EPOCHS) {
                     Ok(_) if from_member => {}
@@ -302,7 +325,7 @@ mod tests {
         assert!(more, "a page holds page_messages_max messages");
         let (page, more) = store.page(&cx, 2);
         assert_eq!((page.len(), more), (1, false));
-        let restored = MessageStore::restore(store.by_position.clone());
+        let restored = MessageStore::restore(store.by_position.clone(), 4);
         assert_eq!((restored.len(), restored.bytes()), (3, 9_000));
         assert!(restored.holds(&UpdateId { sender: NodeId::from_index(9), seq: 1 }));
     }

@@ -15,6 +15,7 @@ use crate::storage::{AcceptedValue, Record, RestoredGroup};
 use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
 
+pub(crate) mod compaction;
 mod document;
 mod messaging;
 
@@ -138,6 +139,7 @@ impl DeviceGroup {
         let wake = earliest(Some(self.next_sync_at), self.proposer.deadline());
         let wake = earliest(wake, self.invites.wake_at());
         let wake = earliest(wake, self.document_wake_at());
+        let wake = earliest(wake, self.compaction_wake_at());
         earliest(wake, self.next_rotation_at).expect("the sync deadline is always set")
     }
 
@@ -248,6 +250,8 @@ impl DeviceGroup {
             Message::PostAck { seq } => self.on_post_ack(cx, from, seq),
             Message::PostRefused { seq, reason } => self.on_post_refused(cx, from, seq, reason),
             Message::Page { after, messages, more } => self.on_page(cx, from, after, messages, more),
+            Message::SnapshotStored { hash } => self.on_snapshot_stored(cx, from, hash),
+            Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, hash, index, count, bytes),
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -261,6 +265,7 @@ impl DeviceGroup {
             | Message::Recovery { .. }
             | Message::CatchUp { .. }
             | Message::Post { .. }
+            | Message::FetchSnapshot { .. }
             | Message::Fetch { .. } => cx.reject(Rejection::Unauthorised),
         }
     }
@@ -460,6 +465,7 @@ impl DeviceGroup {
         let mut records = Vec::new();
         let mut events = Vec::new();
         let mut welcomes = Vec::new();
+        let mut compactions = Vec::new();
         for (slot, entry) in entries {
             assert_eq!(slot, self.next_slot, "entries are applied in slot order");
             records.push(Record::Chosen { group: cx.group, slot, entry: entry.clone() });
@@ -473,7 +479,15 @@ impl DeviceGroup {
             let mut committed = own_slot == Some(slot);
             if let Some(mls) = self.mls.as_mut() {
                 let invite = mls.pending.as_ref().and_then(|pending| pending.mailbox);
-                let (ours, mls_events) = mls.follow(cx, &entry, value_hash);
+                let members_before = mls.member.members();
+                let followed = mls.follow(cx, &entry, value_hash);
+                if let Some(replica) = self.replica.as_mut()
+                    && mls.member.members().iter().any(|member| !members_before.contains(member))
+                {
+                    replica.compactor.joined_at = mls.member.epoch();
+                }
+                let (ours, mls_events) = (followed.ours, followed.events);
+                compactions.extend(followed.compaction);
                 if let (true, Some(mailbox)) = (ours, invite) {
                     welcomes.extend(mls_events.iter().filter_map(|event| match event {
                         Event::Welcome { welcome, .. } => Some((mailbox, welcome.clone())),
@@ -499,6 +513,9 @@ impl DeviceGroup {
             records.extend(mls.changes(cx.group, false));
         }
         cx.persist(records);
+        for compaction in compactions {
+            self.on_compaction_chosen(cx, compaction);
+        }
         self.on_invitees_added(cx, welcomes);
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
@@ -624,12 +641,18 @@ impl DeviceGroup {
                 self.queue.pop_front();
                 continue;
             }
-            match mls.commit_for(&intent) {
+            let latest = self.replica.as_ref().and_then(|replica| replica.compactor.latest.as_ref());
+            match mls.commit_for(&intent, latest) {
                 Ok(entry) => {
                     // The pending commit is durable before its accept leaves.
                     let records = mls.changes(cx.group, false);
                     cx.persist(records);
                     return Some(entry);
+                }
+                Err(_) if matches!(intent, Intent::Compact(..)) => {
+                    // Automatic work the app never asked for: nothing to tell it.
+                    self.queue.pop_front();
+                    self.compaction_abandoned();
                 }
                 Err(error) => {
                     self.queue.pop_front();
@@ -645,6 +668,7 @@ impl DeviceGroup {
         self.rotate_when_due(cx);
         self.give_invitees_their_roles(cx);
         self.document_timer(cx);
+        self.compaction_timer(cx);
         if cx.now >= self.next_sync_at {
             let sync = Message::Sync {
                 genesis: self.genesis.clone(),

@@ -15,6 +15,7 @@ use crate::ids::{GroupId, NodeId, ValueHash};
 use crate::io::Event;
 use crate::log::Entry;
 use crate::mls::{Identity, Member, MlsError};
+use crate::snapshot::{Compaction, ContentKey, KeyedCompaction, SnapshotHash, open, seal};
 use crate::storage::Record;
 
 /// Keys of Plait's own facts in a group's MLS state (openmls never writes keys starting 0xff).
@@ -36,6 +37,11 @@ pub(crate) enum Intent {
     SetRole(NodeId, crate::mls::Role),
     /// Hand the group's log to another acceptor set (from the slot after the commit's).
     SetAcceptors(crate::log::AcceptorSet),
+    /// Make this snapshot, stored at a write quorum, count: a key rotation whose authenticated
+    /// data names it (`wrapped_key` is filled in against the epoch the commit is made in). It
+    /// was taken while the compaction named second was in force; once another one is, it is
+    /// abandoned (acceptors drop every snapshot but the one in force).
+    Compact(KeyedCompaction, Option<SnapshotHash>),
     /// Finish the commit that was pending when the device restarted (the intent it was made
     /// for was in memory and is gone, but the commit may already hold accepts).
     Resume,
@@ -49,6 +55,19 @@ pub(crate) struct PendingCommit {
     pub(crate) welcome: Option<Vec<u8>>,
     /// The invite whose joiner the commit adds, if any (its Welcome goes to that mailbox).
     pub(crate) mailbox: Option<crate::invite::Mailbox>,
+    /// The compaction the commit makes, if any, with its key.
+    pub(crate) compaction: Option<KeyedCompaction>,
+}
+
+/// What following one chosen entry did.
+#[derive(Debug, Default)]
+pub(crate) struct Followed {
+    /// It was our pending commit.
+    pub(crate) ours: bool,
+    /// What to tell the app.
+    pub(crate) events: Vec<Event>,
+    /// The compaction it made, with its key; `Some(None)` for one whose key did not unwrap.
+    pub(crate) compaction: Option<Option<KeyedCompaction>>,
 }
 
 /// One group's MLS side on a device.
@@ -87,18 +106,28 @@ impl Membership {
     }
 
     /// The commit for `intent` against the current epoch: the pending one if there is one (a
-    /// retry of the same slot), else a new one.
-    pub(crate) fn commit_for(&mut self, intent: &Intent) -> Result<Entry, MlsError> {
+    /// retry of the same slot), else a new one. `latest` is the compaction in force: a Welcome
+    /// carries it to the joiner, and a new compaction must cover everything it covers.
+    pub(crate) fn commit_for(&mut self, intent: &Intent, latest: Option<&KeyedCompaction>) -> Result<Entry, MlsError> {
         if let Some(pending) = &self.pending {
             return Ok(Entry::Value(pending.commit.clone()));
         }
         let own = match intent {
             Intent::Resume => return Err(MlsError::Impossible("no commit is pending".into())),
             Intent::Add(key_package) | Intent::AddInvited(_, key_package) => {
-                self.member.commit_add(&self.identity, key_package)?
+                let extension = latest.map(|keyed| postcard::to_allocvec(keyed).expect("invariant: compactions encode"));
+                self.member.commit_add_with_extension(&self.identity, key_package, extension)?
             }
             Intent::Remove(node) => self.member.commit_remove(&self.identity, &node.0)?,
             Intent::Rotate => self.member.commit_update(&self.identity)?,
+            Intent::Compact(keyed, base) => {
+                if latest.map(|latest| latest.compaction.hash) != *base {
+                    return Err(MlsError::Impossible("another compaction was chosen since this snapshot".into()));
+                }
+                let mut compaction = keyed.compaction.clone();
+                compaction.wrapped_key = seal(&self.wrapping_key(&compaction.hash)?, &keyed.key.0);
+                self.member.commit_update_with_aad(&self.identity, compaction.to_aad())?
+            }
             Intent::SetRole(node, role) => {
                 let roles = self.member.roles()?.with(&node.0, *role);
                 self.member.commit_roles(&self.identity, &roles)?
@@ -113,40 +142,79 @@ impl Membership {
             Intent::AddInvited(mailbox, _) => Some(*mailbox),
             _ => None,
         };
-        self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome, mailbox });
+        let compaction = match intent {
+            Intent::Compact(keyed, _) => Some(keyed.clone()),
+            _ => None,
+        };
+        self.pending = Some(PendingCommit { hash: entry.hash(), commit: own.commit, welcome: own.welcome, mailbox, compaction });
         Ok(entry)
     }
 
-    /// Follows one chosen entry. Returns whether it was our pending commit, and the events.
-    pub(crate) fn follow(&mut self, cx: &Context<'_>, entry: &Entry, value_hash: ValueHash) -> (bool, Vec<Event>) {
-        let Entry::Value(bytes) = entry else { return (false, Vec::new()) };
+    /// Where this device stands in the order in which members take their turn to compact after
+    /// the snapshot named `latest` (0: first). The order is a hash of `latest` and each current
+    /// writer's name, so every member computes the same one and a new one after every snapshot.
+    pub(crate) fn compaction_turn(&self, latest: &[u8; 32], me: &[u8]) -> u64 {
+        let roles = self.member.roles().unwrap_or_default();
+        let rank = |name: &[u8]| *blake3::keyed_hash(latest, name).as_bytes();
+        let mine = rank(me);
+        let writers = self.member.members().into_iter().filter(|name| roles.of(name) != crate::mls::Role::Reader);
+        writers.filter(|name| rank(name) < mine).count() as u64
+    }
+
+    /// The key that wraps a snapshot's content key in a commit made in the current epoch.
+    fn wrapping_key(&self, hash: &SnapshotHash) -> Result<ContentKey, MlsError> {
+        let (label, context) = Compaction::exporter_context(hash);
+        Ok(ContentKey(self.member.export_secret(label, &context)?))
+    }
+
+    /// Follows one chosen entry.
+    pub(crate) fn follow(&mut self, cx: &Context<'_>, entry: &Entry, value_hash: ValueHash) -> Followed {
+        let Entry::Value(bytes) = entry else { return Followed::default() };
         let before = self.member.epoch();
-        let mut events = Vec::new();
+        let mut followed = Followed::default();
         let ours = self.pending.as_ref().is_some_and(|pending| pending.hash == value_hash);
         if ours {
             let pending = self.pending.take().expect("checked above");
             // Refused only if our role does not allow it; every member then skips it alike.
-            if self.member.merge_own_commit().is_ok()
-                && let Some(welcome) = pending.welcome
-            {
-                events.push(Event::Welcome { group: cx.group, welcome });
+            if self.member.merge_own_commit().is_ok() {
+                if let Some(welcome) = pending.welcome {
+                    followed.events.push(Event::Welcome { group: cx.group, welcome });
+                }
+                followed.compaction = pending.compaction.map(Some);
             }
         } else {
             if self.pending.take().is_some() {
                 // Another value took the slot our commit wanted; it is remade for a later slot.
                 let _ = self.member.discard_own_commit();
             }
-            if self.member.apply_commit(bytes).is_err() {
+            let mut compaction = None;
+            let applied = self.member.apply_commit_with(bytes, |member, aad| {
+                let Some(named) = Compaction::from_aad(aad) else { return };
+                // The key is wrapped under the secret of the epoch the commit was made in,
+                // which is still current here.
+                let (label, context) = Compaction::exporter_context(&named.hash);
+                let key = member
+                    .export_secret(label, &context)
+                    .ok()
+                    .and_then(|secret| open(&ContentKey(secret), &named.wrapped_key))
+                    .and_then(|key| <[u8; 32]>::try_from(key).ok());
+                compaction = Some(key.map(|key| KeyedCompaction { compaction: named, key: ContentKey(key) }));
+            });
+            if applied.is_err() {
                 cov_mark::hit!(device_skips_an_invalid_chosen_commit);
+            } else {
+                followed.compaction = compaction;
             }
         }
+        followed.ours = ours;
+        let events = &mut followed.events;
         if self.member.epoch() != before && self.member.is_active() {
             let authenticator_hash = *blake3::hash(&self.member.epoch_authenticator()).as_bytes();
             let members =
                 self.member.members().iter().filter_map(|name| Some(NodeId(name.as_slice().try_into().ok()?))).collect();
             events.push(Event::EpochChanged { group: cx.group, epoch: self.member.epoch(), authenticator_hash, members });
         }
-        (ours, events)
+        followed
     }
 
     /// The acceptor set this epoch's settings name, if they changed it from the genesis set.

@@ -124,7 +124,7 @@ impl Device {
     fn on_command(&mut self, now: Time, command: Command, effects: &mut Effects) {
         let result = match command {
             Command::OpenGroup { genesis } if genesis.is_mls() => Err(CommandError::NotOpaque(genesis.group_id())),
-            Command::OpenGroup { genesis } => self.open_group(now, genesis, None, effects),
+            Command::OpenGroup { genesis } => self.open_group(now, genesis, None, None, effects),
             Command::CreateGroup { acceptors, nonce, rotation_interval_ms } => {
                 self.create_group(now, acceptors, nonce, rotation_interval_ms, effects)
             }
@@ -168,7 +168,7 @@ impl Device {
         let group_info = member.group_info(&identity).map_err(|error| CommandError::Mls(error.to_string()))?;
         let genesis = GroupGenesis { nonce, acceptors, proposers: vec![self.me], group_info: Some(group_info) };
         let membership = Membership::new(member, identity, mls_group_id.to_vec());
-        self.open_group(now, genesis.clone(), Some(membership), effects)?;
+        self.open_group(now, genesis.clone(), Some(membership), None, effects)?;
         effects.notify(Event::GroupCreated { group: genesis.group_id(), genesis });
         Ok(())
     }
@@ -200,11 +200,11 @@ impl Device {
         }
         for index in 0..self.joinings.len() {
             let joining = self.joinings.remove(index);
-            match joining.join(welcome, self.config.mls_past_epochs_max) {
-                Ok(member) => {
+            match joining.join_with_extension(welcome, self.config.mls_past_epochs_max) {
+                Ok((member, welcomed)) => {
                     let mls_group_id = member.group_id();
                     let membership = Membership::new(member, self.identity(), mls_group_id);
-                    self.open_group(now, genesis.clone(), Some(membership), effects)?;
+                    self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
                     effects.notify(Event::Joined { group: genesis.group_id(), genesis });
                     return Ok(());
                 }
@@ -225,6 +225,7 @@ impl Device {
         now: Time,
         genesis: GroupGenesis,
         mls: Option<Membership>,
+        welcomed: Option<Vec<u8>>,
         effects: &mut Effects,
     ) -> Result<(), CommandError> {
         if !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
@@ -239,6 +240,9 @@ impl Device {
         }
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
         let mut group = DeviceGroup::open(&mut cx, genesis, mls);
+        if let Some(bytes) = welcomed {
+            group.adopt_welcomed_compaction(&mut cx, &bytes);
+        }
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
         Ok(())
@@ -304,10 +308,10 @@ impl Device {
             return;
         }
         let past_epochs = self.config.mls_past_epochs_max;
-        let joined = self
-            .invitations
-            .try_join(&mailbox, |joining| joining.join(&welcome, past_epochs).map_err(|failed| Box::new(failed.0)));
-        let Some(member) = joined else { return self.counters.count(Rejection::Invalid) };
+        let joined = self.invitations.try_join(&mailbox, |joining| {
+            joining.join_with_extension(&welcome, past_epochs).map_err(|failed| Box::new(failed.0))
+        });
+        let Some((member, welcomed)) = joined else { return self.counters.count(Rejection::Invalid) };
         let mls_group_id = member.group_id();
         if !genesis_names(&genesis, &mls_group_id) {
             // The genesis comes from the acceptor, the Welcome from the admin: they must agree.
@@ -318,7 +322,7 @@ impl Device {
         }
         cov_mark::hit!(joiner_joins_through_an_invite);
         let membership = Membership::new(member, self.identity(), mls_group_id);
-        if let Err(error) = self.open_group(now, genesis.clone(), Some(membership), effects) {
+        if let Err(error) = self.open_group(now, genesis.clone(), Some(membership), welcomed, effects) {
             return effects.notify(Event::CommandFailed { error });
         }
         effects.notify(Event::Joined { group: genesis.group_id(), genesis });
@@ -532,5 +536,15 @@ impl DeviceGroupView<'_> {
     /// Document updates applied or written here.
     pub fn updates_applied(&self) -> u64 {
         self.group.replica.as_ref().map_or(0, |replica| replica.applied.count())
+    }
+
+    /// The latest compaction this device knows of (its snapshot's name and what it covers).
+    pub fn compaction(&self) -> Option<&crate::snapshot::Compaction> {
+        self.group.replica.as_ref()?.compactor.latest.as_ref().map(|keyed| &keyed.compaction)
+    }
+
+    /// Whether it is fetching a snapshot because it lacks messages a compaction covers.
+    pub fn is_catching_up(&self) -> bool {
+        self.group.replica.as_ref().is_some_and(|replica| replica.compactor.is_catching_up())
     }
 }

@@ -3,9 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::device::group::compaction::Compactor;
 use crate::device::outbox::Outbox;
 use crate::document::{Document, LoroDocument};
 use crate::ids::NodeId;
+use crate::snapshot::{Covered, CoveredSender, KeyedCompaction};
 use crate::storage::RestoredGroup;
 use crate::time::Time;
 use crate::updates::{Cursor, UpdateId};
@@ -66,6 +68,40 @@ impl Applied {
     pub(crate) fn count(&self) -> u64 {
         self.senders.values().map(|s| s.below + s.beyond.len() as u64).sum()
     }
+
+    /// Exactly the applied ids, as a compaction names what it covers.
+    pub(crate) fn covered(&self) -> Covered {
+        let senders = self
+            .senders
+            .iter()
+            .map(|(sender, s)| CoveredSender { sender: *sender, below: s.below, beyond: s.beyond.iter().copied().collect() })
+            .collect();
+        Covered { senders }
+    }
+
+    /// Whether every id `covered` names was applied.
+    pub(crate) fn includes(&self, covered: &Covered) -> bool {
+        self.covered().includes(covered)
+    }
+
+    /// Records every id `covered` names as applied (its snapshot was imported).
+    pub(crate) fn absorb(&mut self, covered: &Covered, out_of_order_max: usize) {
+        for covered in &covered.senders {
+            let sender = self.senders.entry(covered.sender).or_default();
+            if covered.below > sender.below {
+                sender.below = covered.below;
+                sender.beyond.retain(|seq| *seq >= covered.below);
+            }
+            for seq in &covered.beyond {
+                if *seq >= sender.below && sender.beyond.len() < out_of_order_max {
+                    sender.beyond.insert(*seq);
+                }
+            }
+            while sender.beyond.remove(&sender.below) {
+                sender.below += 1;
+            }
+        }
+    }
 }
 
 /// The document of one MLS group on a device.
@@ -76,6 +112,8 @@ pub(crate) struct Replica {
     pub(crate) applied: Applied,
     /// How far this device has read each acceptor's store (one per acceptor ever in the set).
     pub(crate) cursors: BTreeMap<NodeId, Cursor>,
+    /// Compaction: the latest snapshot, ours under way, catching up.
+    pub(crate) compactor: Compactor,
 }
 
 /// Why a replica could not be built.
@@ -89,6 +127,7 @@ impl Replica {
             outbox: Outbox::default(),
             applied: Applied::default(),
             cursors: BTreeMap::new(),
+            compactor: Compactor::default(),
         })
     }
 
@@ -103,6 +142,14 @@ impl Replica {
     ) -> Result<(Replica, usize), ReplicaError> {
         let mut replica = Replica::new(peer)?;
         let mut refused = 0;
+        // The imported snapshot first: it holds the updates of every id it covers.
+        if let Some((covered, snapshot)) = &restored.imported {
+            if replica.doc.merge(snapshot).is_ok() {
+                replica.applied.absorb(covered, out_of_order_max);
+            } else {
+                refused += 1;
+            }
+        }
         let mut own = BTreeMap::new();
         for (id, update) in &restored.updates {
             if replica.doc.merge(update).is_err() {
@@ -116,6 +163,8 @@ impl Replica {
         }
         replica.outbox = Outbox::restore(now, own, restored.safe_below);
         replica.cursors = restored.cursors.clone();
+        let latest = restored.compacted.clone().and_then(|(compaction, key)| Some(KeyedCompaction { compaction, key: key? }));
+        replica.compactor = Compactor::restore(latest);
         Ok((replica, refused))
     }
 }

@@ -17,6 +17,9 @@ use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::provider::DeterministicProvider;
 use crate::mls::roles::{CommitSummary, GroupSettings, Roles, authorize, capabilities};
 
+/// The extension type of Plait's own GroupInfo extension (in the private-use range).
+const PLAIT_EXTENSION: u16 = 0xff5a;
+
 /// Commits travel in plaintext (acceptors validate them); incoming may be either.
 const POLICY: WireFormatPolicy = MIXED_PLAINTEXT_WIRE_FORMAT_POLICY;
 
@@ -81,6 +84,9 @@ pub struct Decrypted {
     pub data: Vec<u8>,
 }
 
+/// A join that failed: the key package comes back with the reason.
+pub type FailedJoin = Box<(Joining, MlsError)>;
+
 /// A key package offered to join, with the provider that holds its private keys.
 #[derive(Debug)]
 pub struct Joining {
@@ -122,13 +128,24 @@ impl Joining {
     /// Joins with a Welcome made for this key package, keeping `past_epochs` epochs' secrets.
     /// On failure the key package comes back, so another Welcome can be tried with it.
     pub fn join(self, welcome: &[u8], past_epochs: usize) -> Result<Member, Box<(Joining, MlsError)>> {
+        self.join_with_extension(welcome, past_epochs).map(|(member, _)| member)
+    }
+
+    /// [`Joining::join`], also returning what the inviter put in the GroupInfo's Plait extension (the latest
+    /// compaction and its key), checked with the rest of the Welcome. On failure the key package
+    /// comes back, so another Welcome can be tried with it.
+    pub fn join_with_extension(
+        self,
+        welcome: &[u8],
+        past_epochs: usize,
+    ) -> Result<(Member, Option<Vec<u8>>), FailedJoin> {
         match self.try_join(welcome, past_epochs) {
-            Ok(group) => Ok(Member::with(self.provider, self.journal, group)),
+            Ok((group, extension)) => Ok((Member::with(self.provider, self.journal, group), extension)),
             Err(error) => Err(Box::new((self, error))),
         }
     }
 
-    fn try_join(&self, welcome: &[u8], past_epochs: usize) -> Result<MlsGroup, MlsError> {
+    fn try_join(&self, welcome: &[u8], past_epochs: usize) -> Result<(MlsGroup, Option<Vec<u8>>), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else { return Err(MlsError::Malformed) };
         let config = MlsGroupJoinConfig::builder()
@@ -137,9 +154,17 @@ impl Joining {
             .max_past_epochs(past_epochs)
             .sender_ratchet_configuration(sender_ratchet())
             .build();
-        let staged = StagedWelcome::new_from_welcome(&self.provider, &config, welcome, None)
+        let processed = ProcessedWelcome::new_from_welcome(&self.provider, &config, welcome)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))
+        // Read before the GroupInfo's signature is checked, and used only once it is (below).
+        let extension = processed.unverified_group_info().extensions().iter().find_map(|extension| match extension {
+            Extension::Unknown(PLAIT_EXTENSION, UnknownExtension(bytes)) => Some(bytes.clone()),
+            _ => None,
+        });
+        let staged =
+            processed.into_staged_welcome(&self.provider, None).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        let group = staged.into_group(&self.provider).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        Ok((group, extension))
     }
 }
 
@@ -316,17 +341,40 @@ impl Member {
     }
 
     /// Commits adding the member whose encoded key package this is.
+    /// Commits adding the member whose key package this is.
     pub fn commit_add(&mut self, identity: &Identity, key_package: &[u8]) -> Result<OwnCommit, MlsError> {
+        self.commit_add_with_extension(identity, key_package, None)
+    }
+
+    /// [`Member::commit_add`]; `extension`, if any, goes into the Welcome's GroupInfo (encrypted
+    /// to the joiner, signed by us) as Plait's own extension.
+    pub fn commit_add_with_extension(
+        &mut self,
+        identity: &Identity,
+        key_package: &[u8],
+        extension: Option<Vec<u8>>,
+    ) -> Result<OwnCommit, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else { return Err(MlsError::Malformed) };
         let key_package = key_package
             .validate(self.provider.crypto(), ProtocolVersion::Mls10)
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        let (commit, welcome, _) = self
+        let impossible = |error: &dyn std::fmt::Debug| MlsError::Impossible(format!("{error:?}"));
+        let extensions = extension.map(|bytes| Extension::Unknown(PLAIT_EXTENSION, UnknownExtension(bytes)));
+        let bundle = self
             .group
-            .add_members(&self.provider, &identity.signer, &[key_package])
-            .map_err(|error| MlsError::Impossible(format!("{error:?}")))?;
-        Ok(OwnCommit { commit: encode(&commit)?, welcome: Some(encode(&welcome)?) })
+            .commit_builder()
+            .propose_adds([key_package])
+            .load_psks(self.provider.storage())
+            .map_err(|e| impossible(&e))?
+            .create_group_info_with_extensions(extensions)
+            .map_err(|e| impossible(&e))?
+            .build(self.provider.rand(), self.provider.crypto(), &identity.signer, |_| true)
+            .map_err(|e| impossible(&e))?
+            .stage_commit(&self.provider)
+            .map_err(|e| impossible(&e))?;
+        let welcome = bundle.to_welcome_msg().ok_or_else(|| MlsError::Internal("an add made no Welcome".into()))?;
+        Ok(OwnCommit { commit: encode(bundle.commit())?, welcome: Some(encode(&welcome)?) })
     }
 
     /// Commits removing the member named `name`.
@@ -346,6 +394,13 @@ impl Member {
 
     /// Commits a fresh leaf key for this device (key rotation).
     pub fn commit_update(&mut self, identity: &Identity) -> Result<OwnCommit, MlsError> {
+        self.commit_update_with_aad(identity, Vec::new())
+    }
+
+    /// [`Member::commit_update`] with `aad` as the commit's authenticated data (signed by us,
+    /// readable by acceptors).
+    pub fn commit_update_with_aad(&mut self, identity: &Identity, aad: Vec<u8>) -> Result<OwnCommit, MlsError> {
+        self.group.set_aad(aad);
         let bundle = self
             .group
             .self_update(&self.provider, &identity.signer, LeafNodeParameters::default())
@@ -375,9 +430,23 @@ impl Member {
         self.group.clear_pending_commit(self.provider.storage()).map_err(internal)
     }
 
+    /// A secret of the current epoch that every member can derive and nobody else can, bound to
+    /// `label` and `context`.
+    pub fn export_secret(&self, label: &str, context: &[u8]) -> Result<[u8; 32], MlsError> {
+        let secret = self.group.export_secret(self.provider.crypto(), label, context, 32).map_err(internal)?;
+        secret.try_into().map_err(|_| MlsError::Internal("exporter gave the wrong length".into()))
+    }
+
     /// Applies a commit someone else made, chosen in the log. An invalid or unauthorised one is
     /// refused the same way at every member (and at acceptors), and the epoch stays.
     pub fn apply_commit(&mut self, bytes: &[u8]) -> Result<(), MlsError> {
+        self.apply_commit_with(bytes, |_, _| ())
+    }
+
+    /// [`Member::apply_commit`]; before the commit is merged, `before_merge` sees its
+    /// authenticated data while the epoch it was made in is still current (to derive that
+    /// epoch's secrets).
+    pub fn apply_commit_with(&mut self, bytes: &[u8], before_merge: impl FnOnce(&Member, &[u8])) -> Result<(), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PublicMessage(_)) {
@@ -386,6 +455,7 @@ impl Member {
         let processed =
             self.group.process_message(&self.provider, protocol).map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
         let committer = processed.credential().serialized_content().to_vec();
+        let aad = processed.aad().to_vec();
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(MlsError::Rejected("not a commit".into()));
         };
@@ -393,6 +463,7 @@ impl Member {
             CommitSummary::of(&staged, committer, |leaf| self.group.member(leaf).map(|c| c.serialized_content().to_vec()));
         // Refused: the staged commit is dropped and nothing was merged.
         authorize(&summary, &self.roles()?)?;
+        before_merge(self, &aad);
         self.group.merge_staged_commit(&self.provider, *staged).map_err(internal)?;
         self.remember_epoch();
         Ok(())

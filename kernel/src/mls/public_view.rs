@@ -19,6 +19,8 @@ pub struct CheckedCommit {
     pub epoch: u64,
     /// What it changes and who made it.
     pub summary: CommitSummary,
+    /// Its authenticated data (a compaction names itself here; see `snapshot.rs`).
+    pub aad: Vec<u8>,
 }
 
 /// A group as an acceptor follows it.
@@ -155,6 +157,7 @@ impl PublicView {
             .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
         let epoch = processed.epoch().as_u64();
         let committer = processed.credential().serialized_content().to_vec();
+        let aad = processed.aad().to_vec();
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(MlsError::Rejected("not a commit".into()));
         };
@@ -162,6 +165,6 @@ impl PublicView {
             self.group.leaf(leaf).map(|node| node.credential().serialized_content().to_vec())
         });
         authorize(&summary, &self.roles()?)?;
-        Ok((CheckedCommit { epoch, summary }, *staged))
+        Ok((CheckedCommit { epoch, summary, aad }, *staged))
     }
 }

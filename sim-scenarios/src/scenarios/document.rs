@@ -61,7 +61,7 @@ fn start(options: &RunOptions, acceptors: usize, profile: FaultProfile) -> Resul
 /// Runs `edits` edits by random `typists` at random times until `until`, each at a position valid
 /// in the typist's text at that moment (so the clock advances edit by edit). Every fifth edit
 /// carries the plaintext marker. Typists that are down or no longer members skip their turn.
-fn typing(session: &mut Session, typists: &[usize], edits: u64, until: Time, text: &str) {
+pub(crate) fn typing(session: &mut Session, typists: &[usize], edits: u64, until: Time, text: &str) {
     let from = session.cluster.now().0;
     let mut times: Vec<u64> = (0..edits).map(|_| session.rng.between(from, until.0.max(from))).collect();
     times.sort_unstable();
@@ -93,7 +93,7 @@ fn text_of(cluster: &Cluster, device: usize, group: GroupId) -> Option<String> {
 }
 
 /// Runs the safety phase, then the liveness phase for the log and for documents.
-fn finish(mut session: Session) -> Outcome {
+pub(crate) fn finish(mut session: Session) -> Outcome {
     session.run_safety();
     session.run_liveness();
     settle_documents(&mut session);
@@ -102,7 +102,7 @@ fn finish(mut session: Session) -> Outcome {
 
 /// After the log converged: every member's document converges, and every message its sender
 /// was told is safe has been applied by every member.
-fn settle_documents(session: &mut Session) {
+pub(crate) fn settle_documents(session: &mut Session) {
     if session.cluster.checker.violation().is_some() {
         return;
     }

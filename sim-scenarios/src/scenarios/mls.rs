@@ -133,12 +133,24 @@ pub(crate) fn start(options: &RunOptions, profile: FaultProfile, rotation_interv
 /// first `set_size` acceptors.
 pub(crate) fn start_with(
     options: &RunOptions,
-    (acceptors, devices, set_size): (usize, usize, usize),
+    shape: (usize, usize, usize),
     profile: FaultProfile,
     rotation_interval_ms: u64,
 ) -> Result<Session, Box<Outcome>> {
-    let mut cluster = Cluster::new(options.seed, acceptors, devices, options.kernel_config(), profile, options.keep_trace_text);
-    match found(&mut cluster, options.seed, rotation_interval_ms, set_size, FOUNDERS) {
+    start_configured(options, shape, profile, rotation_interval_ms, (options.kernel_config(), FOUNDERS))
+}
+
+/// [`start_with`] with its own kernel configuration and number of founding members (the other
+/// devices join later, or never).
+pub(crate) fn start_configured(
+    options: &RunOptions,
+    (acceptors, devices, set_size): (usize, usize, usize),
+    profile: FaultProfile,
+    rotation_interval_ms: u64,
+    (config, founders): (plait_kernel::Config, usize),
+) -> Result<Session, Box<Outcome>> {
+    let mut cluster = Cluster::new(options.seed, acceptors, devices, config, profile, options.keep_trace_text);
+    match found(&mut cluster, options.seed, rotation_interval_ms, set_size, founders) {
         Ok(genesis) => {
             let rng = SimRng::new(options.seed ^ 0x006d_6c73);
             let safety_end = cluster.now().plus_ms(10_000);

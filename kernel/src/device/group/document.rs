@@ -61,6 +61,8 @@ impl DeviceGroup {
         let seq = replica.outbox.write_open(cx.now.plus_ms(cx.config.flush_after_ms), update.clone());
         let id = UpdateId { sender: cx.me, seq };
         replica.applied.insert(id, cx.config.updates_out_of_order_max);
+        let epoch = self.mls.as_ref().map_or(0, |mls| mls.member.epoch());
+        self.note_uncovered(id, epoch, 0);
         if !canary!(cx.config, OutboxNotPersisted) {
             cx.persist(vec![Record::Update { group: cx.group, id, update }]);
         }

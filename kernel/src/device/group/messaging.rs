@@ -188,8 +188,12 @@ impl DeviceGroup {
                     cov_mark::hit!(device_reads_a_mislabelled_update_under_its_true_id);
                     cx.reject(Rejection::Invalid);
                 }
+                let size = update.len();
                 let applied = self.apply_update(cx, id, update);
                 let changed = applied.is_some();
+                if changed {
+                    self.note_uncovered(id, decrypted.epoch, size);
+                }
                 records.extend(applied);
                 cx.persist(records);
                 if changed {

@@ -1,0 +1,349 @@
+//! A device's side of compaction: making a snapshot when history grows, and catching up from
+//! one when it lacks messages a compaction covers.
+//!
+//! ```text
+//!   making:    Idle --threshold, my turn, nothing of mine in flight--> Storing
+//!              Storing --write quorum acknowledged the snapshot--> Committing (a Compact intent)
+//!              Committing --commit chosen (ours or a newer one)--> Idle
+//!   catching up: a chosen compaction covers messages we never applied --> fetch its chunks,
+//!              check the hash, open with the key, import, count the covered ids as applied
+//! ```
+//!
+//! The snapshot holds exactly the covered messages: the compactor starts only when its own
+//! messages are all safe and closed and its document holds no update waiting for a
+//! predecessor, so "applied" and "in the document" are the same set. One member is chosen
+//! deterministically (by a hash of the latest snapshot's name and its own); each next one in
+//! that order waits `compaction_takeover_ms` longer, so another takes over if it stays silent.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::canary::canary;
+use crate::context::Context;
+use crate::device::group::{DeviceGroup, Proposal};
+use crate::device::membership::Intent;
+use crate::document::Document;
+use crate::ids::NodeId;
+use crate::io::{Event, Rejection};
+use crate::snapshot::{Assembly, Compaction, ContentKey, KeyedCompaction, SnapshotHash, open, seal, split};
+use crate::storage::Record;
+use crate::time::{Time, earliest};
+use crate::updates::UpdateId;
+use crate::wire::Message;
+
+/// A device's compaction state for one group.
+#[derive(Debug, Default)]
+pub(crate) struct Compactor {
+    /// The latest compaction chosen in the log, with its key.
+    pub(crate) latest: Option<KeyedCompaction>,
+    /// Our own compaction under way.
+    making: Option<Making>,
+    /// Fetching the latest snapshot because we lack messages it covers.
+    catching_up: Option<CatchingUp>,
+    /// When we first saw uncovered history pass the threshold (our turn is counted from it).
+    due_since: Option<Time>,
+    /// Bytes of other members' updates applied since the latest compaction (an estimate: what
+    /// the snapshot did not cover is counted as covered).
+    uncovered_bytes: u64,
+    /// The epoch each applied message not covered yet was sealed in (ours: written in), at
+    /// most [`SEALED_TRACKED_MAX`].
+    sealed_in: BTreeMap<UpdateId, u64>,
+    /// The latest epoch in which a member was added. Messages sealed before it are unreadable
+    /// to that member, so they make a compaction due however few they are.
+    pub(crate) joined_at: u64,
+}
+
+/// Uncovered messages whose epochs a compactor tracks (beyond it the count threshold is passed
+/// anyway, as long as it is below this).
+const SEALED_TRACKED_MAX: usize = 1 << 16;
+
+/// A snapshot we made, being stored and then committed.
+#[derive(Debug)]
+struct Making {
+    keyed: KeyedCompaction,
+    /// The compaction in force when the snapshot was taken.
+    base: Option<SnapshotHash>,
+    chunks: Vec<Vec<u8>>,
+    /// Acceptors that hold every chunk.
+    stored_by: BTreeSet<NodeId>,
+    resend_at: Time,
+    /// The compaction intent is queued.
+    committing: bool,
+}
+
+/// The latest snapshot, being fetched.
+#[derive(Debug)]
+struct CatchingUp {
+    assembly: Assembly,
+    ask_at: Time,
+    /// Turns through the acceptors, so each chunk is asked of another one next time.
+    round: usize,
+}
+
+impl Compactor {
+    /// The state rebuilt from disk: the latest compaction; catching up is decided by the group.
+    pub(crate) fn restore(latest: Option<KeyedCompaction>) -> Compactor {
+        Compactor { latest, ..Compactor::default() }
+    }
+
+    /// When the compactor next needs the timer.
+    pub(crate) fn wake_at(&self) -> Option<Time> {
+        let making = self.making.as_ref().filter(|m| !m.committing).map(|m| m.resend_at);
+        earliest(making, self.catching_up.as_ref().map(|c| c.ask_at))
+    }
+
+    /// Whether a snapshot is being fetched.
+    pub(crate) fn is_catching_up(&self) -> bool {
+        self.catching_up.is_some()
+    }
+}
+
+impl DeviceGroup {
+    /// An applied message, sealed in `epoch`, that no compaction covers yet.
+    pub(super) fn note_uncovered(&mut self, id: UpdateId, epoch: u64, bytes: usize) {
+        let compactor = self.compactor();
+        compactor.uncovered_bytes += bytes as u64;
+        if compactor.sealed_in.len() < SEALED_TRACKED_MAX {
+            compactor.sealed_in.entry(id).or_insert(epoch);
+        }
+    }
+
+    fn compactor(&mut self) -> &mut Compactor {
+        &mut self.replica.as_mut().expect("invariant: MLS groups have a replica").compactor
+    }
+
+    /// Compaction work on the group's timer.
+    pub(super) fn compaction_timer(&mut self, cx: &mut Context<'_>) {
+        if self.replica.is_none() || !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
+            return;
+        }
+        self.ask_for_chunks(cx);
+        self.resend_chunks(cx);
+        self.start_compaction_when_due(cx);
+    }
+
+    /// Starts our compaction if history passed the threshold, it is our turn, and nothing of
+    /// ours is in flight (so the snapshot holds exactly what we applied).
+    fn start_compaction_when_due(&mut self, cx: &mut Context<'_>) {
+        let (Some(mls), Some(replica)) = (self.mls.as_ref(), self.replica.as_mut()) else { return };
+        let compactor = &mut replica.compactor;
+        let covered = compactor.latest.as_ref().map_or(0, |l| l.compaction.covered.count());
+        let uncovered = replica.applied.count().saturating_sub(covered);
+        let unreadable_to_a_joiner = compactor.sealed_in.values().any(|epoch| *epoch < compactor.joined_at);
+        let due = uncovered >= cx.config.compact_after_messages
+            || compactor.uncovered_bytes >= cx.config.compact_after_bytes
+            || unreadable_to_a_joiner;
+        if !due || uncovered == 0 {
+            compactor.due_since = None;
+            return;
+        }
+        let since = *compactor.due_since.get_or_insert(cx.now);
+        if compactor.making.is_some() || compactor.catching_up.is_some() || mls.may_write(cx.group, cx.me).is_err() {
+            return;
+        }
+        let latest = compactor.latest.as_ref().map_or([0; 32], |l| l.compaction.hash.0);
+        let turn = mls.compaction_turn(&latest, &cx.me.0);
+        if cx.now < since.plus_ms(cx.config.compaction_takeover_ms.saturating_mul(turn)) {
+            return;
+        }
+        let quiet = replica.outbox.open.is_none() && replica.outbox.unsafe_messages.is_empty();
+        let own_commit = mls.pending.is_some() || self.queue.iter().any(|p| matches!(p, Proposal::Intent(_)));
+        if (!quiet && !canary!(cx.config, CompactionCoversUnsafeMessages)) || own_commit || replica.doc.has_pending() {
+            cov_mark::hit!(compactor_waits_until_its_own_messages_are_safe);
+            return;
+        }
+        let Ok(snapshot) = replica.doc.export_snapshot() else { return };
+        let mut key = [0; 32];
+        cx.rng.fill(&mut key);
+        let key = ContentKey(key);
+        let ciphertext = seal(&key, &snapshot);
+        if ciphertext.len() > cx.config.snapshot_bytes_max {
+            cov_mark::hit!(compactor_skips_a_snapshot_over_the_limit);
+            compactor.due_since = Some(cx.now);
+            return;
+        }
+        let compaction = Compaction {
+            hash: SnapshotHash::of(&ciphertext),
+            size: ciphertext.len() as u64,
+            chunks: 0,
+            covered: replica.applied.covered(),
+            wrapped_key: Vec::new(),
+        };
+        let chunks = split(&ciphertext, cx.config.snapshot_chunk_bytes);
+        let compaction = Compaction { chunks: chunks.len() as u32, ..compaction };
+        cov_mark::hit!(compactor_starts_a_snapshot);
+        let base = compactor.latest.as_ref().map(|latest| latest.compaction.hash);
+        compactor.making = Some(Making {
+            keyed: KeyedCompaction { compaction, key },
+            base,
+            chunks,
+            stored_by: BTreeSet::new(),
+            resend_at: cx.now,
+            committing: false,
+        });
+        if canary!(cx.config, DeleteBeforeSnapshotStored) {
+            self.commit_compaction(cx);
+        }
+        self.resend_chunks(cx);
+    }
+
+    /// Sends our snapshot's chunks to the acceptors that have not stored it.
+    fn resend_chunks(&mut self, cx: &mut Context<'_>) {
+        let acceptors = self.acceptors().members().to_vec();
+        let Some(making) = self.compactor().making.as_mut().filter(|m| !m.committing && cx.now >= m.resend_at) else { return };
+        making.resend_at = cx.now.plus_ms(cx.config.post_resend_ms);
+        let hash = making.keyed.compaction.hash;
+        let count = making.chunks.len() as u32;
+        let waiting: Vec<NodeId> = acceptors.into_iter().filter(|a| !making.stored_by.contains(a)).collect();
+        for (index, bytes) in making.chunks.iter().enumerate().take(cx.config.snapshot_chunks_per_round_max) {
+            let chunk = Message::SnapshotChunk { hash, index: index as u32, count, bytes: bytes.clone() };
+            cx.send_all(&waiting, &chunk);
+        }
+    }
+
+    /// An acceptor holds our whole snapshot. At a write quorum, commit it.
+    pub(super) fn on_snapshot_stored(&mut self, cx: &mut Context<'_>, from: NodeId, hash: SnapshotHash) {
+        let acceptors = self.acceptors().clone();
+        let needed = cx.config.write_quorum.of(acceptors.members().len());
+        let Some(making) = self.compactor().making.as_mut().filter(|m| m.keyed.compaction.hash == hash) else {
+            return cx.reject(Rejection::Duplicate);
+        };
+        if !acceptors.contains(from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        making.stored_by.insert(from);
+        if making.stored_by.len() >= needed && !making.committing {
+            self.commit_compaction(cx);
+        }
+    }
+
+    fn commit_compaction(&mut self, cx: &mut Context<'_>) {
+        let Some(making) = self.compactor().making.as_mut() else { return };
+        making.committing = true;
+        let intent = Intent::Compact(making.keyed.clone(), making.base);
+        if self.queue.len() >= cx.config.proposals_queued_max {
+            self.compactor().making = None;
+            return;
+        }
+        self.queue.push_back(Proposal::Intent(intent));
+        self.drive(cx);
+    }
+
+    /// Our compaction intent could not become a commit (a newer compaction covers more).
+    pub(super) fn compaction_abandoned(&mut self) {
+        cov_mark::hit!(compactor_abandons_a_superseded_snapshot);
+        self.compactor().making = None;
+    }
+
+    /// A compaction was chosen in the log. `None`: its key did not unwrap (the committer sent a
+    /// key for another snapshot); it is counted and ignored.
+    pub(super) fn on_compaction_chosen(&mut self, cx: &mut Context<'_>, keyed: Option<KeyedCompaction>) {
+        let Some(keyed) = keyed else {
+            cov_mark::hit!(device_ignores_a_compaction_whose_key_does_not_unwrap);
+            return cx.reject(Rejection::Invalid);
+        };
+        let Some(replica) = self.replica.as_mut() else { return };
+        let compactor = &mut replica.compactor;
+        if compactor.latest.as_ref().is_some_and(|latest| !keyed.compaction.covered.includes(&latest.compaction.covered)) {
+            // Acceptors refuse such a commit; only a faulty quorum could have chosen it.
+            return cx.reject(Rejection::Invalid);
+        }
+        if compactor.making.as_ref().is_some_and(|m| !m.committing || m.keyed.compaction.hash == keyed.compaction.hash) {
+            // Ours is done, or one still being stored is outdated by this one (a queued one is
+            // abandoned when its commit would be made).
+            compactor.making = None;
+        }
+        compactor.due_since = None;
+        compactor.uncovered_bytes = 0;
+        compactor.sealed_in.retain(|id, _| !keyed.compaction.covered.contains(id));
+        cx.persist(vec![Record::Compacted { group: cx.group, compaction: keyed.compaction.clone(), key: Some(keyed.key) }]);
+        compactor.latest = Some(keyed);
+        self.catch_up_if_behind(cx);
+    }
+
+    /// A joiner's Welcome named the latest compaction (the inviter put it in the GroupInfo):
+    /// start from its snapshot.
+    pub(crate) fn adopt_welcomed_compaction(&mut self, cx: &mut Context<'_>, bytes: &[u8]) {
+        let Ok(keyed) = postcard::from_bytes::<KeyedCompaction>(bytes) else { return cx.reject(Rejection::Invalid) };
+        let well_formed =
+            keyed.compaction.covered.is_well_formed(cx.config.covered_senders_max, cx.config.updates_out_of_order_max);
+        if !well_formed || keyed.compaction.chunks == 0 {
+            return cx.reject(Rejection::Invalid);
+        }
+        cov_mark::hit!(joiner_starts_from_the_welcomed_snapshot);
+        cx.persist(vec![Record::Compacted { group: cx.group, compaction: keyed.compaction.clone(), key: Some(keyed.key) }]);
+        self.compactor().latest = Some(keyed);
+        self.catch_up_if_behind(cx);
+    }
+
+    /// Starts fetching the latest snapshot if it covers messages we never applied.
+    pub(crate) fn catch_up_if_behind(&mut self, cx: &mut Context<'_>) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        let Some(latest) = replica.compactor.latest.as_ref() else { return };
+        if replica.applied.includes(&latest.compaction.covered) {
+            replica.compactor.catching_up = None;
+            return;
+        }
+        let hash = latest.compaction.hash;
+        if replica.compactor.catching_up.as_ref().is_some_and(|c| c.assembly.hash == hash) {
+            return;
+        }
+        cov_mark::hit!(device_catches_up_from_a_snapshot);
+        replica.compactor.catching_up =
+            Some(CatchingUp { assembly: Assembly::new(hash, latest.compaction.chunks), ask_at: cx.now, round: 0 });
+        self.ask_for_chunks(cx);
+    }
+
+    /// Asks the acceptors for the chunks we lack, each of a different one, turning each time.
+    fn ask_for_chunks(&mut self, cx: &mut Context<'_>) {
+        let acceptors = self.acceptors().members().to_vec();
+        let Some(catching_up) = self.compactor().catching_up.as_mut().filter(|c| cx.now >= c.ask_at) else { return };
+        catching_up.ask_at = cx.now.plus_ms(cx.config.post_resend_ms);
+        catching_up.round += 1;
+        let hash = catching_up.assembly.hash;
+        let missing = (0..catching_up.assembly.count).filter(|i| !catching_up.assembly.holds(*i));
+        for (turn, index) in missing.take(cx.config.snapshot_chunks_per_round_max).enumerate() {
+            let acceptor = acceptors[(turn + catching_up.round) % acceptors.len()];
+            cx.send(acceptor, Message::FetchSnapshot { hash, index });
+        }
+    }
+
+    /// A chunk of the snapshot we are fetching. Once all are here: check, open, import.
+    pub(super) fn on_snapshot_chunk(&mut self, cx: &mut Context<'_>, hash: SnapshotHash, index: u32, count: u32, bytes: Vec<u8>) {
+        let size_max = cx.config.snapshot_bytes_max;
+        let Some(catching_up) = self.compactor().catching_up.as_mut().filter(|c| c.assembly.hash == hash) else {
+            return cx.reject(Rejection::Duplicate);
+        };
+        if catching_up.assembly.insert(index, count, bytes, size_max).is_err() {
+            return cx.reject(Rejection::Invalid);
+        }
+        if !catching_up.assembly.is_complete() {
+            return;
+        }
+        let Some(ciphertext) = catching_up.assembly.ciphertext() else {
+            // A chunk was altered or truncated: start over (from other acceptors, in turn).
+            cov_mark::hit!(device_refuses_a_snapshot_that_does_not_match_its_hash);
+            catching_up.assembly = Assembly::new(hash, catching_up.assembly.count);
+            return cx.reject(Rejection::Invalid);
+        };
+        let replica = self.replica.as_mut().expect("checked above");
+        let latest = replica.compactor.latest.clone().expect("we catch up only to a known compaction");
+        replica.compactor.catching_up = None;
+        let Some(snapshot) = open(&latest.key, &ciphertext) else {
+            cov_mark::hit!(device_refuses_a_snapshot_its_key_does_not_open);
+            return cx.reject(Rejection::Invalid);
+        };
+        if replica.doc.merge(&snapshot).is_err() {
+            return cx.reject(Rejection::Invalid);
+        }
+        replica.applied.absorb(&latest.compaction.covered, cx.config.updates_out_of_order_max);
+        let covered = latest.compaction.covered.clone();
+        cx.persist(vec![Record::ImportedSnapshot { group: cx.group, covered, snapshot }]);
+        let covered_messages = latest.compaction.covered.count();
+        cx.effects.notify(Event::SnapshotImported { group: cx.group, covered_messages });
+    }
+
+    /// The wake time of compaction work.
+    pub(super) fn compaction_wake_at(&self) -> Option<Time> {
+        self.replica.as_ref().and_then(|replica| replica.compactor.wake_at())
+    }
+}

@@ -1,0 +1,241 @@
+//! `compaction/`: members snapshot the document while others type, under faults. Every run ends
+//! with every member (joiners included) holding the same text, no safe update unrecoverable at
+//! any moment (the checker's ghost counts a snapshot an acceptor holds whole as a copy of every
+//! message its compaction covers), and, where the run is long enough, a compaction in force and
+//! every acceptor's storage bounded by its snapshot and the tail it does not cover.
+
+use plait_io_sim::{Chance, Cluster, FaultProfile, SimRng};
+use plait_kernel::mls::Role;
+use plait_kernel::{Command, Event, Time};
+
+use crate::outline::Session;
+use crate::scenarios::document::{finish, settle_documents, typing};
+use crate::scenarios::mls::{lossy, rotations, start_configured};
+use crate::{Outcome, RunOptions, Scenario};
+
+/// Every `compaction/` scenario.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        Scenario {
+            name: "compaction/snapshots-race-with-typing-and-key-rotations",
+            description: "four members type on a lossy, duplicating network while keys rotate; members snapshot the document as history grows, acceptors delete what each snapshot covers, and everyone converges with nothing safe lost",
+            run: racing_with_typing,
+        },
+        Scenario {
+            name: "compaction/joiners-at-any-point-reach-the-same-text",
+            description: "a device is invited and admitted at a random moment while three members type; it starts from the snapshot named in its Welcome, gets later snapshots for what it cannot decrypt, and ends with the same text",
+            run: joiner_reaches_the_same_text,
+        },
+        Scenario {
+            name: "compaction/acceptors-crashing-between-storing-a-snapshot-and-its-commit-lose-nothing",
+            description: "acceptors and devices crash between any two effects while snapshots are stored and committed; no covered update is deleted before a quorum holds its snapshot",
+            run: crashes_between_snapshot_and_commit,
+        },
+        Scenario {
+            name: "compaction/a-silent-compactor-is-replaced",
+            description: "a random member, possibly the one whose turn it is, is cut off for most of the run; another member takes over compaction and the history still gets compacted",
+            run: silent_compactor_is_replaced,
+        },
+        Scenario {
+            name: "compaction/a-minority-of-acceptors-losing-their-disks-loses-nothing",
+            description: "acceptors lose their disks, one at a time, while snapshots are made; a wiped acceptor fetches the snapshot in force from its peers and no safe update becomes unrecoverable",
+            run: disks_lost_while_compacting,
+        },
+        Scenario {
+            name: "compaction/long-typing-keeps-acceptor-storage-bounded",
+            description: "four members type for a long run; at the end every acceptor holds the snapshot in force, no message it covers, and at most a bounded multiple of its size",
+            run: long_typing_stays_bounded,
+        },
+    ]
+}
+
+/// The kernel configuration of these scenarios: compaction after a few messages, a quick
+/// takeover, and chunks small enough that every snapshot takes several.
+fn config(options: &RunOptions) -> plait_kernel::Config {
+    plait_kernel::Config {
+        compact_after_messages: 12,
+        compaction_takeover_ms: 800,
+        snapshot_chunk_bytes: 1_024,
+        ..options.kernel_config()
+    }
+}
+
+/// Four devices on three acceptors, `founders` of them members from the start.
+fn start(options: &RunOptions, profile: FaultProfile, founders: usize) -> Result<Session, Box<Outcome>> {
+    start_configured(options, (3, 4, 3), profile, 0, (config(options), founders))
+}
+
+/// Fails the run unless every running acceptor of the group has a compaction in force.
+fn require_a_compaction(session: &mut Session) {
+    if session.cluster.checker.violation().is_some() {
+        return;
+    }
+    for acceptor in session.cluster.acceptors() {
+        let Some(view) = session.cluster.acceptor(acceptor).and_then(|a| a.group(session.group)) else { continue };
+        if view.compaction().is_none() {
+            let detail = format!("acceptor {acceptor} has no compaction in force after the whole run");
+            return session.fail("history-gets-compacted", detail);
+        }
+    }
+}
+
+/// After settling: every running acceptor holds the snapshot in force, no message it covers,
+/// and snapshots of at most `snapshots_per_group_max` times the size of the one in force plus
+/// what it does not cover.
+fn check_storage_bounded(session: &mut Session, options: &RunOptions) {
+    if session.cluster.checker.violation().is_some() {
+        return;
+    }
+    let limit = config(options).snapshots_per_group_max as u64;
+    for acceptor in session.cluster.acceptors() {
+        let Some(view) = session.cluster.acceptor(acceptor).and_then(|a| a.group(session.group)) else { continue };
+        let Some(compaction) = view.compaction() else { continue };
+        let covered_held = view.messages().filter(|(_, m)| compaction.covered.contains(&m.id)).count();
+        let tail: u64 = view.messages().map(|(_, m)| m.ciphertext.len() as u64).sum();
+        let snapshots = view.snapshot_bytes() as u64;
+        let detail = if !view.holds_snapshot(&compaction.hash) {
+            format!("acceptor {acceptor} does not hold the snapshot in force {:?}", compaction.hash)
+        } else if covered_held > 0 {
+            format!("acceptor {acceptor} still stores {covered_held} messages the compaction in force covers")
+        } else if snapshots > limit * (compaction.size + tail) {
+            format!(
+                "acceptor {acceptor} holds {snapshots} snapshot bytes for a snapshot of {} and a tail of {tail}",
+                compaction.size
+            )
+        } else {
+            continue;
+        };
+        return session.fail("acceptor-storage-is-bounded-by-the-snapshot-and-its-tail", detail);
+    }
+}
+
+/// Proves compaction is safe while everyone types and keys rotate.
+fn racing_with_typing(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start(options, profile, 4) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    rotations(&mut session, 4);
+    let (devices, end) = (session.cluster.devices(), session.safety_end);
+    typing(&mut session, &devices, 200, end, "");
+    session.run_safety();
+    session.run_liveness();
+    settle_documents(&mut session);
+    require_a_compaction(&mut session);
+    session.outcome()
+}
+
+/// Proves a joiner admitted at any point reaches the text everyone else has, the part typed
+/// before it joined included.
+fn joiner_reaches_the_same_text(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start(options, profile, 3) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let (group, devices) = (session.group, session.cluster.devices());
+    let (admin, joiner) = (devices[0], devices[3]);
+    let typists = &devices[..3];
+    let moment = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
+    typing(&mut session, typists, 100, moment, "");
+    let acceptors = session.cluster.checker.acceptors(group).cloned().expect("the group is known");
+    session.cluster.notices.clear();
+    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
+    let deadline = session.cluster.now().plus_ms(10_000);
+    let invited = |c: &Cluster| c.notices.iter().any(|(_, e)| matches!(e, Event::InviteCreated { .. }));
+    session.cluster.run_until_condition(deadline, invited);
+    let code = session.cluster.notices.iter().find_map(|(_, event)| match event {
+        Event::InviteCreated { code, .. } => Some(code.clone()),
+        _ => None,
+    });
+    let Some(code) = code else {
+        session.fail("an-admin-opens-an-invite", "no invite code was created".into());
+        return session.outcome();
+    };
+    session.cluster.command(joiner, Command::AcceptInvite { code, acceptors });
+    let end = session.safety_end.max(session.cluster.now().plus_ms(5_000));
+    session.safety_end = end;
+    typing(&mut session, &devices, 100, end, "");
+    let deadline = end.plus_ms(30_000);
+    let joined = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
+    if !session.cluster.run_until_condition(deadline, joined) {
+        session.fail("an-invited-device-joins", "the invited device never became a member".into());
+        return session.outcome();
+    }
+    finish(session)
+}
+
+/// Proves crashes in the middle of storing and committing snapshots lose nothing.
+fn crashes_between_snapshot_and_commit(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = lossy(&mut rng);
+    profile.crashes = true;
+    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
+    profile.fault_interval_ms = rng.between(300, 1_500);
+    let mut session = match start(options, profile, 4) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    session.cluster.start_faults();
+    let (devices, end) = (session.cluster.devices(), session.safety_end);
+    typing(&mut session, &devices, 200, end, "");
+    finish(session)
+}
+
+/// Proves another member compacts when the one whose turn it is stays silent.
+fn silent_compactor_is_replaced(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start(options, profile, 4) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let devices = session.cluster.devices();
+    let silent = devices[session.rng.index(devices.len())];
+    session.cluster.isolate(silent);
+    let others: Vec<usize> = devices.iter().copied().filter(|d| *d != silent).collect();
+    let end = session.safety_end;
+    typing(&mut session, &others, 160, end, "");
+    require_a_compaction(&mut session);
+    session.cluster.heal();
+    finish(session)
+}
+
+/// Proves disk loss at a minority of acceptors loses nothing while snapshots are made.
+fn disks_lost_while_compacting(options: &RunOptions) -> Outcome {
+    let mut rng = SimRng::new(options.seed);
+    let mut profile = lossy(&mut rng);
+    profile.crashes = true;
+    profile.wipes = true;
+    profile.fault_interval_ms = rng.between(400, 2_000);
+    let mut session = match start(options, profile, 4) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    session.cluster.start_faults();
+    let (devices, end) = (session.cluster.devices(), session.safety_end);
+    typing(&mut session, &devices, 200, end, "");
+    finish(session)
+}
+
+/// Proves acceptor storage stays bounded by the snapshot and the tail it does not cover.
+fn long_typing_stays_bounded(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start(options, profile, 4) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let end = session.cluster.now().plus_ms(30_000);
+    session.safety_end = end;
+    let devices = session.cluster.devices();
+    typing(&mut session, &devices, 500, end, "");
+    session.run_safety();
+    session.run_liveness();
+    settle_documents(&mut session);
+    require_a_compaction(&mut session);
+    // Let the last compaction spread: acceptors fetch the snapshot in force from their peers.
+    let until = session.cluster.now().plus_ms(5_000);
+    session.cluster.run_until(until);
+    check_storage_bounded(&mut session, options);
+    session.outcome()
+}
