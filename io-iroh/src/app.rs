@@ -323,6 +323,8 @@ pub struct DocumentStatus {
     pub unsafe_messages: usize,
     /// Whether the proposer has nothing in flight.
     pub idle: bool,
+    /// Whether it is fetching a snapshot because it lacks messages a compaction covers.
+    pub catching_up: bool,
 }
 
 impl DocumentHandle {
@@ -383,6 +385,7 @@ impl DocumentHandle {
                     acceptors: view.acceptors().members().to_vec(),
                     unsafe_messages: view.unsafe_messages(),
                     idle: view.is_idle(),
+                    catching_up: view.is_catching_up(),
                 })
             })
             .await?;

@@ -230,6 +230,9 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
                         Some(Event::DocumentChanged { id, .. }) => {
                             println!("--- change from {} (#{})\n{}", hex(&id.sender.0[..6]), id.seq, handle.text().await?);
                         }
+                        Some(Event::SnapshotImported { covered_messages, .. }) => {
+                            println!("--- caught up from a snapshot of {covered_messages} messages\n{}", handle.text().await?);
+                        }
                         Some(Event::EpochChanged { epoch, members, .. }) => println!("--- epoch {epoch}, {} members", members.len()),
                         Some(_) => {}
                         None => break,
@@ -251,7 +254,7 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
     loop {
         tokio::select! {
             event = events.recv() => {
-                if matches!(event, Ok(Event::DocumentChanged { .. } | Event::Applied { .. } | Event::EpochChanged { .. } | Event::Welcome { .. } | Event::Joined { .. }) | Err(_)) {
+                if matches!(event, Ok(Event::DocumentChanged { .. } | Event::SnapshotImported { .. } | Event::Applied { .. } | Event::EpochChanged { .. } | Event::Welcome { .. } | Event::Joined { .. }) | Err(_)) {
                     last_news = tokio::time::Instant::now();
                 }
                 continue;
@@ -262,7 +265,7 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
         let mut settled = now.duration_since(last_news) >= QUIET;
         for document in documents {
             let status = document.status().await?;
-            settled &= status.unsafe_messages == 0 && status.idle;
+            settled &= status.unsafe_messages == 0 && status.idle && !status.catching_up;
         }
         if settled {
             return Ok(());

@@ -187,7 +187,7 @@ impl Default for Config {
             updates_out_of_order_max: 4096,
             compact_after_messages: 1_000,
             compact_after_bytes: 8 << 20,
-            compaction_takeover_ms: 30_000,
+            compaction_takeover_ms: 5_000,
             snapshot_bytes_max: 256 << 20,
             snapshot_chunk_bytes: 256 << 10,
             snapshots_per_group_max: 3,

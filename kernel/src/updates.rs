@@ -68,6 +68,12 @@ pub enum Payload {
     Presence(Vec<u8>),
     /// Other application data: relayed, never stored.
     Message(Vec<u8>),
+    /// "I hold stored messages sealed before this epoch that I can no longer decrypt": members
+    /// make a compaction due, so a snapshot brings them to me. Relayed, never stored.
+    CompactionWanted {
+        /// Messages sealed before this epoch are unreadable to the sender.
+        before_epoch: u64,
+    },
 }
 
 impl Payload {

@@ -151,7 +151,7 @@ impl AcceptorGroup {
             (Some(_), true) => Phase::Voting,
         };
         let incarnation = restored.incarnation.unwrap_or(Incarnation(0));
-        AcceptorGroup {
+        let mut group = AcceptorGroup {
             genesis: restored.genesis,
             incarnation,
             phase,
@@ -173,6 +173,19 @@ impl AcceptorGroup {
             next_peer_sync_at: cx.now,
             mls,
             former_members,
+        };
+        group.pin_accepted_compactions();
+        group
+    }
+
+    /// After a restart: pins the snapshot of a compaction this node accepted for its next slot
+    /// (the pins themselves live in memory).
+    fn pin_accepted_compactions(&mut self) {
+        let (Some(view), Some(value)) = (self.mls.as_ref(), self.accepted.get(&self.chosen_next)) else { return };
+        let Entry::Value(bytes) = &value.entry else { return };
+        let aad = view.check_commit(bytes).map(|checked| checked.aad).unwrap_or_default();
+        if let Some(compaction) = crate::snapshot::Compaction::from_aad(&aad) {
+            self.snapshots.pin(self.chosen_next, compaction.hash);
         }
     }
 
@@ -500,7 +513,7 @@ impl AcceptorGroup {
             Entry::Noop => true,
             Entry::Value(bytes) => match view.check_commit(bytes) {
                 Ok(checked) => match crate::snapshot::Compaction::from_aad(&checked.aad) {
-                    Some(compaction) => return self.refuses_compaction(cx, &compaction),
+                    Some(compaction) => return self.refuses_compaction(cx, slot, &compaction),
                     None => true,
                 },
                 Err(_) => false,
@@ -620,6 +633,7 @@ impl AcceptorGroup {
         }
         self.recent.insert(slot, entry);
         self.chosen_next = slot.next();
+        self.snapshots.unpin_before(self.chosen_next);
         compaction
     }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use crate::acceptor::group::AcceptorGroup;
 use crate::canary::canary;
 use crate::context::Context;
-use crate::ids::NodeId;
+use crate::ids::{NodeId, Slot};
 use crate::io::Rejection;
 use crate::snapshot::{Assembly, ChunkRefusal, Compaction, SnapshotHash};
 use crate::storage::Record;
@@ -33,6 +33,10 @@ pub(crate) struct Snapshots {
     wanted: Option<(SnapshotHash, u32)>,
     /// Turns through the peers, so each chunk is asked of another one next time.
     round: usize,
+    /// Snapshots of compactions this node accepted for slots not decided yet, by slot (at most
+    /// `accepted_window_slots`). They are never evicted: a later leader must re-propose the
+    /// value, and other acceptors fetch the snapshot from us to accept it.
+    pinned: BTreeMap<Slot, SnapshotHash>,
 }
 
 impl Snapshots {
@@ -50,7 +54,17 @@ impl Snapshots {
             })
             .collect();
         let wanted = latest.as_ref().map(|l| (l.hash, l.chunks));
-        Snapshots { held, latest, wanted, round: 0 }
+        Snapshots { held, latest, wanted, round: 0, pinned: BTreeMap::new() }
+    }
+
+    /// We accepted a compaction for `slot`: keep its snapshot until the slot is decided.
+    pub(crate) fn pin(&mut self, slot: Slot, hash: SnapshotHash) {
+        self.pinned.insert(slot, hash);
+    }
+
+    /// Slots before `next` are decided: their snapshots need no pin.
+    pub(crate) fn unpin_before(&mut self, next: Slot) {
+        self.pinned.retain(|slot, _| *slot >= next);
     }
 
     /// Whether every chunk of `hash` is here.
@@ -122,13 +136,14 @@ impl AcceptorGroup {
     }
 
     /// Frees a place for a new snapshot: drops one that is not the latest compaction's,
-    /// incomplete ones first. False if every place holds the latest's.
+    /// incomplete ones first. False if every place holds the latest's or a pinned one.
     fn make_room_for_a_snapshot(&mut self, cx: &mut Context<'_>) -> bool {
         if self.snapshots.held.len() < cx.config.snapshots_per_group_max {
             return true;
         }
         let latest = self.snapshots.latest.as_ref().map(|l| l.hash);
-        let evictable = |(hash, _): &(&SnapshotHash, &Assembly)| Some(**hash) != latest;
+        let pinned: Vec<SnapshotHash> = self.snapshots.pinned.values().copied().collect();
+        let evictable = |(hash, _): &(&SnapshotHash, &Assembly)| Some(**hash) != latest && !pinned.contains(hash);
         let victim = self
             .snapshots
             .held
@@ -157,7 +172,12 @@ impl AcceptorGroup {
 
     /// Whether we may accept a commit carrying `compaction`: it must cover all the compaction in
     /// force covers, and we must hold its snapshot and every message it newly covers.
-    pub(super) fn refuses_compaction(&mut self, cx: &mut Context<'_>, compaction: &Compaction) -> Option<RejectReason> {
+    pub(super) fn refuses_compaction(
+        &mut self,
+        cx: &mut Context<'_>,
+        slot: Slot,
+        compaction: &Compaction,
+    ) -> Option<RejectReason> {
         let well_formed = compaction.covered.is_well_formed(cx.config.covered_senders_max, cx.config.updates_out_of_order_max)
             && compaction.chunks > 0;
         let grows = self.snapshots.latest.as_ref().is_none_or(|latest| compaction.covered.includes(&latest.covered));
@@ -176,15 +196,13 @@ impl AcceptorGroup {
             cx.reject(Rejection::NotReady);
             return Some(RejectReason::NotReady);
         }
-        if canary!(cx.config, CompactionCoversUnsafeMessages) {
-            return None;
-        }
-        if self.first_uncovered_message_not_held(compaction).is_some() {
+        if !canary!(cx.config, CompactionCoversUnsafeMessages) && self.first_uncovered_message_not_held(compaction).is_some() {
             cov_mark::hit!(acceptor_refuses_a_compaction_covering_messages_it_lacks);
             self.next_peer_sync_at = cx.now;
             cx.reject(Rejection::NotReady);
             return Some(RejectReason::NotReady);
         }
+        self.snapshots.pin(slot, compaction.hash);
         None
     }
 

@@ -484,7 +484,7 @@ impl DeviceGroup {
                 if let Some(replica) = self.replica.as_mut()
                     && mls.member.members().iter().any(|member| !members_before.contains(member))
                 {
-                    replica.compactor.joined_at = mls.member.epoch();
+                    replica.compactor.unreadable_before = replica.compactor.unreadable_before.max(mls.member.epoch());
                 }
                 let (ours, mls_events) = (followed.ours, followed.events);
                 compactions.extend(followed.compaction);

@@ -168,3 +168,36 @@ impl Replica {
         Ok((replica, refused))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Absorbing a covered set applies exactly its ids on top of what was applied, whatever
+        /// the order updates arrived in.
+        #[test]
+        fn absorbing_a_covered_set_is_a_union(
+            applied in proptest::collection::vec((0u64..3, 0u64..40), 0..60),
+            covered in proptest::collection::vec((0u64..3, 0u64..40), 0..60),
+        ) {
+            let id = |(sender, seq): (u64, u64)| UpdateId { sender: NodeId::from_index(sender), seq };
+            let mut ours = Applied::default();
+            let mut theirs = Applied::default();
+            for pair in &applied {
+                ours.insert(id(*pair), 64);
+            }
+            for pair in &covered {
+                theirs.insert(id(*pair), 64);
+            }
+            ours.absorb(&theirs.covered(), 64);
+            let mut union = Applied::default();
+            for pair in applied.iter().chain(&covered) {
+                union.insert(id(*pair), 64);
+            }
+            prop_assert_eq!(ours.digest(), union.digest());
+            prop_assert!(ours.includes(&theirs.covered()));
+        }
+    }
+}

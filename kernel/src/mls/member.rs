@@ -134,11 +134,7 @@ impl Joining {
     /// [`Joining::join`], also returning what the inviter put in the GroupInfo's Plait extension (the latest
     /// compaction and its key), checked with the rest of the Welcome. On failure the key package
     /// comes back, so another Welcome can be tried with it.
-    pub fn join_with_extension(
-        self,
-        welcome: &[u8],
-        past_epochs: usize,
-    ) -> Result<(Member, Option<Vec<u8>>), FailedJoin> {
+    pub fn join_with_extension(self, welcome: &[u8], past_epochs: usize) -> Result<(Member, Option<Vec<u8>>), FailedJoin> {
         match self.try_join(welcome, past_epochs) {
             Ok((group, extension)) => Ok((Member::with(self.provider, self.journal, group), extension)),
             Err(error) => Err(Box::new((self, error))),

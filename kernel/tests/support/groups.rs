@@ -74,7 +74,11 @@ pub fn add(net: &mut Net, admin: NodeId, joiner: NodeId, genesis: &GroupGenesis)
 
 /// An admin (n101) and two writers (n102, n103) in one group.
 pub fn group_of_three() -> (Net, GroupId, [NodeId; 3]) {
-    let (mut net, _) = super::net(3);
+    group_of_three_in(super::net(3).0)
+}
+
+/// [`group_of_three`] in `net` (whose devices n101..n103 are not in a group yet).
+pub fn group_of_three_in(mut net: Net) -> (Net, GroupId, [NodeId; 3]) {
     let ids = [NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103)];
     net.command(ids[0], Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
     settle(&mut net);

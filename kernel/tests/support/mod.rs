@@ -33,6 +33,8 @@ pub struct Net {
     pub offline: Vec<NodeId>,
     /// Every event any node raised, in order.
     pub events: Vec<(NodeId, plait_kernel::Event)>,
+    /// Every node's configuration.
+    pub config: plait_kernel::ValidConfig,
 }
 
 /// A device's stable MLS identity seed, derived from its id.
@@ -46,16 +48,21 @@ pub fn config() -> plait_kernel::ValidConfig {
 
 /// Three acceptors n1..n3 and `devices` devices n101..
 pub fn net(devices: u64) -> (Net, GroupGenesis) {
+    net_with(devices, config())
+}
+
+/// [`net`] with every node on `config`.
+pub fn net_with(devices: u64, config: plait_kernel::ValidConfig) -> (Net, GroupGenesis) {
     let mut members = Vec::new();
     for i in 1..=3 {
         let id = NodeId::from_index(i);
-        let (acceptor, _) = Acceptor::new(config(), id, i, Restored::empty());
+        let (acceptor, _) = Acceptor::new(config.clone(), id, i, Restored::empty());
         members.push(Member { id, machine: Machine::Acceptor(acceptor), durable: Restored::empty() });
     }
     let mut proposers = Vec::new();
     for i in 0..devices {
         let id = NodeId::from_index(101 + i);
-        let (device, _) = Device::new(config(), id, identity_seed(id), 100 + i, Restored::empty());
+        let (device, _) = Device::new(config.clone(), id, identity_seed(id), 100 + i, Restored::empty());
         members.push(Member { id, machine: Machine::Device(device), durable: Restored::empty() });
         proposers.push(id);
     }
@@ -70,6 +77,7 @@ pub fn net(devices: u64) -> (Net, GroupGenesis) {
             unreachable: Vec::new(),
             offline: Vec::new(),
             events: Vec::new(),
+            config,
         },
         genesis,
     )
@@ -155,9 +163,10 @@ impl Net {
             member.durable = Restored::empty();
         }
         let restored = member.durable.clone();
+        let config = self.config.clone();
         member.machine = match member.machine {
-            Machine::Device(_) => Machine::Device(Device::new(config(), id, identity_seed(id), seed, restored).0),
-            Machine::Acceptor(_) => Machine::Acceptor(Acceptor::new(config(), id, seed, restored).0),
+            Machine::Device(_) => Machine::Device(Device::new(config, id, identity_seed(id), seed, restored).0),
+            Machine::Acceptor(_) => Machine::Acceptor(Acceptor::new(config, id, seed, restored).0),
         };
         self.log.push(format!("{id} restarted (wipe: {wipe})"));
     }

@@ -47,9 +47,11 @@ pub(crate) struct Compactor {
     /// The epoch each applied message not covered yet was sealed in (ours: written in), at
     /// most [`SEALED_TRACKED_MAX`].
     sealed_in: BTreeMap<UpdateId, u64>,
-    /// The latest epoch in which a member was added. Messages sealed before it are unreadable
-    /// to that member, so they make a compaction due however few they are.
-    pub(crate) joined_at: u64,
+    /// Messages sealed before this epoch are unreadable to some member (one added in it, or
+    /// one that asked), so they make a compaction due however few they are.
+    pub(crate) unreadable_before: u64,
+    /// When we may next ask the others for a compaction (we hold messages we cannot decrypt).
+    next_request_at: Time,
 }
 
 /// Uncovered messages whose epochs a compactor tracks (beyond it the count threshold is passed
@@ -91,6 +93,14 @@ impl Compactor {
         earliest(making, self.catching_up.as_ref().map(|c| c.ask_at))
     }
 
+    /// Our own message `id` was sealed (again) in `epoch`: readers take the latest copy, so
+    /// that is the epoch that decides who can read it.
+    pub(crate) fn note_sealed(&mut self, id: UpdateId, epoch: u64) {
+        if let Some(sealed) = self.sealed_in.get_mut(&id) {
+            *sealed = epoch;
+        }
+    }
+
     /// Whether a snapshot is being fetched.
     pub(crate) fn is_catching_up(&self) -> bool {
         self.catching_up.is_some()
@@ -128,10 +138,10 @@ impl DeviceGroup {
         let compactor = &mut replica.compactor;
         let covered = compactor.latest.as_ref().map_or(0, |l| l.compaction.covered.count());
         let uncovered = replica.applied.count().saturating_sub(covered);
-        let unreadable_to_a_joiner = compactor.sealed_in.values().any(|epoch| *epoch < compactor.joined_at);
+        let unreadable_to_someone = compactor.sealed_in.values().any(|epoch| *epoch < compactor.unreadable_before);
         let due = uncovered >= cx.config.compact_after_messages
             || compactor.uncovered_bytes >= cx.config.compact_after_bytes
-            || unreadable_to_a_joiner;
+            || unreadable_to_someone;
         if !due || uncovered == 0 {
             compactor.due_since = None;
             return;
@@ -170,6 +180,12 @@ impl DeviceGroup {
         };
         let chunks = split(&ciphertext, cx.config.snapshot_chunk_bytes);
         let compaction = Compaction { chunks: chunks.len() as u32, ..compaction };
+        // The commit carries the covered set, and a Welcome carries it again: both must fit an
+        // entry (a set this large means many updates arrived out of order; they fill in later).
+        if compaction.to_aad().len() + 64 > cx.config.entry_bytes_max / 2 {
+            cov_mark::hit!(compactor_waits_while_the_covered_set_is_too_large);
+            return;
+        }
         cov_mark::hit!(compactor_starts_a_snapshot);
         let base = compactor.latest.as_ref().map(|latest| latest.compaction.hash);
         compactor.making = Some(Making {
@@ -200,10 +216,13 @@ impl DeviceGroup {
         }
     }
 
-    /// An acceptor holds our whole snapshot. At a write quorum, commit it.
+    /// An acceptor holds our whole snapshot. Once a write quorum does, and a quorum of the log
+    /// (which must hold it to accept the commit), commit it. Waiting for the log's quorum keeps
+    /// a group whose log has lost its quorum from a commit that would stay pending, and with it
+    /// our document messages, which cannot be sealed while a commit of ours is undecided.
     pub(super) fn on_snapshot_stored(&mut self, cx: &mut Context<'_>, from: NodeId, hash: SnapshotHash) {
         let acceptors = self.acceptors().clone();
-        let needed = cx.config.write_quorum.of(acceptors.members().len());
+        let needed = cx.config.write_quorum.of(acceptors.members().len()).max(acceptors.quorum_size());
         let Some(making) = self.compactor().making.as_mut().filter(|m| m.keyed.compaction.hash == hash) else {
             return cx.reject(Rejection::Duplicate);
         };
@@ -258,6 +277,30 @@ impl DeviceGroup {
         cx.persist(vec![Record::Compacted { group: cx.group, compaction: keyed.compaction.clone(), key: Some(keyed.key) }]);
         compactor.latest = Some(keyed);
         self.catch_up_if_behind(cx);
+    }
+
+    /// A stored message sealed in `epoch` is too old for us to decrypt. Unless a compaction
+    /// we know of covers it, ask the others (at most once per sync interval) to make one.
+    pub(super) fn want_compaction(&mut self, cx: &mut Context<'_>, id: UpdateId, epoch: u64) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        let compactor = &mut replica.compactor;
+        if compactor.latest.as_ref().is_some_and(|latest| latest.compaction.covered.contains(&id))
+            || cx.now < compactor.next_request_at
+        {
+            return;
+        }
+        compactor.next_request_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+        cov_mark::hit!(device_asks_for_a_compaction_of_what_it_cannot_decrypt);
+        let _ = self.send_message(cx, crate::updates::Payload::CompactionWanted { before_epoch: epoch + 1 });
+    }
+
+    /// A member cannot decrypt messages sealed before `before_epoch`: they make a compaction
+    /// due. (No later than our own epoch: a member cannot ask for more than has happened.)
+    pub(super) fn on_compaction_wanted(&mut self, cx: &mut Context<'_>, before_epoch: u64) {
+        let epoch = self.mls.as_ref().map_or(0, |mls| mls.member.epoch());
+        let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
+        let compactor = &mut replica.compactor;
+        compactor.unreadable_before = compactor.unreadable_before.max(before_epoch.min(epoch));
     }
 
     /// A joiner's Welcome named the latest compaction (the inviter put it in the GroupInfo):

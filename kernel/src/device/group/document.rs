@@ -128,6 +128,7 @@ impl DeviceGroup {
                 Ok(ciphertext) => {
                     message.sealed = Some((epoch, ciphertext));
                     sealed_any = true;
+                    replica.compactor.note_sealed(UpdateId { sender: cx.me, seq: *seq }, epoch);
                 }
                 Err(error) => cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) }),
             }

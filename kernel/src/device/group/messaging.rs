@@ -104,6 +104,7 @@ impl DeviceGroup {
         let size = match &payload {
             Payload::Message(data) | Payload::Presence(data) => data.len(),
             Payload::Update { update, .. } => update.len(),
+            Payload::CompactionWanted { .. } => 0,
         };
         if size > cx.config.application_bytes_max {
             return Err(CommandError::ValueTooLarge { size, limit: cx.config.application_bytes_max });
@@ -167,6 +168,9 @@ impl DeviceGroup {
             }
             Err(error) => {
                 cx.reject(messages::rejection_of(&error));
+                if let (MlsError::TooOld(epoch), Some(id)) = (&error, stored) {
+                    self.want_compaction(cx, id, *epoch);
+                }
                 return Read::Done;
             }
         };
@@ -203,6 +207,10 @@ impl DeviceGroup {
             (Some(Payload::Presence(state)), None) if author == sender => {
                 cx.persist(records);
                 cx.effects.notify(Event::Presence { group: cx.group, sender, state });
+            }
+            (Some(Payload::CompactionWanted { before_epoch }), None) if author == sender => {
+                cx.persist(records);
+                self.on_compaction_wanted(cx, before_epoch);
             }
             (Some(Payload::Message(data)), None) if author == sender => {
                 cx.persist(records);

@@ -1,0 +1,178 @@
+//! Compaction between three members through three acceptors: history is snapshotted once it
+//! grows, acceptors keep the snapshot and drop what it covers, a device added later starts from
+//! the snapshot, and bad chunks or a compaction naming messages nobody stored change nothing but
+//! counters.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use plait_kernel::mls::{Identity, Member};
+use plait_kernel::snapshot::{Compaction, Covered, CoveredSender, SnapshotHash, split};
+use plait_kernel::wire::{Envelope, Message, RejectReason, accept_signed_bytes, encode};
+use plait_kernel::{Ballot, Command, Config, Entry, Event, GroupId, Input, NodeId, Rejection, Slot};
+
+use support::groups::*;
+use support::{Net, identity_seed};
+
+fn config() -> plait_kernel::ValidConfig {
+    Config { compact_after_messages: 6, compaction_takeover_ms: 200, snapshot_chunk_bytes: 256, ..Config::default() }
+        .validate()
+        .expect("valid")
+}
+
+fn text(net: &Net, device: NodeId, group: GroupId) -> String {
+    net.device(device).group(group).and_then(|g| g.text()).expect("an MLS group has a document")
+}
+
+fn acceptor_ids() -> Vec<NodeId> {
+    (1..=3).map(NodeId::from_index).collect()
+}
+
+/// Each of the three members types `rounds` edits, settling after each round.
+fn type_rounds(net: &mut Net, group: GroupId, members: &[NodeId], rounds: usize) {
+    for round in 0..rounds {
+        for member in members {
+            let insert = format!("{member}:{round} ");
+            net.command(*member, Command::Edit { group, position: 0, delete: 0, insert });
+            settle(net);
+        }
+    }
+}
+
+fn send(net: &mut Net, from: NodeId, to: NodeId, group: GroupId, message: Message) {
+    let frame = encode(&Envelope { group, message }, usize::MAX).expect("encodes");
+    net.input(to, Input::Received { from, frame });
+}
+
+#[test]
+fn members_compact_history_and_acceptors_keep_only_the_snapshot_and_its_tail() {
+    let (net, _) = support::net_with(3, config());
+    let (mut net, group, members) = group_of_three_in(net);
+    type_rounds(&mut net, group, &members, 6);
+    settle(&mut net);
+    let expected = text(&net, members[0], group);
+    for member in &members[1..] {
+        assert_eq!(text(&net, *member, group), expected);
+    }
+    for acceptor in acceptor_ids() {
+        let view = net.acceptor(acceptor).group(group).expect("hosts the group");
+        let compaction = view.compaction().expect("history passed the threshold, so a compaction is in force");
+        assert!(view.holds_snapshot(&compaction.hash));
+        assert!(compaction.chunks > 1, "small chunks split every snapshot");
+        let covered_held = view.messages().filter(|(_, m)| compaction.covered.contains(&m.id)).count();
+        assert_eq!(covered_held, 0, "{acceptor} deleted every message the snapshot covers");
+        assert!(compaction.covered.count() >= 6);
+    }
+}
+
+#[test]
+fn a_device_added_after_compaction_starts_from_the_snapshot_and_reads_what_was_typed_before() {
+    let (net, _) = support::net_with(4, config());
+    let (mut net, group, members) = group_of_three_in(net);
+    type_rounds(&mut net, group, &members, 6);
+    settle(&mut net);
+    let genesis = created(&net);
+    let joiner = NodeId::from_index(104);
+    cov_mark::check!(joiner_starts_from_the_welcomed_snapshot);
+    add(&mut net, members[0], joiner, &genesis);
+    settle(&mut net);
+    let imported = net.events.iter().any(|(id, e)| *id == joiner && matches!(e, Event::SnapshotImported { .. }));
+    assert!(imported, "the joiner imported the snapshot its Welcome named");
+    let expected = text(&net, members[0], group);
+    assert!(expected.contains("n101:0 "), "edits from before the join");
+    assert_eq!(text(&net, joiner, group), expected);
+    net.command(joiner, Command::Edit { group, position: 0, delete: 0, insert: "joined ".into() });
+    settle(&mut net);
+    assert!(text(&net, members[1], group).starts_with("joined "));
+}
+
+#[test]
+fn a_snapshot_whose_chunks_do_not_match_its_name_is_dropped_and_never_acknowledged() {
+    let (net, _) = support::net_with(3, config());
+    let (mut net, group, [admin, ..]) = group_of_three_in(net);
+    let acceptor = acceptor_ids()[0];
+    let ciphertext: Vec<u8> = (0..600u32).map(|i| i as u8).collect();
+    let hash = SnapshotHash::of(&ciphertext);
+    let chunks = split(&ciphertext, 256);
+    let invalid = |net: &Net| net.acceptor(acceptor).counters().of(Rejection::Invalid);
+
+    // A truncated chunk: every chunk arrives, but together they are not the named snapshot.
+    let before = invalid(&net);
+    cov_mark::check!(acceptor_drops_a_snapshot_that_does_not_match_its_hash);
+    for (index, bytes) in chunks.iter().enumerate() {
+        let bytes = if index == 1 { bytes[..100].to_vec() } else { bytes.clone() };
+        let message = Message::SnapshotChunk { hash, index: index as u32, count: chunks.len() as u32, bytes };
+        send(&mut net, admin, acceptor, group, message);
+    }
+    assert_eq!(invalid(&net), before + 1);
+    // A whole snapshot under someone else's name.
+    let wrong = SnapshotHash([9; 32]);
+    for (index, bytes) in chunks.iter().enumerate() {
+        let message =
+            Message::SnapshotChunk { hash: wrong, index: index as u32, count: chunks.len() as u32, bytes: bytes.clone() };
+        send(&mut net, admin, acceptor, group, message);
+    }
+    assert_eq!(invalid(&net), before + 2);
+    let view = net.acceptor(acceptor).group(group).expect("hosts the group");
+    assert!(!view.holds_snapshot(&hash) && !view.holds_snapshot(&wrong));
+    assert_eq!(view.snapshot_bytes(), 0, "nothing of either is kept");
+    net.deliver_all(100);
+    let acknowledged = net.log.iter().any(|line| line.contains("SnapshotStored"));
+    assert!(!acknowledged, "no acknowledgement for a snapshot that is not what it claims");
+}
+
+/// The founder's MLS state, rebuilt from its durable image: a twin that can sign commits.
+fn twin_of(net: &Net, device: NodeId, group: GroupId) -> (Member, Identity) {
+    let durable = &net.members.iter().find(|m| m.id == device).expect("known").durable;
+    let mut state: BTreeMap<Vec<u8>, Vec<u8>> = durable.groups[&group].mls.clone();
+    let id = state.remove(&b"\xffplait/mls-group-id"[..]).expect("the group id is kept");
+    state.remove(&b"\xffplait/pending-commit"[..]);
+    let member = Member::restore([9; 32], state, &id).expect("restores");
+    (member, Identity::from_seed(identity_seed(device), &device.0))
+}
+
+#[test]
+fn a_compaction_naming_messages_nobody_stored_is_refused_and_deletes_nothing() {
+    let (net, _) = support::net_with(3, Config::default().validate().expect("valid"));
+    let (mut net, group, [admin, second, _]) = group_of_three_in(net);
+    net.command(admin, Command::Edit { group, position: 0, delete: 0, insert: "kept".into() });
+    settle(&mut net);
+    let acceptor = acceptor_ids()[0];
+    let stored_before = net.acceptor(acceptor).group(group).expect("hosts").stored_messages();
+
+    // A real snapshot, stored whole at the acceptor, so only the covered messages are wrong.
+    let ciphertext = vec![5u8; 300];
+    let hash = SnapshotHash::of(&ciphertext);
+    let chunks = split(&ciphertext, 256);
+    for (index, bytes) in chunks.iter().enumerate() {
+        let message = Message::SnapshotChunk { hash, index: index as u32, count: chunks.len() as u32, bytes: bytes.clone() };
+        send(&mut net, admin, acceptor, group, message);
+    }
+    assert!(net.acceptor(acceptor).group(group).expect("hosts").holds_snapshot(&hash));
+
+    // The commit claims messages 0..1000 of the second member, who wrote none.
+    let covered = Covered { senders: vec![CoveredSender { sender: second, below: 1_000, beyond: vec![] }] };
+    let compaction = Compaction { hash, size: 300, chunks: chunks.len() as u32, covered, wrapped_key: vec![0; 48] };
+    let (mut twin, identity) = twin_of(&net, admin, group);
+    let commit = twin.commit_update_with_aad(&identity, compaction.to_aad()).expect("commits");
+    let entry = Entry::Value(commit.commit);
+    let ballot = Ballot { round: 1_000, proposer: admin };
+    let slot = net.acceptor(acceptor).group(group).expect("hosts").chosen_next();
+    send(&mut net, admin, acceptor, group, Message::Prepare { ballot, from_slot: slot });
+    let incarnation = net.acceptor(acceptor).group(group).expect("hosts").incarnation();
+    let value_hash = entry.hash();
+    let proof = twin.sign(&identity, &accept_signed_bytes(group, ballot, slot, &value_hash)).expect("signs");
+    let not_ready = net.acceptor(acceptor).counters().of(Rejection::NotReady);
+    cov_mark::check!(acceptor_refuses_a_compaction_covering_messages_it_lacks);
+    let accept = Message::Accept { ballot, slot, entry, value_hash, promised_by: vec![(acceptor, incarnation)], proof };
+    send(&mut net, admin, acceptor, group, accept);
+    assert_eq!(net.acceptor(acceptor).counters().of(Rejection::NotReady), not_ready + 1);
+    let refused = net.log.iter().rev().find(|line| line.starts_with(&format!("{acceptor} -> {admin}")));
+    let reason = format!("{:?}", RejectReason::NotReady);
+    assert!(refused.is_some_and(|line| line.contains("Rejected") && line.contains(&reason)), "{refused:?}");
+    let view = net.acceptor(acceptor).group(group).expect("hosts");
+    assert!(view.compaction().is_none());
+    assert_eq!(view.stored_messages(), stored_before, "nothing was deleted");
+    assert_eq!(view.chosen_next(), Slot(slot.0));
+}
