@@ -5,6 +5,7 @@
 //! fault model.
 
 pub mod bench;
+pub mod bench_compaction;
 pub mod bench_document;
 pub mod bench_mls;
 pub mod editing_trace;

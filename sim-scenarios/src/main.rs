@@ -69,8 +69,11 @@ enum Verb {
         seed: u64,
     },
     /// Prints simulated events per second per core and seeds per second per family, then MLS
-    /// costs, each with its anchors.
+    /// costs, each with its anchors; `bench compaction` prints the compaction figures instead.
     Bench {
+        /// One benchmark on its own (one not run by default).
+        #[command(subcommand)]
+        only: Option<BenchOnly>,
         /// Seeds per scenario.
         #[arg(long, default_value_t = 20)]
         seeds: u64,
@@ -78,6 +81,15 @@ enum Verb {
         #[arg(long)]
         no_mls: bool,
     },
+}
+
+/// Benchmarks that `plait-sim bench` runs only when named.
+#[derive(Subcommand)]
+enum BenchOnly {
+    /// A new device catching up from the latest snapshot of automerge-paper and of a synthetic
+    /// 1,000,000-operation document, and acceptor storage after compaction, with raw Loro
+    /// anchors and the targets (about a minute in a release build).
+    Compaction,
 }
 
 fn main() -> ExitCode {
@@ -161,20 +173,33 @@ fn main() -> ExitCode {
             if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
         }
         Verb::Trace { file, devices, seed } => trace(&file, devices, seed),
-        Verb::Bench { seeds, no_mls } => {
+        Verb::Bench { only: Some(BenchOnly::Compaction), .. } => match paper_trace() {
+            Ok(trace) if plait_sim_scenarios::bench_compaction::run(&trace) => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(error) => {
+                eprintln!("cannot read the automerge-paper trace: {error}");
+                ExitCode::from(2)
+            }
+        },
+        Verb::Bench { only: None, seeds, no_mls } => {
             bench::run(&scenarios, seeds);
             if !no_mls {
                 plait_sim_scenarios::bench_mls::run();
             }
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../kernel/tests/data/editing-traces/automerge-paper.json.gz");
-            match plait_sim_scenarios::editing_trace::Trace::load(&path) {
+            match paper_trace() {
                 Ok(trace) => plait_sim_scenarios::bench_document::run(&trace),
                 Err(error) => eprintln!("document figures skipped: {error}"),
             }
             ExitCode::SUCCESS
         }
     }
+}
+
+/// The automerge-paper trace the benchmarks use (the kernel's test copy).
+fn paper_trace() -> Result<plait_sim_scenarios::editing_trace::Trace, String> {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../kernel/tests/data/editing-traces/automerge-paper.json.gz");
+    plait_sim_scenarios::editing_trace::Trace::load(&path)
 }
 
 /// `plait-sim trace`.

@@ -20,6 +20,7 @@ use crate::trace::Trace;
 mod byzantine;
 mod events;
 mod injection;
+mod metering;
 mod progress;
 mod tracing;
 mod watching;
@@ -67,6 +68,11 @@ struct SimNode {
     lost: bool,
     /// For a Byzantine acceptor: what it lies with.
     liar: Option<byzantine::Liar>,
+    /// Host wall time spent inside this node's `handle` calls, for benchmarks (see
+    /// `metering.rs`); no simulation decision reads it.
+    handle_nanos: u64,
+    /// Bytes of the frames delivered to this node.
+    received_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -504,7 +510,15 @@ impl Cluster {
             self.trace.line(|| format!("{now} {id} <- {text}"));
         }
         record_input(&mut self.trace, now, id, kind, &input);
+        let received = match &input {
+            Input::Received { frame, .. } => frame.len() as u64,
+            _ => 0,
+        };
+        let started = std::time::Instant::now();
         let outputs = machine.handle(now, input);
+        let node = &mut self.nodes[index];
+        node.handle_nanos += started.elapsed().as_nanos() as u64;
+        node.received_bytes += received;
         if let Some((from, frame)) = heard_by_liar {
             self.liar_receives(index, from, &frame);
         }
@@ -659,6 +673,8 @@ impl SimNode {
             timer_generation: 0,
             lost: false,
             liar: None,
+            handle_nanos: 0,
+            received_bytes: 0,
         }
     }
 }

@@ -42,6 +42,11 @@ pub fn all() -> Vec<Scenario> {
             run: disks_lost_while_compacting,
         },
         Scenario {
+            name: "compaction/a-member-back-after-many-epochs-recovers-what-it-cannot-decrypt",
+            description: "a member is away while keys rotate many times and the others type, with thresholds too high to compact on their own; back, it cannot decrypt what it missed, asks for a compaction, and catches up from the snapshot",
+            run: member_back_after_many_epochs,
+        },
+        Scenario {
             name: "compaction/long-typing-keeps-acceptor-storage-bounded",
             description: "four members type for a long run; at the end every acceptor holds the snapshot in force, no message it covers, and at most a bounded multiple of its size",
             run: long_typing_stays_bounded,
@@ -215,6 +220,31 @@ fn disks_lost_while_compacting(options: &RunOptions) -> Outcome {
     session.cluster.start_faults();
     let (devices, end) = (session.cluster.devices(), session.safety_end);
     typing(&mut session, &devices, 200, end, "");
+    finish(session)
+}
+
+/// Proves a member that missed more epochs than it keeps secrets for still recovers the text.
+fn member_back_after_many_epochs(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let config = plait_kernel::Config { compact_after_messages: 100_000, compact_after_bytes: 1 << 40, ..config(options) };
+    let mut session = match start_configured(options, (3, 4, 3), profile, 0, (config, 4)) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let devices = session.cluster.devices();
+    let away = devices[1 + session.rng.index(devices.len() - 1)];
+    session.cluster.isolate(away);
+    let others: Vec<usize> = devices.iter().copied().filter(|d| *d != away).collect();
+    let end = session.safety_end;
+    // More rotations than `mls_past_epochs_max` (4), spread over the run, by members still here.
+    let (from, group) = (session.cluster.now().0, session.group);
+    for _ in 0..8 {
+        let at = Time(session.rng.between(from, end.0));
+        let device = others[session.rng.index(others.len())];
+        session.cluster.command_at(at, device, Command::RotateKeys { group });
+    }
+    typing(&mut session, &others, 120, end, "");
+    session.cluster.heal();
     finish(session)
 }
 
