@@ -116,6 +116,8 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
         create.extend(["--acceptor", acceptor.ticket.as_str()]);
     }
     device(&alice, &create);
+    // Typed before Bob is even invited: it reaches him through a snapshot (compaction).
+    device(&alice, &["append", "doc", "zulu-marker-0 "]);
 
     let code = last_line(&device(&alice, &["invite", "doc", "--role", "writer", "--ttl", "10m"]));
     let code = code.strip_prefix("invite ").expect("invite CODE").to_owned();
@@ -130,8 +132,7 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     assert!(last_line(&joined).starts_with("joined doc"), "{}", last_line(&joined));
     assert!(admin.expect("alice syncs").status.success());
 
-    // Offline edits on both devices (no process is online for either). A joiner reads from the
-    // epoch it joined in, so the first edits come after the join (see ARCHITECTURE.md).
+    // Offline edits on both devices (no process is online for either).
     device(&alice, &["append", "doc", "alpha-marker-1 "]);
     device(&bob, &["append", "doc", "bravo-marker-2 "]);
     device(&alice, &["insert", "doc", "0", "charlie-marker-3 "]);
@@ -161,19 +162,22 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     }
     let (alice_text, bob_text) = (cat(&alice), cat(&bob));
     assert_eq!(alice_text, bob_text);
-    for marker in ["alpha-marker-1", "bravo-marker-2", "charlie-marker-3", "delta-marker-4"] {
+    for marker in ["zulu-marker-0", "alpha-marker-1", "bravo-marker-2", "charlie-marker-3", "delta-marker-4"] {
         assert!(alice_text.contains(marker), "{marker} missing from {alice_text:?}");
     }
     let status = String::from_utf8(device(&bob, &["status", "doc"]).stdout).expect("utf-8");
-    for line in ["epoch: 1", "role: writer", "members: 2", "acceptors: 3", "unsafe: 0"] {
+    for line in ["role: writer", "members: 2", "acceptors: 3", "unsafe: 0"] {
         assert!(status.lines().any(|l| l == line), "{line} missing from {status}");
     }
+    // The add, Bob's role and at least one compaction each started an epoch.
+    let epoch = status.lines().find_map(|l| l.strip_prefix("epoch: ")).and_then(|e| e.parse::<u64>().ok());
+    assert!(epoch.is_some_and(|epoch| epoch >= 2), "{status}");
 
     // Acceptors only ever held ciphertext.
     drop(acceptors);
     for index in 0..3 {
         let dir = root.path().join(format!("acceptor-{index}"));
-        for marker in ["alpha-marker", "bravo-marker", "charlie-marker", "delta-marker"] {
+        for marker in ["zulu-marker", "alpha-marker", "bravo-marker", "charlie-marker", "delta-marker"] {
             assert!(!files_contain(&dir, marker.as_bytes()), "acceptor {index} stored plaintext {marker}");
         }
     }

@@ -176,3 +176,27 @@ fn a_compaction_naming_messages_nobody_stored_is_refused_and_deletes_nothing() {
     assert_eq!(view.stored_messages(), stored_before, "nothing was deleted");
     assert_eq!(view.chosen_next(), Slot(slot.0));
 }
+
+#[test]
+fn a_device_added_below_every_threshold_still_gets_what_was_typed_before() {
+    let (mut net, genesis) = support::net(2);
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let _ = genesis;
+    let genesis = created(&net);
+    let group = genesis.group_id();
+    net.command(admin, Command::Edit { group, position: 0, delete: 0, insert: "before ".into() });
+    settle(&mut net);
+    net.restart(admin, 7, false);
+    settle(&mut net);
+    add(&mut net, admin, joiner, &genesis);
+    for _ in 0..5 {
+        settle(&mut net);
+    }
+    net.command(admin, Command::Edit { group, position: 7, delete: 0, insert: "after".into() });
+    for _ in 0..5 {
+        settle(&mut net);
+    }
+    assert_eq!(text(&net, joiner, group), "before after");
+}

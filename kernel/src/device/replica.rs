@@ -164,7 +164,7 @@ impl Replica {
         replica.outbox = Outbox::restore(now, own, restored.safe_below);
         replica.cursors = restored.cursors.clone();
         let latest = restored.compacted.clone().and_then(|(compaction, key)| Some(KeyedCompaction { compaction, key: key? }));
-        replica.compactor = Compactor::restore(latest);
+        replica.compactor = Compactor::restore(latest, restored.updates.keys().copied());
         Ok((replica, refused))
     }
 }

@@ -52,6 +52,8 @@ pub(crate) struct Compactor {
     pub(crate) unreadable_before: u64,
     /// When we may next ask the others for a compaction (we hold messages we cannot decrypt).
     next_request_at: Time,
+    /// A snapshot that matched its name but did not open or import: not fetched again.
+    refused: Option<SnapshotHash>,
 }
 
 /// Uncovered messages whose epochs a compactor tracks (beyond it the count threshold is passed
@@ -82,9 +84,13 @@ struct CatchingUp {
 }
 
 impl Compactor {
-    /// The state rebuilt from disk: the latest compaction; catching up is decided by the group.
-    pub(crate) fn restore(latest: Option<KeyedCompaction>) -> Compactor {
-        Compactor { latest, ..Compactor::default() }
+    /// The state rebuilt from disk: the latest compaction, and the applied messages it does not
+    /// cover. Their epochs were in memory, so each counts as sealed in epoch 0: the next member
+    /// added makes them due. (Catching up is decided by the group.)
+    pub(crate) fn restore(latest: Option<KeyedCompaction>, applied: impl Iterator<Item = UpdateId>) -> Compactor {
+        let covered = |id: &UpdateId| latest.as_ref().is_some_and(|l| l.compaction.covered.contains(id));
+        let sealed_in = applied.filter(|id| !covered(id)).take(SEALED_TRACKED_MAX).map(|id| (id, 0)).collect();
+        Compactor { latest, sealed_in, ..Compactor::default() }
     }
 
     /// When the compactor next needs the timer.
@@ -126,6 +132,8 @@ impl DeviceGroup {
         if self.replica.is_none() || !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
             return;
         }
+        // After a restart, catching up starts over from what is durable.
+        self.catch_up_if_behind(cx);
         self.ask_for_chunks(cx);
         self.resend_chunks(cx);
         self.start_compaction_when_due(cx);
@@ -327,7 +335,9 @@ impl DeviceGroup {
             return;
         }
         let hash = latest.compaction.hash;
-        if replica.compactor.catching_up.as_ref().is_some_and(|c| c.assembly.hash == hash) {
+        if replica.compactor.catching_up.as_ref().is_some_and(|c| c.assembly.hash == hash)
+            || replica.compactor.refused == Some(hash)
+        {
             return;
         }
         cov_mark::hit!(device_catches_up_from_a_snapshot);
@@ -373,9 +383,11 @@ impl DeviceGroup {
         replica.compactor.catching_up = None;
         let Some(snapshot) = open(&latest.key, &ciphertext) else {
             cov_mark::hit!(device_refuses_a_snapshot_its_key_does_not_open);
+            replica.compactor.refused = Some(hash);
             return cx.reject(Rejection::Invalid);
         };
         if replica.doc.merge(&snapshot).is_err() {
+            replica.compactor.refused = Some(hash);
             return cx.reject(Rejection::Invalid);
         }
         replica.applied.absorb(&latest.compaction.covered, cx.config.updates_out_of_order_max);
