@@ -10,7 +10,7 @@ use plait_kernel::{Command, Event, Time};
 
 use crate::outline::Session;
 use crate::scenarios::document::{finish, settle_documents, typing};
-use crate::scenarios::mls::{lossy, rotations, start_configured};
+use crate::scenarios::mls::{invite_code, lossy, rotations, start_configured};
 use crate::{Outcome, RunOptions, Scenario};
 
 /// Every `compaction/` scenario.
@@ -150,14 +150,7 @@ fn joiner_reaches_the_same_text(options: &RunOptions) -> Outcome {
     let deadline = session.cluster.now().plus_ms(10_000);
     let invited = |c: &Cluster| c.notices.iter().any(|(_, e)| matches!(e, Event::InviteCreated { .. }));
     session.cluster.run_until_condition(deadline, invited);
-    let code = session.cluster.notices.iter().find_map(|(_, event)| match event {
-        Event::InviteCreated { code, .. } => Some(code.clone()),
-        _ => None,
-    });
-    let Some(code) = code else {
-        session.fail("an-admin-opens-an-invite", "no invite code was created".into());
-        return session.outcome();
-    };
+    let Some(code) = invite_code(&mut session) else { return session.outcome() };
     session.cluster.command(joiner, Command::AcceptInvite { code, acceptors });
     let end = session.safety_end.max(session.cluster.now().plus_ms(5_000));
     session.safety_end = end;
@@ -178,6 +171,11 @@ fn crashes_between_snapshot_and_commit(options: &RunOptions) -> Outcome {
     profile.crashes = true;
     profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
     profile.fault_interval_ms = rng.between(300, 1_500);
+    typing_under_faults(options, profile)
+}
+
+/// Four members type 200 edits while `profile`'s faults run, then heal and settle.
+fn typing_under_faults(options: &RunOptions, profile: FaultProfile) -> Outcome {
     let mut session = match start(options, profile, 4) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
@@ -213,14 +211,7 @@ fn disks_lost_while_compacting(options: &RunOptions) -> Outcome {
     profile.crashes = true;
     profile.wipes = true;
     profile.fault_interval_ms = rng.between(400, 2_000);
-    let mut session = match start(options, profile, 4) {
-        Ok(session) => session,
-        Err(outcome) => return *outcome,
-    };
-    session.cluster.start_faults();
-    let (devices, end) = (session.cluster.devices(), session.safety_end);
-    typing(&mut session, &devices, 200, end, "");
-    finish(session)
+    typing_under_faults(options, profile)
 }
 
 /// Proves a member that missed more epochs than it keeps secrets for still recovers the text.

@@ -469,14 +469,7 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
         session.cluster.run_until(until);
     };
     step(&mut session, 2_000);
-    let code = session.cluster.notices.iter().find_map(|(_, event)| match event {
-        Event::InviteCreated { code, .. } => Some(code.clone()),
-        _ => None,
-    });
-    let Some(code) = code else {
-        session.fail("an-admin-opens-an-invite", "no invite code was created".into());
-        return session.outcome();
-    };
+    let Some(code) = invite_code(&mut session) else { return session.outcome() };
     // The admin is away while the joiner redeems the code; it restarts from its disk.
     session.cluster.isolate(admin);
     session.cluster.crash(admin);
@@ -530,4 +523,16 @@ fn byzantine_acceptor(options: &RunOptions) -> Outcome {
     session.cluster.command_at(at, devices[1], Command::RemoveMember { group, member: third });
     session.cluster.start_faults();
     session.finish()
+}
+
+/// The code of the invite an admin just created (its notice), or a failed run without one.
+pub(crate) fn invite_code(session: &mut Session) -> Option<String> {
+    let code = session.cluster.notices.iter().find_map(|(_, event)| match event {
+        Event::InviteCreated { code, .. } => Some(code.clone()),
+        _ => None,
+    });
+    if code.is_none() {
+        session.fail("an-admin-opens-an-invite", "no invite code was created".into());
+    }
+    code
 }
