@@ -7,7 +7,7 @@ use crate::context::Context;
 use crate::device::invites::Invites;
 use crate::device::membership::{Intent, Membership};
 use crate::device::messages::Messages;
-use crate::device::proposer::{InFlight, Leading, Preparing, Proposer};
+use crate::device::proposer::{Leading, Proposer};
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
@@ -18,6 +18,7 @@ use crate::wire::{Message, RejectReason};
 pub(crate) mod compaction;
 mod document;
 mod messaging;
+mod proposing;
 
 /// Something this device wants in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -537,128 +538,6 @@ impl DeviceGroup {
         {
             // Promises were for slots now decided; ask again from the new frontier.
             self.proposer = Proposer::Idle;
-        }
-    }
-
-    // ----- driving the proposer -------------------------------------------------------------
-
-    /// Moves the proposer forward as far as it can without waiting.
-    pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
-        if let Proposer::Backoff { until } = self.proposer {
-            if cx.now < until {
-                return;
-            }
-            self.proposer = Proposer::Idle;
-        }
-        if let Proposer::Leading(leading) = &self.proposer
-            && &leading.acceptors != self.history.at(self.next_slot)
-        {
-            cov_mark::hit!(leader_reprepares_after_acceptor_change);
-            self.proposer = Proposer::Idle;
-        }
-        match &mut self.proposer {
-            Proposer::Idle => {
-                if !self.is_idle() {
-                    self.start_prepare(cx);
-                }
-            }
-            Proposer::Leading(leading) if leading.in_flight.is_none() => self.propose_next(cx),
-            Proposer::Backoff { .. } | Proposer::Preparing(_) | Proposer::Leading(_) => {}
-        }
-    }
-
-    fn start_prepare(&mut self, cx: &mut Context<'_>) {
-        let round = self.round_floor.max(self.highest_round_seen) + 1;
-        if !canary!(cx.config, BallotCounterNotPersisted) {
-            cx.persist(vec![Record::RoundFloor { group: cx.group, round }]);
-            self.round_floor = round;
-        }
-        let ballot = Ballot { round, proposer: cx.me };
-        let acceptors = self.history.at(self.next_slot).clone();
-        cx.send_all(acceptors.members(), &Message::Prepare { ballot, from_slot: self.next_slot });
-        self.proposer = Proposer::Preparing(Preparing {
-            ballot,
-            from_slot: self.next_slot,
-            acceptors,
-            promises: Default::default(),
-            deadline: cx.now.plus_ms(cx.config.ballot_timeout_ms),
-        });
-    }
-
-    /// As leader with nothing in flight: propose the adopted value for the next slot, else our own.
-    fn propose_next(&mut self, cx: &mut Context<'_>) {
-        let slot = self.next_slot;
-        let adopted = match &mut self.proposer {
-            Proposer::Leading(leading) => leading.adopted.remove(&slot),
-            _ => return,
-        };
-        let (entry, own) = if let Some(adopted) = adopted {
-            cov_mark::hit!(leader_proposes_adopted_value);
-            (adopted.entry, false)
-        } else if let Some(entry) = self.own_entry(cx) {
-            (entry, true)
-        } else if self.finish_stuck_slot {
-            (Entry::Noop, false)
-        } else {
-            return;
-        };
-        let Proposer::Leading(leading) = &mut self.proposer else { return };
-        let value_hash = entry.hash();
-        let proof = self.mls.as_ref().map(|mls| mls.sign_accept(cx.group, leading.ballot, slot, &value_hash)).unwrap_or_default();
-        let accept = Message::Accept {
-            ballot: leading.ballot,
-            slot,
-            entry: entry.clone(),
-            value_hash,
-            promised_by: leading.promised_by.clone(),
-            proof: proof.clone(),
-        };
-        cx.send_all(leading.acceptors.members(), &accept);
-        leading.in_flight = Some(InFlight {
-            slot,
-            entry,
-            value_hash,
-            proof,
-            own,
-            accepted_by: BTreeSet::new(),
-            refused_by: BTreeSet::new(),
-            deadline: cx.now.plus_ms(cx.config.ballot_timeout_ms),
-            retransmits: 0,
-        });
-    }
-
-    /// The value for our head proposal: an opaque value as queued, or an MLS commit made (and
-    /// durably pending) now. An intent that cannot become a commit is dropped with an error.
-    fn own_entry(&mut self, cx: &mut Context<'_>) -> Option<Entry> {
-        loop {
-            let intent = match self.queue.front()? {
-                Proposal::Value(entry) => return Some(entry.clone()),
-                Proposal::Intent(intent) => intent.clone(),
-            };
-            let mls = self.mls.as_mut().expect("invariant: intents are queued only in MLS groups");
-            if intent == Intent::Resume && mls.pending.is_none() {
-                // Settled meanwhile: another value took its slot, or it was chosen.
-                self.queue.pop_front();
-                continue;
-            }
-            let latest = self.replica.as_ref().and_then(|replica| replica.compactor.latest.as_ref());
-            match mls.commit_for(&intent, latest) {
-                Ok(entry) => {
-                    // The pending commit is durable before its accept leaves.
-                    let records = mls.changes(cx.group, false);
-                    cx.persist(records);
-                    return Some(entry);
-                }
-                Err(_) if matches!(intent, Intent::Compact(..)) => {
-                    // Automatic work the app never asked for: nothing to tell it.
-                    self.queue.pop_front();
-                    self.compaction_abandoned();
-                }
-                Err(error) => {
-                    self.queue.pop_front();
-                    cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) });
-                }
-            }
         }
     }
 
