@@ -132,7 +132,9 @@ impl AcceptorGroup {
         if self.snapshots.wanted.is_some_and(|(wanted, _)| wanted == hash) {
             self.snapshots.wanted = None;
         }
-        self.delete_what_the_latest_compaction_covers(cx);
+        if !complete_before && self.snapshots.latest.as_ref().is_some_and(|latest| latest.hash == hash) {
+            self.delete_what_the_latest_compaction_covers(cx);
+        }
     }
 
     /// Frees a place for a new snapshot: drops one that is not the latest compaction's,
