@@ -125,7 +125,7 @@ impl Membership {
                     return Err(MlsError::Impossible("another compaction was chosen since this snapshot".into()));
                 }
                 let mut compaction = keyed.compaction.clone();
-                compaction.wrapped_key = seal(&self.wrapping_key(&compaction.hash)?, &keyed.key.0);
+                compaction.wrapped_key = seal(&wrapping_key(&self.member, &compaction.hash)?, &keyed.key.0);
                 self.member.commit_update_with_aad(&self.identity, compaction.to_aad())?
             }
             Intent::SetRole(node, role) => {
@@ -161,12 +161,6 @@ impl Membership {
         writers.filter(|name| rank(name) < mine).count() as u64
     }
 
-    /// The key that wraps a snapshot's content key in a commit made in the current epoch.
-    fn wrapping_key(&self, hash: &SnapshotHash) -> Result<ContentKey, MlsError> {
-        let (label, context) = Compaction::exporter_context(hash);
-        Ok(ContentKey(self.member.export_secret(label, &context)?))
-    }
-
     /// Follows one chosen entry.
     pub(crate) fn follow(&mut self, cx: &Context<'_>, entry: &Entry, value_hash: ValueHash) -> Followed {
         let Entry::Value(bytes) = entry else { return Followed::default() };
@@ -190,13 +184,10 @@ impl Membership {
             let mut compaction = None;
             let applied = self.member.apply_commit_with(bytes, |member, aad| {
                 let Some(named) = Compaction::from_aad(aad) else { return };
-                // The key is wrapped under the secret of the epoch the commit was made in,
-                // which is still current here.
-                let (label, context) = Compaction::exporter_context(&named.hash);
-                let key = member
-                    .export_secret(label, &context)
+                // The epoch the commit was made in is still current here.
+                let key = wrapping_key(member, &named.hash)
                     .ok()
-                    .and_then(|secret| open(&ContentKey(secret), &named.wrapped_key))
+                    .and_then(|wrapping| open(&wrapping, &named.wrapped_key))
                     .and_then(|key| <[u8; 32]>::try_from(key).ok());
                 compaction = Some(key.map(|key| KeyedCompaction { compaction: named, key: ContentKey(key) }));
             });
@@ -285,4 +276,10 @@ impl Membership {
             let _ = self.member.discard_own_commit();
         }
     }
+}
+
+/// The key that wraps a snapshot's content key in a commit made in `member`'s current epoch.
+fn wrapping_key(member: &Member, hash: &SnapshotHash) -> Result<ContentKey, MlsError> {
+    let (label, context) = Compaction::exporter_context(hash);
+    Ok(ContentKey(member.export_secret(label, &context)?))
 }
