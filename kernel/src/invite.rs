@@ -20,6 +20,13 @@ const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 const PREFIX: &str = "plait-";
 const URI_PREFIX: &str = "plait://join/";
 
+/// The node an encoded key package's credential names, if it names one (every Plait device's
+/// credential names its node).
+pub(crate) fn node_named_by(key_package: &[u8]) -> Option<crate::ids::NodeId> {
+    let name = crate::mls::member::key_package_name(key_package).ok()?;
+    Some(crate::ids::NodeId(name.as_slice().try_into().ok()?))
+}
+
 /// A mailbox id at the acceptors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Mailbox(pub [u8; MAILBOX_BYTES]);

@@ -199,6 +199,25 @@ fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
     assert_eq!(net.device(joiner).group(group).and_then(|g| g.epoch()), Some(1));
 }
 
+/// Neither side waits for its next poll when both are online: the acceptors hand the key package
+/// to the admin and the Welcome to the joiner as they arrive. (No timer fires in this test.)
+#[test]
+fn a_joiner_online_with_its_admin_is_in_without_polling() {
+    let (mut net, _) = support::net(2);
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let group = created(&net).group_id();
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
+    let code = last_invite(&net, admin);
+    net.deliver_all(10_000);
+
+    cov_mark::check!(acceptor_hands_the_joiner_its_welcome);
+    net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
+    net.deliver_all(10_000);
+    assert!(joined(&net, joiner, group), "the joiner is in: {:#?}", &net.log[net.log.len().saturating_sub(30)..]);
+}
+
 #[test]
 fn an_invite_code_works_once() {
     let (mut net, _) = support::net(3);

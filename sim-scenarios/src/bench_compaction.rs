@@ -211,7 +211,7 @@ fn print_catch_up(workload: &Workload, samples: &[CatchUp], size: u64, (import_m
         wall_target(after_welcome)
     );
     println!(
-        "{name}: joiner simulated wall from accepting the invite to caught up (the invite handshake included: mailbox polls every sync_interval_ms): median {wall:.0} ms [{}] ({})",
+        "{name}: joiner simulated wall from accepting the invite to caught up (the invite handshake included; the acceptors hand the key package to the admin and the Welcome to the joiner as they arrive): median {wall:.0} ms [{}] ({})",
         list(&|s| s.wall_ms.to_string()),
         wall_target(wall)
     );

@@ -20,7 +20,7 @@ use crate::acceptor::AcceptorGroup;
 use crate::config::ValidConfig;
 use crate::context::Context;
 use crate::ids::{GroupId, NodeId};
-use crate::invite::{MAILBOX_BYTES, Mailbox};
+use crate::invite::{MAILBOX_BYTES, Mailbox, node_named_by};
 use crate::io::{Counters, Effects, Rejection};
 use crate::rng::NodeRng;
 use crate::storage::Record;
@@ -246,7 +246,14 @@ impl Mailboxes {
             return node.counters.count(Rejection::Unauthorised);
         }
         if contents.welcome.as_ref() != Some(&welcome) {
+            let joiner = contents.key_package.as_ref().and_then(|(key_package, _)| node_named_by(key_package));
             self.store(node, mailbox, group, Contents { welcome: Some(welcome), ..contents });
+            // Tell the joiner at once if it is listening (it also polls, every
+            // `sync_interval_ms`): a joiner otherwise waits up to a poll for its Welcome.
+            if let Some(joiner) = joiner {
+                cov_mark::hit!(acceptor_hands_the_joiner_its_welcome);
+                self.answer(node, groups, joiner, mailbox);
+            }
         }
         self.answer(node, groups, from, mailbox);
     }

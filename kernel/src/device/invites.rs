@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::context::Context;
 use crate::ids::{GroupId, NodeId};
-use crate::invite::{InviteCode, MAILBOX_BYTES, Mailbox};
+use crate::invite::{InviteCode, MAILBOX_BYTES, Mailbox, node_named_by};
 use crate::io::{CommandError, Rejection};
 use crate::log::AcceptorSet;
 use crate::mls::Role;
@@ -218,12 +218,6 @@ impl Invites {
         cx.persist(vec![Record::MlsState { group: cx.group, key: key_of(mailbox), value: Some(value) }]);
         self.invites.insert(mailbox, invite);
     }
-}
-
-/// The node an encoded key package's credential names, if it names one.
-fn node_named_by(key_package: &[u8]) -> Option<NodeId> {
-    let name = crate::mls::member::key_package_name(key_package).ok()?;
-    Some(NodeId(name.as_slice().try_into().ok()?))
 }
 
 fn key_of(mailbox: Mailbox) -> Vec<u8> {
