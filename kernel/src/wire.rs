@@ -255,6 +255,12 @@ pub enum Message {
         /// The chunk wanted.
         index: u32,
     },
+    /// Member → acceptor: I opened the latest compaction's snapshot with the key it carried, so
+    /// what it covers may be deleted. Acceptor → member: noted (durably).
+    SnapshotConfirmed {
+        /// The snapshot.
+        hash: crate::snapshot::SnapshotHash,
+    },
 }
 
 /// The bytes a proposer signs for an accept: acceptors keep the signature with the value and

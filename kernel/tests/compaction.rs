@@ -1,14 +1,15 @@
 //! Compaction between three members through three acceptors: history is snapshotted once it
-//! grows, acceptors keep the snapshot and drop what it covers, a device added later starts from
-//! the snapshot, and bad chunks or a compaction naming messages nobody stored change nothing but
-//! counters.
+//! grows, acceptors keep the snapshot and drop what it covers once a member other than its
+//! committer confirmed it, a device added later starts from the snapshot, and bad chunks or a
+//! compaction naming messages nobody stored change nothing but counters. A compaction whose key
+//! is wrong deletes nothing and is replaced by one the members can open.
 
 mod support;
 
 use std::collections::BTreeMap;
 
 use plait_kernel::mls::{Identity, Member};
-use plait_kernel::snapshot::{Compaction, Covered, CoveredSender, SnapshotHash, split};
+use plait_kernel::snapshot::{Compaction, ContentKey, Covered, CoveredSender, SnapshotHash, split};
 use plait_kernel::wire::{Envelope, Message, RejectReason, accept_signed_bytes, encode};
 use plait_kernel::{Ballot, Command, Config, Entry, Event, GroupId, Input, NodeId, Rejection, Slot};
 
@@ -58,6 +59,7 @@ fn members_compact_history_and_acceptors_keep_only_the_snapshot_and_its_tail() {
     for acceptor in acceptor_ids() {
         let view = net.acceptor(acceptor).group(group).expect("hosts the group");
         let compaction = view.compaction().expect("history passed the threshold, so a compaction is in force");
+        assert_eq!(view.confirmed(), Some(compaction), "a member other than its committer confirmed it");
         assert!(view.holds_snapshot(&compaction.hash));
         assert!(compaction.chunks > 1, "small chunks split every snapshot");
         let covered_held = view.messages().filter(|(_, m)| compaction.covered.contains(&m.id)).count();
@@ -199,4 +201,141 @@ fn a_device_added_below_every_threshold_still_gets_what_was_typed_before() {
         settle(&mut net);
     }
     assert_eq!(text(&net, joiner, group), "before after");
+}
+
+/// How a forged compaction's key is wrong.
+#[derive(Clone, Copy)]
+enum WrongKey {
+    /// Wrapped under the exporter for another snapshot's name: no member can unwrap it.
+    WrappedForAnotherHash,
+    /// Unwraps, but is the key of another snapshot: the named one does not open with it.
+    OfAnotherSnapshot,
+}
+
+/// `second`'s twin commits a compaction of what the acceptors hold of the admin's messages,
+/// with a snapshot stored whole at every acceptor but a wrong key; it is chosen. Then the
+/// admin removes `second` (whose real device cannot follow its twin's commit). Acceptors must
+/// delete nothing on the strength of that compaction, members must count it, and a compaction
+/// they can open must replace it and be the one that deletes.
+fn a_compaction_with_a_wrong_key(wrong: WrongKey) {
+    let config = Config { compaction_takeover_ms: 200, snapshot_chunk_bytes: 256, ..Config::default() };
+    let (net, _) = support::net_with(3, config.validate().expect("valid"));
+    let (mut net, group, [admin, second, third]) = group_of_three_in(net);
+    type_rounds(&mut net, group, &[admin], 3);
+    let acceptors = acceptor_ids();
+    let held = |net: &Net, acceptor: NodeId| net.acceptor(acceptor).group(group).expect("hosts").stored_messages();
+    let stored_before: Vec<(usize, usize)> = acceptors.iter().map(|a| held(&net, *a)).collect();
+    let admin_messages =
+        net.acceptor(acceptors[0]).group(group).expect("hosts").messages().filter(|(_, m)| m.id.sender == admin).count();
+    assert_eq!(admin_messages, 3);
+
+    let (mut twin, identity) = twin_of(&net, second, group);
+    let ciphertext = plait_kernel::snapshot::seal(&ContentKey([1; 32]), b"a snapshot nobody can check");
+    let other = plait_kernel::snapshot::seal(&ContentKey([2; 32]), b"another snapshot");
+    let (hash, other_hash) = (SnapshotHash::of(&ciphertext), SnapshotHash::of(&other));
+    let wrapped_for = match wrong {
+        WrongKey::WrappedForAnotherHash => other_hash,
+        WrongKey::OfAnotherSnapshot => hash,
+    };
+    let (label, context) = Compaction::exporter_context(&wrapped_for);
+    let wrapping = ContentKey(twin.export_secret(label, &context).expect("exports"));
+    let chunks = split(&ciphertext, 256);
+    for acceptor in &acceptors {
+        for (index, bytes) in chunks.iter().enumerate() {
+            let message = Message::SnapshotChunk { hash, index: index as u32, count: chunks.len() as u32, bytes: bytes.clone() };
+            send(&mut net, second, *acceptor, group, message);
+        }
+    }
+    let covered = Covered { senders: vec![CoveredSender { sender: admin, below: 3, beyond: vec![] }] };
+    let wrapped_key = plait_kernel::snapshot::seal(&wrapping, &[2; 32]);
+    let bad = Compaction { hash, size: ciphertext.len() as u64, chunks: chunks.len() as u32, covered, wrapped_key };
+    let commit = twin.commit_update_with_aad(&identity, bad.to_aad()).expect("commits");
+
+    // The twin runs the ballot itself, then tells the acceptors the value was chosen.
+    net.offline = vec![second];
+    let entry = Entry::Value(commit.commit);
+    let ballot = Ballot { round: 1_000, proposer: second };
+    let slot = net.acceptor(acceptors[0]).group(group).expect("hosts").chosen_next();
+    let value_hash = entry.hash();
+    let proof = twin.sign(&identity, &accept_signed_bytes(group, ballot, slot, &value_hash)).expect("signs");
+    for acceptor in &acceptors {
+        send(&mut net, second, *acceptor, group, Message::Prepare { ballot, from_slot: slot });
+    }
+    let promised_by: Vec<_> =
+        acceptors.iter().map(|a| (*a, net.acceptor(*a).group(group).expect("hosts").incarnation())).collect();
+    for acceptor in &acceptors {
+        let accept = Message::Accept {
+            ballot,
+            slot,
+            entry: entry.clone(),
+            value_hash,
+            promised_by: promised_by.clone(),
+            proof: proof.clone(),
+        };
+        send(&mut net, second, *acceptor, group, accept);
+    }
+    for acceptor in &acceptors {
+        send(&mut net, second, *acceptor, group, Message::Chosen { slot, entry: entry.clone() });
+    }
+    // No timer fires: the members learn the commit, and those chosen to confirm it fetch and
+    // try to open the snapshot, but nobody replaces it yet.
+    let invalid = |net: &Net| [admin, third].map(|d| net.device(d).counters().of(Rejection::Invalid)).iter().sum::<u64>();
+    let invalid_before = invalid(&net);
+    net.deliver_all(10_000);
+    for (acceptor, before) in acceptors.iter().zip(&stored_before) {
+        let view = net.acceptor(*acceptor).group(group).expect("hosts");
+        assert_eq!(view.compaction(), Some(&bad), "{acceptor}: the forged compaction is in force");
+        assert_eq!(view.confirmed(), None, "{acceptor}: nobody confirmed it");
+        assert_eq!(view.stored_messages(), *before, "{acceptor}: nothing was deleted on its strength");
+    }
+    assert!(invalid(&net) > invalid_before, "the members that tried the key counted it");
+    assert!(text(&net, admin, group).contains(&format!("{admin}:2")), "and kept their documents");
+
+    // A compaction the members can open replaces it, and only that one deletes.
+    net.command(admin, Command::RemoveMember { group, member: second });
+    for _ in 0..5 {
+        settle(&mut net);
+    }
+    for acceptor in &acceptors {
+        let view = net.acceptor(*acceptor).group(group).expect("hosts");
+        let confirmed = view.confirmed().expect("a compaction was confirmed");
+        assert_ne!(confirmed.hash, hash, "{acceptor}: the forged one never was");
+        assert!(confirmed.covered.includes(&bad.covered));
+        assert_eq!(view.messages().filter(|(_, m)| confirmed.covered.contains(&m.id)).count(), 0, "{acceptor} deleted");
+    }
+    let text = text(&net, admin, group);
+    assert_eq!(text, self::text(&net, third, group));
+}
+
+#[test]
+fn a_compaction_whose_key_does_not_unwrap_deletes_nothing_and_is_replaced() {
+    cov_mark::check!(device_replaces_a_compaction_whose_key_does_not_unwrap);
+    a_compaction_with_a_wrong_key(WrongKey::WrappedForAnotherHash);
+}
+
+#[test]
+fn a_compaction_whose_key_opens_another_snapshot_deletes_nothing_and_is_replaced() {
+    cov_mark::check!(device_refuses_a_snapshot_its_key_does_not_open);
+    a_compaction_with_a_wrong_key(WrongKey::OfAnotherSnapshot);
+}
+
+/// Acceptors relay a reader's application messages because a reader may ask for a compaction;
+/// members refuse anything else a reader sends that way.
+#[test]
+fn members_refuse_a_readers_relayed_message_other_than_a_compaction_request() {
+    let (mut net, group, [admin, second, third]) = group_of_three();
+    net.command(admin, Command::SetRole { group, member: second, role: plait_kernel::mls::Role::Reader });
+    settle(&mut net);
+    assert_eq!(net.device(second).group(group).and_then(|g| g.role()), Some(plait_kernel::mls::Role::Reader));
+
+    let (mut twin, identity) = twin_of(&net, second, group);
+    let payload = plait_kernel::updates::Payload::Message(b"a reader talking".to_vec());
+    let message = twin.encrypt(&identity, &payload.encode()).expect("encrypts");
+    let refused_before = net.device(third).counters().of(Rejection::Unauthorised);
+    cov_mark::check!(device_refuses_a_relayed_message_a_reader_may_not_send);
+    send(&mut net, second, acceptor_ids()[0], group, Message::Application { sender: second, message });
+    net.deliver_all(1_000);
+    assert!(net.device(third).counters().of(Rejection::Unauthorised) > refused_before);
+    let heard = net.events.iter().any(|(id, e)| *id == third && matches!(e, Event::Message { sender, .. } if *sender == second));
+    assert!(!heard, "the reader's message reached no app");
 }

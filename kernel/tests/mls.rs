@@ -295,8 +295,10 @@ mod application_messages {
         assert_eq!(members[2].decrypt(&ahead).expect("now readable").data, b"from the next epoch");
     }
 
+    /// A reader's application data is marked: the device refuses all of it but a compaction
+    /// request (`kernel/tests/compaction.rs` checks that part).
     #[test]
-    fn readers_cannot_send_application_data() {
+    fn application_data_from_readers_is_marked() {
         let (identities, mut members, _) = group_of(3);
         let roles = members[0].roles().expect("roles").with(b"device-2", Role::Reader);
         let change = members[0].commit_roles(&identities[0], &roles).expect("roles");
@@ -304,8 +306,10 @@ mod application_messages {
         members[1].apply_commit(&change.commit).expect("apply");
         members[2].apply_commit(&change.commit).expect("apply");
         let from_reader = members[2].encrypt(&identities[2], b"an edit").expect("openmls encrypts it");
-        assert!(matches!(members[0].decrypt(&from_reader), Err(MlsError::Rejected(_))));
+        assert!(members[0].decrypt(&from_reader).expect("decrypts").from_reader);
         let from_writer = members[1].encrypt(&identities[1], b"an edit").expect("encrypt");
-        assert_eq!(members[0].decrypt(&from_writer).expect("writers may").data, b"an edit");
+        let decrypted = members[0].decrypt(&from_writer).expect("writers may");
+        assert_eq!(decrypted.data, b"an edit");
+        assert!(!decrypted.from_reader);
     }
 }

@@ -224,7 +224,8 @@ fn print_catch_up(workload: &Workload, samples: &[CatchUp], size: u64, (import_m
 }
 
 /// Founds the group, types the workload round by round, and waits for each automatic
-/// compaction and then for the last one to be in force, held whole, at every acceptor.
+/// compaction and then for the last one to be in force, confirmed and held whole, at every
+/// acceptor.
 fn build(workload: &Workload) -> Result<Built, String> {
     let config = config();
     let every = config.compact_after_messages;
@@ -257,10 +258,10 @@ fn build(workload: &Workload) -> Result<Built, String> {
         return Err(format!("{} rounds made {} messages; a round must be one message", workload.rounds, view.updates_applied()));
     }
     let hash = view.compaction().map(|c| c.hash).ok_or("no compaction")?;
-    wait_for(&mut cluster, "the last compaction in force at every acceptor", |c| {
+    wait_for(&mut cluster, "the last compaction in force and confirmed at every acceptor", |c| {
         c.acceptors().iter().all(|a| {
             let view = c.acceptor(*a).and_then(|a| a.group(group));
-            view.is_some_and(|g| g.compaction().is_some_and(|k| k.hash == hash) && g.holds_snapshot(&hash))
+            view.is_some_and(|g| g.confirmed().is_some_and(|k| k.hash == hash) && g.holds_snapshot(&hash))
         })
     })?;
     Ok(Built { cluster, group, founder, compactions })

@@ -135,11 +135,14 @@ impl AcceptorGroup {
         // and it needs no MLS state of its own on disk.
         let mut mls = restored.genesis.group_info.as_ref().and_then(|info| PublicView::from_group_info(info).ok());
         let mut former_members: BTreeSet<Vec<u8>> = mls.iter().flat_map(PublicView::members).collect();
+        let mut latest_committer = None;
         for (slot, entry) in &restored.chosen {
             assert_eq!(*slot, chosen_next, "invariant: an acceptor persists chosen entries contiguously");
             history.record(*slot, entry);
             if let (Some(view), Entry::Value(bytes)) = (mls.as_mut(), entry) {
-                let _ = view.apply_commit(bytes);
+                if let Some((_, committer)) = view.apply_commit(bytes).ok().and_then(|c| learning::compaction_and_committer(&c)) {
+                    latest_committer = Some(committer);
+                }
                 former_members.extend(view.members());
                 history.record_settings(*slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             }
@@ -170,6 +173,8 @@ impl AcceptorGroup {
             snapshots: crate::acceptor::snapshots::Snapshots::restore(
                 restored.snapshots,
                 restored.compacted.map(|(compaction, _)| compaction),
+                latest_committer,
+                &restored.mls,
             ),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
@@ -288,6 +293,7 @@ impl AcceptorGroup {
             Message::Page { after, messages, more } => self.on_peer_page(cx, from, after, messages, more),
             Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, from, hash, index, count, bytes),
             Message::FetchSnapshot { hash, index } => self.on_fetch_snapshot(cx, from, hash, index),
+            Message::SnapshotConfirmed { hash } => self.on_snapshot_confirmed(cx, from, hash),
             Message::Promise { .. }
             | Message::Accepted { .. }
             | Message::Rejected { .. }
@@ -316,7 +322,9 @@ impl AcceptorGroup {
     fn relay_application(&mut self, cx: &mut Context<'_>, from: NodeId, sender: NodeId, message: Vec<u8>) {
         let Some(view) = &self.mls else { return cx.reject(Rejection::Unauthorised) };
         let skip_membership = canary!(cx.config, RemovedMemberStillAccepted);
-        if sender != from || (!skip_membership && !view.is_writer(&from.0)) {
+        // Readers too: they may ask for a compaction (members refuse anything else of theirs).
+        let member = view.members().iter().any(|name| name.as_slice() == from.0.as_slice());
+        if sender != from || (!skip_membership && !member) {
             return cx.reject(Rejection::Unauthorised);
         }
         match view.check_application(&message, cx.config.mls_past_epochs_max) {

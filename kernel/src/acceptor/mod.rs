@@ -286,13 +286,17 @@ impl AcceptorGroupView<'_> {
     pub fn messages(&self) -> impl Iterator<Item = (u64, &crate::updates::StoredMessage)> {
         self.group.store.messages()
     }
-    /// Snapshot bytes held (the latest compaction's and any being stored).
+    /// Snapshot bytes held (the latest compaction's, the confirmed one's and any being stored).
     pub fn snapshot_bytes(&self) -> usize {
         self.group.snapshots.bytes()
     }
     /// The compaction in force, if any.
     pub fn compaction(&self) -> Option<&crate::snapshot::Compaction> {
         self.group.snapshots.latest.as_ref()
+    }
+    /// The latest compaction a member confirmed here (what deletion follows), if any.
+    pub fn confirmed(&self) -> Option<&crate::snapshot::Compaction> {
+        self.group.snapshots.confirmed.as_ref()
     }
     /// Whether it holds every chunk of the snapshot with this name.
     pub fn holds_snapshot(&self, hash: &crate::snapshot::SnapshotHash) -> bool {

@@ -8,6 +8,13 @@
 //! covered messages only once it holds the snapshot itself; until then it fetches the chunks
 //! from its peers. So deleting never lowers the number of acceptors from which a covered update
 //! can be recovered.
+//!
+//! Acceptors cannot check the key a compaction carries (they never see keys). So a chosen
+//! compaction deletes nothing until a member other than its committer **confirms** it: it
+//! unwrapped the key and opened the snapshot with it (`Message::SnapshotConfirmed`). Until then
+//! the previous confirmed compaction stays the one deletion follows, and its snapshot is kept. A
+//! committer may confirm itself only while it is the group's one member: nobody else could,
+//! and its own device keeps every update.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +35,10 @@ pub(crate) struct Snapshots {
     held: BTreeMap<SnapshotHash, Assembly>,
     /// The latest compaction chosen in the log.
     pub(crate) latest: Option<Compaction>,
+    /// Who committed `latest` (it cannot confirm it while others could).
+    committer: Option<NodeId>,
+    /// The latest compaction a member confirmed: what deletion follows.
+    pub(crate) confirmed: Option<Compaction>,
     /// A snapshot we should hold but do not (the latest, or one an accept named): fetched
     /// from peers on the peer-sync timer.
     wanted: Option<(SnapshotHash, u32)>,
@@ -42,7 +53,12 @@ pub(crate) struct Snapshots {
 impl Snapshots {
     /// Rebuilt from disk. Every assembly on disk that is complete was checked against its hash
     /// before it was acknowledged (a mismatch is dropped in the same batch).
-    pub(crate) fn restore(held: BTreeMap<SnapshotHash, (u32, BTreeMap<u32, Vec<u8>>)>, latest: Option<Compaction>) -> Snapshots {
+    pub(crate) fn restore(
+        held: BTreeMap<SnapshotHash, (u32, BTreeMap<u32, Vec<u8>>)>,
+        latest: Option<Compaction>,
+        committer: Option<NodeId>,
+        state: &BTreeMap<Vec<u8>, Vec<u8>>,
+    ) -> Snapshots {
         let held = held
             .into_iter()
             .map(|(hash, (count, chunks))| {
@@ -54,7 +70,8 @@ impl Snapshots {
             })
             .collect();
         let wanted = latest.as_ref().map(|l| (l.hash, l.chunks));
-        Snapshots { held, latest, wanted, round: 0, pinned: BTreeMap::new() }
+        let confirmed = state.get(CONFIRMED_KEY).and_then(|bytes| postcard::from_bytes(bytes).ok());
+        Snapshots { held, latest, committer, confirmed, wanted, round: 0, pinned: BTreeMap::new() }
     }
 
     /// We accepted a compaction for `slot`: keep its snapshot until the slot is decided.
@@ -81,7 +98,21 @@ impl Snapshots {
     pub(crate) fn covers(&self, id: &UpdateId) -> bool {
         self.latest.as_ref().is_some_and(|latest| latest.covered.contains(id))
     }
+
+    /// Whether `id` is covered by a confirmed compaction (so its message is not kept).
+    pub(crate) fn confirmed_covers(&self, id: &UpdateId) -> bool {
+        self.confirmed.as_ref().is_some_and(|confirmed| confirmed.covered.contains(id))
+    }
+
+    /// The snapshots deletion may rely on: the confirmed one and the latest (until it is confirmed).
+    fn kept(&self) -> impl Iterator<Item = SnapshotHash> + '_ {
+        self.confirmed.iter().chain(&self.latest).map(|c| c.hash).chain(self.pinned.values().copied())
+    }
 }
+
+/// Where an acceptor keeps its confirmed compaction, in the group's key-value state (openmls
+/// never writes keys starting 0xff).
+const CONFIRMED_KEY: &[u8] = b"\xffplait/confirmed-compaction";
 
 impl AcceptorGroup {
     /// A snapshot chunk, from a member storing its snapshot or from a peer we asked.
@@ -132,20 +163,19 @@ impl AcceptorGroup {
         if self.snapshots.wanted.is_some_and(|(wanted, _)| wanted == hash) {
             self.snapshots.wanted = None;
         }
-        if !complete_before && self.snapshots.latest.as_ref().is_some_and(|latest| latest.hash == hash) {
-            self.delete_what_the_latest_compaction_covers(cx);
+        if !complete_before && self.snapshots.confirmed.as_ref().is_some_and(|confirmed| confirmed.hash == hash) {
+            self.delete_what_the_confirmed_compaction_covers(cx);
         }
     }
 
-    /// Frees a place for a new snapshot: drops one that is not the latest compaction's,
-    /// incomplete ones first. False if every place holds the latest's or a pinned one.
+    /// Frees a place for a new snapshot: drops one no compaction needs, incomplete ones first.
+    /// False if every place holds the latest's, the confirmed one's or a pinned one.
     fn make_room_for_a_snapshot(&mut self, cx: &mut Context<'_>) -> bool {
         if self.snapshots.held.len() < cx.config.snapshots_per_group_max {
             return true;
         }
-        let latest = self.snapshots.latest.as_ref().map(|l| l.hash);
-        let pinned: Vec<SnapshotHash> = self.snapshots.pinned.values().copied().collect();
-        let evictable = |(hash, _): &(&SnapshotHash, &Assembly)| Some(**hash) != latest && !pinned.contains(hash);
+        let kept: Vec<SnapshotHash> = self.snapshots.kept().collect();
+        let evictable = |(hash, _): &(&SnapshotHash, &Assembly)| !kept.contains(hash);
         let victim = self
             .snapshots
             .held
@@ -218,37 +248,91 @@ impl AcceptorGroup {
         ids.find(|id| !self.snapshots.covers(id) && !self.store.holds(id))
     }
 
-    /// A compaction commit was chosen: it is in force from now on.
-    pub(super) fn on_compaction_chosen(&mut self, cx: &mut Context<'_>, compaction: Compaction) {
+    /// A compaction commit was chosen: it is in force from now on, and deletes once confirmed.
+    pub(super) fn on_compaction_chosen(&mut self, cx: &mut Context<'_>, compaction: Compaction, committer: NodeId) {
         if self.snapshots.latest.as_ref().is_some_and(|latest| !compaction.covered.includes(&latest.covered)) {
             // Refused by every honest acceptor: only a faulty quorum could have chosen it.
             return cx.reject(Rejection::Invalid);
         }
         self.snapshots.latest = Some(compaction.clone());
+        self.snapshots.committer = Some(committer);
         let mut records = vec![Record::Compacted { group: cx.group, compaction: compaction.clone(), key: None }];
-        // Every other snapshot is outdated: the one before, and any being stored for a
-        // compaction taken before this one (its compactor abandons it).
-        let outdated: Vec<SnapshotHash> = self.snapshots.held.keys().copied().filter(|h| *h != compaction.hash).collect();
-        for hash in outdated {
-            self.snapshots.held.remove(&hash);
-            records.push(Record::SnapshotDropped { group: cx.group, hash });
-        }
+        records.extend(self.drop_outdated_snapshots(cx));
         cx.persist(records);
         if !self.snapshots.holds(&compaction.hash) {
             cov_mark::hit!(acceptor_fetches_a_chosen_snapshot_from_peers);
             self.snapshots.wanted = Some((compaction.hash, compaction.chunks));
             self.next_peer_sync_at = cx.now;
         }
-        self.delete_what_the_latest_compaction_covers(cx);
+        if canary!(cx.config, DeleteBeforeSnapshotStored) {
+            self.confirm(cx, compaction);
+        }
     }
 
-    /// Deletes the stored messages the compaction in force covers, once we hold its snapshot.
-    fn delete_what_the_latest_compaction_covers(&mut self, cx: &mut Context<'_>) {
-        let Some(latest) = self.snapshots.latest.as_ref() else { return };
-        if !self.snapshots.holds(&latest.hash) && !canary!(cx.config, DeleteBeforeSnapshotStored) {
+    /// Drops every snapshot no compaction needs: outdated ones, and any being stored for a
+    /// compaction taken before the latest (its compactor abandons it).
+    fn drop_outdated_snapshots(&mut self, cx: &Context<'_>) -> Vec<Record> {
+        let kept: Vec<SnapshotHash> = self.snapshots.kept().collect();
+        let outdated: Vec<SnapshotHash> = self.snapshots.held.keys().copied().filter(|h| !kept.contains(h)).collect();
+        let mut records = Vec::new();
+        for hash in outdated {
+            self.snapshots.held.remove(&hash);
+            records.push(Record::SnapshotDropped { group: cx.group, hash });
+        }
+        records
+    }
+
+    /// A member says it opened the latest snapshot with the key its compaction carried. We
+    /// answer the same message once the confirmation is durable (and to a repeat of an older
+    /// one), and tell the other members subscribed here, so those waiting their turn need not.
+    pub(super) fn on_snapshot_confirmed(&mut self, cx: &mut Context<'_>, from: NodeId, hash: SnapshotHash) {
+        if !self.allows_member(from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if self.snapshots.confirmed.as_ref().is_some_and(|confirmed| confirmed.hash == hash) {
+            cx.reject(Rejection::Duplicate);
+            return cx.send(from, Message::SnapshotConfirmed { hash });
+        }
+        let Some(latest) = self.snapshots.latest.clone().filter(|latest| latest.hash == hash) else {
+            // Not chosen here yet, or outdated: the member asks again if it still matters.
+            return cx.reject(Rejection::NotReady);
+        };
+        let alone = self.mls.as_ref().is_some_and(|view| view.members().len() == 1);
+        if self.snapshots.committer == Some(from) && !alone {
+            cov_mark::hit!(acceptor_refuses_a_committers_confirmation_of_its_own_compaction);
+            return cx.reject(Rejection::Unauthorised);
+        }
+        cov_mark::hit!(acceptor_takes_a_members_confirmation);
+        self.confirm(cx, latest);
+        // The others waiting their turn to confirm it need not.
+        let mut told = self.member_subscribers(from);
+        told.push(from);
+        cx.send_all(&told, &Message::SnapshotConfirmed { hash });
+    }
+
+    /// `compaction` is confirmed: deletion follows it from now on, and the snapshot of the one
+    /// confirmed before is no longer needed. (Snapshots being stored now are for the next
+    /// compaction: they stay.)
+    fn confirm(&mut self, cx: &mut Context<'_>, compaction: Compaction) {
+        let value = postcard::to_allocvec(&compaction).expect("invariant: compactions encode");
+        let before = self.snapshots.confirmed.replace(compaction).map(|c| c.hash);
+        let mut records = vec![Record::MlsState { group: cx.group, key: CONFIRMED_KEY.to_vec(), value: Some(value) }];
+        if let Some(before) = before.filter(|hash| !self.snapshots.kept().any(|kept| kept == *hash)) {
+            if self.snapshots.held.remove(&before).is_some() {
+                records.push(Record::SnapshotDropped { group: cx.group, hash: before });
+            }
+        }
+        cx.persist(records);
+        self.delete_what_the_confirmed_compaction_covers(cx);
+    }
+
+    /// Deletes the stored messages the confirmed compaction covers, once we hold its snapshot.
+    fn delete_what_the_confirmed_compaction_covers(&mut self, cx: &mut Context<'_>) {
+        let Some(confirmed) = self.snapshots.confirmed.as_ref() else { return };
+        if !self.snapshots.holds(&confirmed.hash) && !canary!(cx.config, DeleteBeforeSnapshotStored) {
             return;
         }
-        let deleted = self.store.delete_covered(&latest.covered);
+        let deleted = self.store.delete_covered(&confirmed.covered);
         if !deleted.is_empty() {
             cov_mark::hit!(acceptor_deletes_messages_a_held_snapshot_covers);
             cx.persist(vec![Record::Unstored { group: cx.group, deleted }]);

@@ -163,8 +163,8 @@ impl AcceptorGroup {
             cx.reject(Rejection::Expired);
             return cx.send(from, Message::PostRefused { seq, reason: PostRefusal::StaleEpoch { current } });
         }
-        if self.snapshots.covers(&id) {
-            // Its update is inside the snapshot in force, which a quorum held when it was chosen.
+        if self.snapshots.confirmed_covers(&id) {
+            // Its update is inside a confirmed snapshot, which a quorum held when it was chosen.
             cov_mark::hit!(acceptor_acknowledges_a_post_a_compaction_covers);
             cx.reject(Rejection::Duplicate);
             return cx.send(from, Message::PostAck { seq });
@@ -227,7 +227,7 @@ impl AcceptorGroup {
         let mut records = Vec::new();
         for (position, message) in messages {
             let epoch = PublicView::epoch_of(&message.ciphertext).unwrap_or(0);
-            if !self.store.holds_from(&message.id, epoch) && !self.snapshots.covers(&message.id) {
+            if !self.store.holds_from(&message.id, epoch) && !self.snapshots.confirmed_covers(&message.id) {
                 let from_member = self.former_members.contains(message.id.sender.0.as_slice());
                 match view.check_application(&message.ciphertext, PEER_COPY_EPOCHS) {
                     Ok(_) if from_member => {}

@@ -16,6 +16,7 @@ use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
 
 pub(crate) mod compaction;
+pub(crate) mod confirming;
 mod document;
 mod messaging;
 mod proposing;
@@ -253,6 +254,7 @@ impl DeviceGroup {
             Message::Page { after, messages, more } => self.on_page(cx, from, after, messages, more),
             Message::SnapshotStored { hash } => self.on_snapshot_stored(cx, from, hash),
             Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, hash, index, count, bytes),
+            Message::SnapshotConfirmed { hash } => self.on_snapshot_confirmed(cx, from, hash),
             Message::UnknownGroup => {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
@@ -488,7 +490,7 @@ impl DeviceGroup {
                     replica.compactor.unreadable_before = replica.compactor.unreadable_before.max(mls.member.epoch());
                 }
                 let (ours, mls_events) = (followed.ours, followed.events);
-                compactions.extend(followed.compaction);
+                compactions.extend(followed.compaction.map(|compaction| (compaction, ours)));
                 if let (true, Some(mailbox)) = (ours, invite) {
                     welcomes.extend(mls_events.iter().filter_map(|event| match event {
                         Event::Welcome { welcome, .. } => Some((mailbox, welcome.clone())),
@@ -514,8 +516,8 @@ impl DeviceGroup {
             records.extend(mls.changes(cx.group, false));
         }
         cx.persist(records);
-        for compaction in compactions {
-            self.on_compaction_chosen(cx, compaction);
+        for (compaction, ours) in compactions {
+            self.on_compaction_chosen(cx, compaction, ours);
         }
         self.on_invitees_added(cx, welcomes);
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));

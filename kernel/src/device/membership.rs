@@ -66,8 +66,8 @@ pub(crate) struct Followed {
     pub(crate) ours: bool,
     /// What to tell the app.
     pub(crate) events: Vec<Event>,
-    /// The compaction it made, with its key; `Some(None)` for one whose key did not unwrap.
-    pub(crate) compaction: Option<Option<KeyedCompaction>>,
+    /// The compaction it made, with its key; `Err` for one whose key did not unwrap.
+    pub(crate) compaction: Option<Result<KeyedCompaction, Compaction>>,
 }
 
 /// One group's MLS side on a device.
@@ -161,6 +161,14 @@ impl Membership {
         writers.filter(|name| rank(name) < mine).count() as u64
     }
 
+    /// Our place in the order in which members (of any role) confirm the compaction with
+    /// `hash`: a keyed order, so a committer cannot choose to be the only one first.
+    pub(crate) fn confirm_rank(&self, hash: &[u8; 32], me: &[u8]) -> u64 {
+        let rank = |name: &[u8]| *blake3::keyed_hash(hash, name).as_bytes();
+        let mine = rank(me);
+        self.member.members().into_iter().filter(|name| rank(name) < mine).count() as u64
+    }
+
     /// Follows one chosen entry.
     pub(crate) fn follow(&mut self, cx: &Context<'_>, entry: &Entry, value_hash: ValueHash) -> Followed {
         let Entry::Value(bytes) = entry else { return Followed::default() };
@@ -174,7 +182,7 @@ impl Membership {
                 if let Some(welcome) = pending.welcome {
                     followed.events.push(Event::Welcome { group: cx.group, welcome });
                 }
-                followed.compaction = pending.compaction.map(Some);
+                followed.compaction = pending.compaction.map(Ok);
             }
         } else {
             if self.pending.take().is_some() {
@@ -189,7 +197,10 @@ impl Membership {
                     .ok()
                     .and_then(|wrapping| open(&wrapping, &named.wrapped_key))
                     .and_then(|key| <[u8; 32]>::try_from(key).ok());
-                compaction = Some(key.map(|key| KeyedCompaction { compaction: named, key: ContentKey(key) }));
+                compaction = Some(match key {
+                    Some(key) => Ok(KeyedCompaction { compaction: named, key: ContentKey(key) }),
+                    None => Err(named),
+                });
             });
             if applied.is_err() {
                 cov_mark::hit!(device_skips_an_invalid_chosen_commit);

@@ -60,6 +60,7 @@ impl Device {
         for (id, state) in restored.groups {
             let mut key_values = state.mls.clone();
             let invites = invites::Invites::restore(&mut key_values);
+            key_values.remove(group::confirming::DUTY_KEY);
             let mls = if state.genesis.is_mls() {
                 let seed = device.mls_seed();
                 Membership::restore(seed, device.identity(), key_values)

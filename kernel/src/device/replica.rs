@@ -164,7 +164,8 @@ impl Replica {
         replica.outbox = Outbox::restore(now, own, restored.safe_below);
         replica.cursors = restored.cursors.clone();
         let latest = restored.compacted.clone().and_then(|(compaction, key)| Some(KeyedCompaction { compaction, key: key? }));
-        replica.compactor = Compactor::restore(latest, restored.updates.keys().copied());
+        let confirming = crate::device::group::confirming::Confirming::restore(&restored.mls);
+        replica.compactor = Compactor::restore(latest, restored.updates.keys().copied(), confirming);
         Ok((replica, refused))
     }
 }

@@ -82,6 +82,8 @@ pub struct Decrypted {
     pub epoch: u64,
     /// The plaintext.
     pub data: Vec<u8>,
+    /// The sender is a reader: it may only ask for a compaction (see `device/group/messaging.rs`).
+    pub from_reader: bool,
 }
 
 /// A join that failed: the key package comes back with the reason.
@@ -476,7 +478,7 @@ impl Member {
 
     /// Decrypts application data: the sender's name, the epoch and the plaintext. Messages from
     /// epochs not reached yet are reported (`FutureEpoch`) so the caller can buffer them;
-    /// messages from readers, or from members removed before that epoch, are refused.
+    /// messages from members removed before that epoch are refused, and those of readers marked.
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Decrypted, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
@@ -494,13 +496,11 @@ impl Member {
             other => MlsError::Rejected(format!("{other:?}")),
         })?;
         let sender = processed.credential().serialized_content().to_vec();
-        if self.roles()?.of(&sender) == crate::mls::roles::Role::Reader {
-            return Err(MlsError::Rejected("readers may not send application data".into()));
-        }
+        let from_reader = self.roles()?.of(&sender) == crate::mls::roles::Role::Reader;
         let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
             return Err(MlsError::Rejected("not application data".into()));
         };
-        Ok(Decrypted { sender, epoch, data: application.into_bytes() })
+        Ok(Decrypted { sender, epoch, data: application.into_bytes(), from_reader })
     }
 }
 

@@ -44,7 +44,12 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "compaction/a-member-back-after-many-epochs-recovers-what-it-cannot-decrypt",
             description: "a member is away while keys rotate many times and the others type, with thresholds too high to compact on their own; back, it cannot decrypt what it missed, asks for a compaction, and catches up from the snapshot",
-            run: member_back_after_many_epochs,
+            run: |options| back_after_many_epochs(options, Role::Writer),
+        },
+        Scenario {
+            name: "compaction/a-reader-back-after-many-epochs-recovers-what-it-cannot-decrypt",
+            description: "as above, but the member away was made a reader first: readers may ask for a compaction too, and it catches up from the snapshot",
+            run: |options| back_after_many_epochs(options, Role::Reader),
         },
         Scenario {
             name: "compaction/long-typing-keeps-acceptor-storage-bounded",
@@ -70,23 +75,23 @@ fn start(options: &RunOptions, profile: FaultProfile, founders: usize) -> Result
     start_configured(options, (3, 4, 3), profile, 0, (config(options), founders))
 }
 
-/// Fails the run unless every running acceptor of the group has a compaction in force.
+/// Fails the run unless every running acceptor of the group has a compaction confirmed.
 fn require_a_compaction(session: &mut Session) {
     if session.cluster.checker.violation().is_some() {
         return;
     }
     for acceptor in session.cluster.acceptors() {
         let Some(view) = session.cluster.acceptor(acceptor).and_then(|a| a.group(session.group)) else { continue };
-        if view.compaction().is_none() {
-            let detail = format!("acceptor {acceptor} has no compaction in force after the whole run");
+        if view.confirmed().is_none() {
+            let detail = format!("acceptor {acceptor} has no compaction confirmed after the whole run");
             return session.fail("history-gets-compacted", detail);
         }
     }
 }
 
-/// After settling: every running acceptor holds the snapshot in force, no message it covers,
-/// and snapshots of at most `snapshots_per_group_max` times the size of the one in force plus
-/// what it does not cover.
+/// After settling: every running acceptor has the compaction in force confirmed, holds its
+/// snapshot and no message it covers, and snapshots of at most `snapshots_per_group_max` times
+/// the size of the one in force plus what it does not cover.
 fn check_storage_bounded(session: &mut Session, options: &RunOptions) {
     if session.cluster.checker.violation().is_some() {
         return;
@@ -95,10 +100,13 @@ fn check_storage_bounded(session: &mut Session, options: &RunOptions) {
     for acceptor in session.cluster.acceptors() {
         let Some(view) = session.cluster.acceptor(acceptor).and_then(|a| a.group(session.group)) else { continue };
         let Some(compaction) = view.compaction() else { continue };
+        let confirmed = view.confirmed().map(|confirmed| confirmed.hash);
         let covered_held = view.messages().filter(|(_, m)| compaction.covered.contains(&m.id)).count();
         let tail: u64 = view.messages().map(|(_, m)| m.ciphertext.len() as u64).sum();
         let snapshots = view.snapshot_bytes() as u64;
-        let detail = if !view.holds_snapshot(&compaction.hash) {
+        let detail = if confirmed != Some(compaction.hash) {
+            format!("acceptor {acceptor} has the compaction in force {:?} not confirmed ({confirmed:?} is)", compaction.hash)
+        } else if !view.holds_snapshot(&compaction.hash) {
             format!("acceptor {acceptor} does not hold the snapshot in force {:?}", compaction.hash)
         } else if covered_held > 0 {
             format!("acceptor {acceptor} still stores {covered_held} messages the compaction in force covers")
@@ -214,8 +222,9 @@ fn disks_lost_while_compacting(options: &RunOptions) -> Outcome {
     typing_under_faults(options, profile)
 }
 
-/// Proves a member that missed more epochs than it keeps secrets for still recovers the text.
-fn member_back_after_many_epochs(options: &RunOptions) -> Outcome {
+/// Proves a member (a writer, or a reader) that missed more epochs than it keeps secrets for
+/// still recovers the text.
+fn back_after_many_epochs(options: &RunOptions, role: Role) -> Outcome {
     let profile = lossy(&mut SimRng::new(options.seed));
     let config = plait_kernel::Config { compact_after_messages: 100_000, compact_after_bytes: 1 << 40, ..config(options) };
     let mut session = match start_configured(options, (3, 4, 3), profile, 0, (config, 4)) {
@@ -224,6 +233,17 @@ fn member_back_after_many_epochs(options: &RunOptions) -> Outcome {
     };
     let devices = session.cluster.devices();
     let away = devices[1 + session.rng.index(devices.len() - 1)];
+    if role != Role::Writer {
+        let (group, member) = (session.group, session.cluster.id(away));
+        session.cluster.command(devices[0], Command::SetRole { group, member, role });
+        let deadline = session.cluster.now().plus_ms(30_000);
+        let given = |c: &Cluster| c.device(away).and_then(|d| d.group(group)?.role()) == Some(role);
+        if !session.cluster.run_until_condition(deadline, given) {
+            session.fail("roles-take-effect", format!("the member away never became a {role:?}"));
+            return session.outcome();
+        }
+        session.safety_end = session.safety_end.max(session.cluster.now().plus_ms(10_000));
+    }
     session.cluster.isolate(away);
     let others: Vec<usize> = devices.iter().copied().filter(|d| *d != away).collect();
     let end = session.safety_end;

@@ -70,8 +70,8 @@ impl AcceptorGroup {
         }
         let records = learned.iter().map(|(slot, entry)| Record::Chosen { group: cx.group, slot: *slot, entry: entry.clone() });
         cx.persist(records.collect());
-        for compaction in compactions {
-            self.on_compaction_chosen(cx, compaction);
+        for (compaction, committer) in compactions {
+            self.on_compaction_chosen(cx, compaction, committer);
         }
         for (slot, entry) in learned {
             let subscribers: Vec<NodeId> = self.subscribers.iter().copied().filter(|s| *s != from).collect();
@@ -81,13 +81,13 @@ impl AcceptorGroup {
     }
 
     /// Learns one chosen entry; returns the compaction it makes, if any.
-    pub(super) fn learn(&mut self, slot: Slot, entry: Entry) -> Option<crate::snapshot::Compaction> {
+    pub(super) fn learn(&mut self, slot: Slot, entry: Entry) -> Option<(crate::snapshot::Compaction, NodeId)> {
         assert_eq!(slot, self.chosen_next, "chosen entries are learned in slot order");
         self.history.record(slot, &entry);
         let mut compaction = None;
         if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
             // A chosen commit every member refuses is skipped the same way here.
-            compaction = view.apply_commit(bytes).ok().and_then(|checked| crate::snapshot::Compaction::from_aad(&checked.aad));
+            compaction = view.apply_commit(bytes).ok().and_then(|checked| compaction_and_committer(&checked));
             self.history.record_settings(slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             self.remember_members();
         }
@@ -109,4 +109,10 @@ impl AcceptorGroup {
             self.chosen_accepts.pop_first();
         }
     }
+}
+
+/// The compaction a checked commit makes, with the node that made it.
+pub(crate) fn compaction_and_committer(checked: &crate::mls::CheckedCommit) -> Option<(crate::snapshot::Compaction, NodeId)> {
+    let committer = NodeId(checked.summary.committer.as_slice().try_into().ok()?);
+    Some((crate::snapshot::Compaction::from_aad(&checked.aad)?, committer))
 }

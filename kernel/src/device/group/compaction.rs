@@ -37,8 +37,8 @@ pub(crate) struct Compactor {
     pub(crate) latest: Option<KeyedCompaction>,
     /// Our own compaction under way.
     making: Option<Making>,
-    /// Fetching the latest snapshot because we lack messages it covers.
-    catching_up: Option<CatchingUp>,
+    /// Fetching the latest snapshot because we lack messages it covers, or to confirm it.
+    pub(super) catching_up: Option<CatchingUp>,
     /// When we first saw uncovered history pass the threshold (our turn is counted from it).
     due_since: Option<Time>,
     /// Bytes of other members' updates applied since the latest compaction (an estimate: what
@@ -50,15 +50,28 @@ pub(crate) struct Compactor {
     /// Messages sealed before this epoch are unreadable to some member (one added in it, or
     /// one that asked), so they make a compaction due however few they are.
     pub(crate) unreadable_before: u64,
-    /// When we may next ask the others for a compaction (we hold messages we cannot decrypt).
+    /// Stored messages we cannot decrypt and no compaction we know covers, at most
+    /// [`WANTED_TRACKED_MAX`]: we ask for a compaction until one covers them.
+    wanted: BTreeSet<UpdateId>,
+    /// The latest epoch before which we cannot decrypt.
+    wanted_before: u64,
+    /// When we may next ask the others for a compaction.
     next_request_at: Time,
-    /// A snapshot that matched its name but did not open or import: not fetched again.
-    refused: Option<SnapshotHash>,
+    /// The latest chosen compaction, if its key did not unwrap or its snapshot (matching its
+    /// name) did not open or import: it is not fetched again, and a compaction covering at
+    /// least as much is due, so joiners get a snapshot they can open.
+    pub(super) unusable: Option<Compaction>,
+    /// Our confirmation of the latest snapshot, if we opened it (see `confirming.rs`).
+    pub(super) confirming: Option<super::confirming::Confirming>,
 }
 
 /// Uncovered messages whose epochs a compactor tracks (beyond it the count threshold is passed
 /// anyway, as long as it is below this).
 const SEALED_TRACKED_MAX: usize = 1 << 16;
+
+/// Undecryptable messages a member tracks while it asks for a compaction (beyond it, it asks
+/// until those it tracks are covered, and the compaction that covers them covers the rest).
+const WANTED_TRACKED_MAX: usize = 4_096;
 
 /// A snapshot we made, being stored and then committed.
 #[derive(Debug)]
@@ -76,8 +89,10 @@ struct Making {
 
 /// The latest snapshot, being fetched.
 #[derive(Debug)]
-struct CatchingUp {
-    assembly: Assembly,
+pub(super) struct CatchingUp {
+    pub(super) assembly: Assembly,
+    /// Whether we lack messages it covers (else we fetch it only to confirm it).
+    pub(super) import: bool,
     ask_at: Time,
     /// Turns through the acceptors, so each chunk is asked of another one next time.
     round: usize,
@@ -87,16 +102,21 @@ impl Compactor {
     /// The state rebuilt from disk: the latest compaction, and the applied messages it does not
     /// cover. Their epochs were in memory, so each counts as sealed in epoch 0: the next member
     /// added makes them due. (Catching up is decided by the group.)
-    pub(crate) fn restore(latest: Option<KeyedCompaction>, applied: impl Iterator<Item = UpdateId>) -> Compactor {
+    pub(crate) fn restore(
+        latest: Option<KeyedCompaction>,
+        applied: impl Iterator<Item = UpdateId>,
+        confirming: Option<super::confirming::Confirming>,
+    ) -> Compactor {
         let covered = |id: &UpdateId| latest.as_ref().is_some_and(|l| l.compaction.covered.contains(id));
         let sealed_in = applied.filter(|id| !covered(id)).take(SEALED_TRACKED_MAX).map(|id| (id, 0)).collect();
-        Compactor { latest, sealed_in, ..Compactor::default() }
+        Compactor { latest, sealed_in, confirming, ..Compactor::default() }
     }
 
     /// When the compactor next needs the timer.
     pub(crate) fn wake_at(&self) -> Option<Time> {
         let making = self.making.as_ref().filter(|m| !m.committing).map(|m| m.resend_at);
-        earliest(making, self.catching_up.as_ref().map(|c| c.ask_at))
+        let confirming = self.confirming.as_ref().map(super::confirming::Confirming::wake_at);
+        earliest(earliest(making, self.catching_up.as_ref().map(|c| c.ask_at)), confirming)
     }
 
     /// Our own message `id` was sealed (again) in `epoch`: readers take the latest copy, so
@@ -107,9 +127,9 @@ impl Compactor {
         }
     }
 
-    /// Whether a snapshot is being fetched.
+    /// Whether a snapshot is being fetched to catch up.
     pub(crate) fn is_catching_up(&self) -> bool {
-        self.catching_up.is_some()
+        self.catching_up.as_ref().is_some_and(|c| c.import)
     }
 }
 
@@ -123,7 +143,7 @@ impl DeviceGroup {
         }
     }
 
-    fn compactor(&mut self) -> &mut Compactor {
+    pub(super) fn compactor(&mut self) -> &mut Compactor {
         &mut self.replica.as_mut().expect("invariant: MLS groups have a replica").compactor
     }
 
@@ -132,8 +152,10 @@ impl DeviceGroup {
         if self.replica.is_none() || !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
             return;
         }
-        // After a restart, catching up starts over from what is durable.
+        // After a restart, catching up and confirming start over from what is durable.
         self.catch_up_if_behind(cx);
+        self.confirming_timer(cx);
+        self.ask_for_a_compaction(cx);
         self.ask_for_chunks(cx);
         self.resend_chunks(cx);
         self.start_compaction_when_due(cx);
@@ -147,18 +169,23 @@ impl DeviceGroup {
         let covered = compactor.latest.as_ref().map_or(0, |l| l.compaction.covered.count());
         let uncovered = replica.applied.count().saturating_sub(covered);
         let unreadable_to_someone = compactor.sealed_in.values().any(|epoch| *epoch < compactor.unreadable_before);
+        // The latest snapshot cannot be opened: replace it (once we hold all it covers).
+        let repair = compactor.unusable.as_ref().is_some_and(|unusable| replica.applied.includes(&unusable.covered));
         let due = uncovered >= cx.config.compact_after_messages
             || compactor.uncovered_bytes >= cx.config.compact_after_bytes
-            || unreadable_to_someone;
-        if !due || uncovered == 0 {
+            || unreadable_to_someone
+            || repair;
+        if !due || (uncovered == 0 && !repair) {
             compactor.due_since = None;
             return;
         }
         let since = *compactor.due_since.get_or_insert(cx.now);
-        if compactor.making.is_some() || compactor.catching_up.is_some() || mls.may_write(cx.group, cx.me).is_err() {
+        if compactor.making.is_some() || compactor.is_catching_up() || mls.may_write(cx.group, cx.me).is_err() {
             return;
         }
-        let latest = compactor.latest.as_ref().map_or([0; 32], |l| l.compaction.hash.0);
+        // Members that could not unwrap the latest key still know it: they agree on the order.
+        let unusable = compactor.unusable.as_ref().map(|u| u.hash);
+        let latest = unusable.or(compactor.latest.as_ref().map(|l| l.compaction.hash)).map_or([0; 32], |hash| hash.0);
         let turn = mls.compaction_turn(&latest, &cx.me.0);
         if cx.now < since.plus_ms(cx.config.compaction_takeover_ms.saturating_mul(turn)) {
             return;
@@ -261,45 +288,82 @@ impl DeviceGroup {
         self.compactor().making = None;
     }
 
-    /// A compaction was chosen in the log. `None`: its key did not unwrap (the committer sent a
-    /// key for another snapshot); it is counted and ignored.
-    pub(super) fn on_compaction_chosen(&mut self, cx: &mut Context<'_>, keyed: Option<KeyedCompaction>) {
-        let Some(keyed) = keyed else {
-            cov_mark::hit!(device_ignores_a_compaction_whose_key_does_not_unwrap);
-            return cx.reject(Rejection::Invalid);
-        };
+    /// A compaction was chosen in the log (`ours`: we committed it). `Err`: its key did not
+    /// unwrap (the committer sent a key for another snapshot); it is counted, and replaced.
+    pub(super) fn on_compaction_chosen(&mut self, cx: &mut Context<'_>, chosen: Result<KeyedCompaction, Compaction>, ours: bool) {
         let Some(replica) = self.replica.as_mut() else { return };
         let compactor = &mut replica.compactor;
-        if compactor.latest.as_ref().is_some_and(|latest| !keyed.compaction.covered.includes(&latest.compaction.covered)) {
+        let compaction = match &chosen {
+            Ok(keyed) => &keyed.compaction,
+            Err(compaction) => compaction,
+        };
+        if compactor.latest.as_ref().is_some_and(|latest| !compaction.covered.includes(&latest.compaction.covered)) {
             // Acceptors refuse such a commit; only a faulty quorum could have chosen it.
             return cx.reject(Rejection::Invalid);
         }
-        if compactor.making.as_ref().is_some_and(|m| !m.committing || m.keyed.compaction.hash == keyed.compaction.hash) {
+        // Ours, opened with the key we wrapped: what we confirm if nobody else can.
+        let opened_ours = compactor
+            .making
+            .as_ref()
+            .filter(|m| ours && m.keyed.compaction.hash == compaction.hash)
+            .is_some_and(|m| open(&m.keyed.key, &m.chunks.concat()).is_some());
+        if compactor.making.as_ref().is_some_and(|m| !m.committing || m.keyed.compaction.hash == compaction.hash) {
             // Ours is done, or one still being stored is outdated by this one (a queued one is
             // abandoned when its commit would be made).
             compactor.making = None;
         }
         compactor.due_since = None;
         compactor.uncovered_bytes = 0;
-        compactor.sealed_in.retain(|id, _| !keyed.compaction.covered.contains(id));
+        compactor.sealed_in.retain(|id, _| !compaction.covered.contains(id));
+        compactor.wanted.retain(|id| !compaction.covered.contains(id));
+        compactor.confirming = None;
+        // Acceptors drop an outdated snapshot: fetching one would never finish.
+        compactor.catching_up.take_if(|c| c.assembly.hash != compaction.hash);
+        let keyed = match chosen {
+            Ok(keyed) => keyed,
+            Err(compaction) => {
+                cov_mark::hit!(device_replaces_a_compaction_whose_key_does_not_unwrap);
+                compactor.unusable = Some(compaction);
+                return cx.reject(Rejection::Invalid);
+            }
+        };
+        if compactor.unusable.as_ref().is_some_and(|unusable| keyed.compaction.covered.includes(&unusable.covered)) {
+            compactor.unusable = None;
+        }
         cx.persist(vec![Record::Compacted { group: cx.group, compaction: keyed.compaction.clone(), key: Some(keyed.key) }]);
+        let hash = keyed.compaction.hash;
         compactor.latest = Some(keyed);
         self.catch_up_if_behind(cx);
+        self.start_confirming(cx, hash, ours, opened_ours);
     }
 
     /// A stored message sealed in `epoch` is too old for us to decrypt. Unless a compaction
-    /// we know of covers it, ask the others (at most once per sync interval) to make one.
+    /// we know of covers it, ask the others to make one: now, and on the timer (at most once per
+    /// sync interval) until one covers it, so a request nobody was online to hear is repeated.
     pub(super) fn want_compaction(&mut self, cx: &mut Context<'_>, id: UpdateId, epoch: u64) {
         let Some(replica) = self.replica.as_mut() else { return };
         let compactor = &mut replica.compactor;
-        if compactor.latest.as_ref().is_some_and(|latest| latest.compaction.covered.contains(&id))
-            || cx.now < compactor.next_request_at
-        {
+        if compactor.latest.as_ref().is_some_and(|latest| latest.compaction.covered.contains(&id)) {
+            return;
+        }
+        if compactor.wanted.len() < WANTED_TRACKED_MAX {
+            compactor.wanted.insert(id);
+        }
+        compactor.wanted_before = compactor.wanted_before.max(epoch + 1);
+        self.ask_for_a_compaction(cx);
+    }
+
+    /// Asks the members for a compaction of what we cannot decrypt, at most once per sync
+    /// interval, while we know of such messages.
+    fn ask_for_a_compaction(&mut self, cx: &mut Context<'_>) {
+        let compactor = self.compactor();
+        if compactor.wanted.is_empty() || cx.now < compactor.next_request_at {
             return;
         }
         compactor.next_request_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+        let before_epoch = compactor.wanted_before;
         cov_mark::hit!(device_asks_for_a_compaction_of_what_it_cannot_decrypt);
-        let _ = self.send_message(cx, crate::updates::Payload::CompactionWanted { before_epoch: epoch + 1 });
+        let _ = self.send_message(cx, crate::updates::Payload::CompactionWanted { before_epoch });
     }
 
     /// A member cannot decrypt messages sealed before `before_epoch`: they make a compaction
@@ -331,18 +395,25 @@ impl DeviceGroup {
         let Some(replica) = self.replica.as_mut() else { return };
         let Some(latest) = replica.compactor.latest.as_ref() else { return };
         if replica.applied.includes(&latest.compaction.covered) {
-            replica.compactor.catching_up = None;
+            replica.compactor.catching_up.take_if(|c| c.import);
             return;
         }
         let hash = latest.compaction.hash;
-        if replica.compactor.catching_up.as_ref().is_some_and(|c| c.assembly.hash == hash)
-            || replica.compactor.refused == Some(hash)
+        if replica.compactor.catching_up.as_ref().is_some_and(|c| c.assembly.hash == hash && c.import)
+            || replica.compactor.unusable.as_ref().is_some_and(|unusable| unusable.hash == hash)
         {
             return;
         }
         cov_mark::hit!(device_catches_up_from_a_snapshot);
-        replica.compactor.catching_up =
-            Some(CatchingUp { assembly: Assembly::new(hash, latest.compaction.chunks), ask_at: cx.now, round: 0 });
+        self.fetch_latest_snapshot(cx, true);
+    }
+
+    /// Starts fetching the latest snapshot: to import it, or only to open it and confirm.
+    pub(super) fn fetch_latest_snapshot(&mut self, cx: &mut Context<'_>, import: bool) {
+        let compactor = self.compactor();
+        let Some(latest) = compactor.latest.as_ref() else { return };
+        let assembly = Assembly::new(latest.compaction.hash, latest.compaction.chunks);
+        compactor.catching_up = Some(CatchingUp { assembly, import, ask_at: cx.now, round: 0 });
         self.ask_for_chunks(cx);
     }
 
@@ -378,23 +449,27 @@ impl DeviceGroup {
             catching_up.assembly = Assembly::new(hash, catching_up.assembly.count);
             return cx.reject(Rejection::Invalid);
         };
+        let import = catching_up.import;
         let replica = self.replica.as_mut().expect("checked above");
-        let latest = replica.compactor.latest.clone().expect("we catch up only to a known compaction");
+        let latest = replica.compactor.latest.clone().expect("we fetch only a known compaction's snapshot");
         replica.compactor.catching_up = None;
         let Some(snapshot) = open(&latest.key, &ciphertext) else {
             cov_mark::hit!(device_refuses_a_snapshot_its_key_does_not_open);
-            replica.compactor.refused = Some(hash);
+            replica.compactor.unusable = Some(latest.compaction);
             return cx.reject(Rejection::Invalid);
         };
-        if replica.doc.merge(&snapshot).is_err() {
-            replica.compactor.refused = Some(hash);
-            return cx.reject(Rejection::Invalid);
+        if import {
+            if replica.doc.merge(&snapshot).is_err() {
+                replica.compactor.unusable = Some(latest.compaction);
+                return cx.reject(Rejection::Invalid);
+            }
+            replica.applied.absorb(&latest.compaction.covered, cx.config.updates_out_of_order_max);
+            let covered = latest.compaction.covered.clone();
+            cx.persist(vec![Record::ImportedSnapshot { group: cx.group, covered, snapshot }]);
+            let covered_messages = latest.compaction.covered.count();
+            cx.effects.notify(Event::SnapshotImported { group: cx.group, covered_messages });
         }
-        replica.applied.absorb(&latest.compaction.covered, cx.config.updates_out_of_order_max);
-        let covered = latest.compaction.covered.clone();
-        cx.persist(vec![Record::ImportedSnapshot { group: cx.group, covered, snapshot }]);
-        let covered_messages = latest.compaction.covered.count();
-        cx.effects.notify(Event::SnapshotImported { group: cx.group, covered_messages });
+        self.confirm(cx, hash);
     }
 
     /// The wake time of compaction work.

@@ -100,7 +100,11 @@ impl DeviceGroup {
     /// never stored (see `messages.rs`).
     pub(crate) fn send_message(&mut self, cx: &mut Context<'_>, payload: Payload) -> Result<(), CommandError> {
         let Some(mls) = self.mls.as_ref() else { return Err(CommandError::NotMls(cx.group)) };
-        mls.may_write(cx.group, cx.me)?;
+        match (&payload, mls.may_write(cx.group, cx.me)) {
+            // A reader may ask for a compaction: it falls behind like anyone.
+            (Payload::CompactionWanted { .. }, Err(CommandError::ReadOnly(_))) | (_, Ok(())) => {}
+            (_, Err(error)) => return Err(error),
+        }
         let size = match &payload {
             Payload::Message(data) | Payload::Presence(data) => data.len(),
             Payload::Update { update, .. } => update.len(),
@@ -185,7 +189,15 @@ impl DeviceGroup {
         }
         // Reading advances the receiving ratchet; keep the deletion of used keys durable.
         let mut records = mls.changes(cx.group, false);
-        match (Payload::decode(&decrypted.data), stored) {
+        let payload = Payload::decode(&decrypted.data);
+        if decrypted.from_reader && (stored.is_some() || !matches!(payload, Some(Payload::CompactionWanted { .. }))) {
+            // Acceptors relay a reader's messages only because it may ask for a compaction.
+            cov_mark::hit!(device_refuses_a_relayed_message_a_reader_may_not_send);
+            cx.persist(records);
+            cx.reject(Rejection::Unauthorised);
+            return Read::Done;
+        }
+        match (payload, stored) {
             (Some(Payload::Update { seq, update }), Some(label)) => {
                 let id = UpdateId { sender: author, seq };
                 if id != label {
