@@ -170,15 +170,23 @@ fn mailboxes_at_acceptors(net: &Net) -> Vec<usize> {
     (1..=3).map(|i| net.acceptor(NodeId::from_index(i)).mailboxes()).collect()
 }
 
-#[test]
-fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
-    let (mut net, _) = support::net(2);
-    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+/// n101 founds a group of `devices` devices' net and opens an invite for `role`: the net, the
+/// group and the code.
+fn founded_with_an_invite(devices: u64, role: Role) -> (Net, GroupId, String) {
+    let (mut net, _) = support::net(devices);
+    let admin = NodeId::from_index(101);
     net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
     settle(&mut net);
     let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
+    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role });
     let code = last_invite(&net, admin);
+    (net, group, code)
+}
+
+#[test]
+fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    let (mut net, group, code) = founded_with_an_invite(2, Role::Writer);
     settle(&mut net);
     assert_eq!(mailboxes_at_acceptors(&net), vec![1, 1, 1], "the mailbox is open at every acceptor");
 
@@ -203,13 +211,8 @@ fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
 /// to the admin and the Welcome to the joiner as they arrive. (No timer fires in this test.)
 #[test]
 fn a_joiner_online_with_its_admin_is_in_without_polling() {
-    let (mut net, _) = support::net(2);
-    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
-    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
-    settle(&mut net);
-    let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
-    let code = last_invite(&net, admin);
+    let joiner = NodeId::from_index(102);
+    let (mut net, group, code) = founded_with_an_invite(2, Role::Writer);
     net.deliver_all(10_000);
 
     cov_mark::check!(acceptor_hands_the_joiner_its_welcome);
@@ -220,13 +223,8 @@ fn a_joiner_online_with_its_admin_is_in_without_polling() {
 
 #[test]
 fn an_invite_code_works_once() {
-    let (mut net, _) = support::net(3);
-    let (admin, first, second) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
-    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
-    settle(&mut net);
-    let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
-    let code = last_invite(&net, admin);
+    let (first, second) = (NodeId::from_index(102), NodeId::from_index(103));
+    let (mut net, group, code) = founded_with_an_invite(3, Role::Writer);
     net.command(first, Command::AcceptInvite { code: code.clone(), acceptors: acceptors() });
     settle(&mut net);
     assert!(joined(&net, first, group));
@@ -372,13 +370,8 @@ fn a_replayed_welcome_changes_nothing() {
 
 /// An admin (n101) founds a group and opens an invite for `role`; n102 redeems it and settles.
 fn join_by_invite_as(role: Role) -> (Net, GroupId, [NodeId; 2]) {
-    let (mut net, _) = support::net(2);
     let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
-    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
-    settle(&mut net);
-    let group = created(&net).group_id();
-    net.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role });
-    let code = last_invite(&net, admin);
+    let (mut net, group, code) = founded_with_an_invite(2, role);
     net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
     settle(&mut net);
     assert!(joined(&net, joiner, group), "the joiner is in");
