@@ -317,10 +317,10 @@ impl AcceptorGroup {
         let value = postcard::to_allocvec(&compaction).expect("invariant: compactions encode");
         let before = self.snapshots.confirmed.replace(compaction).map(|c| c.hash);
         let mut records = vec![Record::MlsState { group: cx.group, key: CONFIRMED_KEY.to_vec(), value: Some(value) }];
-        if let Some(before) = before.filter(|hash| !self.snapshots.kept().any(|kept| kept == *hash)) {
-            if self.snapshots.held.remove(&before).is_some() {
-                records.push(Record::SnapshotDropped { group: cx.group, hash: before });
-            }
+        if let Some(before) = before.filter(|hash| !self.snapshots.kept().any(|kept| kept == *hash))
+            && self.snapshots.held.remove(&before).is_some()
+        {
+            records.push(Record::SnapshotDropped { group: cx.group, hash: before });
         }
         cx.persist(records);
         self.delete_what_the_confirmed_compaction_covers(cx);
