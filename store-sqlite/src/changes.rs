@@ -2,7 +2,7 @@
 //! [`Restored::apply`](plait_kernel::storage::Restored::apply).
 //!
 //! The fold exists so that one group commit writes each table with a few multi-row statements
-//! (each statement is a round trip to sqlx's worker thread) instead of one statement per record.
+//! (each parsed by SQLite, since their shapes vary) instead of one statement per record.
 //! Because every record kind either replaces, keeps the maximum, sets a flag, or deletes, the net
 //! effect of a sequence of records on one key is a single row to upsert or delete (a snapshot's
 //! chunks: a delete of all of them, then upserts).

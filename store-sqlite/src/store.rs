@@ -149,10 +149,7 @@ impl Store {
     }
 
     async fn write(&mut self, changes: &Changes) -> Result<(), StoreError> {
-        let mut transaction = self.connection.begin().await?;
-        write::write_changes(&mut transaction, changes).await?;
-        transaction.commit().await?;
-        Ok(())
+        write::write_changes(&mut self.connection, changes).await
     }
 }
 

@@ -1,14 +1,18 @@
-//! Writes a [`Changes`] inside the caller's transaction: a few multi-row statements per table.
+//! Writes a [`Changes`] as one transaction: a few multi-row statements per table, sent to
+//! SQLite as one multi-statement query between `BEGIN` and `COMMIT`.
+//!
+//! sqlx runs SQLite on a worker thread and every query is a round trip to it: two thread
+//! handoffs, which cost more than the statement itself on a loaded machine. A commit as one
+//! query makes it one round trip, however many tables it touches.
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::changes::Changes;
 use crate::codec::{ballot_to_column, row_checksum, to_postcard, u32_to_column, u64_to_column};
 use crate::error::StoreError;
 
-/// Rows per statement. Each statement is one round trip to sqlx's worker thread, so fewer is
-/// faster; the bound keeps bind parameters (at most 6 per row) far below SQLite's limit of
-/// 32,766 and a statement's text small.
+/// Rows per statement. The bound keeps a statement's bind parameters (at most 6 per row) far
+/// below SQLite's limit of 32,766 and its text small.
 const ROWS_PER_STATEMENT_MAX: usize = 500;
 
 /// One statement shape: `head VALUES (..), (..) tail`. An upsert's `head` names the columns in
@@ -22,12 +26,19 @@ struct Statement {
 /// A row as the bytes of its columns, in the statement's column order.
 type Columns = Vec<Vec<u8>>;
 
-/// Writes every table's changes. Groups go first: the other tables refer to them.
+/// Writes every table's changes in one transaction. On failure the transaction is rolled back.
 pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+    let mut script = Script::new();
+    add_changes(&mut script, changes);
+    script.run(connection).await
+}
+
+/// Every table's changes. Groups go first: the other tables refer to them.
+fn add_changes(script: &mut Script, changes: &Changes) {
     let statement =
         Statement { table: "groups", head: "INSERT INTO groups (group_id, genesis, checksum) ", tail: " ON CONFLICT DO NOTHING" };
     let rows = changes.groups.iter().map(|(group, genesis)| vec![group.0.to_vec(), to_postcard(genesis)]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "incarnations",
@@ -36,12 +47,12 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
     };
     let rows =
         changes.incarnations.iter().map(|(group, incarnation)| vec![group.0.to_vec(), u64_to_column(incarnation.0).to_vec()]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement =
         Statement { table: "recovered", head: "INSERT INTO recovered (group_id, checksum) ", tail: " ON CONFLICT DO NOTHING" };
     let rows = changes.recovered.iter().map(|group| vec![group.0.to_vec()]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "promised",
@@ -50,13 +61,13 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
                WHERE excluded.ballot > promised.ballot",
     };
     let rows = changes.promised.iter().map(|(group, ballot)| vec![group.0.to_vec(), ballot_to_column(*ballot).to_vec()]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
-    write_accepted(connection, changes).await?;
-    write_mls_state(connection, changes).await?;
-    write_documents(connection, changes).await?;
-    write_snapshots(connection, changes).await?;
-    write_compaction(connection, changes).await?;
+    write_accepted(script, changes);
+    write_mls_state(script, changes);
+    write_documents(script, changes);
+    write_snapshots(script, changes);
+    write_compaction(script, changes);
 
     let statement = Statement {
         table: "peer_incarnations",
@@ -67,7 +78,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
     let rows = changes.peer_incarnations.iter().map(|((group, acceptor), incarnation)| {
         vec![group.0.to_vec(), acceptor.0.to_vec(), u64_to_column(incarnation.0).to_vec()]
     });
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "chosen",
@@ -78,7 +89,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
         .chosen
         .iter()
         .map(|((group, slot), entry)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec(), to_postcard(entry)]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "round_floors",
@@ -87,11 +98,11 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
                WHERE excluded.round > round_floors.round",
     };
     let rows = changes.round_floors.iter().map(|(group, round)| vec![group.0.to_vec(), u64_to_column(*round).to_vec()]);
-    upsert(connection, &statement, rows.collect()).await
+    script.upsert(&statement, rows.collect());
 }
 
 /// Accepted values: upserts for slots last accepted, deletes for slots last chosen.
-async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+fn write_accepted(script: &mut Script, changes: &Changes) {
     let statement = Statement {
         table: "accepted",
         head: "INSERT INTO accepted (group_id, slot, ballot, value_hash, entry, checksum) ",
@@ -108,7 +119,7 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
             to_postcard(&value.entry),
         ])
     });
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "accept_proofs",
@@ -119,7 +130,7 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
         let value = value.as_ref().filter(|value| !value.proof.is_empty())?;
         Some(vec![group.0.to_vec(), u64_to_column(slot.0).to_vec(), value.proof.clone()])
     });
-    upsert(connection, &statement, proofs.collect()).await?;
+    script.upsert(&statement, proofs.collect());
 
     // A slot chosen, or accepted again without a proof, loses its old proof.
     let stale: Vec<Columns> = changes
@@ -128,7 +139,7 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
         .filter(|(_, value)| value.as_ref().is_none_or(|value| value.proof.is_empty()))
         .map(|((group, slot), _)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec()])
         .collect();
-    delete(connection, "DELETE FROM accept_proofs WHERE (group_id, slot) IN (", stale).await?;
+    script.delete("DELETE FROM accept_proofs WHERE (group_id, slot) IN (", stale);
 
     let keys: Vec<Columns> = changes
         .accepted
@@ -136,11 +147,11 @@ async fn write_accepted(connection: &mut SqliteConnection, changes: &Changes) ->
         .filter(|(_, value)| value.is_none())
         .map(|((group, slot), _)| vec![group.0.to_vec(), u64_to_column(slot.0).to_vec()])
         .collect();
-    delete(connection, "DELETE FROM accepted WHERE (group_id, slot) IN (", keys).await
+    script.delete("DELETE FROM accepted WHERE (group_id, slot) IN (", keys);
 }
 
 /// MLS state: upserts for keys last written, deletes for keys last deleted.
-async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+fn write_mls_state(script: &mut Script, changes: &Changes) {
     let statement = Statement {
         table: "mls_state",
         head: "INSERT INTO mls_state (group_id, key, value, checksum) ",
@@ -148,19 +159,19 @@ async fn write_mls_state(connection: &mut SqliteConnection, changes: &Changes) -
     };
     let rows =
         changes.mls_state.iter().filter_map(|((group, key), value)| Some(vec![group.0.to_vec(), key.clone(), value.clone()?]));
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
     let keys: Vec<Columns> = changes
         .mls_state
         .iter()
         .filter(|(_, value)| value.is_none())
         .map(|((group, key), _)| vec![group.0.to_vec(), key.clone()])
         .collect();
-    delete(connection, "DELETE FROM mls_state WHERE (group_id, key) IN (", keys).await
+    script.delete("DELETE FROM mls_state WHERE (group_id, key) IN (", keys);
 }
 
 /// Document messages: stored messages (upserted or deleted), updates, `SafeBelow` (highest wins)
 /// and read cursors.
-async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+fn write_documents(script: &mut Script, changes: &Changes) {
     let statement = Statement {
         table: "stored",
         head: "INSERT INTO stored (group_id, position, sender, seq, ciphertext, checksum) ",
@@ -177,14 +188,14 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
             message.ciphertext.clone(),
         ])
     });
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
     let keys: Vec<Columns> = changes
         .stored
         .iter()
         .filter(|(_, message)| message.is_none())
         .map(|((group, position), _)| vec![group.0.to_vec(), u64_to_column(*position).to_vec()])
         .collect();
-    delete(connection, "DELETE FROM stored WHERE (group_id, position) IN (", keys).await?;
+    script.delete("DELETE FROM stored WHERE (group_id, position) IN (", keys);
 
     let statement = Statement {
         table: "updates",
@@ -194,7 +205,7 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
     let rows = changes.updates.iter().map(|((group, id), update)| {
         vec![group.0.to_vec(), id.sender.0.to_vec(), u64_to_column(id.seq).to_vec(), update.clone()]
     });
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "safe_below",
@@ -203,7 +214,7 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
                WHERE excluded.seq > safe_below.seq",
     };
     let rows = changes.safe_below.iter().map(|(group, seq)| vec![group.0.to_vec(), u64_to_column(*seq).to_vec()]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "read_cursors",
@@ -219,20 +230,20 @@ async fn write_documents(connection: &mut SqliteConnection, changes: &Changes) -
             u64_to_column(cursor.position).to_vec(),
         ]
     });
-    upsert(connection, &statement, rows.collect()).await
+    script.upsert(&statement, rows.collect());
 }
 
 /// Snapshot chunks: a dropped snapshot loses its count and every chunk first, then the chunks
 /// (and count) written since are upserted.
-async fn write_snapshots(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+fn write_snapshots(script: &mut Script, changes: &Changes) {
     let dropped: Vec<Columns> = changes
         .snapshots
         .iter()
         .filter(|(_, change)| change.is_dropped)
         .map(|((group, hash), _)| vec![group.0.to_vec(), hash.0.to_vec()])
         .collect();
-    delete(connection, "DELETE FROM snapshot_chunks WHERE (group_id, hash) IN (", dropped.clone()).await?;
-    delete(connection, "DELETE FROM snapshots WHERE (group_id, hash) IN (", dropped).await?;
+    script.delete("DELETE FROM snapshot_chunks WHERE (group_id, hash) IN (", dropped.clone());
+    script.delete("DELETE FROM snapshots WHERE (group_id, hash) IN (", dropped);
 
     let statement = Statement {
         table: "snapshots",
@@ -242,7 +253,7 @@ async fn write_snapshots(connection: &mut SqliteConnection, changes: &Changes) -
     let rows = changes.snapshots.iter().filter_map(|((group, hash), change)| {
         Some(vec![group.0.to_vec(), hash.0.to_vec(), u32_to_column(change.count?).to_vec()])
     });
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "snapshot_chunks",
@@ -255,12 +266,12 @@ async fn write_snapshots(connection: &mut SqliteConnection, changes: &Changes) -
             .iter()
             .map(|(index, bytes)| vec![group.0.to_vec(), hash.0.to_vec(), u32_to_column(*index).to_vec(), bytes.clone()])
     });
-    upsert(connection, &statement, rows.collect()).await
+    script.upsert(&statement, rows.collect());
 }
 
 /// Compaction: deleted positions (highest wins), the latest compaction and the latest imported
 /// snapshot (last wins).
-async fn write_compaction(connection: &mut SqliteConnection, changes: &Changes) -> Result<(), StoreError> {
+fn write_compaction(script: &mut Script, changes: &Changes) {
     let statement = Statement {
         table: "unstored_below",
         head: "INSERT INTO unstored_below (group_id, position, checksum) ",
@@ -268,7 +279,7 @@ async fn write_compaction(connection: &mut SqliteConnection, changes: &Changes) 
                WHERE excluded.position > unstored_below.position",
     };
     let rows = changes.unstored_below.iter().map(|(group, position)| vec![group.0.to_vec(), u64_to_column(*position).to_vec()]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "compacted",
@@ -280,7 +291,7 @@ async fn write_compaction(connection: &mut SqliteConnection, changes: &Changes) 
         .compacted
         .iter()
         .map(|(group, (compaction, key))| vec![group.0.to_vec(), to_postcard(compaction), to_postcard(key)]);
-    upsert(connection, &statement, rows.collect()).await?;
+    script.upsert(&statement, rows.collect());
 
     let statement = Statement {
         table: "imported_snapshots",
@@ -292,39 +303,64 @@ async fn write_compaction(connection: &mut SqliteConnection, changes: &Changes) 
         .imported
         .iter()
         .map(|(group, (covered, snapshot))| vec![group.0.to_vec(), to_postcard(covered), snapshot.clone()]);
-    upsert(connection, &statement, rows.collect()).await
+    script.upsert(&statement, rows.collect());
 }
 
-/// Deletes the rows whose key columns are `keys`, [`ROWS_PER_STATEMENT_MAX`] at a time; `head`
-/// is the statement up to its `IN (`.
-async fn delete(connection: &mut SqliteConnection, head: &str, keys: Vec<Columns>) -> Result<(), StoreError> {
-    for chunk in keys.chunks(ROWS_PER_STATEMENT_MAX) {
-        let mut builder = QueryBuilder::<Sqlite>::new(head);
-        builder.push_values(chunk, |mut row, columns| {
-            for column in columns {
-                row.push_bind(column.as_slice());
-            }
-        });
-        builder.push(")");
-        builder.build().execute(&mut *connection).await?;
-    }
-    Ok(())
+/// The statements of one transaction, as one query.
+struct Script {
+    builder: QueryBuilder<Sqlite>,
 }
 
-/// Runs `statement` over `rows`, [`ROWS_PER_STATEMENT_MAX`] rows at a time, appending each
-/// row's checksum as its last column.
-async fn upsert(connection: &mut SqliteConnection, statement: &Statement, rows: Vec<Columns>) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT_MAX) {
-        let mut builder = QueryBuilder::<Sqlite>::new(statement.head);
-        builder.push_values(chunk, |mut row, columns| {
-            let parts: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
-            for column in &parts {
-                row.push_bind(*column);
-            }
-            row.push_bind(row_checksum(statement.table, &parts).as_slice());
-        });
-        builder.push(statement.tail);
-        builder.build().execute(&mut *connection).await?;
+impl Script {
+    fn new() -> Script {
+        Script { builder: QueryBuilder::new("BEGIN;") }
     }
-    Ok(())
+
+    /// Deletes the rows whose key columns are `keys`, [`ROWS_PER_STATEMENT_MAX`] at a time;
+    /// `head` is the statement up to its `IN (`.
+    fn delete(&mut self, head: &str, keys: Vec<Columns>) {
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let chunk: Vec<Columns> = keys.by_ref().take(ROWS_PER_STATEMENT_MAX).collect();
+            self.builder.push(head);
+            self.builder.push_values(chunk, |mut row, columns| {
+                for column in columns {
+                    row.push_bind(column);
+                }
+            });
+            self.builder.push(");");
+        }
+    }
+
+    /// Adds `statement` over `rows`, [`ROWS_PER_STATEMENT_MAX`] rows at a time, appending each
+    /// row's checksum as its last column.
+    fn upsert(&mut self, statement: &Statement, rows: Vec<Columns>) {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<Columns> = rows.by_ref().take(ROWS_PER_STATEMENT_MAX).collect();
+            self.builder.push(statement.head);
+            self.builder.push_values(chunk, |mut row, columns| {
+                let parts: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
+                let checksum = row_checksum(statement.table, &parts).to_vec();
+                for column in columns {
+                    row.push_bind(column);
+                }
+                row.push_bind(checksum);
+            });
+            self.builder.push(statement.tail);
+            self.builder.push(";");
+        }
+    }
+
+    /// Runs the transaction: one round trip. A failed statement leaves it open; it is rolled
+    /// back before the error returns.
+    async fn run(mut self, connection: &mut SqliteConnection) -> Result<(), StoreError> {
+        self.builder.push("COMMIT;");
+        let result = self.builder.build().persistent(false).execute(&mut *connection).await;
+        if let Err(error) = result {
+            let _ = connection.execute(sqlx::raw_sql("ROLLBACK")).await;
+            return Err(error.into());
+        }
+        Ok(())
+    }
 }
