@@ -118,6 +118,9 @@ impl LinkStats {
     }
 }
 
+/// Frames a writer takes from its queue to write with one flush.
+const FRAMES_PER_FLUSH_MAX: usize = 64;
+
 struct Peer<W> {
     queue: mpsc::Sender<Bytes>,
     control: mpsc::Sender<Control<W>>,
@@ -333,7 +336,7 @@ async fn write_to_peer<N: Network>(
     // is due: the kernel resends what matters, and a returning peer gets no stale backlog.
     let mut next_dial_at = tokio::time::Instant::now();
     loop {
-        let frame = tokio::select! {
+        let first = tokio::select! {
             biased;
             Some(control) = controls.recv() => {
                 match control {
@@ -351,6 +354,13 @@ async fn write_to_peer<N: Network>(
                 None => return,
             },
         };
+        // Frames queued behind it leave with it: one flush, so they share packets.
+        let mut batch = vec![first];
+        while batch.len() < FRAMES_PER_FLUSH_MAX
+            && let Ok(frame) = frames.try_recv()
+        {
+            batch.push(frame);
+        }
         let mut attempts = 0;
         let delivered = loop {
             let writer = match link.as_mut() {
@@ -371,12 +381,12 @@ async fn write_to_peer<N: Network>(
                     }
                 },
             };
-            let length = frame.len() as u64;
-            match tokio::time::timeout(Duration::from_millis(limits.write_timeout_ms), writer.send(frame.clone())).await {
+            match tokio::time::timeout(Duration::from_millis(limits.write_timeout_ms), write_all(writer, &batch)).await {
                 Ok(Ok(())) => {
+                    let bytes: u64 = batch.iter().map(|frame| frame.len() as u64).sum();
                     shared.count(|stats| {
-                        stats.frames_sent += 1;
-                        stats.bytes_sent += length;
+                        stats.frames_sent += batch.len() as u64;
+                        stats.bytes_sent += bytes;
                     });
                     break true;
                 }
@@ -390,9 +400,20 @@ async fn write_to_peer<N: Network>(
             }
         };
         if !delivered {
-            shared.count(|stats| stats.frames_dropped += 1);
+            shared.count(|stats| stats.frames_dropped += batch.len() as u64);
         }
     }
+}
+
+/// Writes `batch` and flushes once.
+async fn write_all<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut FramedWrite<W, LengthDelimitedCodec>,
+    batch: &[Bytes],
+) -> std::io::Result<()> {
+    for frame in batch {
+        writer.feed(frame.clone()).await?;
+    }
+    SinkExt::<Bytes>::flush(writer).await
 }
 
 /// Dials `peer` and starts reading from the new link.
