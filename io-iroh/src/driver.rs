@@ -2,16 +2,23 @@
 //!
 //! It feeds the node its inputs (frames, commands, timers, finished loads) with the time read
 //! from a [`Clock`], and carries out the effects in order. `Persist` is a barrier: the effects
-//! after it run only once the batch is durable. Group commit: the driver handles every input
-//! already waiting (up to `INPUTS_PER_COMMIT_MAX`) before one commit (one fsync) of all their
-//! writes, then lets out the sends and notifications that waited for it, in order. That only
-//! holds sends back, never lets one out early. A load commits first and is answered from
-//! storage as the node's next input; an inspection by the host commits first too.
+//! after it run only once the batch is durable.
+//!
+//! Group commit, pipelined: the inputs handled since the last commit started form a *round*.
+//! Its writes go to storage as one commit (one fsync) while the driver goes on handling the
+//! next round's inputs, so the node never idles on the disk; one commit is in flight at a time.
+//! A round's sends and notifications are let out, in order, once its own commit and every
+//! earlier one are durable. That only holds sends back, never lets one out early: a send of a
+//! round with no writes still waits for the commit in flight, since it may depend on its
+//! writes. A load settles every write first and is answered from storage as the node's next
+//! input; an inspection by the host settles first too.
 //!
 //! If storage fails the driver stops: an fsync that failed leaves unknown what is durable, and
 //! continuing could send a promise the disk does not hold. The host restarts the node.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Time, WriteBatch, wire};
@@ -28,13 +35,51 @@ pub const REQUESTS_QUEUED_MAX: usize = 256;
 pub const EVENTS_BUFFERED_MAX: usize = 4096;
 /// Inputs queued inside one step (answers to loads) before the driver stops with an error.
 pub const PENDING_INPUTS_MAX: usize = 1024;
-/// Inputs handled before one commit (group commit across inputs).
-pub const INPUTS_PER_COMMIT_MAX: usize = 64;
+/// Inputs handled in one pass before the driver looks at its commit in flight again.
+pub const INPUTS_PER_PASS_MAX: usize = 64;
+/// Inputs one round may take while the previous round's commit is in flight; beyond it the
+/// driver waits for that commit (bounds the writes and sends a slow disk makes the node hold).
+pub const INPUTS_PER_ROUND_MAX: usize = 1024;
 
-enum Next<K> {
+enum Next<K, S> {
     Request(Request<K>),
     Inbound(Inbound),
     Timer,
+    Committed(S, Result<(), StorageError>),
+}
+
+/// A commit under way. It owns the storage and hands it back when it ends. The driver polls it
+/// between passes; the work itself runs on the storage's own thread (sqlx's worker runs a whole
+/// commit from one request), so it goes on while the driver handles inputs.
+type Commit<S> = Pin<Box<dyn Future<Output = (S, Result<(), StorageError>)> + Send>>;
+
+/// A round: the writes of the inputs handled since the last commit started, and what waits
+/// for them (and for every earlier commit) to be durable.
+#[derive(Default)]
+struct Round {
+    /// Writes, not handed to storage yet.
+    writes: Vec<WriteBatch>,
+    /// Sends and notifications, in order.
+    held: Vec<Effect>,
+    /// Hosts waiting for durability (bounded by `REQUESTS_QUEUED_MAX` per pass).
+    waiting: Vec<oneshot::Sender<()>>,
+    /// Inputs handled in it.
+    inputs: usize,
+}
+
+impl Round {
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.held.is_empty() && self.waiting.is_empty()
+    }
+}
+
+/// The round whose commit storage is carrying out.
+struct InFlight<S> {
+    commit: Commit<S>,
+    round: Round,
+    batches: usize,
+    records: usize,
+    started: tokio::time::Instant,
 }
 
 type Inspection<K> = Box<dyn FnOnce(&K) + Send>;
@@ -52,6 +97,8 @@ enum Request<K> {
 pub struct DriverStatus {
     /// Inputs handled.
     pub inputs: u64,
+    /// Time spent in the node's `handle`, in microseconds.
+    pub handle_micros_total: u64,
     /// Storage commits (each one fsync).
     pub commits: u64,
     /// Batches written (several may share a commit).
@@ -159,7 +206,8 @@ impl<K: Send + 'static> DriverHandle<K> {
 pub struct Driver<K, N: Network, S> {
     node: K,
     clock: Clock,
-    storage: S,
+    /// `None` while a commit holds it.
+    storage: Option<S>,
     links: Links<N>,
     inbound: mpsc::Receiver<Inbound>,
     requests: mpsc::Receiver<Request<K>>,
@@ -167,12 +215,10 @@ pub struct Driver<K, N: Network, S> {
     status: Arc<Mutex<DriverStatus>>,
     wake_at: Option<Time>,
     pending: VecDeque<Input>,
-    /// Writes of this round, not durable yet.
-    uncommitted: Vec<WriteBatch>,
-    /// Sends and notifications waiting for `uncommitted` to be durable, in order.
-    held: Vec<Effect>,
-    /// Hosts waiting for this round's commit (bounded by `REQUESTS_QUEUED_MAX` per round).
-    waiting: Vec<oneshot::Sender<()>>,
+    /// The round being handled.
+    round: Round,
+    /// The previous round, while storage commits it.
+    in_flight: Option<InFlight<S>>,
 }
 
 impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
@@ -201,7 +247,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         let driver = Driver {
             node,
             clock,
-            storage,
+            storage: Some(storage),
             links: links.clone(),
             inbound,
             requests,
@@ -209,9 +255,8 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             status: status.clone(),
             wake_at: None,
             pending: VecDeque::new(),
-            uncommitted: Vec::new(),
-            held: Vec::new(),
-            waiting: Vec::new(),
+            round: Round::default(),
+            in_flight: None,
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -227,12 +272,18 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
 
     async fn run(mut self, first: Outputs) -> Result<(), DriverError> {
         self.carry_out(first).await?;
-        self.commit().await?;
+        self.settle().await?;
         loop {
+            // A round that took its share while a commit is in flight waits for that commit.
+            if self.round.inputs >= INPUTS_PER_ROUND_MAX {
+                self.finish_in_flight().await?;
+            }
             // Timers fire strictly after now, so a node cannot spin the loop in place.
             let sleep_until = self.wake_at.map(|time| self.clock.instant_of(time.max(self.clock.now().plus_ms(1))));
+            let commit = self.in_flight.as_mut().map(|in_flight| &mut in_flight.commit);
             let first = tokio::select! {
                 biased;
+                (storage, result) = commit_done(commit) => Next::Committed(storage, result),
                 request = self.requests.recv() => match request {
                     Some(request) => Next::Request(request),
                     None => return Ok(()),
@@ -240,21 +291,26 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                 Some(inbound) = self.inbound.recv() => Next::Inbound(inbound),
                 _ = sleep(sleep_until) => Next::Timer,
             };
-            // Group commit: handle what is already waiting (up to a limit) before one commit.
+            // Handle what is already waiting (up to a limit), then commit the round if storage
+            // is free; otherwise the round grows until the commit in flight is durable.
             let mut next = Some(first);
             let mut handled = 0;
             while let Some(item) = next.take() {
                 match item {
+                    Next::Committed(storage, result) => {
+                        let in_flight = self.in_flight.take().expect("a commit was in flight");
+                        self.finish_commit(in_flight, storage, result)?;
+                    }
                     Next::Request(Request::Command(command)) => self.step(Input::Command(command)).await?,
                     Next::Request(Request::Inspect(read)) => {
-                        // An inspection sees only durable state's consequences: commit first
+                        // An inspection sees only durable state's consequences: settle first
                         // (the facade uses it as the barrier after a command).
-                        self.commit().await?;
+                        self.settle().await?;
                         read(&self.node);
                     }
-                    Next::Request(Request::Durable(answer)) => self.waiting.push(answer),
+                    Next::Request(Request::Durable(answer)) => self.round.waiting.push(answer),
                     Next::Request(Request::Stop(done)) => {
-                        self.commit().await?;
+                        self.settle().await?;
                         let _ = done.send(());
                         return Ok(());
                     }
@@ -265,16 +321,18 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                     }
                 }
                 handled += 1;
-                if handled < INPUTS_PER_COMMIT_MAX {
+                if handled < INPUTS_PER_PASS_MAX && self.round.inputs < INPUTS_PER_ROUND_MAX {
                     next = self.ready();
                 }
             }
-            self.commit().await?;
+            if self.in_flight.is_none() {
+                self.start_commit();
+            }
         }
     }
 
     /// An input that is waiting already, without waiting for one.
-    fn ready(&mut self) -> Option<Next<K>> {
+    fn ready(&mut self) -> Option<Next<K, S>> {
         if let Ok(request) = self.requests.try_recv() {
             return Some(Next::Request(request));
         }
@@ -287,53 +345,123 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
 
     /// Handles one input and every input its effects lead to (answers to loads).
     async fn step(&mut self, input: Input) -> Result<(), DriverError> {
+        self.round.inputs += 1;
         self.pending.push_back(input);
         while let Some(input) = self.pending.pop_front() {
+            let started = tokio::time::Instant::now();
             let outputs = self.node.handle(self.clock.now(), input);
-            self.status.lock().expect("status lock").inputs += 1;
+            let micros = started.elapsed().as_micros() as u64;
+            {
+                let mut status = self.status.lock().expect("status lock");
+                status.inputs += 1;
+                status.handle_micros_total += micros;
+            }
             self.carry_out(outputs).await?;
         }
         Ok(())
     }
 
-    /// Carries out effects in order. Writes collect into the round's commit; every later send
-    /// and notification waits for that commit (holding a send back is always safe: the network
-    /// may delay it anyway). A load commits first, so it reads everything written before it.
+    /// Carries out effects in order. Writes collect into the round; every send and
+    /// notification after one, or while an earlier round is not durable, waits with the round
+    /// (holding a send back is always safe: the network may delay it anyway). A load settles
+    /// first, so it reads everything written before it.
     async fn carry_out(&mut self, outputs: Outputs) -> Result<(), DriverError> {
         let Outputs { effects, wake_at } = outputs;
         // The node's latest answer replaces its earlier one: each `wake_at` covers all its timers.
         self.wake_at = wake_at;
         for effect in effects {
             match effect {
-                Effect::Persist(batch) => self.uncommitted.push(batch),
+                Effect::Persist(batch) => self.round.writes.push(batch),
                 Effect::Load { request, query } => {
-                    self.commit().await?;
-                    let result = self.storage.answer(&query).await?;
+                    self.settle().await?;
+                    let storage = self.storage.as_mut().expect("settled: no commit holds the storage");
+                    let result = storage.answer(&query).await?;
                     if self.pending.len() >= PENDING_INPUTS_MAX {
                         return Err(DriverError::TooManyPendingInputs);
                     }
                     self.pending.push_back(Input::Loaded { request, result });
                 }
-                effect if self.uncommitted.is_empty() => self.release(effect),
-                effect => self.held.push(effect),
+                effect if self.round.is_empty() && self.in_flight.is_none() => self.release(effect),
+                effect => self.round.held.push(effect),
             }
         }
         Ok(())
     }
 
-    /// Makes the round's writes durable in one commit, then lets out what waited for them.
-    async fn commit(&mut self) -> Result<(), DriverError> {
-        if !self.uncommitted.is_empty() {
-            let batches = std::mem::take(&mut self.uncommitted);
-            self.persist(&batches).await?;
+    /// Hands the round's writes to storage as one commit; a round without writes is let out at
+    /// once. Only while no commit is in flight.
+    fn start_commit(&mut self) {
+        assert!(self.in_flight.is_none(), "one commit in flight at a time");
+        let round = std::mem::take(&mut self.round);
+        if round.writes.is_empty() {
+            self.let_out(round);
+            return;
         }
-        for effect in std::mem::take(&mut self.held) {
-            self.release(effect);
-        }
-        for answer in std::mem::take(&mut self.waiting) {
-            let _ = answer.send(());
+        let batches = round.writes.len();
+        let records = round.writes.iter().map(|batch| batch.records.len()).sum();
+        let Round { writes, held, waiting, inputs } = round;
+        let mut storage = self.storage.take().expect("no commit in flight holds the storage");
+        let commit: Commit<S> = Box::pin(async move {
+            let result = storage.apply(&writes).await;
+            (storage, result)
+        });
+        let round = Round { writes: Vec::new(), held, waiting, inputs };
+        self.in_flight = Some(InFlight { commit, round, batches, records, started: tokio::time::Instant::now() });
+    }
+
+    /// Waits for the commit in flight, if any, and lets its round out.
+    async fn finish_in_flight(&mut self) -> Result<(), DriverError> {
+        if let Some(mut in_flight) = self.in_flight.take() {
+            let (storage, result) = commit_done(Some(&mut in_flight.commit)).await;
+            self.finish_commit(in_flight, storage, result)?;
         }
         Ok(())
+    }
+
+    /// A commit finished: counts it and lets its round out.
+    fn finish_commit(&mut self, in_flight: InFlight<S>, storage: S, result: Result<(), StorageError>) -> Result<(), DriverError> {
+        self.storage = Some(storage);
+        result?;
+        let InFlight { round, batches, records, started, .. } = in_flight;
+        let micros = started.elapsed().as_micros() as u64;
+        {
+            let mut status = self.status.lock().expect("status lock");
+            status.commits += 1;
+            status.batches += batches as u64;
+            status.records += records as u64;
+            status.commit_micros_total += micros;
+            status.commit_micros_max = status.commit_micros_max.max(micros);
+            let bucket = match batches {
+                1 => 0,
+                2..=3 => 1,
+                4..=7 => 2,
+                _ => 3,
+            };
+            status.batches_per_commit[bucket] += 1;
+        }
+        self.let_out(round);
+        Ok(())
+    }
+
+    /// Waits until every write so far is durable and everything held is let out.
+    async fn settle(&mut self) -> Result<(), DriverError> {
+        loop {
+            self.finish_in_flight().await?;
+            if self.round.is_empty() {
+                return Ok(());
+            }
+            self.start_commit();
+        }
+    }
+
+    /// Lets out a durable round's sends and notifications, in order, and answers its waiters.
+    fn let_out(&mut self, round: Round) {
+        for effect in round.held {
+            self.release(effect);
+        }
+        for answer in round.waiting {
+            let _ = answer.send(());
+        }
     }
 
     fn release(&mut self, effect: Effect) {
@@ -350,25 +478,13 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             Effect::Persist(_) | Effect::Load { .. } => unreachable!("writes and loads are not held"),
         }
     }
+}
 
-    async fn persist(&mut self, batches: &[WriteBatch]) -> Result<(), DriverError> {
-        let started = tokio::time::Instant::now();
-        self.storage.apply(batches).await?;
-        let micros = started.elapsed().as_micros() as u64;
-        let mut status = self.status.lock().expect("status lock");
-        status.commits += 1;
-        status.batches += batches.len() as u64;
-        status.records += batches.iter().map(|batch| batch.records.len() as u64).sum::<u64>();
-        status.commit_micros_total += micros;
-        status.commit_micros_max = status.commit_micros_max.max(micros);
-        let bucket = match batches.len() {
-            1 => 0,
-            2..=3 => 1,
-            4..=7 => 2,
-            _ => 3,
-        };
-        status.batches_per_commit[bucket] += 1;
-        Ok(())
+/// The commit in flight's end; never ready without one.
+async fn commit_done<S>(commit: Option<&mut Commit<S>>) -> (S, Result<(), StorageError>) {
+    match commit {
+        Some(commit) => commit.await,
+        None => std::future::pending().await,
     }
 }
 
