@@ -87,12 +87,13 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         let code = writer.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
         readers.push(device.join(&code, Duration::from_secs(30)).await.expect("join"));
     }
-    // Latency: one edit at a time, until another device has applied it.
+    // Latency: one edit at a time, until another device has applied it. (An insert at 0, not
+    // an append: an append first reads the text's length, which is not part of the edit.)
     let mut latencies = Vec::new();
     let mut watcher = readers[0].subscribe();
     for index in 0..LATENCY_SAMPLES {
         let started = Instant::now();
-        writer.append(&format!("p{index} ")).await.expect("edit");
+        writer.insert(0, &format!("p{index} ")).await.expect("edit");
         wait_for_change(&mut watcher).await;
         latencies.push(started.elapsed().as_micros() as u64);
     }
@@ -113,6 +114,8 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
             })
         })
         .collect();
+    let before = NodeCounts::read(&acceptors, &devices);
+    let cpu_before = process_cpu_seconds();
     let started = Instant::now();
     for round in 0..messages.div_ceil(IN_FLIGHT) {
         let edits = (round * IN_FLIGHT..messages.min((round + 1) * IN_FLIGHT)).map(|index| {
@@ -131,6 +134,17 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if !batching {
+        NodeCounts::read(&acceptors, &devices).print_since(&before, messages);
+        if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            println!(
+                "  process CPU: {:.0} µs per edit, {:.0}% of {cores} cores busy",
+                (after - before) * 1e6 / messages as f64,
+                100.0 * (after - before) / elapsed / cores as f64
+            );
+        }
+    }
     for device in devices {
         device.shutdown().await;
     }
@@ -140,6 +154,40 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     counting.iter().for_each(|task| task.abort());
     let slowest = counts.iter().map(|count| count.load(Ordering::Relaxed)).min().unwrap_or(0);
     Sample { edits_per_second: messages as f64 / elapsed, messages_per_second: slowest as f64 / elapsed, latencies }
+}
+
+/// What each node's driver and links did, to show where a run's time goes.
+struct NodeCounts(Vec<(String, plait_io_iroh::DriverStatus, plait_io_iroh::links::LinkStats)>);
+
+impl NodeCounts {
+    fn read(acceptors: &[AcceptorServer], devices: &[DeviceApp]) -> NodeCounts {
+        let acceptors = acceptors
+            .iter()
+            .enumerate()
+            .map(|(index, server)| (format!("acceptor {index}"), server.driver().status(), server.driver().link_stats()));
+        let devices = devices
+            .iter()
+            .enumerate()
+            .map(|(index, device)| (format!("device {index}"), device.driver().status(), device.driver().link_stats()));
+        NodeCounts(acceptors.chain(devices).collect())
+    }
+
+    /// Per edit of the throughput phase: inputs handled, commits, frames sent and received.
+    fn print_since(&self, before: &NodeCounts, edits: usize) {
+        let per_edit = |count: u64| count as f64 / edits as f64;
+        for ((name, status, links), (_, old, old_links)) in self.0.iter().zip(&before.0) {
+            let commits = status.commits - old.commits;
+            let commit_micros = (status.commit_micros_total - old.commit_micros_total) / commits.max(1);
+            println!(
+                "  {name}: per edit {:.2} inputs ({:.0} µs in the kernel), {:.2} commits (mean {commit_micros} µs), {:.2} frames sent, {:.2} received",
+                per_edit(status.inputs - old.inputs),
+                per_edit(status.handle_micros_total - old.handle_micros_total),
+                per_edit(commits),
+                per_edit(links.frames_sent - old_links.frames_sent),
+                per_edit(links.frames_received - old_links.frames_received),
+            );
+        }
+    }
 }
 
 struct Sample {
@@ -155,6 +203,16 @@ async fn wait_for_change(watcher: &mut plait_io_iroh::app::DocumentEvents) {
         }
     }
     panic!("the node stopped");
+}
+
+/// User plus system CPU time of this process so far (Linux: `/proc/self/stat`; else `None`).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces, so split after its `)`): utime is
+    // the 12th, stime the 13th, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn raw_fsync_micros(count: usize) -> Vec<u64> {

@@ -104,6 +104,11 @@ impl AcceptorServer {
         Ok(AcceptorServer { _data: data, handle, links, network, task })
     }
 
+    /// Its driver.
+    pub fn driver(&self) -> &DriverHandle<Acceptor> {
+        &self.handle
+    }
+
     /// Its ticket.
     pub fn ticket(&self) -> Ticket {
         self.network.ticket()
