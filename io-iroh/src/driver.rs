@@ -392,20 +392,18 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
     /// once. Only while no commit is in flight.
     fn start_commit(&mut self) {
         assert!(self.in_flight.is_none(), "one commit in flight at a time");
-        let round = std::mem::take(&mut self.round);
+        let mut round = std::mem::take(&mut self.round);
         if round.writes.is_empty() {
             self.let_out(round);
             return;
         }
-        let batches = round.writes.len();
-        let records = round.writes.iter().map(|batch| batch.records.len()).sum();
-        let Round { writes, held, waiting, inputs } = round;
+        let writes = std::mem::take(&mut round.writes);
+        let (batches, records) = (writes.len(), writes.iter().map(|batch| batch.records.len()).sum());
         let mut storage = self.storage.take().expect("no commit in flight holds the storage");
         let commit: Commit<S> = Box::pin(async move {
             let result = storage.apply(&writes).await;
             (storage, result)
         });
-        let round = Round { writes: Vec::new(), held, waiting, inputs };
         self.in_flight = Some(InFlight { commit, round, batches, records, started: tokio::time::Instant::now() });
     }
 

@@ -8,16 +8,23 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use plait_io_iroh::LinkErrorKind;
-use plait_io_iroh::links::LinkStats;
+use std::time::Duration;
+
+use plait_io_iroh::clock::Clock;
+use plait_io_iroh::links::{LinkStats, Links};
+use plait_io_iroh::storage::MemoryStorage;
+use plait_io_iroh::{Driver, LinkErrorKind};
+use plait_kernel::log::GroupGenesis;
+use plait_kernel::storage::{Record, WriteBatch};
 use plait_kernel::updates::UpdateId;
 use plait_kernel::wire::{self, Envelope, Message, kind};
+use plait_kernel::{Command, Effect, Input, Node, Outputs, Time};
 use plait_kernel::{GroupId, NodeId, Rejection};
 use tokio::io::AsyncWriteExt;
 use turmoil::net::TcpStream;
 
-use support::turmoil_net::{PORT, chunk};
-use support::{Cluster, Options, Script, Sent, acceptor, device, link_limits, rogue};
+use support::turmoil_net::{PORT, Tap, TurmoilNetwork, TurmoilOptions, chunk};
+use support::{Cluster, Options, Script, Sent, SlowDisk, acceptor, device, link_limits, rogue};
 
 /// Virtual milliseconds a scenario gives the devices to converge after its faults heal.
 const CONVERGE_MS: u64 = 30_000;
@@ -390,6 +397,78 @@ fn persist_happens_before_dependent_sends() {
     let check = check.lock().expect("check lock");
     assert!(check.violations.is_empty(), "sent before durable: {:#?}", check.violations);
     assert!(check.prepares > 0 && check.promises > 0 && check.accepted > 0, "the check saw Paxos traffic: {check:?}");
+}
+
+/// A node whose first command writes a group and sends, and whose next commands only send:
+/// those sends depend on the write, as a repeated Promise depends on the promise's.
+struct WriteThenResend {
+    peer: NodeId,
+    commands: u8,
+}
+
+impl Node for WriteThenResend {
+    fn handle(&mut self, _now: Time, input: Input) -> Outputs {
+        let mut effects = Vec::new();
+        if let Input::Command(_) = input {
+            self.commands += 1;
+            if self.commands == 1 {
+                effects.push(Effect::Persist(WriteBatch {
+                    records: vec![Record::Group { group: group_genesis().group_id(), genesis: group_genesis() }],
+                }));
+            }
+            effects.push(Effect::Send { to: self.peer, frame: vec![self.commands] });
+        }
+        Outputs { effects, wake_at: None }
+    }
+}
+
+fn group_genesis() -> GroupGenesis {
+    GroupGenesis { nonce: 9, acceptors: support::acceptor_set(), proposers: vec![device(1)], group_info: None }
+}
+
+/// The pipelined driver goes on handling inputs while a commit is in flight, and a send of a
+/// round that wrote nothing still waits for that commit: each frame leaves only once the
+/// group written before it is on the sender's (slow) disk.
+#[test]
+fn a_send_of_a_round_without_writes_waits_for_the_commit_in_flight() {
+    let (writer, peer) = (device(1), device(2));
+    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let disk = MemoryStorage::default();
+    let seen: Arc<Mutex<Vec<(u8, bool)>>> = Arc::default();
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(11)).build();
+    let peer_book = Arc::clone(&book);
+    sim.host("peer", move || {
+        let book = Arc::clone(&peer_book);
+        async move {
+            let network = TurmoilNetwork::bind(peer, book, TurmoilOptions::default(), None).await?;
+            let (_links, mut inbound) = Links::start(network, link_limits(), 2);
+            while inbound.recv().await.is_some() {}
+            Ok(())
+        }
+    });
+    let (tap_disk, tap_seen) = (disk.clone(), Arc::clone(&seen));
+    let tap: Tap = Arc::new(move |_, _, frame| {
+        let durable = tap_disk.restored().groups.contains_key(&group_genesis().group_id());
+        tap_seen.lock().expect("seen lock").push((frame[0], durable));
+    });
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
+        let node = WriteThenResend { peer, commands: 0 };
+        let (handle, _links, _task) =
+            Driver::start(node, Outputs::default(), Clock::starting_at(0), network, SlowDisk::new(disk, 50), link_limits(), 1);
+        let command = || Command::RotateKeys { group: group_genesis().group_id() };
+        // Each next command arrives while the first round's commit (50 ms) is in flight.
+        for _ in 0..3 {
+            handle.command(command()).await?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+    let seen = seen.lock().expect("seen lock");
+    assert_eq!(seen.iter().map(|(frame, _)| *frame).collect::<Vec<_>>(), vec![1, 2, 3], "every frame left, in order");
+    assert!(seen.iter().all(|(_, durable)| *durable), "a frame left before the write it depends on was durable: {seen:?}");
 }
 
 /// Nothing in a run reads the wall clock or OS randomness: the same seed gives the same trace

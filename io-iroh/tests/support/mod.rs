@@ -598,6 +598,13 @@ pub struct SlowDisk {
     delay_ms: u64,
 }
 
+impl SlowDisk {
+    /// `disk`, each commit taking `delay_ms` of virtual time.
+    pub fn new(disk: MemoryStorage, delay_ms: u64) -> SlowDisk {
+        SlowDisk { disk, delay_ms }
+    }
+}
+
 impl Storage for SlowDisk {
     async fn apply(&mut self, batches: &[WriteBatch]) -> Result<(), StorageError> {
         if self.delay_ms > 0 {
