@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use plait_io_iroh::app::{DeviceApp, NodeOptions};
+use plait_io_iroh::links::LinkStats;
 use plait_io_iroh::server::AcceptorServer;
+use plait_io_iroh::{DriverHandle, DriverStatus};
 use plait_kernel::Event;
 use plait_kernel::mls::Role;
 
@@ -157,18 +159,15 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
 }
 
 /// What each node's driver and links did, to show where a run's time goes.
-struct NodeCounts(Vec<(String, plait_io_iroh::DriverStatus, plait_io_iroh::links::LinkStats)>);
+struct NodeCounts(Vec<(String, DriverStatus, LinkStats)>);
 
 impl NodeCounts {
     fn read(acceptors: &[AcceptorServer], devices: &[DeviceApp]) -> NodeCounts {
-        let acceptors = acceptors
-            .iter()
-            .enumerate()
-            .map(|(index, server)| (format!("acceptor {index}"), server.driver().status(), server.driver().link_stats()));
-        let devices = devices
-            .iter()
-            .enumerate()
-            .map(|(index, device)| (format!("device {index}"), device.driver().status(), device.driver().link_stats()));
+        fn counts<K: Send + 'static>(name: String, driver: &DriverHandle<K>) -> (String, DriverStatus, LinkStats) {
+            (name, driver.status(), driver.link_stats())
+        }
+        let acceptors = acceptors.iter().enumerate().map(|(index, server)| counts(format!("acceptor {index}"), server.driver()));
+        let devices = devices.iter().enumerate().map(|(index, device)| counts(format!("device {index}"), device.driver()));
         NodeCounts(acceptors.chain(devices).collect())
     }
 
