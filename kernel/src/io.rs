@@ -507,6 +507,11 @@ pub(crate) struct Effects {
 }
 
 impl Effects {
+    /// How many `Persist` effects are queued (to tell whether a step wrote anything).
+    pub(crate) fn persists(&self) -> usize {
+        self.list.iter().filter(|effect| matches!(effect, Effect::Persist(_))).count()
+    }
+
     pub(crate) fn persist(&mut self, batch: WriteBatch) {
         if !batch.is_empty() {
             self.list.push(Effect::Persist(batch));

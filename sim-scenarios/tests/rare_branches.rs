@@ -87,3 +87,9 @@ fn an_offline_joiner_is_added_through_the_mailbox() {
     cov_mark::check!(joiner_joins_through_an_invite);
     run_seeds("mls/an-offline-joiner-gets-in-through-an-invite", 1);
 }
+
+#[test]
+fn a_cursor_that_passed_only_duplicates_waits_for_the_next_write() {
+    cov_mark::check!(device_defers_a_cursor_that_passed_only_duplicates);
+    run_seeds("document/a-device-crashing-between-an-edit-and-its-send-loses-nothing", 5);
+}

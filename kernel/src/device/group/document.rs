@@ -225,6 +225,7 @@ impl DeviceGroup {
         };
         let contiguous = after.position == known.position;
         let (mut reached, mut held) = (known.position, false);
+        let writes_before = cx.effects.persists();
         for (position, message) in messages {
             let read = self.read_stored(cx, message);
             held |= read == Read::Held;
@@ -234,14 +235,39 @@ impl DeviceGroup {
         }
         let cursor = Cursor { incarnation: after.incarnation, position: reached };
         if cursor != stored {
-            self.replica_mut().cursors.insert(from, cursor);
-            cx.persist(vec![Record::ReadCursor { group: cx.group, acceptor: from, cursor }]);
+            let replica = self.replica_mut();
+            replica.cursors.insert(from, cursor);
+            replica.cursors_unsaved.insert(from);
         }
+        self.save_cursors(cx, cx.effects.persists() > writes_before);
         let gap = after.position > known.position;
         if (contiguous && more && !held) || gap {
             cov_mark::hit!(device_fetches_the_rest_of_an_acceptors_store);
             cx.send(from, Message::Fetch { after: cursor });
         }
+    }
+
+    /// Persists the cursors that moved, when this input writes anyway (`writing`: it read a
+    /// message, or changed MLS state). A page of duplicates alone (every acceptor pushes each
+    /// message, and only the first copy is read) writes nothing: that saves a commit per
+    /// copy, and a restart re-reads at most what the unsaved cursors passed, as duplicates.
+    fn save_cursors(&mut self, cx: &mut Context<'_>, writing: bool) {
+        let replica = self.replica_mut();
+        if replica.cursors_unsaved.is_empty() {
+            return;
+        }
+        if !writing {
+            cov_mark::hit!(device_defers_a_cursor_that_passed_only_duplicates);
+            return;
+        }
+        let unsaved = std::mem::take(&mut replica.cursors_unsaved);
+        let records = unsaved
+            .into_iter()
+            .filter_map(|acceptor| {
+                Some(Record::ReadCursor { group: cx.group, acceptor, cursor: *replica.cursors.get(&acceptor)? })
+            })
+            .collect();
+        cx.persist(records);
     }
 
     /// One stored message: skipped if applied (or ours), else decrypted and applied.
