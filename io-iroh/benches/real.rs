@@ -94,11 +94,17 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     // an append: an append first reads the text's length, which is not part of the edit.)
     let mut latencies = Vec::new();
     let mut watcher = readers[0].subscribe();
+    let before = NodeCounts::read(&acceptors, &devices);
     for index in 0..LATENCY_SAMPLES {
         let started = Instant::now();
         writer.insert(0, &format!("p{index} ")).await.expect("edit");
         wait_for_change(&mut watcher).await;
         latencies.push(started.elapsed().as_micros() as u64);
+    }
+    if !batching {
+        println!("  latency phase:");
+        NodeCounts::read(&acceptors, &devices).print_since(&before, LATENCY_SAMPLES);
+        println!("  throughput phase:");
     }
     // Throughput: edits in rounds of `IN_FLIGHT` at once (the driver commits each round's
     // writes together); count the messages every reader applies.
