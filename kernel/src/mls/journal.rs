@@ -65,7 +65,7 @@ mod tests {
     use super::*;
 
     fn write(storage: &MemoryStorage, key: &[u8], value: Option<&[u8]>) {
-        let mut values = storage.values.write().unwrap();
+        let mut values = storage.values.write().expect("the test holds no other lock");
         match value {
             Some(value) => values.insert(key.to_vec(), value.to_vec()),
             None => values.remove(key),
