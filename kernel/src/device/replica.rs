@@ -113,7 +113,7 @@ pub(crate) struct Replica {
     /// How far this device has read each acceptor's store (one per acceptor ever in the set).
     pub(crate) cursors: BTreeMap<NodeId, Cursor>,
     /// Acceptors whose cursor moved since it was last persisted (a subset of `cursors`' keys).
-    /// A cursor that only passed duplicates waits for the next write: after a restart it
+    /// A cursor that only passed duplicates waits for the next page that writes: after a restart it
     /// costs at most a re-read of messages that are skipped as applied.
     pub(crate) cursors_unsaved: BTreeSet<NodeId>,
     /// Compaction: the latest snapshot, ours under way, catching up.

@@ -2,8 +2,8 @@
 //!
 //! openmls writes its state through a storage provider inside its own calls. Plait gives it an
 //! in-memory store and, after each operation, compares it with what was last persisted: the
-//! differences become one `Persist` batch. The store's map is a `HashMap`; the journal reads it
-//! into key order first, so the records never depend on its iteration order.
+//! differences become one `Persist` batch. The store's map is a `HashMap`; the journal sorts the
+//! differences by key, so the records never depend on its iteration order.
 
 use std::collections::BTreeMap;
 
