@@ -1,6 +1,7 @@
 //! Store benchmark. Run in release: `cargo bench -p plait-store-sqlite --bench store`.
 //!
-//! Prints anchors measured in the same run (raw fdatasync latency, raw rusqlite insert speed),
+//! Prints anchors measured in the same run (raw fdatasync latency, raw rusqlite insert speed,
+//! the latency of a one-row commit through rusqlite and through sqlx as the store sends it),
 //! because fsync latency on this class of machine swings 0.2–4 ms within minutes; then batches/s
 //! and rows/s for single and grouped commits, fsyncs per stored message with 100 concurrent
 //! writers, and bytes on disk per stored message. Every figure is the median of `RUNS` runs.
@@ -22,6 +23,10 @@ const PAYLOAD_BYTES: usize = 256;
 const FSYNC_SAMPLES: usize = 100;
 /// Rows per run of the raw rusqlite anchor (one transaction, prepared statement).
 const RAW_ROWS: u64 = 20_000;
+/// Tables one commit script writes in the larger sqlx commit anchor (a device's commit touches
+/// about this many), and their names.
+const SCRIPT_TABLES: usize = 6;
+const TABLE_NAMES: [&str; SCRIPT_TABLES] = ["t1", "t2", "t3", "t4", "t5", "t6"];
 /// Single-batch commits per run.
 const SINGLE_COMMITS: u64 = 300;
 /// Batches per grouped commit, and grouped commits per run.
@@ -85,6 +90,59 @@ fn rusqlite_rows_per_second(directory: &Path) -> f64 {
     }
     transaction.commit().expect("commit");
     RAW_ROWS as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Median latency (ms) of a transaction of one row through rusqlite: SQLite's own commit cost.
+fn rusqlite_commit_ms(directory: &Path) -> f64 {
+    let mut connection = rusqlite::Connection::open(directory.join("raw-commit.sqlite")).expect("rusqlite open");
+    connection.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;").expect("pragmas");
+    connection.execute_batch("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT").expect("table");
+    let samples = (0..SINGLE_COMMITS)
+        .map(|key| {
+            let started = Instant::now();
+            let transaction = connection.transaction().expect("begin");
+            let (key, payload) = (key.to_be_bytes(), [7u8; PAYLOAD_BYTES]);
+            let row = rusqlite::params![key.as_slice(), payload.as_slice()];
+            transaction.execute("INSERT INTO t (k, v) VALUES (?1, ?2)", row).expect("insert");
+            transaction.commit().expect("commit");
+            started.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(samples)
+}
+
+/// Median latency (ms) of a transaction through sqlx as the store sends one: a single script
+/// `BEGIN; INSERT ..; COMMIT;` with one INSERT into each of `tables` tables. sqlx's worker
+/// answers every statement of a script separately, so this shows what each costs.
+async fn sqlx_script_commit_ms(directory: &Path, tables: usize) -> f64 {
+    use sqlx::{ConnectOptions, Executor};
+    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(directory.join(format!("raw-commit-{tables}.sqlite")))
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+        .connect()
+        .await
+        .expect("sqlx open");
+    let names = &TABLE_NAMES[..tables];
+    for name in names {
+        let mut create = sqlx::QueryBuilder::<sqlx::Sqlite>::new("CREATE TABLE ");
+        create.push(name).push(" (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT");
+        connection.execute(create.build()).await.expect("table");
+    }
+    let mut samples = Vec::new();
+    for key in 0..SINGLE_COMMITS {
+        let started = Instant::now();
+        let mut script = sqlx::QueryBuilder::<sqlx::Sqlite>::new("BEGIN;");
+        for name in names {
+            script.push("INSERT INTO ").push(name).push(" (k, v) VALUES (");
+            script.push_bind(key.to_be_bytes().to_vec()).push(", ").push_bind(vec![7u8; PAYLOAD_BYTES]).push(");");
+        }
+        script.push("COMMIT;");
+        script.build().persistent(false).execute(&mut connection).await.expect("commit");
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    median(samples)
 }
 
 /// The same rows through sqlx, 500 per multi-row INSERT, in one transaction: separates sqlx's
@@ -191,6 +249,12 @@ fn main() {
     let raw_rows = median(measure(RUNS, rusqlite_rows_per_second));
     println!("anchor  raw rusqlite inserts, one transaction:  {raw_rows:.0} rows/s");
 
+    let raw_commit = median(measure(RUNS, rusqlite_commit_ms));
+    println!("anchor  raw rusqlite commit of one row:        {raw_commit:.3} ms");
+    for tables in [1, SCRIPT_TABLES] {
+        let sqlx_commit = median(measure(RUNS, |directory| runtime.block_on(sqlx_script_commit_ms(directory, tables))));
+        println!("anchor  raw sqlx commit, one script, {tables} INSERT(s): {sqlx_commit:.3} ms");
+    }
     let sqlx_rows = median(measure(RUNS, |directory| runtime.block_on(sqlx_rows_per_second(directory))));
     println!("anchor  raw sqlx inserts, 500 rows per statement: {sqlx_rows:.0} rows/s");
 
