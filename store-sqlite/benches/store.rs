@@ -115,15 +115,8 @@ fn rusqlite_commit_ms(directory: &Path) -> f64 {
 /// `BEGIN; INSERT ..; COMMIT;` with one INSERT into each of `tables` tables. sqlx's worker
 /// answers every statement of a script separately, so this shows what each costs.
 async fn sqlx_script_commit_ms(directory: &Path, tables: usize) -> f64 {
-    use sqlx::{ConnectOptions, Executor};
-    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(directory.join(format!("raw-commit-{tables}.sqlite")))
-        .create_if_missing(true)
-        .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-        .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-        .connect()
-        .await
-        .expect("sqlx open");
+    use sqlx::Executor;
+    let mut connection = raw_sqlx(&directory.join(format!("raw-commit-{tables}.sqlite"))).await;
     let names = &TABLE_NAMES[..tables];
     for name in names {
         let mut create = sqlx::QueryBuilder::<sqlx::Sqlite>::new("CREATE TABLE ");
@@ -145,18 +138,24 @@ async fn sqlx_script_commit_ms(directory: &Path, tables: usize) -> f64 {
     median(samples)
 }
 
-/// The same rows through sqlx, 500 per multi-row INSERT, in one transaction: separates sqlx's
-/// cost from the store's own.
-async fn sqlx_rows_per_second(directory: &Path) -> f64 {
-    use sqlx::{ConnectOptions, Connection};
-    let mut connection = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(directory.join("raw-sqlx.sqlite"))
+/// A bare sqlx connection with the store's journal settings (WAL, `synchronous=FULL`).
+async fn raw_sqlx(path: &Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
         .create_if_missing(true)
         .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
         .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
         .connect()
         .await
-        .expect("sqlx open");
+        .expect("sqlx open")
+}
+
+/// The same rows through sqlx, 500 per multi-row INSERT, in one transaction: separates sqlx's
+/// cost from the store's own.
+async fn sqlx_rows_per_second(directory: &Path) -> f64 {
+    use sqlx::Connection;
+    let mut connection = raw_sqlx(&directory.join("raw-sqlx.sqlite")).await;
     sqlx::query("CREATE TABLE t (k BLOB PRIMARY KEY, v BLOB NOT NULL) STRICT").execute(&mut connection).await.expect("table");
     let started = Instant::now();
     let mut transaction = connection.begin().await.expect("begin");
