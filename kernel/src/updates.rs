@@ -25,6 +25,7 @@ pub struct StoredMessage {
     /// Its id, as the sender named it (checked against the plaintext by readers).
     pub id: UpdateId,
     /// The encoded MLS PrivateMessage.
+    #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
 }
 
@@ -62,12 +63,13 @@ pub enum Payload {
         /// The sender's sequence number (must equal the clear-text id's).
         seq: u64,
         /// The encoded CRDT update.
+        #[serde(with = "serde_bytes")]
         update: Vec<u8>,
     },
     /// Presence (cursor position, "who is here"): relayed to members online now, never stored.
-    Presence(Vec<u8>),
+    Presence(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Other application data: relayed, never stored.
-    Message(Vec<u8>),
+    Message(#[serde(with = "serde_bytes")] Vec<u8>),
     /// "I hold stored messages sealed before this epoch that I can no longer decrypt": members
     /// make a compaction due, so a snapshot brings them to me. Relayed, never stored.
     CompactionWanted {

@@ -2,6 +2,10 @@
 //!
 //! A frame is `[version: u8][postcard(Envelope)]`. [`decode`] checks size, version, and that the
 //! whole frame was consumed; anything else is a typed [`DecodeError`], never a panic.
+//!
+//! Byte fields are marked `serde_bytes`. postcard writes a byte string exactly as it writes a
+//! sequence of `u8` (a varint length, then the bytes), so the frames are the same; without the
+//! mark it copies them one call per byte, which was a few percent of a busy node's CPU.
 
 use serde::{Deserialize, Serialize};
 
@@ -66,6 +70,7 @@ pub enum Message {
         promised_by: Vec<(NodeId, Incarnation)>,
         /// In an MLS group, the proposer's signature over group, ballot, slot and value hash
         /// (see [`accept_signed_bytes`]); empty otherwise.
+        #[serde(with = "serde_bytes")]
         proof: Vec<u8>,
     },
     /// Acceptor → proposer: phase 2b.
@@ -156,6 +161,7 @@ pub enum Message {
         /// names the original sender when it relays, and members check that against MLS).
         sender: NodeId,
         /// The encoded MLS PrivateMessage.
+        #[serde(with = "serde_bytes")]
         message: Vec<u8>,
     },
     /// Admin device → acceptor: open a mailbox for an invite to the envelope's group, for
@@ -172,6 +178,7 @@ pub enum Message {
         /// The mailbox.
         mailbox: Mailbox,
         /// The encoded key package.
+        #[serde(with = "serde_bytes")]
         key_package: Vec<u8>,
         /// MAC of the key package under the invite's secret.
         mac: [u8; 32],
@@ -181,6 +188,7 @@ pub enum Message {
         /// The mailbox.
         mailbox: Mailbox,
         /// The encoded Welcome.
+        #[serde(with = "serde_bytes")]
         welcome: Vec<u8>,
     },
     /// Anyone → acceptor: what does this mailbox hold? (The envelope's group is ignored.)
@@ -203,6 +211,7 @@ pub enum Message {
         /// The sender's sequence number.
         seq: u64,
         /// The encoded MLS PrivateMessage.
+        #[serde(with = "serde_bytes")]
         ciphertext: Vec<u8>,
     },
     /// Acceptor → member: the message `seq` is durable here (sent again for repeated posts).
@@ -241,6 +250,7 @@ pub enum Message {
         /// How many chunks make up the snapshot.
         count: u32,
         /// The chunk.
+        #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
     /// Acceptor → member: every chunk of the snapshot is durable here and matches its name.
@@ -422,6 +432,19 @@ mod tests {
         }
         assert_eq!(peek(&[]), None);
         assert_eq!(peek(&[9, 1, 2]), None);
+    }
+
+    #[test]
+    fn byte_fields_encode_as_a_length_then_the_bytes() {
+        // Pinned bytes: `serde_bytes` must not change the frame postcard wrote for a `Vec<u8>`.
+        let post = Envelope { group: GroupId([3; 16]), message: Message::Post { seq: 300, ciphertext: vec![7, 8, 9] } };
+        let frame = encode(&post, 1 << 10).expect("small");
+        let variant = u8::try_from(kind::POST).expect("one varint byte");
+        let mut expected = vec![PROTOCOL_VERSION];
+        expected.extend([3; 16]);
+        expected.extend([variant, 0xac, 0x02, 3, 7, 8, 9]);
+        assert_eq!(frame, expected);
+        assert_eq!(decode(&frame, 1 << 10), Ok(post));
     }
 
     #[test]
