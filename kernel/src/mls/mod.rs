@@ -1,9 +1,7 @@
 //! MLS (openmls) inside the kernel, deterministic: a provider whose randomness is the node's
 //! seed, an identity built from seeded bytes, a journal that turns openmls's storage writes into
-//! durable records, and one device's membership in one group.
-//!
-//! Not yet wired into `Device` and `Acceptor`: the next step orders these commits through the
-//! Paxos log (see ARCHITECTURE.md, "What is not built yet").
+//! durable records, and one device's membership in one group. Devices order their commits
+//! through the Paxos log; acceptors check them with a public view of the group.
 
 pub mod digest;
 pub mod identity;
@@ -12,6 +10,7 @@ pub mod member;
 pub mod provider;
 pub mod public_view;
 pub mod roles;
+pub mod verifying_keys;
 
 pub use digest::{DigestCheck, ForkEvidence, SignedDigest};
 pub use identity::{CIPHERSUITE, Identity};

@@ -12,7 +12,8 @@
 //!   thread-local that is set and consumed within one call on one thread.
 //! - Signature keys are built from seeded bytes (`identity.rs`), never by `signature_key_gen`.
 //!
-//! Everything else delegates to `openmls_rust_crypto::RustCrypto`.
+//! Ed25519 verification keeps each sender's decompressed key (`verifying_keys.rs`). Everything
+//! else delegates to `openmls_rust_crypto::RustCrypto`.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -35,6 +36,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng, TryCryptoRng, TryRng};
 use tls_codec::SecretVLBytes;
 
+use crate::mls::verifying_keys::VerifyingKeys;
+
 /// The provider a node's MLS groups run on.
 #[derive(Debug)]
 pub struct DeterministicProvider {
@@ -50,7 +53,7 @@ impl DeterministicProvider {
         let mut secret = [0u8; 32];
         stream.fill_bytes(&mut secret);
         DeterministicProvider {
-            crypto: DeterministicCrypto { inner: RustCrypto::default(), secret },
+            crypto: DeterministicCrypto { inner: RustCrypto::default(), secret, verifying_keys: VerifyingKeys::default() },
             rand: SeededRand { stream: Mutex::new(stream) },
             storage,
         }
@@ -111,6 +114,8 @@ pub struct DeterministicCrypto {
     inner: RustCrypto,
     /// Keys the per-call HPKE seeds, so they are unpredictable to anyone without the node seed.
     secret: [u8; 32],
+    /// Ed25519 keys of the senders seen, decompressed.
+    verifying_keys: VerifyingKeys,
 }
 
 impl DeterministicCrypto {
@@ -189,7 +194,10 @@ impl OpenMlsCrypto for DeterministicCrypto {
         Err(CryptoError::UnsupportedSignatureScheme)
     }
     fn verify_signature(&self, alg: SignatureScheme, data: &[u8], pk: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
-        self.inner.verify_signature(alg, data, pk, signature)
+        match alg {
+            SignatureScheme::ED25519 => self.verifying_keys.verify(data, pk, signature),
+            _ => self.inner.verify_signature(alg, data, pk, signature),
+        }
     }
     fn sign(&self, alg: SignatureScheme, data: &[u8], key: &[u8]) -> Result<Vec<u8>, CryptoError> {
         self.inner.sign(alg, data, key)
