@@ -1,7 +1,7 @@
 //! Garbage, truncated, oversized, wrong-version, unknown-group, unauthorised and replayed
 //! messages are rejected and counted, never a panic.
 
-mod support;
+use crate::support;
 
 use plait_kernel::wire::{Envelope, Message, PROTOCOL_VERSION, encode};
 use plait_kernel::{Ballot, Command, Config, Input, Node, NodeId, Rejection, Slot};

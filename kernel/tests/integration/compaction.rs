@@ -4,7 +4,7 @@
 //! compaction naming messages nobody stored change nothing but counters. A compaction whose key
 //! is wrong deletes nothing and is replaced by one the members can open.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -2,7 +2,7 @@
 //! leave, become safe once a write quorum stored them, survive restarts, and bad pages or
 //! mislabelled messages change nothing but counters.
 
-mod support;
+use crate::support;
 
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use plait_kernel::wire::{Envelope, Message, encode};

@@ -1,8 +1,8 @@
 //! Golden traces of kernel decisions: a script of inputs and every effect it produced, rendered
 //! as text and compared with `tests/golden/NAME.txt`. Review changes as a diff; regenerate with
-//! `PLAIT_UPDATE_GOLDEN=1 cargo test --workspace --test golden`.
+//! `PLAIT_UPDATE_GOLDEN=1 cargo test --workspace --test integration golden`.
 
-mod support;
+use crate::support;
 
 use plait_kernel::{Command, NodeId};
 

@@ -296,7 +296,7 @@ mod application_messages {
     }
 
     /// A reader's application data is marked: the device refuses all of it but a compaction
-    /// request (`kernel/tests/compaction.rs` checks that part).
+    /// request (`kernel/tests/integration/compaction.rs` checks that part).
     #[test]
     fn application_data_from_readers_is_marked() {
         let (identities, mut members, _) = group_of(3);

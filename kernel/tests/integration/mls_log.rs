@@ -1,7 +1,7 @@
 //! MLS commits ordered by the Paxos log: acceptors validate them with their public view, every
 //! member walks through the same epochs, and refused commits come back as typed errors.
 
-mod support;
+use crate::support;
 
 use plait_kernel::mls::Role;
 use plait_kernel::{Command, CommandError, Event, GroupId, NodeId};

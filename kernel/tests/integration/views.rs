@@ -2,7 +2,7 @@
 //! its document for any Loro client, an acceptor's totals and the named rejection counters a
 //! metrics exporter publishes.
 
-mod support;
+use crate::support;
 
 use plait_kernel::document::TEXT_CONTAINER;
 use plait_kernel::mls::Role;

@@ -1,0 +1,16 @@
+//! The kernel's integration tests, as one test binary: each file is a module. One binary links
+//! openmls and Loro once instead of once per file, which keeps CI's build small and quick.
+
+mod support;
+
+mod acceptor_model;
+mod bad_input;
+mod compaction;
+mod document;
+mod documents;
+mod fuzz_corpus;
+mod golden;
+mod mls;
+mod mls_log;
+mod properties;
+mod views;
