@@ -10,6 +10,7 @@ pub mod member;
 pub mod provider;
 pub mod public_view;
 pub mod roles;
+pub mod storage;
 pub mod verifying_keys;
 
 pub use digest::{DigestCheck, ForkEvidence, SignedDigest};

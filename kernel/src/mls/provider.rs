@@ -13,7 +13,7 @@
 //! - Signature keys are built from seeded bytes (`identity.rs`), never by `signature_key_gen`.
 //!
 //! Ed25519 verification keeps each sender's decompressed key (`verifying_keys.rs`). Everything
-//! else delegates to `openmls_rust_crypto::RustCrypto`.
+//! else delegates to `openmls_rust_crypto::RustCrypto`. Storage is `MlsStorage` (`storage.rs`).
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -36,6 +36,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{Rng, SeedableRng, TryCryptoRng, TryRng};
 use tls_codec::SecretVLBytes;
 
+use crate::mls::storage::MlsStorage;
 use crate::mls::verifying_keys::VerifyingKeys;
 
 /// The provider a node's MLS groups run on.
@@ -43,7 +44,7 @@ use crate::mls::verifying_keys::VerifyingKeys;
 pub struct DeterministicProvider {
     crypto: DeterministicCrypto,
     rand: SeededRand,
-    storage: MemoryStorage,
+    storage: MlsStorage,
 }
 
 impl DeterministicProvider {
@@ -55,22 +56,22 @@ impl DeterministicProvider {
         DeterministicProvider {
             crypto: DeterministicCrypto { inner: RustCrypto::default(), secret, verifying_keys: VerifyingKeys::default() },
             rand: SeededRand { stream: Mutex::new(stream) },
-            storage,
+            storage: MlsStorage::new(storage),
         }
     }
 
     /// The in-memory store openmls writes through (journaled into `Persist` batches).
     pub fn memory(&self) -> &MemoryStorage {
-        &self.storage
+        self.storage.memory()
     }
 }
 
 impl OpenMlsProvider for DeterministicProvider {
     type CryptoProvider = DeterministicCrypto;
     type RandProvider = SeededRand;
-    type StorageProvider = MemoryStorage;
+    type StorageProvider = MlsStorage;
 
-    fn storage(&self) -> &MemoryStorage {
+    fn storage(&self) -> &MlsStorage {
         &self.storage
     }
     fn crypto(&self) -> &DeterministicCrypto {
