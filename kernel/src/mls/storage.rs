@@ -5,8 +5,9 @@
 //! with Plait's 1,000-message out-of-order window (`member.rs`) that value is ~5 KiB, most of it
 //! `null` for consumed keys. Encoding it as JSON, and the journal comparing and persisting it,
 //! took about a seventh of the CPU per message in `cargo bench --workspace --bench real` (median
-//! 305 → 260 µs over the six nodes, in 6 runs before and 15 after). This store keeps those secrets as postcard (a tag byte,
-//! then the value) under the same key, and passes every other call to `MemoryStorage` unchanged.
+//! 305 → 260 µs over the six nodes, in 6 runs before and 15 after). This store keeps those
+//! secrets as postcard (a tag byte, then the value) under the same key, and passes every other
+//! call to `MemoryStorage` unchanged.
 //!
 //! Stores written before this change hold the secrets as JSON; they are still read. A database
 //! that holds postcard secrets is marked by migration 0006 (`store-sqlite`), so an older Plait,
