@@ -190,7 +190,7 @@ impl DeviceGroup {
         if cx.now < since.plus_ms(cx.config.compaction_takeover_ms.saturating_mul(turn)) {
             return;
         }
-        let quiet = replica.outbox.open.is_none() && replica.outbox.unsafe_messages.is_empty();
+        let quiet = replica.outbox.open.is_none() && replica.outbox.unsafe_len() == 0;
         let own_commit = mls.pending.is_some() || self.queue.iter().any(|p| matches!(p, Proposal::Intent(_)));
         if (!quiet && !canary!(cx.config, CompactionCoversUnsafeMessages)) || own_commit || replica.doc.has_pending() {
             cov_mark::hit!(compactor_waits_until_its_own_messages_are_safe);

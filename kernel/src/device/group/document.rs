@@ -43,8 +43,8 @@ impl DeviceGroup {
             return Ok(());
         }
         let replica = self.replica_mut();
-        if replica.outbox.open.is_none() && replica.outbox.unsafe_messages.len() >= cx.config.unsafe_messages_max {
-            return Err(CommandError::QueueFull(replica.outbox.unsafe_messages.len()));
+        if replica.outbox.open.is_none() && replica.outbox.unsafe_len() >= cx.config.unsafe_messages_max {
+            return Err(CommandError::QueueFull(replica.outbox.unsafe_len()));
         }
         // A batch this edit would push past the flush size leaves first.
         if replica.outbox.open.as_ref().is_some_and(|open| open.update.len() + insert.len() > cx.config.flush_bytes) {
@@ -105,20 +105,13 @@ impl DeviceGroup {
             return;
         }
         let epoch = mls.member.epoch();
-        let due: Vec<u64> = replica
-            .outbox
-            .unsafe_messages
-            .iter()
-            .filter(|(_, m)| m.is_due(cx.now, epoch))
-            .map(|(seq, _)| *seq)
-            .take(cx.config.posts_per_round_max)
-            .collect();
+        let due = replica.outbox.due(cx.now, epoch, cx.config.posts_per_round_max);
         if due.is_empty() {
             return;
         }
         let mut sealed_any = false;
         for seq in &due {
-            let message = replica.outbox.unsafe_messages.get_mut(seq).expect("listed above");
+            let message = replica.outbox.message_mut(*seq).expect("listed above");
             if message.sealed.as_ref().is_some_and(|(at, _)| *at == epoch) {
                 continue;
             }
@@ -139,9 +132,8 @@ impl DeviceGroup {
         }
         let acceptors = self.history.latest().members().to_vec();
         for seq in due {
-            let message = replica.outbox.unsafe_messages.get_mut(&seq).expect("listed above");
-            message.post_at = cx.now.plus_ms(cx.config.post_resend_ms);
-            message.stale_epoch = None;
+            replica.outbox.posted(seq, cx.now.plus_ms(cx.config.post_resend_ms));
+            let message = replica.outbox.message_mut(seq).expect("listed above");
             let Some((_, ciphertext)) = &message.sealed else { continue };
             let post = Message::Post { seq, ciphertext: ciphertext.clone() };
             let waiting: Vec<NodeId> =
@@ -171,13 +163,13 @@ impl DeviceGroup {
     /// up, then seal it again. Over its limits: say so once, and stop asking it.
     pub(super) fn on_post_refused(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, reason: PostRefusal) {
         let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
-        let Some(message) = replica.outbox.unsafe_messages.get_mut(&seq) else { return cx.reject(Rejection::Duplicate) };
+        let Some(message) = replica.outbox.message_mut(seq) else { return cx.reject(Rejection::Duplicate) };
         if let PostRefusal::StaleEpoch { current } = reason {
             // About our latest sealing only if it is older than the acceptor's epoch (a late
             // copy of an earlier post says nothing).
-            if let Some((sealed, _)) = message.sealed.as_ref().filter(|(sealed, _)| *sealed < current) {
+            if let Some(&(sealed, _)) = message.sealed.as_ref().filter(|(sealed, _)| *sealed < current) {
                 cov_mark::hit!(device_seals_again_after_its_epoch_was_stale);
-                message.stale_epoch = Some(*sealed);
+                replica.outbox.mark_stale(seq, sealed);
                 self.next_sync_at = cx.now;
             }
             return;
