@@ -12,8 +12,9 @@
 //! asked of its bytes instead, against the canonical encodings of the eight small-order points,
 //! which decides the same: a non-canonical `R` can never equal a compressed point, and a
 //! canonical one has small order exactly when it is one of those eight. The square root was
-//! ~2.5% of the real benchmark's CPU (by a `perf` profile); the test below checks the answers
-//! against `verify_strict`'s on valid, tampered, small-order and non-canonical inputs.
+//! about a quarter of a verification (22.9 → 17.3 µs by `cargo bench --workspace --bench
+//! verify`); the tests below check the answers against `verify_strict`'s on valid, tampered,
+//! small-order and non-canonical inputs.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, OnceLock};
@@ -52,10 +53,11 @@ impl VerifyingKeys {
     /// `CryptoLibraryError`; a signature that does not verify is an `InvalidSignature`.
     pub fn verify(&self, data: &[u8], public: &[u8], signature: &[u8]) -> Result<(), CryptoError> {
         let key = self.key(public)?;
-        let signature: &[u8; 64] = signature.try_into().map_err(|_| CryptoError::CryptoLibraryError)?;
-        let (r, s) = signature.split_at(32);
-        let r: [u8; 32] = r.try_into().expect("half of 64 bytes");
-        let s: [u8; 32] = s.try_into().expect("half of 64 bytes");
+        if signature.len() != 64 {
+            return Err(CryptoError::CryptoLibraryError);
+        }
+        let r: [u8; 32] = signature[..32].try_into().expect("64 bytes");
+        let s: [u8; 32] = signature[32..].try_into().expect("64 bytes");
         let Some(s) = Option::<Scalar>::from(Scalar::from_canonical_bytes(s)) else {
             return Err(CryptoError::InvalidSignature);
         };
