@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use plait_io_iroh::app::{AppError, DeviceApp, NodeOptions};
+use plait_io_iroh::app::{AppError, DeviceApp, NodeOptions, changes_text};
 use plait_io_iroh::server::AcceptorServer;
-use plait_kernel::Event;
 use plait_kernel::mls::Role;
 
 #[tokio::main]
@@ -26,7 +25,7 @@ async fn main() -> Result<(), AppError> {
     let mut changes = on_phone.subscribe();
     note.append("milk, eggs").await?; // local and durable when this returns
     while let Some(event) = changes.next().await {
-        if let Event::DocumentChanged { .. } = event {
+        if changes_text(&event) {
             println!("the phone sees: {}", on_phone.text().await?);
             break;
         }
@@ -34,7 +33,7 @@ async fn main() -> Result<(), AppError> {
     let mut on_laptop = note.subscribe();
     on_phone.insert(0, "bread, ").await?;
     while let Some(event) = on_laptop.next().await {
-        if let Event::DocumentChanged { .. } = event {
+        if changes_text(&event) {
             break;
         }
     }

@@ -7,7 +7,7 @@
 //! let app = DeviceApp::open("alice".as_ref(), NodeOptions::default()).await?;
 //! let doc = app.document("notes")?;
 //! doc.insert(0, "hello").await?;          // local and durable at once
-//! let mut changes = doc.subscribe();       // other members' edits as they arrive
+//! let mut changes = doc.subscribe();       // other members' edits as they arrive (`changes_text`)
 //! println!("{}", doc.text().await?);
 //! # Ok(()) }
 //! ```
@@ -455,7 +455,8 @@ pub struct DocumentEvents {
 
 impl DocumentEvents {
     /// The next event of this document; `None` once the node stopped. After falling more than
-    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped (read the text again).
+    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped (read the text again). The text
+    /// changes on the events [`changes_text`] names.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             match self.events.recv().await {
@@ -465,6 +466,14 @@ impl DocumentEvents {
             }
         }
     }
+}
+
+/// Whether `event` may have changed a document's text: another member's update was applied
+/// (`DocumentChanged`), or a snapshot was imported (`SnapshotImported`: this device fell behind
+/// a compaction and caught up from its snapshot instead of message by message). An app that
+/// redraws on `DocumentChanged` alone misses the second.
+pub fn changes_text(event: &Event) -> bool {
+    matches!(event, Event::DocumentChanged { .. } | Event::SnapshotImported { .. })
 }
 
 /// The group an event is about.
