@@ -22,6 +22,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// checkpoint by a tool reading the file, short enough that a stuck lock surfaces as an error.
 pub const BUSY_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 
+/// Prepared statements a connection keeps (least recently used evicted): the commit scripts of
+/// the shapes a node writes most (see `write.rs`), and the reads.
+pub(crate) const STATEMENT_CACHE_MAX: usize = 128;
+
 /// Settings of [`Store::open_with`]. [`Store::open`] uses the defaults.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -162,6 +166,7 @@ async fn connect(path: &Path, options: &StoreOptions, may_create: bool) -> Resul
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(Duration::from_millis(options.busy_timeout_ms))
+        .statement_cache_capacity(STATEMENT_CACHE_MAX)
         .foreign_keys(true);
     if let Some(pages_max) = options.pages_max {
         connect = connect.pragma("max_page_count", pages_max.to_string());
