@@ -6,8 +6,6 @@
 //!
 //! `cargo bench -p plait-io-iroh --bench real [-- MESSAGES]`
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
@@ -111,19 +109,21 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     // Every message a reader applies is one `DocumentChanged`; count them as they come. A reader
     // that falls behind a compaction catches up from its snapshot instead (`SnapshotImported`):
     // the messages it covers are not counted, and the run says how many snapshots came.
-    let counts: Vec<Arc<AtomicU64>> = readers.iter().map(|_| Arc::new(AtomicU64::new(0))).collect();
-    let imports = Arc::new(AtomicU64::new(0));
+    // Each reader's progress: messages applied, and snapshots imported.
+    let mut progress = Vec::new();
     let counting: Vec<_> = readers
         .iter()
-        .zip(&counts)
-        .map(|(reader, count)| {
-            let (mut watcher, count, imports) = (reader.subscribe(), count.clone(), imports.clone());
+        .map(|reader| {
+            let (sender, receiver) = tokio::sync::watch::channel(Progress::default());
+            progress.push(receiver);
+            let mut watcher = reader.subscribe();
             tokio::spawn(async move {
                 loop {
-                    match wait_for_change(&mut watcher).await {
-                        Event::DocumentChanged { .. } => count.fetch_add(1, Ordering::Relaxed),
-                        _ => imports.fetch_add(1, Ordering::Relaxed),
-                    };
+                    let event = wait_for_change(&mut watcher).await;
+                    sender.send_modify(|progress| match event {
+                        Event::DocumentChanged { .. } => progress.applied += 1,
+                        _ => progress.imports += 1,
+                    });
                 }
             })
         })
@@ -142,9 +142,13 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         }
     }
     let expected = writer.text().await.expect("text");
-    for (reader, watcher) in readers.iter().zip(&mut watchers) {
-        // The text is compared once per burst of changes, not after each: reading the whole
-        // text after every message would cost the benchmark O(document) per message.
+    for ((reader, watcher), progress) in readers.iter().zip(&mut watchers).zip(&mut progress) {
+        // Reading the whole text costs O(document) inside the reader's own driver, so without
+        // batching (one message per edit) it is read only once the reader applied every
+        // message, or caught up from a snapshot (whose messages the count cannot see); then,
+        // and with batching, once per burst of changes.
+        let caught_up = |progress: &Progress| batching || progress.applied >= messages as u64 || progress.imports > 0;
+        progress.wait_for(caught_up).await.expect("counting task");
         while reader.text().await.expect("text") != expected {
             wait_for_change(watcher).await;
             while let Some(Some(_)) = watcher.next().now_or_never() {}
@@ -169,12 +173,21 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         acceptor.shutdown().await;
     }
     counting.iter().for_each(|task| task.abort());
-    let slowest = counts.iter().map(|count| count.load(Ordering::Relaxed)).min().unwrap_or(0);
-    let imports = imports.load(Ordering::Relaxed);
+    let slowest = progress.iter().map(|progress| progress.borrow().applied).min().unwrap_or(0);
+    let imports: u64 = progress.iter().map(|progress| progress.borrow().imports).sum();
     if imports > 0 {
         println!("  {imports} snapshot imports: a reader fell behind a compaction (the messages they cover are not counted)");
     }
     Sample { edits_per_second: messages as f64 / elapsed, messages_per_second: slowest as f64 / elapsed, latencies }
+}
+
+/// What a reader received in the throughput phase.
+#[derive(Clone, Copy, Debug, Default)]
+struct Progress {
+    /// Messages applied (`DocumentChanged`).
+    applied: u64,
+    /// Snapshots imported (`SnapshotImported`).
+    imports: u64,
 }
 
 /// What each node's driver and links did, to show where a run's time goes.
