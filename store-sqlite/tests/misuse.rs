@@ -157,6 +157,8 @@ fn a_database_of_another_program_is_refused_and_left_alone() {
         .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
         .expect("count tables");
     assert_eq!(tables, 1, "the store must not have added tables to another program's database");
+    let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
+    assert_eq!(mode, "delete", "the store must not have switched another program's database to WAL");
 }
 
 /// Proves that a full disk fails the write with `Full`, stops the store, and loses nothing that
