@@ -109,7 +109,6 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     // Every message a reader applies is one `DocumentChanged`; count them as they come. A reader
     // that falls behind a compaction catches up from its snapshot instead (`SnapshotImported`):
     // the messages it covers are not counted, and the run says how many snapshots came.
-    // Each reader's progress: messages applied, and snapshots imported.
     let mut progress = Vec::new();
     let counting: Vec<_> = readers
         .iter()

@@ -212,7 +212,8 @@ async fn create(path: &Path, node: NodeId, options: &StoreOptions) -> Result<(),
 /// than SQLite's automatic checkpoint threshold (1,000 pages), after which a commit starts the
 /// log over from its beginning, so in a steady state the log never grows past this.
 const LOG_PREFILL_FRAMES: u64 = 1_024;
-/// A log frame: a 24-byte header and one 4 KiB page (SQLite's default page size).
+/// A log frame: a 24-byte header and one 4 KiB page (SQLite's default page size, which Plait's
+/// databases keep).
 const LOG_FRAME_BYTES: u64 = 24 + 4_096;
 /// The log file's own header.
 const LOG_HEADER_BYTES: u64 = 32;
@@ -238,22 +239,15 @@ fn prefill_log(path: &Path) {
     let mut log_name = path.as_os_str().to_owned();
     log_name.push("-wal");
     let log_path = std::path::PathBuf::from(log_name);
-    let Ok(file) = std::fs::OpenOptions::new().write(true).create_new(true).open(&log_path) else {
+    let Ok(mut file) = std::fs::OpenOptions::new().write(true).create_new(true).open(&log_path) else {
         return; // A log exists (commits to recover), or the folder is not writable.
     };
-    let zeros = vec![0u8; LOG_FRAME_BYTES as usize];
-    let written = (|| -> std::io::Result<()> {
-        let mut writer = std::io::BufWriter::new(&file);
-        std::io::Write::write_all(&mut writer, &zeros[..LOG_HEADER_BYTES as usize])?;
-        for _ in 0..LOG_PREFILL_FRAMES {
-            std::io::Write::write_all(&mut writer, &zeros)?;
-        }
-        std::io::Write::flush(&mut writer)?;
-        drop(writer);
-        file.sync_data()?;
-        std::fs::set_permissions(&log_path, std::fs::metadata(path)?.permissions())
-    })();
-    if written.is_err() {
+    let mut zeros = std::io::Read::take(std::io::repeat(0), LOG_HEADER_BYTES + LOG_PREFILL_FRAMES * LOG_FRAME_BYTES);
+    let prefilled = std::io::copy(&mut zeros, &mut file)
+        .and_then(|_| file.sync_data())
+        .and_then(|()| std::fs::metadata(path))
+        .and_then(|metadata| std::fs::set_permissions(&log_path, metadata.permissions()));
+    if prefilled.is_err() {
         let _ = std::fs::remove_file(&log_path);
     }
 }
