@@ -1,13 +1,13 @@
 //! The write-ahead log written out in advance (`prefill_log` in `store.rs`): commits land in it
-//! and survive, a log left by a crash is recovered instead of replaced, and another program's
-//! rollback-journal database gets no log beside it.
+//! and survive, and a log left by a crash is recovered instead of replaced. (That another
+//! program's rollback-journal database gets no log beside it is checked in `misuse.rs`.)
 
 use std::path::{Path, PathBuf};
 
 use plait_kernel::ids::{NodeId, Slot};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
 use plait_kernel::storage::{Record, Restored, WriteBatch};
-use plait_store_sqlite::{Store, StoreError};
+use plait_store_sqlite::Store;
 
 const NODE: NodeId = NodeId([1; 32]);
 /// The prefilled log's size: a 32-byte header and 1,024 frames of 24 + 4,096 bytes.
@@ -95,18 +95,4 @@ fn a_log_left_by_a_crash_is_recovered_not_replaced() {
         let mut store = Store::open(&crashed, NODE).await.expect("open the crashed copy");
         assert_eq!(store.load().await.expect("load"), model, "every acknowledged batch, recovered from the log");
     });
-}
-
-/// Proves that another program's database in rollback-journal mode gets no log beside it:
-/// SQLite would open a database with a log beside it in WAL mode.
-#[test]
-fn a_rollback_journal_database_gets_no_log() {
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let path = directory.path().join("other.sqlite");
-    rusqlite::Connection::open(&path)
-        .and_then(|connection| connection.execute("CREATE TABLE photos (id INTEGER PRIMARY KEY)", []))
-        .expect("another program's database");
-    let result = runtime().block_on(Store::open(&path, NODE));
-    assert!(matches!(result, Err(StoreError::NotPlaitDatabase)), "{:?}", result.err());
-    assert!(!log_path(&path).exists(), "no log beside a rollback-journal database");
 }

@@ -159,6 +159,10 @@ fn a_database_of_another_program_is_refused_and_left_alone() {
     assert_eq!(tables, 1, "the store must not have added tables to another program's database");
     let mode: String = connection.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("journal mode");
     assert_eq!(mode, "delete", "the store must not have switched another program's database to WAL");
+    drop(connection);
+    let mut log = path.into_os_string();
+    log.push("-wal");
+    assert!(!Path::new(&log).exists(), "no log beside a rollback-journal database");
 }
 
 /// Proves that a full disk fails the write with `Full`, stops the store, and loses nothing that
