@@ -214,6 +214,8 @@ pub struct Driver<K, N: Network, S> {
     events: broadcast::Sender<Event>,
     status: Arc<Mutex<DriverStatus>>,
     wake_at: Option<Time>,
+    /// The node asked for `Input::Flush` once the inputs waiting are handled.
+    wants_flush: bool,
     pending: VecDeque<Input>,
     /// The round being handled.
     round: Round,
@@ -254,6 +256,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             events,
             status: status.clone(),
             wake_at: None,
+            wants_flush: false,
             pending: VecDeque::new(),
             round: Round::default(),
             in_flight: None,
@@ -325,6 +328,11 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                     next = self.ready();
                 }
             }
+            // Nothing else is waiting (or the pass is full): what the node gathered goes out
+            // with this round.
+            if self.wants_flush {
+                self.step(Input::Flush).await?;
+            }
             if self.in_flight.is_none() {
                 self.start_commit();
             }
@@ -366,9 +374,10 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
     /// (holding a send back is always safe: the network may delay it anyway). A load settles
     /// first, so it reads everything written before it.
     async fn carry_out(&mut self, outputs: Outputs) -> Result<(), DriverError> {
-        let Outputs { effects, wake_at } = outputs;
+        let Outputs { effects, wake_at, wants_flush } = outputs;
         // The node's latest answer replaces its earlier one: each `wake_at` covers all its timers.
         self.wake_at = wake_at;
+        self.wants_flush = wants_flush;
         for effect in effects {
             match effect {
                 Effect::Persist(batch) => self.round.writes.push(batch),

@@ -418,7 +418,7 @@ impl Node for WriteThenResend {
             }
             effects.push(Effect::Send { to: self.peer, frame: vec![self.commands] });
         }
-        Outputs { effects, wake_at: None }
+        Outputs { effects, wake_at: None, wants_flush: false }
     }
 }
 
@@ -469,6 +469,64 @@ fn a_send_of_a_round_without_writes_waits_for_the_commit_in_flight() {
     let seen = seen.lock().expect("seen lock");
     assert_eq!(seen.iter().map(|(frame, _)| *frame).collect::<Vec<_>>(), vec![1, 2, 3], "every frame left, in order");
     assert!(seen.iter().all(|(_, durable)| *durable), "a frame left before the write it depends on was durable: {seen:?}");
+}
+
+/// A node that gathers: each command asks for a flush, and a flush sends one frame with the
+/// number of commands since the last one.
+struct Gatherer {
+    peer: NodeId,
+    gathered: u8,
+}
+
+impl Node for Gatherer {
+    fn handle(&mut self, _now: Time, input: Input) -> Outputs {
+        let mut effects = Vec::new();
+        match input {
+            Input::Command(_) => self.gathered += 1,
+            Input::Flush => effects.push(Effect::Send { to: self.peer, frame: vec![std::mem::take(&mut self.gathered)] }),
+            _ => {}
+        }
+        Outputs { effects, wake_at: None, wants_flush: self.gathered > 0 }
+    }
+}
+
+/// The driver delivers `Input::Flush` once it handled the inputs that were waiting, not after
+/// each one, and again for inputs that come later.
+#[test]
+fn a_node_that_gathers_sends_is_flushed_once_the_waiting_inputs_are_handled() {
+    let (writer, peer) = (device(1), device(2));
+    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(12)).build();
+    let peer_book = Arc::clone(&book);
+    sim.host("peer", move || {
+        let book = Arc::clone(&peer_book);
+        async move {
+            let network = TurmoilNetwork::bind(peer, book, TurmoilOptions::default(), None).await?;
+            let (_links, mut inbound) = Links::start(network, link_limits(), 2);
+            while inbound.recv().await.is_some() {}
+            Ok(())
+        }
+    });
+    let tap_seen = Arc::clone(&seen);
+    let tap: Tap = Arc::new(move |_, _, frame| tap_seen.lock().expect("seen lock").push(frame[0]));
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
+        let node = Gatherer { peer, gathered: 0 };
+        let (handle, _links, _task) =
+            Driver::start(node, Outputs::default(), Clock::starting_at(0), network, MemoryStorage::default(), link_limits(), 1);
+        let command = || Command::RotateKeys { group: group_genesis().group_id() };
+        // Three commands wait together (the driver's task has not run yet), a fourth comes alone.
+        for _ in 0..3 {
+            handle.command(command()).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        handle.command(command()).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+    assert_eq!(*seen.lock().expect("seen lock"), vec![3, 1]);
 }
 
 /// Nothing in a run reads the wall clock or OS randomness: the same seed gives the same trace

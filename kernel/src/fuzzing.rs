@@ -100,7 +100,9 @@ pub fn handle_frames(bytes: &[u8]) {
     for (i, frame) in bytes.split(|b| *b == 0xff).enumerate() {
         let from = NodeId::from_index((i % 4) as u64 + 1);
         let now = Time(i as u64);
-        acceptor.handle(now, Input::Received { from, frame: frame.to_vec() });
+        if acceptor.handle(now, Input::Received { from, frame: frame.to_vec() }).wants_flush {
+            acceptor.handle(now, Input::Flush);
+        }
         device.handle(now, Input::Received { from, frame: frame.to_vec() });
     }
 }

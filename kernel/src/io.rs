@@ -31,6 +31,11 @@ pub enum Input {
         /// The rows.
         result: LoadResult,
     },
+    /// The host handled every input that was waiting. A node that said
+    /// [`Outputs::wants_flush`] gathers some sends across inputs (an acceptor's pushes go out as
+    /// one page per reader instead of one frame per message) and lets them out now. A host
+    /// delivers it once the inputs already waiting are handled, without waiting for new ones.
+    Flush,
 }
 
 /// A request from the local app to a device.
@@ -390,6 +395,9 @@ pub struct Outputs {
     pub effects: Vec<Effect>,
     /// When to deliver the next `Input::Timer`, if ever.
     pub wake_at: Option<Time>,
+    /// The node holds sends back until `Input::Flush` (which the host must then deliver once
+    /// the inputs already waiting are handled).
+    pub wants_flush: bool,
 }
 
 /// A node of either kind, as a host drives it.

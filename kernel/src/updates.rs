@@ -29,6 +29,27 @@ pub struct StoredMessage {
     pub ciphertext: Vec<u8>,
 }
 
+/// A document message as its sender posts it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posted {
+    /// The sender's sequence number (with the transport's sender, the message's id).
+    pub seq: u64,
+    /// The encoded MLS PrivateMessage.
+    #[serde(with = "serde_bytes")]
+    pub ciphertext: Vec<u8>,
+}
+
+/// What a message adds to a page's or a post's size: its ciphertext and a generous envelope.
+pub(crate) fn framed_cost(ciphertext: &[u8]) -> usize {
+    ciphertext.len() + 64
+}
+
+/// Whether a page or post of `messages` that would cost `used` bytes with the next one is full:
+/// half a frame, or `page_messages_max`. One holds at least one message.
+pub(crate) fn frame_full(config: &crate::config::ValidConfig, messages: usize, used: usize) -> bool {
+    messages == config.page_messages_max || (used > config.message_bytes_max / 2 && messages > 0)
+}
+
 /// A position in one acceptor's store for one group: every message stored there gets the next
 /// position. The incarnation changes when the acceptor starts over on an empty disk, so a reader
 /// can tell its old positions mean nothing any more.

@@ -13,7 +13,7 @@ use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use crate::invite::Mailbox;
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::storage::AcceptedValue;
-use crate::updates::{Cursor, PostRefusal, StoredMessage};
+use crate::updates::{Cursor, PostRefusal, Posted, StoredMessage};
 
 /// The protocol version this kernel speaks. Frames with another version are refused.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -205,19 +205,17 @@ pub enum Message {
         /// The Welcome posted, with the group's genesis.
         welcome: Option<(GroupGenesis, Vec<u8>)>,
     },
-    /// Member → acceptor: store this document message (an MLS PrivateMessage) durably and
-    /// push it to the group's other members. Its id is `(transport sender, seq)`.
+    /// Member → acceptor: store these document messages (MLS PrivateMessages) durably and
+    /// push them to the group's other members. Each one's id is `(transport sender, seq)`.
     Post {
-        /// The sender's sequence number.
-        seq: u64,
-        /// The encoded MLS PrivateMessage.
-        #[serde(with = "serde_bytes")]
-        ciphertext: Vec<u8>,
+        /// The messages, at most `page_messages_max`.
+        messages: Vec<Posted>,
     },
-    /// Acceptor → member: the message `seq` is durable here (sent again for repeated posts).
+    /// Acceptor → member: the messages `seqs` are durable here (sent again for repeated posts).
+    /// An acceptor gathers the acknowledgements of a burst of posts into one.
     PostAck {
-        /// The sequence number.
-        seq: u64,
+        /// The sequence numbers (at most `page_messages_max`).
+        seqs: Vec<u64>,
     },
     /// Acceptor → member: the message `seq` will not be stored here.
     PostRefused {
@@ -423,7 +421,7 @@ mod tests {
             ),
             (Message::Accepted { ballot, slot: Slot(0), value_hash: hash }, kind::ACCEPTED),
             (Message::Application { sender: NodeId::from_index(1), message: vec![1] }, kind::APPLICATION),
-            (Message::Post { seq: 1, ciphertext: vec![1] }, kind::POST),
+            (Message::Post { messages: vec![Posted { seq: 1, ciphertext: vec![1] }] }, kind::POST),
             (Message::Page { after: Cursor::default(), messages: vec![], more: false }, kind::PAGE),
         ];
         for (message, expected) in cases {
@@ -437,12 +435,13 @@ mod tests {
     #[test]
     fn byte_fields_encode_as_a_length_then_the_bytes() {
         // Pinned bytes: `serde_bytes` must not change the frame postcard wrote for a `Vec<u8>`.
-        let post = Envelope { group: GroupId([3; 16]), message: Message::Post { seq: 300, ciphertext: vec![7, 8, 9] } };
+        let message = Message::Post { messages: vec![Posted { seq: 300, ciphertext: vec![7, 8, 9] }] };
+        let post = Envelope { group: GroupId([3; 16]), message };
         let frame = encode(&post, 1 << 10).expect("small");
         let variant = u8::try_from(kind::POST).expect("one varint byte");
         let mut expected = vec![PROTOCOL_VERSION];
         expected.extend([3; 16]);
-        expected.extend([variant, 0xac, 0x02, 3, 7, 8, 9]);
+        expected.extend([variant, 1, 0xac, 0x02, 3, 7, 8, 9]);
         assert_eq!(frame, expected);
         assert_eq!(decode(&frame, 1 << 10), Ok(post));
     }

@@ -64,6 +64,8 @@ struct SimNode {
     boot: u32,
     timer: Option<(Time, u64)>,
     timer_generation: u64,
+    /// An `Input::Flush` is scheduled (the node asked for one).
+    flush_due: bool,
     /// Kept down through the liveness phase (a lost minority).
     lost: bool,
     /// For a Byzantine acceptor: what it lies with.
@@ -83,6 +85,8 @@ enum SimEvent {
     Loaded { node: usize, boot: u32, request: LoadId, result: LoadResult },
     Restart { node: usize, wipe: bool },
     Fault,
+    // `Input::Flush`, after the events already due at its time.
+    Flush { node: usize, boot: u32 },
 }
 
 #[derive(Debug)]
@@ -338,6 +342,7 @@ impl Cluster {
         if self.nodes[node].machine.take().is_some() {
             self.stats.crashes += 1;
             self.nodes[node].timer = None;
+            self.nodes[node].flush_due = false;
             let id = self.nodes[node].id;
             self.trace.record(self.now, id, 10, &[]);
             self.trace.line(|| format!("{} {id} CRASH", self.now));
@@ -448,7 +453,8 @@ impl Cluster {
     fn schedule(&mut self, at: Time, event: SimEvent) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if matches!(event, SimEvent::Deliver { .. } | SimEvent::Command { .. } | SimEvent::Loaded { .. }) {
+        if matches!(event, SimEvent::Deliver { .. } | SimEvent::Command { .. } | SimEvent::Loaded { .. } | SimEvent::Flush { .. })
+        {
             self.in_flight += 1;
         }
         self.queue.push(Reverse(Scheduled { at, seq, event }));
@@ -493,6 +499,13 @@ impl Cluster {
                 }
             }
             SimEvent::Fault => self.inject_fault(),
+            SimEvent::Flush { node, boot } => {
+                self.in_flight -= 1;
+                if self.nodes[node].boot == boot {
+                    self.nodes[node].flush_due = false;
+                    self.input(node, 5, Input::Flush);
+                }
+            }
         }
         true
     }
@@ -522,7 +535,15 @@ impl Cluster {
         if let Some((from, frame)) = heard_by_liar {
             self.liar_receives(index, from, &frame);
         }
+        let wants_flush = outputs.wants_flush;
+        let boot = self.nodes[index].boot;
         self.execute(index, outputs);
+        // After what is due now, as a driver flushes once the inputs waiting are handled.
+        let node = &mut self.nodes[index];
+        if wants_flush && !node.flush_due && node.machine.is_some() && node.boot == boot {
+            node.flush_due = true;
+            self.schedule(now, SimEvent::Flush { node: index, boot });
+        }
         self.check(index);
     }
 
@@ -671,6 +692,7 @@ impl SimNode {
             boot: 0,
             timer: None,
             timer_generation: 0,
+            flush_due: false,
             lost: false,
             liar: None,
             handle_nanos: 0,

@@ -288,7 +288,7 @@ impl AcceptorGroup {
             | Message::FetchMailbox { .. }
             | Message::MailboxContents { .. } => cx.reject(Rejection::Unauthorised),
             Message::Application { sender, message } => self.relay_application(cx, from, sender, message),
-            Message::Post { seq, ciphertext } => self.on_post(cx, from, seq, ciphertext),
+            Message::Post { messages } => self.on_posts(cx, from, messages),
             Message::Fetch { after } => self.on_fetch(cx, from, after),
             Message::Page { after, messages, more } => self.on_peer_page(cx, from, after, messages, more),
             Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, from, hash, index, count, bytes),
@@ -333,15 +333,15 @@ impl AcceptorGroup {
             Err(crate::mls::MlsError::TooOld(_)) => return cx.reject(Rejection::Duplicate),
             Err(_) => return cx.reject(Rejection::Invalid),
         }
-        let others = self.member_subscribers(from);
+        let others: Vec<NodeId> = self.member_subscribers().into_iter().filter(|s| *s != from).collect();
         cx.send_all(&others, &Message::Application { sender, message });
     }
 
-    /// Subscribers that are current members of the MLS group, except `except`.
-    pub(crate) fn member_subscribers(&self, except: NodeId) -> Vec<NodeId> {
+    /// Subscribers that are current members of the MLS group.
+    pub(crate) fn member_subscribers(&self) -> Vec<NodeId> {
         let Some(view) = &self.mls else { return Vec::new() };
         let members: BTreeSet<Vec<u8>> = view.members().into_iter().collect();
-        self.subscribers.iter().copied().filter(|s| *s != except && members.contains(s.0.as_slice())).collect()
+        self.subscribers.iter().copied().filter(|s| members.contains(s.0.as_slice())).collect()
     }
 
     fn on_sync(

@@ -6,7 +6,7 @@ mod recovery;
 mod snapshots;
 mod store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::ValidConfig;
 use crate::context::Context;
@@ -32,6 +32,9 @@ pub struct Acceptor {
     loads: BTreeMap<LoadId, (GroupId, NodeId)>,
     next_load: u64,
     counters: Counters,
+    /// Groups holding acknowledgements and pushes for the next `Input::Flush` (at most every
+    /// group).
+    flush_wanted: BTreeSet<GroupId>,
 }
 
 impl Acceptor {
@@ -46,6 +49,7 @@ impl Acceptor {
             loads: BTreeMap::new(),
             next_load: 0,
             counters: Counters::default(),
+            flush_wanted: BTreeSet::new(),
         };
         let mut effects = Effects::default();
         for (group, state) in restored.groups {
@@ -55,7 +59,7 @@ impl Acceptor {
             acceptor.groups.insert(group, restored);
         }
         let wake_at = acceptor.wake_at();
-        (acceptor, Outputs { effects: effects.list, wake_at })
+        (acceptor, Outputs { effects: effects.list, wake_at, wants_flush: false })
     }
 
     /// This node's identity.
@@ -122,6 +126,9 @@ impl Acceptor {
         let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         let wanted = state.on_message(&mut cx, from, message);
         state.trim(self.config.chosen_in_memory_max);
+        if state.store.holds_unsent() {
+            self.flush_wanted.insert(group);
+        }
         if let Some(wanted) = wanted {
             self.start_load(group, wanted, effects);
         }
@@ -192,6 +199,15 @@ impl Acceptor {
         state.serve_loaded(&mut cx, to, entries);
     }
 
+    /// Lets out the acknowledgements and pushes the groups held since the last flush.
+    fn on_flush(&mut self, now: Time, effects: &mut Effects) {
+        for group in std::mem::take(&mut self.flush_wanted) {
+            let Some(state) = self.groups.get_mut(&group) else { continue };
+            let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
+            state.send_held(&mut cx);
+        }
+    }
+
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         let mut node =
             mailbox::Node { now, me: self.me, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
@@ -212,8 +228,9 @@ impl Node for Acceptor {
             Input::Timer => self.on_timer(now, &mut effects),
             Input::Loaded { request, result } => self.on_loaded(now, request, result, &mut effects),
             Input::Command(_) => self.counters.count(Rejection::Invalid),
+            Input::Flush => self.on_flush(now, &mut effects),
         }
-        Outputs { effects: effects.list, wake_at: self.wake_at() }
+        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush: !self.flush_wanted.is_empty() }
     }
 }
 

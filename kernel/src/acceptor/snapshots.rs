@@ -305,7 +305,7 @@ impl AcceptorGroup {
         cov_mark::hit!(acceptor_takes_a_members_confirmation);
         self.confirm(cx, latest);
         // The others waiting their turn to confirm it need not.
-        let mut told = self.member_subscribers(from);
+        let mut told: Vec<NodeId> = self.member_subscribers().into_iter().filter(|s| *s != from).collect();
         told.push(from);
         cx.send_all(&told, &Message::SnapshotConfirmed { hash });
     }

@@ -5,6 +5,12 @@
 //! durable under its next position, and only then acknowledges it and pushes it to the group's
 //! other members. Readers ask for "everything after my cursor" and get bounded pages.
 //!
+//! Acknowledgements and pushes wait for `Input::Flush`, which the host delivers once it handled
+//! every input that was waiting: the messages stored in between are acknowledged to each sender
+//! in one frame and go to each reader as one page (at most one page is held). Under load that is
+//! one frame and one input per burst instead of one per message; alone, a message waits for
+//! nothing but its own commit, which holds its acknowledgement and push anyway.
+//!
 //! Acceptors also copy each other's stores (a `Fetch` to every peer on the peer-sync timer), so a
 //! message a write quorum acknowledged spreads to every acceptor: an acceptor that lost its disk
 //! fills up again before a second one fails. Copies are de-duplicated by id.
@@ -22,7 +28,7 @@ use crate::io::Rejection;
 use crate::mls::{MlsError, PublicView};
 use crate::snapshot::Covered;
 use crate::storage::Record;
-use crate::updates::{Cursor, PostRefusal, StoredMessage, UpdateId};
+use crate::updates::{Cursor, PostRefusal, Posted, StoredMessage, UpdateId, frame_full, framed_cost};
 use crate::wire::Message;
 
 /// The window an acceptor uses for copies from peers: any epoch the group ever had is fine
@@ -42,6 +48,10 @@ pub(crate) struct MessageStore {
     peer_cursors: BTreeMap<NodeId, Cursor>,
     /// Every position below this was given out (deleted ones are never given out again).
     positions_below: u64,
+    /// Messages posted since the last flush, by position, waiting to be acknowledged and pushed
+    /// (at most one page: `held_bytes` within half a frame and at most `page_messages_max`).
+    held: Vec<(u64, StoredMessage)>,
+    held_bytes: usize,
 }
 
 impl MessageStore {
@@ -52,7 +62,15 @@ impl MessageStore {
             .map(|(position, message)| (message.id, (*position, PublicView::epoch_of(&message.ciphertext).unwrap_or(0))))
             .collect();
         let bytes = stored.values().map(|message| message.ciphertext.len()).sum();
-        MessageStore { by_position: stored, by_id, bytes, peer_cursors: BTreeMap::new(), positions_below }
+        MessageStore {
+            by_position: stored,
+            by_id,
+            bytes,
+            peer_cursors: BTreeMap::new(),
+            positions_below,
+            held: Vec::new(),
+            held_bytes: 0,
+        }
     }
 
     /// Deletes every copy of every message `covered` names; returns what went.
@@ -117,22 +135,44 @@ impl MessageStore {
 
     /// The messages after `position` that fit one frame, and whether more follow.
     fn page(&self, cx: &Context<'_>, position: u64) -> (Vec<(u64, StoredMessage)>, bool) {
-        let budget = cx.config.message_bytes_max / 2;
         let (mut page, mut used) = (Vec::new(), 0);
         for (at, message) in self.by_position.range(position + 1..) {
-            used += message.ciphertext.len() + 64;
-            if page.len() == cx.config.page_messages_max || (used > budget && !page.is_empty()) {
+            used += page_cost(message);
+            if page_full(cx, page.len(), used) {
                 return (page, true);
             }
             page.push((*at, message.clone()));
         }
         (page, false)
     }
+
+    /// Whether acknowledgements and pushes wait for a flush.
+    pub(crate) fn holds_unsent(&self) -> bool {
+        !self.held.is_empty()
+    }
+}
+
+fn page_cost(message: &StoredMessage) -> usize {
+    framed_cost(&message.ciphertext)
+}
+
+fn page_full(cx: &Context<'_>, messages: usize, used: usize) -> bool {
+    frame_full(cx.config, messages, used)
 }
 
 impl AcceptorGroup {
+    /// A member's document messages: each stored, then acknowledged and pushed.
+    pub(super) fn on_posts(&mut self, cx: &mut Context<'_>, from: NodeId, messages: Vec<Posted>) {
+        if messages.len() > cx.config.page_messages_max {
+            return cx.reject(Rejection::OverLimit);
+        }
+        for Posted { seq, ciphertext } in messages {
+            self.on_post(cx, from, seq, ciphertext);
+        }
+    }
+
     /// A member's document message: store it, then acknowledge and push it.
-    pub(super) fn on_post(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, ciphertext: Vec<u8>) {
+    fn on_post(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, ciphertext: Vec<u8>) {
         let Some(view) = &self.mls else { return cx.reject(Rejection::Unauthorised) };
         if !matches!(self.phase, Phase::Voting) {
             // Until it has caught up, its view of who may write is stale; the sender retries.
@@ -167,12 +207,12 @@ impl AcceptorGroup {
             // Its update is inside a confirmed snapshot, which a quorum held when it was chosen.
             cov_mark::hit!(acceptor_acknowledges_a_post_a_compaction_covers);
             cx.reject(Rejection::Duplicate);
-            return cx.send(from, Message::PostAck { seq });
+            return cx.send(from, Message::PostAck { seqs: vec![seq] });
         }
         if self.store.holds_from(&id, epoch) {
             cov_mark::hit!(acceptor_acknowledges_a_repeated_post);
             cx.reject(Rejection::Duplicate);
-            return cx.send(from, Message::PostAck { seq });
+            return cx.send(from, Message::PostAck { seqs: vec![seq] });
         }
         let message = StoredMessage { id, ciphertext };
         let (position, record) = match self.store.add(cx, message.clone(), epoch) {
@@ -184,10 +224,62 @@ impl AcceptorGroup {
             }
         };
         cx.persist(vec![record]);
-        cx.send(from, Message::PostAck { seq });
-        let readers = self.member_subscribers(from);
-        let after = Cursor { incarnation: self.incarnation, position: position - 1 };
-        cx.send_all(&readers, &Message::Page { after, messages: vec![(position, message)], more: false });
+        self.hold(cx, position, message);
+    }
+
+    /// Holds a stored message's acknowledgement and pushes for the next flush; a full page is
+    /// sent at once.
+    fn hold(&mut self, cx: &mut Context<'_>, position: u64, message: StoredMessage) {
+        let store = &mut self.store;
+        if page_full(cx, store.held.len(), store.held_bytes + page_cost(&message)) {
+            cov_mark::hit!(acceptor_sends_a_full_page_before_the_flush);
+            self.send_held(cx);
+        }
+        self.store.held_bytes += page_cost(&message);
+        self.store.held.push((position, message));
+    }
+
+    /// Sends what the posts since the last flush held back: to each sender one acknowledgement
+    /// of its messages, then to each member the messages as pages, one per run of consecutive
+    /// positions, without the member's own (it skips those anyway). A run ends where positions
+    /// skip (a peer's copy took one, and is not pushed): the reader then sees a gap after its
+    /// cursor and fetches, as for any push it missed. What is held fits one page, so a run needs
+    /// no splitting, and one acknowledgement holds at most `page_messages_max` messages.
+    pub(super) fn send_held(&mut self, cx: &mut Context<'_>) {
+        let held = std::mem::take(&mut self.store.held);
+        self.store.held_bytes = 0;
+        let Some((first, _)) = held.first() else { return };
+        let mut acknowledged: BTreeMap<NodeId, Vec<u64>> = BTreeMap::new();
+        for (_, message) in &held {
+            acknowledged.entry(message.id.sender).or_default().push(message.id.seq);
+        }
+        for (sender, seqs) in acknowledged {
+            cx.send(sender, Message::PostAck { seqs });
+        }
+        for reader in self.member_subscribers() {
+            let mut after = first - 1;
+            let mut last = after;
+            let mut page = Vec::new();
+            for (position, message) in &held {
+                assert!(*position > last, "held pushes are in position order");
+                if *position != last + 1 {
+                    self.push_page(cx, reader, after, std::mem::take(&mut page));
+                    after = position - 1;
+                }
+                last = *position;
+                if message.id.sender != reader {
+                    page.push((*position, message.clone()));
+                }
+            }
+            self.push_page(cx, reader, after, page);
+        }
+    }
+
+    fn push_page(&self, cx: &mut Context<'_>, reader: NodeId, after: u64, messages: Vec<(u64, StoredMessage)>) {
+        if !messages.is_empty() {
+            let after = Cursor { incarnation: self.incarnation, position: after };
+            cx.send(reader, Message::Page { after, messages, more: false });
+        }
     }
 
     /// A reader (a current member, or a peer acceptor copying) asks for messages after a cursor.

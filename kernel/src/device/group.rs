@@ -61,6 +61,9 @@ pub(crate) struct DeviceGroup {
     undecided_since: Option<Time>,
     /// Set when a stuck slot must be finished with a new ballot even without local work.
     finish_stuck_slot: bool,
+    /// Closed batches wait for `Input::Flush` to be posted, so that the batches of a burst of
+    /// edits leave together: sealed in one go, one frame to each acceptor.
+    pub(crate) post_on_flush: bool,
     /// The most recently applied entries (at most `chosen_in_memory_max`), to hand to an
     /// acceptor that missed them (for example because the proposer that chose them crashed).
     recent: std::collections::BTreeMap<Slot, Entry>,
@@ -132,6 +135,7 @@ impl DeviceGroup {
             next_sync_at: now,
             undecided_since: None,
             finish_stuck_slot: false,
+            post_on_flush: false,
             recent: std::collections::BTreeMap::new(),
         }
     }
@@ -249,7 +253,7 @@ impl DeviceGroup {
             | Message::FetchMailbox { .. } => {
                 cx.reject(Rejection::Unauthorised);
             }
-            Message::PostAck { seq } => self.on_post_ack(cx, from, seq),
+            Message::PostAck { seqs } => self.on_post_ack(cx, from, seqs),
             Message::PostRefused { seq, reason } => self.on_post_refused(cx, from, seq, reason),
             Message::Page { after, messages, more } => self.on_page(cx, from, after, messages, more),
             Message::SnapshotStored { hash } => self.on_snapshot_stored(cx, from, hash),

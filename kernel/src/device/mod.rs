@@ -84,7 +84,7 @@ impl Device {
             device.groups.insert(id, group);
         }
         let wake_at = device.wake_at();
-        (device, Outputs { effects: Vec::new(), wake_at })
+        (device, Outputs { effects: Vec::new(), wake_at, wants_flush: false })
     }
 
     fn identity(&self) -> Identity {
@@ -398,6 +398,15 @@ impl Device {
         group.on_message(&mut cx, from, message);
     }
 
+    /// Posts the batches closed since the last flush.
+    fn on_flush(&mut self, now: Time, effects: &mut Effects) {
+        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.post_on_flush) {
+            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
+            group.post_on_flush = false;
+            group.post_due(&mut cx);
+        }
+    }
+
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         if self.invitations.wake_at().is_some_and(|at| at <= now) {
             let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
@@ -426,8 +435,10 @@ impl Node for Device {
             Input::Received { from, frame } => self.on_frame(now, from, &frame, &mut effects),
             Input::Timer => self.on_timer(now, &mut effects),
             Input::Loaded { .. } => self.counters.count(Rejection::Invalid),
+            Input::Flush => self.on_flush(now, &mut effects),
         }
-        Outputs { effects: effects.list, wake_at: self.wake_at() }
+        let wants_flush = self.groups.values().any(|group| group.post_on_flush);
+        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Replays the checked-in fuzz corpus (`fuzz/corpus/*`) through the fuzzing entry points, on
 //! stable Rust. `PLAIT_WRITE_CORPUS=1` regenerates the seed inputs from valid messages.
 
-use plait_kernel::updates::{Cursor, PostRefusal, StoredMessage, UpdateId};
+use plait_kernel::updates::{Cursor, PostRefusal, Posted, StoredMessage, UpdateId};
 use std::path::{Path, PathBuf};
 
 use plait_kernel::storage::AcceptedValue;
@@ -55,8 +55,8 @@ fn seeds() -> Vec<Vec<u8>> {
         },
         Message::CatchUp { from_slot: Slot(0) },
         Message::UnknownGroup,
-        Message::Post { seq: 0, ciphertext: b"not really mls".to_vec() },
-        Message::PostAck { seq: 0 },
+        Message::Post { messages: vec![Posted { seq: 0, ciphertext: b"not really mls".to_vec() }] },
+        Message::PostAck { seqs: vec![0, 1] },
         Message::PostRefused { seq: 0, reason: PostRefusal::StaleEpoch { current: 2 } },
         Message::Fetch { after: Cursor { incarnation: Incarnation(1), position: 4 } },
         Message::Page {

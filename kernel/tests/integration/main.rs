@@ -5,6 +5,7 @@ mod support;
 
 mod acceptor_model;
 mod bad_input;
+mod bursts;
 mod compaction;
 mod document;
 mod documents;

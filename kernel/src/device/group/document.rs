@@ -1,6 +1,8 @@
 //! A device group's document: local edits into the durable outbox, posts to the acceptors until
 //! a write quorum has stored them, and reading the acceptors' stores (pushes and backfill).
 
+use std::collections::BTreeMap;
+
 use crate::acceptor::positions_follow;
 use crate::canary::canary;
 use crate::context::Context;
@@ -11,7 +13,7 @@ use crate::document::Document;
 use crate::ids::NodeId;
 use crate::io::{CommandError, Event, Rejection};
 use crate::storage::Record;
-use crate::updates::{Cursor, Payload, PostRefusal, StoredMessage, UpdateId};
+use crate::updates::{Cursor, Payload, PostRefusal, Posted, StoredMessage, UpdateId, frame_full, framed_cost};
 use crate::wire::Message;
 
 impl DeviceGroup {
@@ -72,12 +74,12 @@ impl DeviceGroup {
         Ok(())
     }
 
-    /// Closes the open batch and posts what is due.
+    /// Closes the open batch; it is posted on the next `Input::Flush`.
     pub(super) fn flush(&mut self, cx: &mut Context<'_>) {
         let replica = self.replica_mut();
         replica.doc.mark_local_update_sent();
         if replica.outbox.close(cx.now).is_some() {
-            self.post_due(cx);
+            self.post_on_flush = true;
         }
     }
 
@@ -130,24 +132,40 @@ impl DeviceGroup {
             let records = mls.changes(cx.group, false);
             cx.persist(records);
         }
+        // To each acceptor, what it has not stored, a frame's worth at a time.
         let acceptors = self.history.latest().members().to_vec();
+        let mut posts: BTreeMap<NodeId, (Vec<Posted>, usize)> = BTreeMap::new();
         for seq in due {
             replica.outbox.posted(seq, cx.now.plus_ms(cx.config.post_resend_ms));
             let message = replica.outbox.message_mut(seq).expect("listed above");
             let Some((_, ciphertext)) = &message.sealed else { continue };
-            let post = Message::Post { seq, ciphertext: ciphertext.clone() };
-            let waiting: Vec<NodeId> =
-                acceptors.iter().copied().filter(|a| !message.acks.contains(a) && !message.refused.contains(a)).collect();
-            cx.send_all(&waiting, &post);
+            let cost = framed_cost(ciphertext);
+            for acceptor in acceptors.iter().filter(|a| !message.acks.contains(a) && !message.refused.contains(a)) {
+                let (post, used) = posts.entry(*acceptor).or_default();
+                if frame_full(cx.config, post.len(), *used + cost) {
+                    cov_mark::hit!(device_posts_a_full_frame_and_starts_another);
+                    cx.send(*acceptor, Message::Post { messages: std::mem::take(post) });
+                    *used = 0;
+                }
+                *used += cost;
+                post.push(Posted { seq, ciphertext: ciphertext.clone() });
+            }
+        }
+        for (acceptor, (messages, _)) in posts {
+            cx.send(acceptor, Message::Post { messages });
         }
     }
 
-    /// An acceptor stored one of our messages.
-    pub(super) fn on_post_ack(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64) {
+    /// An acceptor stored some of our messages.
+    pub(super) fn on_post_ack(&mut self, cx: &mut Context<'_>, from: NodeId, seqs: Vec<u64>) {
         let acceptors = self.history.latest().members().to_vec();
         let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
+        if seqs.len() > cx.config.page_messages_max {
+            return cx.reject(Rejection::OverLimit);
+        }
         let needed = if canary!(cx.config, SafeAfterOneAck) { 1 } else { cx.config.write_quorum.of(acceptors.len()) };
-        if !replica.outbox.acknowledge(seq, from, &acceptors, needed) {
+        let safe: Vec<u64> = seqs.into_iter().filter(|seq| replica.outbox.acknowledge(*seq, from, &acceptors, needed)).collect();
+        if safe.is_empty() {
             return;
         }
         let below = replica.outbox.first_unsafe();
@@ -156,7 +174,9 @@ impl DeviceGroup {
             cx.persist(vec![Record::SafeBelow { group: cx.group, seq: below }]);
         }
         let unsafe_messages = replica.outbox.unsafe_count();
-        cx.effects.notify(Event::DocumentSafe { group: cx.group, seq, unsafe_messages });
+        for seq in safe {
+            cx.effects.notify(Event::DocumentSafe { group: cx.group, seq, unsafe_messages });
+        }
     }
 
     /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch

@@ -35,6 +35,10 @@ pub struct Net {
     pub events: Vec<(NodeId, plait_kernel::Event)>,
     /// Every node's configuration.
     pub config: plait_kernel::ValidConfig,
+    /// Off (the default): a node that asks for `Input::Flush` gets it right after its input, as
+    /// if nothing else were waiting. On: it is listed in `flushes_wanted` until [`Net::flush`].
+    pub hold_flushes: bool,
+    pub flushes_wanted: Vec<NodeId>,
 }
 
 /// A device's stable MLS identity seed, derived from its id.
@@ -78,6 +82,8 @@ pub fn net_with(devices: u64, config: plait_kernel::ValidConfig) -> (Net, GroupG
             offline: Vec::new(),
             events: Vec::new(),
             config,
+            hold_flushes: false,
+            flushes_wanted: Vec::new(),
         },
         genesis,
     )
@@ -129,6 +135,17 @@ impl Net {
                 Effect::Load { request, query } => self.log.push(format!("{id} load {request:?} {query:?}")),
             }
         }
+        if outputs.wants_flush && !self.hold_flushes {
+            self.input(id, Input::Flush);
+        } else if outputs.wants_flush && !self.flushes_wanted.contains(&id) {
+            self.flushes_wanted.push(id);
+        }
+    }
+
+    /// Delivers `Input::Flush` to `id`.
+    pub fn flush(&mut self, id: NodeId) {
+        self.flushes_wanted.retain(|wanted| *wanted != id);
+        self.input(id, Input::Flush);
     }
 
     pub fn command(&mut self, id: NodeId, command: Command) {
