@@ -4,10 +4,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use plait_kernel::storage::LoadResult;
 use plait_kernel::{
-    Acceptor, Command, Config, Device, Effect, Event, GroupGenesis, GroupId, Input, LoadId, Node, NodeId, Outputs, Time,
-    ValidConfig,
+    Acceptor, Command, Config, Device, Effect, Event, GroupGenesis, GroupId, Input, Node, NodeId, Outputs, Time, ValidConfig,
 };
 
 use crate::chance::SimRng;
@@ -22,12 +20,14 @@ mod events;
 mod injection;
 mod metering;
 mod progress;
+mod schedule;
 mod tracing;
 mod watching;
 
 pub use watching::PLAINTEXT_MARKER;
 use watching::contains;
 
+use schedule::{Scheduled, SimEvent};
 use tracing::{describe_input, record_input, trace_form};
 
 /// A node's role in the simulation.
@@ -75,42 +75,6 @@ struct SimNode {
     handle_nanos: u64,
     /// Bytes of the frames delivered to this node.
     received_bytes: u64,
-}
-
-#[derive(Debug)]
-enum SimEvent {
-    Deliver { from: usize, to: usize, frame: Vec<u8> },
-    Timer { node: usize, boot: u32, generation: u64 },
-    Command { node: usize, command: Command },
-    Loaded { node: usize, boot: u32, request: LoadId, result: LoadResult },
-    Restart { node: usize, wipe: bool },
-    Fault,
-    // `Input::Flush`, after the events already due at its time.
-    Flush { node: usize, boot: u32 },
-}
-
-#[derive(Debug)]
-struct Scheduled {
-    at: Time,
-    seq: u64,
-    event: SimEvent,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Scheduled {}
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scheduled {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 /// Counts of what happened in a run.
