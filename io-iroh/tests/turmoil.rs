@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use std::time::Duration;
@@ -399,6 +399,20 @@ fn persist_happens_before_dependent_sends() {
     assert!(check.prepares > 0 && check.promises > 0 && check.accepted > 0, "the check saw Paxos traffic: {check:?}");
 }
 
+/// Host "peer": `peer`'s links, taking every frame and doing nothing with it.
+fn sink_peer(sim: &mut turmoil::Sim<'_>, peer: NodeId, book: &Arc<BTreeMap<NodeId, String>>) {
+    let book = Arc::clone(book);
+    sim.host("peer", move || {
+        let book = Arc::clone(&book);
+        async move {
+            let network = TurmoilNetwork::bind(peer, book, TurmoilOptions::default(), None).await?;
+            let (_links, mut inbound) = Links::start(network, link_limits(), 2);
+            while inbound.recv().await.is_some() {}
+            Ok(())
+        }
+    });
+}
+
 /// A node whose first command writes a group and sends, and whose next commands only send:
 /// those sends depend on the write, as a repeated Promise depends on the promise's.
 struct WriteThenResend {
@@ -436,16 +450,7 @@ fn a_send_of_a_round_without_writes_waits_for_the_commit_in_flight() {
     let disk = MemoryStorage::default();
     let seen: Arc<Mutex<Vec<(u8, bool)>>> = Arc::default();
     let mut sim = turmoil::Builder::new().rng_seed(support::seed(11)).build();
-    let peer_book = Arc::clone(&book);
-    sim.host("peer", move || {
-        let book = Arc::clone(&peer_book);
-        async move {
-            let network = TurmoilNetwork::bind(peer, book, TurmoilOptions::default(), None).await?;
-            let (_links, mut inbound) = Links::start(network, link_limits(), 2);
-            while inbound.recv().await.is_some() {}
-            Ok(())
-        }
-    });
+    sink_peer(&mut sim, peer, &book);
     let (tap_disk, tap_seen) = (disk.clone(), Arc::clone(&seen));
     let tap: Tap = Arc::new(move |_, _, frame| {
         let durable = tap_disk.restored().groups.contains_key(&group_genesis().group_id());
@@ -498,16 +503,7 @@ fn a_node_that_gathers_sends_is_flushed_once_the_waiting_inputs_are_handled() {
     let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
     let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
     let mut sim = turmoil::Builder::new().rng_seed(support::seed(12)).build();
-    let peer_book = Arc::clone(&book);
-    sim.host("peer", move || {
-        let book = Arc::clone(&peer_book);
-        async move {
-            let network = TurmoilNetwork::bind(peer, book, TurmoilOptions::default(), None).await?;
-            let (_links, mut inbound) = Links::start(network, link_limits(), 2);
-            while inbound.recv().await.is_some() {}
-            Ok(())
-        }
-    });
+    sink_peer(&mut sim, peer, &book);
     let tap_seen = Arc::clone(&seen);
     let tap: Tap = Arc::new(move |_, _, frame| tap_seen.lock().expect("seen lock").push(frame[0]));
     sim.client("writer", async move {
