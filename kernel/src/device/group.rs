@@ -30,6 +30,21 @@ pub(crate) enum Proposal {
     Intent(Intent),
 }
 
+/// The writes of a page's messages, gathered while it is read: openmls's state is compared with
+/// what is durable once per page instead of once per message (a copy of its ~5 KiB of message
+/// secrets each time), and the page's updates become durable in one batch with it, before any
+/// of them is announced.
+#[derive(Debug, Default)]
+pub(crate) struct PageWrites {
+    /// The page's `Record::Update`s.
+    pub(crate) records: Vec<Record>,
+    /// The updates applied, to announce once durable.
+    pub(crate) changed: Vec<crate::updates::UpdateId>,
+    /// Whether openmls read any of the page's messages (a page of copies already applied
+    /// writes nothing: see `save_cursors`).
+    pub(crate) decrypted: bool,
+}
+
 /// A device's state for one group.
 #[derive(Debug)]
 pub(crate) struct DeviceGroup {
@@ -64,6 +79,8 @@ pub(crate) struct DeviceGroup {
     /// Closed batches wait for `Input::Flush` to be posted, so that the batches of a burst of
     /// edits leave together: sealed in one go, one frame to each acceptor.
     pub(crate) post_on_flush: bool,
+    /// While a page is read: what its messages wrote, made durable together at its end.
+    page_writes: Option<PageWrites>,
     /// The most recently applied entries (at most `chosen_in_memory_max`), to hand to an
     /// acceptor that missed them (for example because the proposer that chose them crashed).
     recent: std::collections::BTreeMap<Slot, Entry>,
@@ -136,6 +153,7 @@ impl DeviceGroup {
             undecided_since: None,
             finish_stuck_slot: false,
             post_on_flush: false,
+            page_writes: None,
             recent: std::collections::BTreeMap::new(),
         }
     }

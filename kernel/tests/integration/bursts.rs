@@ -82,8 +82,19 @@ fn a_burst_of_edits_leaves_as_one_post_per_acceptor_and_arrives_as_one_page_per_
         // reader: one page of all four.
         let expected = vec![(admin, false, 3), (admin, true, 1), (second, false, 1), (second, true, 3), (third, true, 4)];
         assert_eq!(shape, expected, "{acceptor}: {sent:?}");
+        let logged = net.log.len();
         for (to, message) in sent {
             deliver(&mut net, acceptor, to, message, group);
+        }
+        if acceptor == acceptor_ids()[0] {
+            // The reader's page of four: first one batch with the four updates and the advanced
+            // ratchet, then the four announcements (and its cursor).
+            let reader: Vec<&String> = net.log[logged..].iter().filter(|line| line.starts_with(&format!("{third} "))).collect();
+            let first = reader.first().expect("the reader wrote");
+            assert!(first.contains(" persist ") && first.matches("Update {").count() == 4, "{reader:#?}");
+            assert!(first.contains("MlsState {"), "{first}");
+            let announced = reader.iter().filter(|line| line.contains("notify DocumentChanged")).count();
+            assert_eq!(announced, 4);
         }
     }
     net.hold_flushes = false;

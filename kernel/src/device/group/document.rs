@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::acceptor::positions_follow;
 use crate::canary::canary;
 use crate::context::Context;
-use crate::device::group::DeviceGroup;
 use crate::device::group::messaging::Read;
+use crate::device::group::{DeviceGroup, PageWrites};
 use crate::device::replica::Replica;
 use crate::document::Document;
 use crate::ids::NodeId;
@@ -238,6 +238,7 @@ impl DeviceGroup {
         let contiguous = after.position == known.position;
         let (mut reached, mut held) = (known.position, false);
         let writes_before = cx.effects.persists();
+        self.page_writes = Some(PageWrites::default());
         for (position, message) in messages {
             let read = self.read_stored(cx, message);
             held |= read == Read::Held;
@@ -245,6 +246,7 @@ impl DeviceGroup {
                 reached = position;
             }
         }
+        self.finish_page(cx);
         let cursor = Cursor { incarnation: after.incarnation, position: reached };
         if cursor != stored {
             let replica = self.replica_mut();
@@ -256,6 +258,21 @@ impl DeviceGroup {
         if (contiguous && more && !held) || gap {
             cov_mark::hit!(device_fetches_the_rest_of_an_acceptors_store);
             cx.send(from, Message::Fetch { after: cursor });
+        }
+    }
+
+    /// Makes what the page's messages wrote durable in one batch, then announces its updates.
+    fn finish_page(&mut self, cx: &mut Context<'_>) {
+        let Some(PageWrites { records, changed, decrypted }) = self.page_writes.take() else { return };
+        if !decrypted {
+            return;
+        }
+        let mls = self.mls.as_mut().expect("invariant: only MLS groups read pages");
+        let mut batch = mls.changes(cx.group, false);
+        batch.extend(records);
+        cx.persist(batch);
+        for id in changed {
+            cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
         }
     }
 

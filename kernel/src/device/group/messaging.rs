@@ -164,6 +164,9 @@ impl DeviceGroup {
         stored: Option<UpdateId>,
     ) -> Read {
         let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
+        if let Some(page) = self.page_writes.as_mut() {
+            page.decrypted = true;
+        }
         let decrypted = match mls.member.decrypt(&message) {
             Ok(decrypted) => decrypted,
             Err(MlsError::FutureEpoch(epoch)) => {
@@ -187,8 +190,9 @@ impl DeviceGroup {
         if author != sender {
             cx.reject(Rejection::Invalid);
         }
-        // Reading advances the receiving ratchet; keep the deletion of used keys durable.
-        let mut records = mls.changes(cx.group, false);
+        // Reading advances the receiving ratchet; keep the deletion of used keys durable (for a
+        // page, once at its end).
+        let mut records = if self.page_writes.is_some() { Vec::new() } else { mls.changes(cx.group, false) };
         let payload = Payload::decode(&decrypted.data);
         if decrypted.from_reader && (stored.is_some() || !matches!(payload, Some(Payload::CompactionWanted { .. }))) {
             // Acceptors relay a reader's messages only because it may ask for a compaction.
@@ -209,6 +213,11 @@ impl DeviceGroup {
                 let changed = applied.is_some();
                 if changed {
                     self.note_uncovered(id, decrypted.epoch, size);
+                }
+                if let Some(page) = self.page_writes.as_mut() {
+                    page.records.extend(applied);
+                    page.changed.extend(changed.then_some(id));
+                    return Read::Done;
                 }
                 records.extend(applied);
                 cx.persist(records);
