@@ -74,6 +74,9 @@ pub enum PostRefusal {
         /// The acceptor's epoch.
         current: u64,
     },
+    /// The acceptor holds off posts for a moment (a slot it voted in is undecided, and a commit
+    /// chosen there may start a new epoch): post again soon.
+    Busy,
 }
 
 /// The plaintext of an MLS application message.

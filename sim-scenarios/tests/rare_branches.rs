@@ -93,3 +93,10 @@ fn a_cursor_that_passed_only_duplicates_waits_for_the_next_write() {
     cov_mark::check!(device_defers_a_cursor_that_passed_only_duplicates);
     run_seeds("document/a-device-crashing-between-an-edit-and-its-send-loses-nothing", 5);
 }
+
+#[test]
+fn a_post_an_acceptor_holds_off_goes_again_soon() {
+    cov_mark::check!(acceptor_holds_off_posts_while_a_slot_is_undecided);
+    cov_mark::check!(device_posts_again_soon_after_an_acceptor_was_busy);
+    run_seeds("compaction/snapshots-race-with-typing-and-key-rotations", 3);
+}

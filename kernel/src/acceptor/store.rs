@@ -184,9 +184,12 @@ impl AcceptorGroup {
         }
         if self.accepted.contains_key(&self.chosen_next) {
             // A commit may be chosen that we have not learned: if it starts a new epoch, a
-            // message of the current one could be unreadable to members it adds. Wait.
+            // message of the current one could be unreadable to members it adds. Wait, and say
+            // so: the slot is decided within a few round trips, and the sender's next try would
+            // otherwise come only after `post_resend_ms`.
             cov_mark::hit!(acceptor_holds_off_posts_while_a_slot_is_undecided);
-            return cx.reject(Rejection::NotReady);
+            cx.reject(Rejection::NotReady);
+            return cx.send(from, Message::PostRefused { seq, reason: PostRefusal::Busy });
         }
         let id = UpdateId { sender: from, seq };
         let epoch = match view.check_application(&ciphertext, cx.config.mls_past_epochs_max) {

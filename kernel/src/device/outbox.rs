@@ -111,6 +111,17 @@ impl Outbox {
         self.by_post_at.insert((next, seq));
     }
 
+    /// Posts `seq` again at `at` if that is sooner than planned (and it needs no new sealing).
+    pub(crate) fn post_sooner(&mut self, seq: u64, at: Time) {
+        let Some(message) = self.unsafe_messages.get_mut(&seq) else { return };
+        if message.stale_epoch.is_some() || message.post_at <= at {
+            return;
+        }
+        self.by_post_at.remove(&(message.post_at, seq));
+        message.post_at = at;
+        self.by_post_at.insert((at, seq));
+    }
+
     /// An acceptor had left `epoch`, the epoch `seq` was sealed in, when the message reached it.
     pub(crate) fn mark_stale(&mut self, seq: u64, epoch: u64) {
         let Some(message) = self.unsafe_messages.get_mut(&seq) else { return };

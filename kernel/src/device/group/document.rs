@@ -16,6 +16,10 @@ use crate::storage::Record;
 use crate::updates::{Cursor, Payload, PostRefusal, Posted, StoredMessage, UpdateId, frame_full, framed_cost};
 use crate::wire::Message;
 
+/// How soon a message goes again to an acceptor that was busy (`PostRefusal::Busy`): its
+/// undecided slot is decided within a few round trips.
+const BUSY_RETRY_MS: u64 = 20;
+
 impl DeviceGroup {
     /// The document (MLS groups only).
     pub(crate) fn replica(&self) -> &Replica {
@@ -192,6 +196,11 @@ impl DeviceGroup {
                 replica.outbox.mark_stale(seq, sealed);
                 self.next_sync_at = cx.now;
             }
+            return;
+        }
+        if reason == PostRefusal::Busy {
+            cov_mark::hit!(device_posts_again_soon_after_an_acceptor_was_busy);
+            replica.outbox.post_sooner(seq, cx.now.plus_ms(BUSY_RETRY_MS));
             return;
         }
         if message.refused.insert(from) {
