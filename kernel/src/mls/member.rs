@@ -279,6 +279,16 @@ impl Member {
 
     /// Storage changes since the last call: persist them before anything depending on them leaves.
     pub fn changes(&mut self) -> Vec<StorageChange> {
+        let storage = self.provider.storage();
+        if storage.secrets_behind() {
+            // openmls's one public call that writes its message secrets as they are: setting
+            // the policy it has (which leaves the secrets as they are, and writes the same
+            // join configuration again).
+            let policy = self.group.past_epoch_deletion_policy().clone();
+            storage
+                .write_secrets_through(|| self.group.set_past_epoch_deletion_policy(&self.provider, policy))
+                .expect("invariant: the in-memory store writes every value it is given");
+        }
         self.journal.changes(self.provider.memory())
     }
 

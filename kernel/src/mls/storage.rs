@@ -9,9 +9,18 @@
 //! secrets as postcard (a tag byte, then the value) under the same key, and passes every other
 //! call to `MemoryStorage` unchanged.
 //!
+//! Writing them is also deferred: openmls writes them after every message, but only the value at
+//! the end of an operation is ever persisted (the journal compares after it, `journal.rs`), and
+//! a reader reads a page of messages, or a writer seals a burst, as one operation. So a write
+//! only marks them behind, and [`Member::changes`](crate::mls::member::Member::changes) has
+//! openmls write them once before the journal compares. Nothing reads them from storage in
+//! between: openmls reads its message secrets only when it loads a group at a restart.
+//!
 //! Stores written before this change hold the secrets as JSON; they are still read. A database
 //! that holds postcard secrets is marked by migration 0006 (`store-sqlite`), so an older Plait,
 //! which reads only JSON, refuses it instead of failing inside openmls.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use openmls_memory_storage::{MemoryStorage, MemoryStorageError};
 use openmls_traits::storage::{CURRENT_VERSION, StorageProvider, traits};
@@ -30,17 +39,36 @@ const SECRETS_GROWTH_BYTES: usize = 256;
 #[derive(Debug, Default)]
 pub struct MlsStorage {
     inner: MemoryStorage,
+    /// openmls wrote message secrets that `inner` does not hold yet.
+    secrets_behind: AtomicBool,
+    /// Message secrets written now go to `inner` (set only while catching up).
+    secrets_written_through: AtomicBool,
 }
 
 impl MlsStorage {
     /// A store over `inner`'s values.
     pub fn new(inner: MemoryStorage) -> MlsStorage {
-        MlsStorage { inner }
+        MlsStorage { inner, secrets_behind: AtomicBool::new(false), secrets_written_through: AtomicBool::new(false) }
     }
 
     /// The key-value map the journal compares with what is durable.
     pub fn memory(&self) -> &MemoryStorage {
+        assert!(!self.secrets_behind(), "invariant: message secrets are caught up before the journal compares");
         &self.inner
+    }
+
+    /// Whether openmls wrote message secrets that are not in the store yet.
+    pub fn secrets_behind(&self) -> bool {
+        self.secrets_behind.load(Ordering::Relaxed)
+    }
+
+    /// Runs `write`, in which openmls writes its message secrets, with those writes going to the
+    /// store; afterwards the store is caught up.
+    pub fn write_secrets_through<T>(&self, write: impl FnOnce() -> T) -> T {
+        self.secrets_written_through.store(true, Ordering::Relaxed);
+        let written = write();
+        self.secrets_written_through.store(false, Ordering::Relaxed);
+        written
     }
 
     fn message_secrets_key<GroupId: traits::GroupId<CURRENT_VERSION>>(group_id: &GroupId) -> Result<Vec<u8>, MemoryStorageError> {
@@ -76,8 +104,12 @@ impl StorageProvider<CURRENT_VERSION> for MlsStorage {
         group_id: &GroupId,
         message_secrets: &MessageSecrets,
     ) -> Result<(), Self::Error> {
+        if !self.secrets_written_through.load(Ordering::Relaxed) {
+            self.secrets_behind.store(true, Ordering::Relaxed);
+            return Ok(());
+        }
         let key = Self::message_secrets_key(group_id)?;
-        // Written after every message sealed or read, at about the size it had: sized at once,
+        // Written at the end of every operation, at about the size it had: sized at once,
         // the buffer is not grown a few bytes at a time (that was ~2% of the real benchmark's CPU).
         let values = &self.inner.values;
         let size = values.read().expect("invariant: openmls never panics holding the storage lock").get(&key).map_or(0, Vec::len);
@@ -85,6 +117,7 @@ impl StorageProvider<CURRENT_VERSION> for MlsStorage {
         buffer.push(POSTCARD_TAG);
         let value = postcard::to_extend(message_secrets, buffer).map_err(|_| MemoryStorageError::SerializationError)?;
         values.write().expect("invariant: openmls never panics holding the storage lock").insert(key, value);
+        self.secrets_behind.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -92,6 +125,7 @@ impl StorageProvider<CURRENT_VERSION> for MlsStorage {
         &self,
         group_id: &GroupId,
     ) -> Result<Option<MessageSecrets>, Self::Error> {
+        assert!(!self.secrets_behind(), "invariant: openmls reads message secrets only when it loads a group");
         let key = Self::message_secrets_key(group_id)?;
         let values = self.inner.values.read().expect("invariant: openmls never panics holding the storage lock");
         let decoded = match values.get(&key) {
@@ -102,6 +136,11 @@ impl StorageProvider<CURRENT_VERSION> for MlsStorage {
             },
         };
         decoded.map(Some).ok_or(MemoryStorageError::SerializationError)
+    }
+
+    fn delete_message_secrets<GroupId: traits::GroupId<CURRENT_VERSION>>(&self, group_id: &GroupId) -> Result<(), Self::Error> {
+        self.secrets_behind.store(false, Ordering::Relaxed);
+        self.inner.delete_message_secrets(group_id)
     }
 
     // Everything else goes to `MemoryStorage` as it is (the trait gives no method a default
@@ -176,7 +215,6 @@ impl StorageProvider<CURRENT_VERSION> for MlsStorage {
         fn delete_group_state<GroupId: GroupId>(group_id: &GroupId) -> ();
         fn delete_context<GroupId: GroupId>(group_id: &GroupId) -> ();
         fn delete_interim_transcript_hash<GroupId: GroupId>(group_id: &GroupId) -> ();
-        fn delete_message_secrets<GroupId: GroupId>(group_id: &GroupId) -> ();
         fn delete_all_resumption_psk_secrets<GroupId: GroupId>(group_id: &GroupId) -> ();
         fn delete_own_leaf_index<GroupId: GroupId>(group_id: &GroupId) -> ();
         fn delete_group_epoch_secrets<GroupId: GroupId>(group_id: &GroupId) -> ();
@@ -228,7 +266,7 @@ mod tests {
     #[test]
     fn message_secrets_are_written_as_tagged_postcard_and_read_back() {
         let storage = MlsStorage::default();
-        storage.write_message_secrets(&Group(b"g".to_vec()), &secrets()).expect("writes");
+        storage.write_secrets_through(|| storage.write_message_secrets(&Group(b"g".to_vec()), &secrets())).expect("writes");
         let value = stored_value(&storage);
         assert_eq!(value[0], POSTCARD_TAG);
         assert_eq!(postcard::from_bytes::<Secrets>(&value[1..]).expect("postcard"), secrets());
@@ -250,9 +288,30 @@ mod tests {
     }
 
     #[test]
+    fn message_secrets_written_outside_a_write_through_only_mark_the_store_behind() {
+        let storage = MlsStorage::default();
+        let mut older = secrets();
+        older.head = [1; 32];
+        storage.write_secrets_through(|| storage.write_message_secrets(&Group(b"g".to_vec()), &older)).expect("writes");
+        storage.write_message_secrets(&Group(b"g".to_vec()), &secrets()).expect("writes");
+        assert!(storage.secrets_behind());
+        let held: Vec<Vec<u8>> = storage.inner.values.read().expect("no other lock").values().cloned().collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!(postcard::from_bytes::<Secrets>(&held[0][1..]).expect("postcard"), older, "the later write waits");
+        let caught_up = storage.write_secrets_through(|| storage.write_message_secrets(&Group(b"g".to_vec()), &secrets()));
+        caught_up.expect("writes");
+        assert!(!storage.secrets_behind());
+        assert_eq!(postcard::from_bytes::<Secrets>(&stored_value(&storage)[1..]).expect("postcard"), secrets());
+        storage.write_message_secrets(&Group(b"g".to_vec()), &older).expect("writes");
+        storage.delete_message_secrets(&Group(b"g".to_vec())).expect("deletes");
+        assert!(!storage.secrets_behind(), "nothing is left to catch up once the secrets are deleted");
+        assert!(storage.memory().values.read().expect("no other lock").is_empty());
+    }
+
+    #[test]
     fn unreadable_message_secrets_are_an_error_not_a_panic() {
         let storage = MlsStorage::default();
-        storage.write_message_secrets(&Group(b"g".to_vec()), &secrets()).expect("writes");
+        storage.write_secrets_through(|| storage.write_message_secrets(&Group(b"g".to_vec()), &secrets())).expect("writes");
         let key = MlsStorage::message_secrets_key(&Group(b"g".to_vec())).expect("a key");
         for value in [vec![POSTCARD_TAG, 0xff], b"{not json".to_vec(), vec![]] {
             storage.memory().values.write().expect("no other lock").insert(key.clone(), value);
