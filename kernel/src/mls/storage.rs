@@ -39,7 +39,8 @@ const SECRETS_GROWTH_BYTES: usize = 256;
 #[derive(Debug, Default)]
 pub struct MlsStorage {
     inner: MemoryStorage,
-    /// openmls wrote message secrets that `inner` does not hold yet.
+    /// openmls wrote message secrets that `inner` does not hold yet. One flag is enough: a
+    /// store holds one group (each `Joining`, `Member` and `PublicView` has its own provider).
     secrets_behind: AtomicBool,
     /// Message secrets written now go to `inner` (set only while catching up).
     secrets_written_through: AtomicBool,
