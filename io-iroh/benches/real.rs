@@ -5,7 +5,8 @@
 //! a raw iroh round trip and a raw fsync, alone and issued together (the six nodes share one
 //! disk, so their fsyncs queue behind each other, which the floor of independent disks ignores).
 //!
-//! `cargo bench -p plait-io-iroh --bench real [-- MESSAGES]`
+//! `cargo bench --workspace --bench real [-- MESSAGES]` (as README says: `-p` builds the
+//! dependencies again with other features)
 
 use std::time::{Duration, Instant};
 
