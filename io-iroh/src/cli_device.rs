@@ -183,9 +183,10 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
         DeviceCommand::RemoveMember { doc, member } => {
             let handle = app.document(&doc)?;
             let members: Vec<NodeId> = handle.status().await?.members.into_iter().map(|(id, _)| id).collect();
-            handle.remove_member(find_id(&members, &member)?).await?;
+            let gone = find_id(&members, &member)?;
+            handle.remove_member(gone).await?;
             until_idle(app, &[handle], Duration::from_secs(30)).await?;
-            println!("removed {member}");
+            println!("member removed {}", hex(&gone.0));
         }
         DeviceCommand::AddAcceptor { doc, ticket } => {
             let ticket: Ticket =

@@ -184,3 +184,177 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     // The devices did store it (so the search above can find what it looks for).
     assert!(files_contain(&alice, b"alpha-marker"));
 }
+
+/// A child process killed when the test lets go of it, even by panicking.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `plait device` expecting it to fail; returns its standard error.
+fn device_fails(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(PLAIT).arg("device").arg("--data-dir").arg(dir).args(args).output().expect("run plait device");
+    assert!(!output.status.success(), "plait device {args:?} succeeded: {}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `status DOC` as its `key: value` lines.
+fn status(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    let output = String::from_utf8(device(dir, &["status", "doc"]).stdout).expect("utf-8");
+    output.lines().filter_map(|line| line.split_once(": ")).map(|(key, value)| (key.to_owned(), value.to_owned())).collect()
+}
+
+/// `members DOC` as (id, the rest of the line).
+fn members(dir: &Path) -> Vec<(String, String)> {
+    let output = String::from_utf8(device(dir, &["members", "doc"]).stdout).expect("utf-8");
+    output.lines().filter_map(|line| line.split_once(' ')).map(|(id, rest)| (id.to_owned(), rest.to_owned())).collect()
+}
+
+fn epoch(dir: &Path) -> u64 {
+    status(dir)["epoch"].parse().expect("a number")
+}
+
+/// Admits the devices in `joiners` (joining with `codes`) while `admin` syncs.
+fn admit(admin: &Path, joiners: &[(&Path, String)]) {
+    let joining: Vec<_> = joiners
+        .iter()
+        .map(|(dir, code)| {
+            let (dir, code) = (dir.to_path_buf(), code.clone());
+            std::thread::spawn(move || last_line(&device(&dir, &["join", &code, "--timeout", "60s"])))
+        })
+        .collect();
+    device(admin, &["sync", "--for", "20s"]);
+    for joined in joining {
+        let joined = joined.join().expect("join thread");
+        assert!(joined.starts_with("joined doc"), "{joined}");
+    }
+}
+
+fn invite(admin: &Path, role: &str) -> String {
+    let line = last_line(&device(admin, &["invite", "doc", "--role", role, "--ttl", "10m"]));
+    line.strip_prefix("invite ").expect("invite CODE").to_owned()
+}
+
+/// Every device subcommand the README lists besides those above, through the binary: roles,
+/// `members`, `watch`, `delete`, `rotate`, acceptors added and removed, a member removed, and
+/// `export` read back by Loro itself.
+#[test]
+fn an_admin_manages_members_and_acceptors_from_the_command_line() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let acceptors: Vec<AcceptorProcess> =
+        (0..4).map(|index| AcceptorProcess::start(&root.path().join(format!("acceptor-{index}")), "127.0.0.1:0")).collect();
+    let [alice, bob, carol] = ["alice", "bob", "carol"].map(|name| root.path().join(name));
+    for (dir, name) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        device(dir, &["init", "--name", name]);
+    }
+    let mut create = vec!["create", "doc"];
+    for acceptor in &acceptors[..3] {
+        create.extend(["--acceptor", acceptor.ticket.as_str()]);
+    }
+    device(&alice, &create);
+    device(&alice, &["append", "doc", "hello world"]);
+    let (writer_code, reader_code) = (invite(&alice, "writer"), invite(&alice, "reader"));
+    admit(&alice, &[(&bob, writer_code), (&carol, reader_code)]);
+
+    let everyone = members(&alice);
+    let id_of = |role: &str| everyone.iter().find(|(_, line)| line == role).map(|(id, _)| id.clone()).expect(role);
+    assert_eq!(everyone.len(), 3, "{everyone:?}");
+    id_of("admin (this device: alice)");
+    let (bob_id, carol_id) = (id_of("writer"), id_of("reader"));
+
+    // A reader reads, and may not edit. (Joiners get the text from before they joined through a
+    // snapshot, which a sync brings.)
+    for joiner in [&bob, &carol] {
+        device(joiner, &["sync", "doc", "--until-idle"]);
+        assert_eq!(cat(joiner), "hello world");
+    }
+    assert_eq!(status(&carol)["role"], "reader");
+    let refusal = device_fails(&carol, &["append", "doc", " carol was here"]);
+    assert!(refusal.contains("reader"), "{refusal}");
+
+    // The reader watches while the others edit concurrently and sync.
+    let mut watch = Running(
+        Command::new(PLAIT)
+            .arg("device")
+            .arg("--data-dir")
+            .arg(&carol)
+            .args(["watch", "doc"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("carol watches"),
+    );
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = watch.0.stdout.take().expect("piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    assert_eq!(lines.recv_timeout(Duration::from_secs(30)).expect("watch starts"), "watching doc (Ctrl-C to stop)");
+    device(&bob, &["insert", "doc", "0", "Bob says: "]);
+    device(&alice, &["delete", "doc", "0", "6"]);
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    let merged = "Bob says: world";
+    assert_eq!(cat(&alice), merged);
+    assert_eq!(cat(&bob), merged);
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some(merged) {
+        match lines.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => seen.push(line),
+            Err(error) => panic!("watch never printed {merged:?} ({error}); it printed {seen:?}"),
+        }
+    }
+    assert!(seen.iter().any(|line| line.starts_with("--- change from ")), "{seen:?}");
+    drop(watch);
+
+    // A writer rotates its key: a new epoch that everyone reaches.
+    let before = epoch(&bob);
+    let rotated = last_line(&device(&bob, &["rotate", "doc"]));
+    let after = epoch(&bob);
+    assert!(after > before && rotated == format!("rotated doc epoch={after}"), "{rotated} (from epoch {before})");
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    assert_eq!(epoch(&alice), after);
+
+    // The admin moves the document from acceptor 0 to acceptor 3; edits go on through the new set.
+    let ticket = |index: usize| acceptors[index].ticket.parse::<plait_io_iroh::ticket::Ticket>().expect("a ticket");
+    let added = last_line(&device(&alice, &["add-acceptor", "doc", &acceptors[3].ticket]));
+    assert_eq!(added, format!("acceptor added {}", plait_io_iroh::app::hex(&ticket(3).node.0)));
+    assert_eq!(status(&alice)["acceptors"], "4");
+    let first = plait_io_iroh::app::hex(&ticket(0).node.0);
+    let removed = last_line(&device(&alice, &["remove-acceptor", "doc", &first[..8]]));
+    assert_eq!(removed, format!("acceptor removed {first}"));
+    assert_eq!(status(&alice)["acceptors"], "3");
+    let unknown = device_fails(&alice, &["remove-acceptor", "doc", &first[..8]]);
+    assert!(!unknown.is_empty(), "removing an acceptor twice says why it fails");
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    assert_eq!(status(&bob)["acceptors"], "3");
+    device(&bob, &["append", "doc", "!"]);
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    assert_eq!(cat(&alice), "Bob says: world!");
+
+    // The admin removes the reader, who learns it at its next sync; the others go on.
+    let removed = last_line(&device(&alice, &["remove-member", "doc", &carol_id[..8]]));
+    assert_eq!(removed, format!("member removed {carol_id}"));
+    let remaining = members(&alice);
+    assert!(remaining.len() == 2 && remaining.iter().any(|(id, _)| *id == bob_id), "{remaining:?}");
+    device(&carol, &["sync", "doc", "--until-idle"]);
+    assert_eq!(status(&carol)["role"], "none (removed)");
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    assert_eq!(status(&bob)["members"], "2");
+
+    // The export is a Loro snapshot Loro opens by itself.
+    let file = root.path().join("doc.loro");
+    device(&alice, &["export", "doc", "--loro", file.to_str().expect("a utf-8 path")]);
+    let document = loro::LoroDoc::new();
+    document.import(&std::fs::read(&file).expect("the export")).expect("a Loro snapshot");
+    assert_eq!(document.get_text(plait_kernel::document::TEXT_CONTAINER).to_string(), "Bob says: world!");
+}

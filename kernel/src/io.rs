@@ -357,13 +357,13 @@ pub enum CommandError {
     #[error("MLS: {0}")]
     Mls(String),
     /// A quorum of acceptors refused the commit (for example: not an admin).
-    #[error("the acceptors of {0:?} refused the commit")]
+    #[error("the acceptors of group {0:?} refused the commit")]
     Refused(GroupId),
     /// No outstanding key package of this device matches the Welcome.
     #[error("the Welcome matches none of this device's key packages")]
     NoMatchingKeyPackage,
     /// The command needs an admin of the group.
-    #[error("this device is not an admin of {0:?}")]
+    #[error("this device is not an admin of group {0:?}")]
     NotAnAdmin(GroupId),
     /// The invite code is malformed.
     #[error("invalid invite code: {0}")]
@@ -375,10 +375,10 @@ pub enum CommandError {
     #[error("too many open invites ({0})")]
     TooManyInvites(usize),
     /// This device is no longer a member of the group (a commit removed it).
-    #[error("this device is not a member of {0:?}")]
+    #[error("this device is not a member of group {0:?}")]
     NotAMember(GroupId),
     /// This device's role in the group is read-only.
-    #[error("this device may only read in {0:?}")]
+    #[error("this device is a reader in group {0:?}: it may not edit")]
     ReadOnly(GroupId),
     /// The document refused the edit.
     #[error("document: {0}")]
