@@ -61,8 +61,15 @@ impl Drop for Running {
     }
 }
 
+/// `plait device --data-dir DIR ARGS…`, not yet started.
+fn device_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(PLAIT);
+    command.arg("device").arg("--data-dir").arg(dir).args(args);
+    command
+}
+
 fn device(dir: &Path, args: &[&str]) -> Output {
-    let output = Command::new(PLAIT).arg("device").arg("--data-dir").arg(dir).args(args).output().expect("run plait device");
+    let output = device_command(dir, args).output().expect("run plait device");
     if !output.status.success() {
         panic!(
             "plait device {args:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -122,18 +129,8 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     // Typed before Bob is even invited: it reaches him through a snapshot (compaction).
     device(&alice, &["append", "doc", "zulu-marker-0 "]);
 
-    let code = last_line(&device(&alice, &["invite", "doc", "--role", "writer", "--ttl", "10m"]));
-    let code = code.strip_prefix("invite ").expect("invite CODE").to_owned();
-
     // Bob waits to be admitted while Alice's device is online.
-    let joining = {
-        let bob = bob.clone();
-        std::thread::spawn(move || device(&bob, &["join", &code, "--timeout", "60s"]))
-    };
-    let admin = Command::new(PLAIT).arg("device").arg("--data-dir").arg(&alice).args(["sync", "--for", "20s"]).output();
-    let joined = joining.join().expect("join thread");
-    assert!(last_line(&joined).starts_with("joined doc"), "{}", last_line(&joined));
-    assert!(admin.expect("alice syncs").status.success());
+    admit(&alice, &[(&bob, invite(&alice, "writer"))]);
 
     // Offline edits on both devices (no process is online for either).
     device(&alice, &["append", "doc", "alpha-marker-1 "]);
@@ -147,13 +144,7 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
     device(&bob, &["append", "doc", "delta-marker-4 "]);
 
     // A device dies hard between its local edit and the end of its sync.
-    let mut syncing = Command::new(PLAIT)
-        .arg("device")
-        .arg("--data-dir")
-        .arg(&bob)
-        .args(["sync", "doc", "--for", "30s"])
-        .spawn()
-        .expect("bob syncs");
+    let mut syncing = device_command(&bob, &["sync", "doc", "--for", "30s"]).spawn().expect("bob syncs");
     std::thread::sleep(Duration::from_millis(300));
     syncing.kill().expect("SIGKILL");
     syncing.wait().expect("reaped");
@@ -190,7 +181,7 @@ fn three_acceptor_processes_and_two_devices_converge_through_kills_and_restarts(
 
 /// Runs `plait device` expecting it to fail; returns its standard error.
 fn device_fails(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new(PLAIT).arg("device").arg("--data-dir").arg(dir).args(args).output().expect("run plait device");
+    let output = device_command(dir, args).output().expect("run plait device");
     assert!(!output.status.success(), "plait device {args:?} succeeded: {}", String::from_utf8_lossy(&output.stdout));
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -270,16 +261,7 @@ fn an_admin_manages_members_and_acceptors_from_the_command_line() {
     assert!(refusal.contains("reader"), "{refusal}");
 
     // The reader watches while the others edit concurrently and sync.
-    let mut watch = Running(
-        Command::new(PLAIT)
-            .arg("device")
-            .arg("--data-dir")
-            .arg(&carol)
-            .args(["watch", "doc"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("carol watches"),
-    );
+    let mut watch = Running(device_command(&carol, &["watch", "doc"]).stdout(Stdio::piped()).spawn().expect("carol watches"));
     let (lines_tx, lines) = std::sync::mpsc::channel();
     let stdout = watch.0.stdout.take().expect("piped");
     std::thread::spawn(move || {
