@@ -321,7 +321,8 @@ pub struct DocumentStatus {
     pub acceptors: Vec<NodeId>,
     /// This device's edits not yet stored by a write quorum of acceptors.
     pub unsafe_messages: usize,
-    /// Whether the proposer has nothing in flight.
+    /// Whether the device has nothing left to do for the document: no proposal in flight, and
+    /// its record of which edits are safe is on disk (so a restart would not post them again).
     pub idle: bool,
     /// Whether it is fetching a snapshot because it lacks messages a compaction covers.
     pub catching_up: bool,
@@ -384,7 +385,7 @@ impl DocumentHandle {
                     members: view.members(),
                     acceptors: view.acceptors().members().to_vec(),
                     unsafe_messages: view.unsafe_messages(),
-                    idle: view.is_idle(),
+                    idle: view.is_idle() && view.is_safe_mark_written(),
                     catching_up: view.is_catching_up(),
                 })
             })

@@ -86,6 +86,9 @@ pub struct Config {
     /// A device posts an unsafe message again to acceptors that have not acknowledged it this
     /// long after the last post.
     pub post_resend_ms: u64,
+    /// A device writes which of its messages are safe at most this long after it learns it, if
+    /// no other write of it carried the record first.
+    pub safe_below_write_ms: u64,
     /// Document messages a device (re)posts per group per timer at most.
     pub posts_per_round_max: usize,
     /// Largest document message (ciphertext) an acceptor stores.
@@ -180,6 +183,7 @@ impl Default for Config {
             write_quorum: WriteQuorum::Majority,
             unsafe_messages_max: 65_536,
             post_resend_ms: 1_000,
+            safe_below_write_ms: 500,
             posts_per_round_max: 64,
             stored_message_bytes_max: 256 << 10,
             group_store_bytes_max: 64 << 20,
@@ -257,6 +261,7 @@ impl Config {
             ("flush_bytes", self.flush_bytes as u64),
             ("unsafe_messages_max", self.unsafe_messages_max as u64),
             ("post_resend_ms", self.post_resend_ms),
+            ("safe_below_write_ms", self.safe_below_write_ms),
             ("posts_per_round_max", self.posts_per_round_max as u64),
             ("group_store_bytes_max", self.group_store_bytes_max as u64),
             ("page_messages_max", self.page_messages_max as u64),

@@ -407,6 +407,15 @@ impl Device {
         }
     }
 
+    /// Each group's lagging `SafeBelow` goes with this input's writes, or alone once due.
+    fn write_safe_marks(&mut self, now: Time, effects: &mut Effects) {
+        let writing = effects.persists() > 0;
+        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.safe_mark_behind()) {
+            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
+            group.write_safe_mark(&mut cx, writing);
+        }
+    }
+
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         if self.invitations.wake_at().is_some_and(|at| at <= now) {
             let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
@@ -437,6 +446,7 @@ impl Node for Device {
             Input::Loaded { .. } => self.counters.count(Rejection::Invalid),
             Input::Flush => self.on_flush(now, &mut effects),
         }
+        self.write_safe_marks(now, &mut effects);
         let wants_flush = self.groups.values().any(|group| group.post_on_flush);
         Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush }
     }
@@ -467,6 +477,11 @@ impl DeviceGroupView<'_> {
     /// Whether the device has no unfinished proposer work.
     pub fn is_idle(&self) -> bool {
         self.group.is_idle()
+    }
+    /// Whether what the device knows about which of its messages are safe is durable (it may
+    /// lag by up to `safe_below_write_ms`; until then a restart posts those messages again).
+    pub fn is_safe_mark_written(&self) -> bool {
+        !self.group.safe_mark_behind()
     }
     /// The acceptor set in force for the next slot.
     pub fn acceptors(&self) -> &AcceptorSet {

@@ -5,6 +5,9 @@
 //!        --write quorum of acknowledgements--> safe (forgotten; `SafeBelow` advances)
 //! ```
 //!
+//! The durable `SafeBelow` may lag the one in memory ([`SafeMark`]): it goes with the group's
+//! next write, or alone once `safe_below_write_ms` passed.
+//!
 //! Every edit rewrites the open batch's durable record before the command returns, so a crash
 //! loses no edit the app was told about. A message keeps its id and content for ever; only its
 //! ciphertext changes when it must be sealed again in a later epoch.
@@ -61,8 +64,23 @@ pub(crate) struct Outbox {
     stale: BTreeSet<u64>,
     /// The next sequence number to give a batch.
     pub(crate) next_seq: u64,
-    /// Every own message below this is safe (durable as `SafeBelow`).
+    /// Every own message below this is safe.
     pub(crate) safe_below: u64,
+    /// Whether `SafeBelow` on disk says `safe_below` yet.
+    safe_mark: SafeMark,
+}
+
+/// Whether the durable `SafeBelow` is current. It may lag, because a commit of its own after
+/// every write quorum made two fsyncs per batch at a device that keeps typing (one for the edit,
+/// one for its safety) where one will do. A crash while it lags loses nothing: after a restart
+/// the messages at or above the durable mark are posted again, and acceptors acknowledge the
+/// copies they hold.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SafeMark {
+    #[default]
+    Written,
+    /// Behind `safe_below`: written with the group's next write, or alone at `write_by`.
+    Behind { write_by: Time },
 }
 
 impl Outbox {
@@ -156,6 +174,36 @@ impl Outbox {
         Some(open.seq)
     }
 
+    /// Own messages below `below` are safe. Returns whether that is news; the durable record
+    /// then lags until [`Outbox::take_safe_mark`] gives it out, `write_by` at the latest.
+    pub(crate) fn advance_safe_below(&mut self, below: u64, write_by: Time) -> bool {
+        if below <= self.safe_below {
+            return false;
+        }
+        self.safe_below = below;
+        if self.safe_mark == SafeMark::Written {
+            self.safe_mark = SafeMark::Behind { write_by };
+        }
+        true
+    }
+
+    /// Whether the durable `SafeBelow` lags the one in memory.
+    pub(crate) fn safe_mark_behind(&self) -> bool {
+        self.safe_mark != SafeMark::Written
+    }
+
+    /// The `SafeBelow` to write now, if it lags and either the node writes anyway (`writing`)
+    /// or it is due; it counts as written from here on.
+    pub(crate) fn take_safe_mark(&mut self, now: Time, writing: bool) -> Option<u64> {
+        match self.safe_mark {
+            SafeMark::Behind { write_by } if writing || now >= write_by => {
+                self.safe_mark = SafeMark::Written;
+                Some(self.safe_below)
+            }
+            _ => None,
+        }
+    }
+
     /// Records an acknowledgement; returns `true` when `needed` acceptors of `set` stored it,
     /// and then forgets it.
     pub(crate) fn acknowledge(&mut self, seq: u64, from: NodeId, set: &[NodeId], needed: usize) -> bool {
@@ -179,14 +227,18 @@ impl Outbox {
         self.unsafe_messages.first_key_value().map_or(open, |(seq, _)| (*seq).min(open))
     }
 
-    /// When the next flush or post is due.
+    /// When the next flush, post or write of the safe mark is due.
     pub(crate) fn wake_at(&self) -> Option<Time> {
         let flush = self.open.as_ref().map(|open| open.flush_at);
         // Stale messages wake the node at their post time too, as they did before the indexes;
         // they are rarely many.
         let stale = self.stale.iter().map(|seq| self.unsafe_messages[seq].post_at).min();
         let post = crate::time::earliest(self.by_post_at.first().map(|(at, _)| *at), stale);
-        crate::time::earliest(flush, post)
+        let mark = match self.safe_mark {
+            SafeMark::Behind { write_by } => Some(write_by),
+            SafeMark::Written => None,
+        };
+        crate::time::earliest(crate::time::earliest(flush, post), mark)
     }
 }
 
@@ -250,6 +302,21 @@ mod tests {
         outbox.posted(first, Time(200));
         assert_eq!(outbox.wake_at(), Some(Time(200)));
         assert_indexed(&outbox);
+    }
+
+    #[test]
+    fn the_safe_mark_is_given_out_once_with_a_write_or_when_due() {
+        let mut outbox = Outbox::default();
+        assert!(outbox.advance_safe_below(3, Time(500)));
+        assert!(!outbox.advance_safe_below(2, Time(900)), "never backwards");
+        assert_eq!(outbox.take_safe_mark(Time(100), false), None, "neither writing nor due");
+        assert!(outbox.advance_safe_below(5, Time(900)));
+        assert_eq!(outbox.wake_at(), Some(Time(500)), "due since it first fell behind");
+        assert_eq!(outbox.take_safe_mark(Time(100), true), Some(5), "a write carries the latest");
+        assert_eq!(outbox.take_safe_mark(Time(600), true), None, "once");
+        assert_eq!(outbox.wake_at(), None);
+        assert!(outbox.advance_safe_below(6, Time(700)));
+        assert_eq!(outbox.take_safe_mark(Time(700), false), Some(6), "alone once due");
     }
 
     #[test]

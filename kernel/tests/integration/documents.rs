@@ -66,6 +66,45 @@ fn edits_made_while_cut_off_survive_a_restart_and_are_sent_after_it() {
     assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0));
 }
 
+/// Which of its edits are safe is written lazily: with the device's next write, or alone once
+/// `safe_below_write_ms` passed; a crash before that only makes the device post copies again.
+#[test]
+fn which_edits_are_safe_is_written_with_the_next_write_or_alone_once_due() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    let durable_safe_below = |net: &Net| {
+        let member = net.members.iter().find(|member| member.id == admin).expect("a member");
+        member.durable.groups[&group].safe_below
+    };
+    let mark_written = |net: &Net| net.device(admin).group(group).is_some_and(|g| g.is_safe_mark_written());
+    // Each edit is posted once its batch closes (`flush_after_ms`), then acknowledged.
+    edit(&mut net, admin, group, 0, "a");
+    net.tick(50);
+    net.deliver_all(10_000);
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0), "acknowledged by a write quorum");
+    assert_eq!(durable_safe_below(&net), 0, "but not written on its own");
+    assert!(!mark_written(&net));
+
+    edit(&mut net, admin, group, 1, "b");
+    assert_eq!(durable_safe_below(&net), 1, "the next edit's write carries it");
+    net.tick(50);
+    net.deliver_all(10_000);
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0));
+    assert_eq!(durable_safe_below(&net), 1);
+
+    net.restart(admin, 7, false);
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(1), "the second edit is unsafe again");
+    cov_mark::check!(device_writes_its_safe_mark_alone_once_due);
+    settle(&mut net);
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0), "acknowledged again");
+    assert_eq!(durable_safe_below(&net), 2, "written alone, with nothing else to write");
+    assert!(mark_written(&net));
+    assert_eq!(text(&net, second, group), "ab");
+    for acceptor in acceptor_ids() {
+        let held = net.acceptor(acceptor).group(group).map(|g| g.stored_messages().0);
+        assert_eq!(held, Some(2), "the copy posted again is not stored twice");
+    }
+}
+
 #[test]
 fn presence_reaches_online_members_and_is_never_stored() {
     let (mut net, group, [admin, second, _]) = group_of_three();

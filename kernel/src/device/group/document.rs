@@ -173,14 +173,28 @@ impl DeviceGroup {
             return;
         }
         let below = replica.outbox.first_unsafe();
-        if below > replica.outbox.safe_below {
-            replica.outbox.safe_below = below;
-            cx.persist(vec![Record::SafeBelow { group: cx.group, seq: below }]);
-        }
+        replica.outbox.advance_safe_below(below, cx.now.plus_ms(cx.config.safe_below_write_ms));
         let unsafe_messages = replica.outbox.unsafe_count();
         for seq in safe {
             cx.effects.notify(Event::DocumentSafe { group: cx.group, seq, unsafe_messages });
         }
+    }
+
+    /// Writes a lagging `SafeBelow` when this input writes anyway (`writing`: the commit is
+    /// happening, and the record costs it a row) or once it is due.
+    pub(crate) fn write_safe_mark(&mut self, cx: &mut Context<'_>, writing: bool) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        if let Some(seq) = replica.outbox.take_safe_mark(cx.now, writing) {
+            if !writing {
+                cov_mark::hit!(device_writes_its_safe_mark_alone_once_due);
+            }
+            cx.persist(vec![Record::SafeBelow { group: cx.group, seq }]);
+        }
+    }
+
+    /// Whether the durable `SafeBelow` lags the one in memory.
+    pub(crate) fn safe_mark_behind(&self) -> bool {
+        self.replica.as_ref().is_some_and(|replica| replica.outbox.safe_mark_behind())
     }
 
     /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch
