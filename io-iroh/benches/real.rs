@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use plait_io_iroh::app::{DeviceApp, NodeOptions};
 use plait_io_iroh::links::LinkStats;
 use plait_io_iroh::server::AcceptorServer;
+use plait_io_iroh::timeline::{EDIT_STAGES, EditPath, HOST, Step, Timeline, edit_stages};
 use plait_io_iroh::{DriverHandle, DriverStatus};
 use plait_kernel::Event;
 use plait_kernel::mls::Role;
@@ -24,6 +25,9 @@ const RUNS: usize = 3;
 /// checkpoints of every node, as an app that edits for a while does.
 const LATENCY_SAMPLES: usize = 1_000;
 const IN_FLIGHT: usize = 64;
+/// The benchmark's own marks on the timeline: an edit started, and the reader saw it.
+const EDIT_STARTED: u32 = 0;
+const EDIT_VISIBLE: u32 = 1;
 
 fn main() {
     let messages: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2_000);
@@ -41,8 +45,10 @@ fn main() {
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
+        let mut stages = Vec::new();
         for run in 0..RUNS {
-            let Sample { edits_per_second, messages_per_second, mut latencies } = one_run(messages, false).await;
+            let Sample { edits_per_second, messages_per_second, mut latencies, stages: run_stages } = one_run(messages, false).await;
+            stages.extend(run_stages);
             latencies.sort_unstable();
             let (p50, p99) = (percentile(&latencies, 50), percentile(&latencies, 99));
             println!(
@@ -78,7 +84,27 @@ fn main() {
             p50 as f64 / shared_floor as f64,
             p99 as f64 / shared_floor as f64
         );
+        print_stages(&mut stages);
     });
+}
+
+/// Where the latency phase's time went, stage by stage, over every run's edits.
+fn print_stages(stages: &mut [[u64; EDIT_STAGES.len()]]) {
+    if stages.is_empty() {
+        return;
+    }
+    stages.sort_by_key(|stages| stages.iter().sum::<u64>());
+    let slowest = &stages[stages.len() - stages.len().div_ceil(100)..];
+    println!(
+        "where an edit's latency goes ({} edits whose every stage was seen): p50 and p99 of each stage, and its mean over the slowest 1% of edits (µs)",
+        stages.len()
+    );
+    for (index, name) in EDIT_STAGES.iter().enumerate() {
+        let mut times: Vec<u64> = stages.iter().map(|stages| stages[index]).collect();
+        times.sort_unstable();
+        let slow = slowest.iter().map(|stages| stages[index]).sum::<u64>() / slowest.len() as u64;
+        println!("  {name:<24} p50 {:>5}  p99 {:>5}  slowest 1% {slow:>5}", percentile(&times, 50), percentile(&times, 99));
+    }
 }
 
 /// One run: throughput and latencies (µs).
@@ -112,12 +138,26 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     let mut latencies = Vec::new();
     let mut watcher = readers[0].subscribe();
     let before = NodeCounts::read(&acceptors, &devices);
+    let timeline = Timeline::new();
+    let mut numbers = Vec::new();
+    for driver in acceptors.iter().map(AcceptorServer::driver) {
+        numbers.push(driver.record_on(&timeline).await.expect("acceptor running"));
+    }
+    for device in &devices {
+        numbers.push(device.driver().record_on(&timeline).await.expect("device running"));
+    }
+    timeline.record(!batching);
     for index in 0..LATENCY_SAMPLES {
         let started = Instant::now();
+        timeline.mark(HOST, Step::Host(EDIT_STARTED));
         writer.insert(0, &format!("p{index} ")).await.expect("edit");
         wait_for_change(&mut watcher).await;
+        timeline.mark(HOST, Step::Host(EDIT_VISIBLE));
         latencies.push(started.elapsed().as_micros() as u64);
     }
+    timeline.record(false);
+    let path = EditPath { author: numbers[3], acceptors: numbers[..3].to_vec(), reader: numbers[4] };
+    let stages = edit_stages(&timeline.take().0, &path, EDIT_STARTED, EDIT_VISIBLE);
     if !batching {
         println!("  latency phase:");
         NodeCounts::read(&acceptors, &devices).print_since(&before, LATENCY_SAMPLES);
@@ -196,7 +236,7 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     if imports > 0 {
         println!("  {imports} snapshot imports: a reader fell behind a compaction (the messages they cover are not counted)");
     }
-    Sample { edits_per_second: messages as f64 / elapsed, messages_per_second: slowest as f64 / elapsed, latencies }
+    Sample { edits_per_second: messages as f64 / elapsed, messages_per_second: slowest as f64 / elapsed, latencies, stages }
 }
 
 /// What a reader received in the throughput phase.
@@ -243,6 +283,8 @@ struct Sample {
     edits_per_second: f64,
     messages_per_second: f64,
     latencies: Vec<u64>,
+    /// The latency phase's edits by stage (none in the batching run).
+    stages: Vec<[u64; EDIT_STAGES.len()]>,
 }
 
 /// Waits for the next event that may change the text, and returns it.

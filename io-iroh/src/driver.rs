@@ -28,6 +28,7 @@ use crate::clock::Clock;
 use crate::links::{Inbound, LinkLimits, LinkStats, Links};
 use crate::network::Network;
 use crate::storage::{Storage, StorageError};
+use crate::timeline::{Step, Timeline};
 
 /// Requests from the host, waiting for the driver.
 pub const REQUESTS_QUEUED_MAX: usize = 256;
@@ -89,6 +90,8 @@ enum Request<K> {
     Inspect(Inspection<K>),
     /// Answered once everything handled before it is durable (after the round's commit).
     Durable(oneshot::Sender<()>),
+    /// Mark what the driver does on this timeline from now on; answered with the node's number.
+    RecordOn(Timeline, oneshot::Sender<u32>),
     Stop(oneshot::Sender<()>),
 }
 
@@ -178,6 +181,14 @@ impl<K: Send + 'static> DriverHandle<K> {
         answered.await.map_err(|_| NotRunning)
     }
 
+    /// Marks what the driver does on `timeline` from now on (see [`crate::timeline`]); returns
+    /// the number its marks carry.
+    pub async fn record_on(&self, timeline: &Timeline) -> Result<u32, NotRunning> {
+        let (answer, answered) = oneshot::channel();
+        self.requests.send(Request::RecordOn(timeline.clone(), answer)).await.map_err(|_| NotRunning)?;
+        answered.await.map_err(|_| NotRunning)
+    }
+
     /// Events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -221,6 +232,8 @@ pub struct Driver<K, N: Network, S> {
     round: Round,
     /// The previous round, while storage commits it.
     in_flight: Option<InFlight<S>>,
+    /// Where to mark what it does, and as which node (off unless the host asks).
+    timeline: Option<(Timeline, u32)>,
 }
 
 impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
@@ -260,6 +273,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             pending: VecDeque::new(),
             round: Round::default(),
             in_flight: None,
+            timeline: None,
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -312,6 +326,11 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                         read(&self.node);
                     }
                     Next::Request(Request::Durable(answer)) => self.round.waiting.push(answer),
+                    Next::Request(Request::RecordOn(timeline, answer)) => {
+                        let node = timeline.join();
+                        self.timeline = Some((timeline, node));
+                        let _ = answer.send(node);
+                    }
                     Next::Request(Request::Stop(done)) => {
                         self.settle().await?;
                         let _ = done.send(());
@@ -356,6 +375,9 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         self.round.inputs += 1;
         self.pending.push_back(input);
         while let Some(input) = self.pending.pop_front() {
+            if matches!(input, Input::Received { .. }) {
+                self.mark(Step::Received);
+            }
             let started = tokio::time::Instant::now();
             let outputs = self.node.handle(self.clock.now(), input);
             let micros = started.elapsed().as_micros() as u64;
@@ -409,6 +431,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         let writes = std::mem::take(&mut round.writes);
         let (batches, records) = (writes.len(), writes.iter().map(|batch| batch.records.len()).sum());
         let mut storage = self.storage.take().expect("no commit in flight holds the storage");
+        self.mark(Step::CommitStarted);
         let commit: Commit<S> = Box::pin(async move {
             let result = storage.apply(&writes).await;
             (storage, result)
@@ -429,6 +452,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
     fn finish_commit(&mut self, in_flight: InFlight<S>, storage: S, result: Result<(), StorageError>) -> Result<(), DriverError> {
         self.storage = Some(storage);
         result?;
+        self.mark(Step::CommitDone);
         let InFlight { round, batches, records, started, .. } = in_flight;
         let micros = started.elapsed().as_micros() as u64;
         {
@@ -471,15 +495,23 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         }
     }
 
+    fn mark(&self, step: Step) {
+        if let Some((timeline, node)) = &self.timeline {
+            timeline.mark(*node, step);
+        }
+    }
+
     fn release(&mut self, effect: Effect) {
         match effect {
             Effect::Send { to, frame } => {
+                self.mark(Step::Sent);
                 if let Some((_, kind)) = wire::peek(&frame) {
                     *self.status.lock().expect("status lock").sent_by_kind.entry(kind).or_default() += 1;
                 }
                 self.links.send(to, &frame);
             }
             Effect::Notify(event) => {
+                self.mark(Step::Notified);
                 let _ = self.events.send(event);
             }
             Effect::Persist(_) | Effect::Load { .. } => unreachable!("writes and loads are not held"),

@@ -23,6 +23,7 @@ pub mod network;
 pub mod server;
 pub mod storage;
 pub mod ticket;
+pub mod timeline;
 
 pub use driver::{Driver, DriverHandle, DriverStatus};
 pub use network::{LinkError, LinkErrorKind, Network};
