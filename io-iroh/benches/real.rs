@@ -261,19 +261,21 @@ impl NodeCounts {
         NodeCounts(acceptors.chain(devices).collect())
     }
 
-    /// Per edit of the throughput phase: inputs handled, commits, frames sent and received.
+    /// Per edit of a phase: inputs handled, commits, frames and bytes sent and received.
     fn print_since(&self, before: &NodeCounts, edits: usize) {
         let per_edit = |count: u64| count as f64 / edits as f64;
         for ((name, status, links), (_, old, old_links)) in self.0.iter().zip(&before.0) {
             let commits = status.commits - old.commits;
             let commit_micros = (status.commit_micros_total - old.commit_micros_total) / commits.max(1);
             println!(
-                "  {name}: per edit {:.2} inputs ({:.0} µs in the kernel), {:.2} commits (mean {commit_micros} µs), {:.2} frames sent, {:.2} received",
+                "  {name}: per edit {:.2} inputs ({:.0} µs in the kernel), {:.2} commits (mean {commit_micros} µs), {:.2} frames ({:.0} bytes) sent, {:.2} ({:.0} bytes) received",
                 per_edit(status.inputs - old.inputs),
                 per_edit(status.handle_micros_total - old.handle_micros_total),
                 per_edit(commits),
                 per_edit(links.frames_sent - old_links.frames_sent),
+                per_edit(links.bytes_sent - old_links.bytes_sent),
                 per_edit(links.frames_received - old_links.frames_received),
+                per_edit(links.bytes_received - old_links.bytes_received),
             );
         }
     }

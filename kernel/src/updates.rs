@@ -29,6 +29,24 @@ pub struct StoredMessage {
     pub ciphertext: Vec<u8>,
 }
 
+/// At most this many ids in one `Message::Ids` (and within half a frame, at `ID_COST` each).
+pub const IDS_PER_PAGE_MAX: usize = 4_096;
+
+/// What one `StoredId` adds to a frame at most: a 32-byte sender and three varints.
+pub(crate) const ID_COST: usize = 64;
+
+/// Where an acceptor stores a document message, without the message: what peers compare before
+/// they copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredId {
+    /// Its position in the acceptor's store.
+    pub position: u64,
+    /// The message's id.
+    pub id: UpdateId,
+    /// The epoch of the latest copy the acceptor holds (a copy at `position` may be older).
+    pub epoch: u64,
+}
+
 /// A document message as its sender posts it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Posted {

@@ -13,7 +13,7 @@ use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
 use crate::invite::Mailbox;
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::storage::AcceptedValue;
-use crate::updates::{Cursor, PostRefusal, Posted, StoredMessage};
+use crate::updates::{Cursor, PostRefusal, Posted, StoredId, StoredMessage};
 
 /// The protocol version this kernel speaks. Frames with another version are refused.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -268,6 +268,21 @@ pub enum Message {
     SnapshotConfirmed {
         /// The snapshot.
         hash: crate::snapshot::SnapshotHash,
+    },
+    /// Peer acceptor → acceptor: which messages are stored after `after`, ids only, a page at a
+    /// time. The asker then fetches in full only from the first it lacks.
+    FetchIds {
+        /// The asker's cursor for this acceptor.
+        after: Cursor,
+    },
+    /// Acceptor → peer acceptor: the ids of stored messages after `after`, in position order.
+    Ids {
+        /// The cursor the page continues (its incarnation is the sender's current one).
+        after: Cursor,
+        /// Positions strictly increasing and above `after`; at most [`crate::updates::IDS_PER_PAGE_MAX`].
+        ids: Vec<StoredId>,
+        /// Whether more messages follow the page.
+        more: bool,
     },
 }
 

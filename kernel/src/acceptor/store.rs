@@ -11,9 +11,12 @@
 //! one frame and one input per burst instead of one per message; alone, a message waits for
 //! nothing but its own commit, which holds its acknowledgement and push anyway.
 //!
-//! Acceptors also copy each other's stores (a `Fetch` to every peer on the peer-sync timer), so a
-//! message a write quorum acknowledged spreads to every acceptor: an acceptor that lost its disk
-//! fills up again before a second one fails. Copies are de-duplicated by id.
+//! Acceptors also copy each other's stores (a `FetchIds` to every peer on the peer-sync timer), so
+//! a message a write quorum acknowledged spreads to every acceptor: an acceptor that lost its disk
+//! fills up again before a second one fails. Peers first compare ids, and an acceptor fetches
+//! messages in full only from the first it lacks: every acceptor usually holds every message
+//! (members post to all of them), and copying each peer's whole last interval in full cost as
+//! much as the posts themselves. Copies are de-duplicated by id.
 //!
 //! The store is held in memory, bounded by `group_store_bytes_max` per group (compaction, which
 //! bounds it by the snapshot size, is the next step; see ARCHITECTURE.md).
@@ -28,7 +31,9 @@ use crate::io::Rejection;
 use crate::mls::{MlsError, PublicView};
 use crate::snapshot::Covered;
 use crate::storage::Record;
-use crate::updates::{Cursor, PostRefusal, Posted, StoredMessage, UpdateId, frame_full, framed_cost};
+use crate::updates::{
+    Cursor, ID_COST, IDS_PER_PAGE_MAX, PostRefusal, Posted, StoredId, StoredMessage, UpdateId, frame_full, framed_cost,
+};
 use crate::wire::Message;
 
 /// The window an acceptor uses for copies from peers: any epoch the group ever had is fine
@@ -144,6 +149,20 @@ impl MessageStore {
             page.push((*at, message.clone()));
         }
         (page, false)
+    }
+
+    /// The ids of the messages after `position`, and whether more follow.
+    fn ids_page(&self, cx: &Context<'_>, position: u64) -> (Vec<StoredId>, bool) {
+        let count_max = IDS_PER_PAGE_MAX.min(cx.config.message_bytes_max / 2 / ID_COST).max(1);
+        let mut ids = Vec::new();
+        for (at, message) in self.by_position.range(position + 1..) {
+            if ids.len() == count_max {
+                return (ids, true);
+            }
+            let epoch = self.by_id.get(&message.id).map_or(0, |(_, epoch)| *epoch);
+            ids.push(StoredId { position: *at, id: message.id, epoch });
+        }
+        (ids, false)
     }
 
     /// Whether acknowledgements and pushes wait for a flush.
@@ -285,9 +304,10 @@ impl AcceptorGroup {
         }
     }
 
-    /// A reader (a current member, or a peer acceptor copying) asks for messages after a cursor.
-    pub(super) fn on_fetch(&mut self, cx: &mut Context<'_>, from: NodeId, after: Cursor) {
-        if !self.allows_member(from) && !self.is_known_acceptor(from) {
+    /// A reader (a current member, or a peer acceptor copying) asks for messages after a cursor,
+    /// or a peer acceptor for their ids (`ids_only`).
+    pub(super) fn on_fetch(&mut self, cx: &mut Context<'_>, from: NodeId, after: Cursor, ids_only: bool) {
+        if !self.is_known_acceptor(from) && (ids_only || !self.allows_member(from)) {
             return cx.reject(Rejection::Unauthorised);
         }
         if !matches!(self.phase, Phase::Voting) {
@@ -295,9 +315,57 @@ impl AcceptorGroup {
         }
         // A cursor from another incarnation of ours means nothing now: start over.
         let position = if after.incarnation == self.incarnation { after.position } else { 0 };
-        let (messages, more) = self.store.page(cx, position);
         let after = Cursor { incarnation: self.incarnation, position };
-        cx.send(from, Message::Page { after, messages, more });
+        let answer = if ids_only {
+            let (ids, more) = self.store.ids_page(cx, position);
+            Message::Ids { after, ids, more }
+        } else {
+            let (messages, more) = self.store.page(cx, position);
+            Message::Page { after, messages, more }
+        };
+        cx.send(from, answer);
+    }
+
+    /// The ids a peer acceptor stores after our cursor: pass over what we hold, and fetch in full
+    /// from the first message we lack (the copy then goes on with ids).
+    pub(super) fn on_peer_ids(&mut self, cx: &mut Context<'_>, from: NodeId, after: Cursor, ids: Vec<StoredId>, more: bool) {
+        if !self.is_known_acceptor(from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if self.mls.is_none() || !matches!(self.phase, Phase::Voting) {
+            return cx.reject(Rejection::NotReady);
+        }
+        if ids.len() > IDS_PER_PAGE_MAX {
+            return cx.reject(Rejection::OverLimit);
+        }
+        if !positions_follow(after, ids.iter().map(|stored| stored.position)) {
+            return cx.reject(Rejection::Invalid);
+        }
+        if !self.continues_peer_cursor(from, after) {
+            return;
+        }
+        let mut reached = after.position;
+        for stored in &ids {
+            if !self.store.holds_from(&stored.id, stored.epoch) && !self.snapshots.confirmed_covers(&stored.id) {
+                cov_mark::hit!(acceptor_fetches_in_full_from_the_first_message_it_lacks);
+                let cursor = Cursor { incarnation: after.incarnation, position: reached };
+                self.store.peer_cursors.insert(from, cursor);
+                return cx.send(from, Message::Fetch { after: cursor });
+            }
+            reached = stored.position;
+        }
+        let cursor = Cursor { incarnation: after.incarnation, position: reached };
+        self.store.peer_cursors.insert(from, cursor);
+        if more && reached > after.position {
+            cx.send(from, Message::FetchIds { after: cursor });
+        }
+    }
+
+    /// Whether a peer's page continues our cursor there (not an answer to an older ask, which
+    /// must not move it back).
+    fn continues_peer_cursor(&self, from: NodeId, after: Cursor) -> bool {
+        let known = self.store.peer_cursors.get(&from).copied().unwrap_or_default();
+        known.incarnation != after.incarnation || known.position == after.position
     }
 
     /// A page from a peer acceptor's store: copy what we lack.
@@ -313,11 +381,10 @@ impl AcceptorGroup {
             return cx.reject(Rejection::Unauthorised);
         }
         let (Some(view), Phase::Voting) = (&self.mls, &self.phase) else { return cx.reject(Rejection::NotReady) };
-        if !positions_follow(after, &messages) {
+        if !positions_follow(after, messages.iter().map(|(position, _)| *position)) {
             return cx.reject(Rejection::Invalid);
         }
-        let known = self.store.peer_cursors.get(&from).copied().unwrap_or_default();
-        let contiguous = known.incarnation != after.incarnation || known.position == after.position;
+        let contiguous = self.continues_peer_cursor(from, after);
         let mut reached = after.position;
         let mut records = Vec::new();
         for (position, message) in messages {
@@ -350,7 +417,7 @@ impl AcceptorGroup {
             let cursor = Cursor { incarnation: after.incarnation, position: reached };
             self.store.peer_cursors.insert(from, cursor);
             if more && reached > after.position {
-                cx.send(from, Message::Fetch { after: cursor });
+                cx.send(from, Message::FetchIds { after: cursor });
             }
         }
     }
@@ -364,19 +431,19 @@ impl AcceptorGroup {
         self.store.peer_cursors.retain(|peer, _| peers.contains(peer));
         for peer in peers {
             let after = self.store.peer_cursors.get(&peer).copied().unwrap_or_default();
-            cx.send(peer, Message::Fetch { after });
+            cx.send(peer, Message::FetchIds { after });
         }
     }
 }
 
 /// Whether a page's positions are strictly increasing and all after its cursor.
-pub(crate) fn positions_follow(after: Cursor, messages: &[(u64, StoredMessage)]) -> bool {
+pub(crate) fn positions_follow(after: Cursor, positions: impl IntoIterator<Item = u64>) -> bool {
     let mut last = after.position;
-    for (position, _) in messages {
-        if *position <= last {
+    for position in positions {
+        if position <= last {
             return false;
         }
-        last = *position;
+        last = position;
     }
     true
 }

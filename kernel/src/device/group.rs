@@ -291,7 +291,9 @@ impl DeviceGroup {
             | Message::CatchUp { .. }
             | Message::Post { .. }
             | Message::FetchSnapshot { .. }
-            | Message::Fetch { .. } => cx.reject(Rejection::Unauthorised),
+            | Message::Fetch { .. }
+            | Message::FetchIds { .. }
+            | Message::Ids { .. } => cx.reject(Rejection::Unauthorised),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Replays the checked-in fuzz corpus (`fuzz/corpus/*`) through the fuzzing entry points, on
 //! stable Rust. `PLAIT_WRITE_CORPUS=1` regenerates the seed inputs from valid messages.
 
-use plait_kernel::updates::{Cursor, PostRefusal, Posted, StoredMessage, UpdateId};
+use plait_kernel::updates::{Cursor, PostRefusal, Posted, StoredId, StoredMessage, UpdateId};
 use std::path::{Path, PathBuf};
 
 use plait_kernel::storage::AcceptedValue;
@@ -66,6 +66,12 @@ fn seeds() -> Vec<Vec<u8>> {
                 StoredMessage { id: UpdateId { sender: NodeId::from_index(10), seq: 0 }, ciphertext: vec![1, 2] },
             )],
             more: true,
+        },
+        Message::FetchIds { after: Cursor { incarnation: Incarnation(1), position: 4 } },
+        Message::Ids {
+            after: Cursor { incarnation: Incarnation(1), position: 0 },
+            ids: vec![StoredId { position: 1, id: UpdateId { sender: NodeId::from_index(10), seq: 0 }, epoch: 2 }],
+            more: false,
         },
     ];
     messages.into_iter().map(|message| encode(&Envelope { group, message }, 1 << 20).expect("small")).collect()

@@ -247,7 +247,7 @@ impl DeviceGroup {
         if self.replica.is_none() || !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
             return cx.reject(Rejection::Unauthorised);
         }
-        if !positions_follow(after, &messages) {
+        if !positions_follow(after, messages.iter().map(|(position, _)| *position)) {
             cov_mark::hit!(device_refuses_a_page_with_forged_positions);
             return cx.reject(Rejection::Invalid);
         }
