@@ -3,12 +3,16 @@
 //! measures document messages delivered to both other replicas per second, and the latency
 //! from an edit to its visibility at another device, with anchors measured in the same run:
 //! a raw iroh round trip and a raw fsync, alone and issued together (the six nodes share one
-//! disk, so their fsyncs queue behind each other, which the floor of independent disks ignores).
+//! disk, so their fsyncs queue behind each other, which the floor of independent disks ignores),
+//! and an edit's whole path done raw (`real/raw_path.rs`).
 //!
 //! `cargo bench --workspace --bench real [-- MESSAGES]` (as README says: `-p` builds the
 //! dependencies again with other features)
 
 use std::time::{Duration, Instant};
+
+#[path = "real/raw_path.rs"]
+mod raw_path;
 
 use futures_util::FutureExt;
 use plait_io_iroh::app::{DeviceApp, NodeOptions};
@@ -25,6 +29,9 @@ const RUNS: usize = 3;
 /// checkpoints of every node, as an app that edits for a while does.
 const LATENCY_SAMPLES: usize = 1_000;
 const IN_FLIGHT: usize = 64;
+/// Edits of the raw path anchor (see `raw_path.rs`): as many as the latency phase, so that its
+/// p99 is a rank of the same kind.
+const RAW_PATH_EDITS: usize = LATENCY_SAMPLES;
 /// The benchmark's own marks on the timeline: an edit started, and the reader saw it.
 const EDIT_STARTED: u32 = 0;
 const EDIT_VISIBLE: u32 = 1;
@@ -36,12 +43,18 @@ fn main() {
         let fsync = median(&raw_fsync_micros(200));
         let shared = SharedDisk::measure(200);
         let rtt = median(&raw_iroh_rtt_micros(500).await);
+        let mut raw_path = raw_path::raw_path_micros(RAW_PATH_EDITS).await;
+        raw_path.sort_unstable();
+        let (raw_p50, raw_p99) = (percentile(&raw_path, 50), percentile(&raw_path, 99));
         println!("anchor: raw fsync (4 KiB write + fsync) median {fsync} µs");
         println!(
             "anchor: raw fsyncs at once on this one disk: the first of 3 done after {} µs, one of 2 after {} µs (medians)",
             shared.first_of_three, shared.one_of_two
         );
         println!("anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs");
+        println!(
+            "anchor: an edit's path done raw ({RAW_PATH_EDITS} edits one at a time: the author's write + fsync, 3 acceptors' at once, the reader's, 2 iroh hops): p50 {raw_p50} µs, p99 {raw_p99} µs"
+        );
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
@@ -83,6 +96,11 @@ fn main() {
             "  with the nodes' fsyncs sharing this one disk as they do here, the floor is 1 fsync + the first of 3 at once + one of 2 at once + 1 round trip = {shared_floor} µs: p50 = {:.2}×, p99 = {:.2}×",
             p50 as f64 / shared_floor as f64,
             p99 as f64 / shared_floor as f64
+        );
+        println!(
+            "  against the edit's path done raw in this run (its 3 fsyncs and 2 hops, nothing else): p50 = {:.2}× its p50, p99 = {:.2}× its p99",
+            p50 as f64 / raw_p50 as f64,
+            p99 as f64 / raw_p99 as f64
         );
         print_stages(&mut stages);
     });
