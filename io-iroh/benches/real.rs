@@ -379,13 +379,8 @@ fn concurrent_fsync_micros(writers: usize, rounds: usize) -> Vec<Vec<u64>> {
 }
 
 async fn raw_iroh_rtt_micros(count: usize) -> Vec<u64> {
-    let make = || async {
-        let mut key = [0u8; 32];
-        getrandom::fill(&mut key).expect("randomness");
-        plait_io_iroh::iroh_net::bare_endpoint(key, b"rtt", &Default::default()).await.expect("endpoint")
-    };
-    let (server, client) = (make().await, make().await);
-    let address = iroh::EndpointAddr::from_parts(server.id(), server.bound_sockets().into_iter().map(iroh::TransportAddr::Ip));
+    let (server, client) = (loopback_endpoint(b"rtt").await, loopback_endpoint(b"rtt").await);
+    let address = loopback_address(&server);
     let echo = tokio::spawn(async move {
         let connection = server.accept().await.expect("incoming").await.expect("connection");
         let (mut send, mut recv) = connection.accept_bi().await.expect("stream");
@@ -409,6 +404,18 @@ async fn raw_iroh_rtt_micros(count: usize) -> Vec<u64> {
     drop(send);
     echo.abort();
     samples
+}
+
+/// A bare iroh endpoint on loopback for the raw anchors (no relays, no lookup), with a fresh key.
+async fn loopback_endpoint(alpn: &[u8]) -> iroh::Endpoint {
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).expect("randomness");
+    plait_io_iroh::iroh_net::bare_endpoint(key, alpn, &Default::default()).await.expect("endpoint")
+}
+
+/// Where to reach `endpoint` directly.
+fn loopback_address(endpoint: &iroh::Endpoint) -> iroh::EndpointAddr {
+    iroh::EndpointAddr::from_parts(endpoint.id(), endpoint.bound_sockets().into_iter().map(iroh::TransportAddr::Ip))
 }
 
 /// The nearest-rank percentile of sorted `values`: the smallest value at least `percent`% of them

@@ -15,9 +15,11 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::time::Instant;
 
+use iroh::Endpoint;
 use iroh::endpoint::{Connection, RecvStream};
-use iroh::{Endpoint, EndpointAddr, TransportAddr};
 use tokio::sync::mpsc;
+
+use crate::{loopback_address, loopback_endpoint};
 
 /// Bytes one hop carries: about an edit's frame in the latency phase.
 const FRAME_BYTES: usize = 300;
@@ -31,17 +33,17 @@ const ALPN: &[u8] = b"plait-raw-path";
 /// author's write to the reader's fsync done.
 pub async fn raw_path_micros(edits: usize) -> Vec<u64> {
     let folder = tempfile::tempdir().expect("temporary folder");
-    let reader = endpoint().await;
-    let reader_address = address(&reader);
+    let reader = loopback_endpoint(ALPN).await;
+    let reader_address = loopback_address(&reader);
     let (arrived, mut arrivals) = mpsc::channel::<u64>(1024);
     let reader_task = tokio::spawn(accept_copies(reader, arrived));
 
     let mut to_acceptors = Vec::new();
     let mut acceptor_tasks = Vec::new();
-    let author = endpoint().await;
+    let author = loopback_endpoint(ALPN).await;
     for index in 0..3 {
-        let acceptor = endpoint().await;
-        let acceptor_address = address(&acceptor);
+        let acceptor = loopback_endpoint(ALPN).await;
+        let acceptor_address = loopback_address(&acceptor);
         let file = DiskPage::new(folder.path().join(format!("acceptor{index}")));
         let to_reader = acceptor.connect(reader_address.clone(), ALPN).await.expect("connect to the reader");
         acceptor_tasks.push(tokio::spawn(relay(acceptor, to_reader, file)));
@@ -118,16 +120,6 @@ fn frame(index: u64) -> [u8; FRAME_BYTES] {
     let mut frame = [7u8; FRAME_BYTES];
     frame[..8].copy_from_slice(&index.to_le_bytes());
     frame
-}
-
-async fn endpoint() -> Endpoint {
-    let mut key = [0u8; 32];
-    getrandom::fill(&mut key).expect("randomness");
-    plait_io_iroh::iroh_net::bare_endpoint(key, ALPN, &Default::default()).await.expect("endpoint")
-}
-
-fn address(endpoint: &Endpoint) -> EndpointAddr {
-    EndpointAddr::from_parts(endpoint.id(), endpoint.bound_sockets().into_iter().map(TransportAddr::Ip))
 }
 
 /// A file written out in advance, whose pages are overwritten in turn and fsynced.
