@@ -360,10 +360,12 @@ impl DocumentHandle {
         self.run(Command::Edit { group: self.group, position, delete, insert: insert.to_owned() }).await
     }
 
-    /// The text now.
+    /// The text now, with every update applied so far: another member's may not be durable on
+    /// this device yet (it is at an acceptor; see [`DriverHandle::peek`]), so an app shows it
+    /// as soon as `DocumentChanged` says it came.
     pub async fn text(&self) -> Result<String, AppError> {
         let group = self.group;
-        Ok(self.handle.inspect(move |device| device.group(group).and_then(|view| view.text())).await?.unwrap_or_default())
+        Ok(self.handle.peek(move |device| device.group(group).and_then(|view| view.text())).await?.unwrap_or_default())
     }
 
     /// A Loro snapshot of the document, which any Loro client can open.

@@ -10,8 +10,10 @@
 //! A round's sends and notifications are let out, in order, once its own commit and every
 //! earlier one are durable. That only holds sends back, never lets one out early: a send of a
 //! round with no writes still waits for the commit in flight, since it may depend on its
-//! writes. A load settles every write first and is answered from storage as the node's next
-//! input; an inspection by the host settles first too.
+//! writes. The one exception is an event the kernel says need not wait
+//! ([`Event::waits_for_writes`]: another member's update, which an acceptor already holds):
+//! the app hears of it at once. A load settles every write first and is answered from storage
+//! as the node's next input; an inspection by the host settles first too, a peek does not.
 //!
 //! If storage fails the driver stops: an fsync that failed leaves unknown what is durable, and
 //! continuing could send a promise the disk does not hold. The host restarts the node.
@@ -88,6 +90,8 @@ type Inspection<K> = Box<dyn FnOnce(&K) + Send>;
 enum Request<K> {
     Command(Command),
     Inspect(Inspection<K>),
+    /// Like `Inspect`, without waiting for the writes so far.
+    Peek(Inspection<K>),
     /// Answered once everything handled before it is durable (after the round's commit).
     Durable(oneshot::Sender<()>),
     /// Mark what the driver does on this timeline from now on; answered with the node's number.
@@ -170,6 +174,18 @@ impl<K: Send + 'static> DriverHandle<K> {
             let _ = answer.send(read(node));
         });
         self.requests.send(Request::Inspect(read)).await.map_err(|_| NotRunning)?;
+        answered.await.map_err(|_| NotRunning)
+    }
+
+    /// Reads the node's state between two inputs as it is, without waiting for its writes: it
+    /// may show another member's update this node has not made durable yet (a crash takes it
+    /// back until the node reads it again). For what the app shows, not for what it hands on.
+    pub async fn peek<R: Send + 'static>(&self, read: impl FnOnce(&K) -> R + Send + 'static) -> Result<R, NotRunning> {
+        let (answer, answered) = oneshot::channel();
+        let read: Inspection<K> = Box::new(move |node| {
+            let _ = answer.send(read(node));
+        });
+        self.requests.send(Request::Peek(read)).await.map_err(|_| NotRunning)?;
         answered.await.map_err(|_| NotRunning)
     }
 
@@ -325,6 +341,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                         self.settle().await?;
                         read(&self.node);
                     }
+                    Next::Request(Request::Peek(read)) => read(&self.node),
                     Next::Request(Request::Durable(answer)) => self.round.waiting.push(answer),
                     Next::Request(Request::RecordOn(timeline, answer)) => {
                         let node = timeline.join();
@@ -393,8 +410,9 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
 
     /// Carries out effects in order. Writes collect into the round; every send and
     /// notification after one, or while an earlier round is not durable, waits with the round
-    /// (holding a send back is always safe: the network may delay it anyway). A load settles
-    /// first, so it reads everything written before it.
+    /// (holding a send back is always safe: the network may delay it anyway), but for an event
+    /// that does not wait for writes. A load settles first, so it reads everything written
+    /// before it.
     async fn carry_out(&mut self, outputs: Outputs) -> Result<(), DriverError> {
         let Outputs { effects, wake_at, wants_flush } = outputs;
         // The node's latest answer replaces its earlier one: each `wake_at` covers all its timers.
@@ -412,6 +430,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                     }
                     self.pending.push_back(Input::Loaded { request, result });
                 }
+                Effect::Notify(event) if !event.waits_for_writes() => self.release(Effect::Notify(event)),
                 effect if self.round.is_empty() && self.in_flight.is_none() => self.release(effect),
                 effect => self.round.held.push(effect),
             }

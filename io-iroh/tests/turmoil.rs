@@ -18,7 +18,7 @@ use plait_kernel::log::GroupGenesis;
 use plait_kernel::storage::{Record, WriteBatch};
 use plait_kernel::updates::UpdateId;
 use plait_kernel::wire::{self, Envelope, Message, kind};
-use plait_kernel::{Command, Effect, Input, Node, Outputs, Time};
+use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Time};
 use plait_kernel::{GroupId, NodeId, Rejection};
 use tokio::io::AsyncWriteExt;
 use turmoil::net::TcpStream;
@@ -474,6 +474,68 @@ fn a_send_of_a_round_without_writes_waits_for_the_commit_in_flight() {
     let seen = seen.lock().expect("seen lock");
     assert_eq!(seen.iter().map(|(frame, _)| *frame).collect::<Vec<_>>(), vec![1, 2, 3], "every frame left, in order");
     assert!(seen.iter().all(|(_, durable)| *durable), "a frame left before the write it depends on was durable: {seen:?}");
+}
+
+/// A node whose command writes, then tells its app of another member's update and of a slot
+/// chosen, then sends.
+struct WriteThenTell {
+    peer: NodeId,
+}
+
+impl Node for WriteThenTell {
+    fn handle(&mut self, _now: Time, input: Input) -> Outputs {
+        let mut effects = Vec::new();
+        if let Input::Command(_) = input {
+            let group = group_genesis().group_id();
+            effects.push(Effect::Persist(WriteBatch { records: vec![Record::Group { group, genesis: group_genesis() }] }));
+            let id = UpdateId { sender: self.peer, seq: 1 };
+            effects.push(Effect::Notify(Event::DocumentChanged { group, id }));
+            effects.push(Effect::Notify(Event::Committed { group, slot: plait_kernel::ids::Slot(1) }));
+            effects.push(Effect::Send { to: self.peer, frame: vec![1] });
+        }
+        Outputs { effects, wake_at: None, wants_flush: false }
+    }
+}
+
+/// The app hears of another member's update while the write before it is still on its way to
+/// the (slow) disk: an acceptor holds that update already. Every other event, and every send,
+/// waits for the write.
+#[test]
+fn another_members_update_reaches_the_app_before_the_write_before_it_is_durable() {
+    let (writer, peer) = (device(1), device(2));
+    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let disk = MemoryStorage::default();
+    let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let durable = {
+        let disk = disk.clone();
+        move || disk.restored().groups.contains_key(&group_genesis().group_id())
+    };
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(13)).build();
+    sink_peer(&mut sim, peer, &book);
+    let (tap_durable, tap_seen) = (durable.clone(), Arc::clone(&seen));
+    let tap: Tap = Arc::new(move |_, _, _| tap_seen.lock().expect("seen lock").push(("send".to_owned(), tap_durable())));
+    let app_seen = Arc::clone(&seen);
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
+        let node = WriteThenTell { peer };
+        let (handle, _links, _task) =
+            Driver::start(node, Outputs::default(), Clock::starting_at(0), network, SlowDisk::new(disk, 50), link_limits(), 1);
+        let mut events = handle.subscribe();
+        let app = tokio::spawn(async move {
+            while let Ok(event) = events.recv().await {
+                let name = format!("{event:?}").split_whitespace().next().unwrap_or_default().to_owned();
+                app_seen.lock().expect("seen lock").push((name, durable()));
+            }
+        });
+        handle.command(Command::RotateKeys { group: group_genesis().group_id() }).await?;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
+        app.abort();
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+    let seen = seen.lock().expect("seen lock");
+    let expected = [("DocumentChanged", false), ("Committed", true), ("send", true)];
+    assert_eq!(*seen, expected.map(|(what, durable)| (what.to_owned(), durable)), "what left when");
 }
 
 /// A node that gathers: each command asks for a flush, and a flush sends one frame with the

@@ -158,7 +158,8 @@ pub enum Command {
 /// Something the host must do, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
-    /// Make the batch durable before carrying out any later effect.
+    /// Make the batch durable before carrying out any later effect, but for telling the app of
+    /// an event that does not [`Event::waits_for_writes`]: that may go at once.
     Persist(WriteBatch),
     /// Send a frame to a peer.
     Send {
@@ -316,6 +317,22 @@ pub enum Event {
         /// Why.
         error: CommandError,
     },
+}
+
+impl Event {
+    /// Whether the app may hear of this event only once every write before it is durable.
+    ///
+    /// Only another member's document update does not wait: the acceptor it came from holds it
+    /// durably (an acceptor sends a stored message only once its write is durable), and its
+    /// author keeps it until a write quorum does, so if this node crashes before its own
+    /// write, it reads the update again after the restart. Showing
+    /// it at once takes this node's fsync off the path from an edit to another device's
+    /// screen. Everything else waits, because what the app learns can leave the node through
+    /// the user (an invite code, a Welcome, a key package, "your edit is safe") or must never
+    /// be seen to go back (an epoch, a chosen slot).
+    pub fn waits_for_writes(&self) -> bool {
+        !matches!(self, Event::DocumentChanged { .. })
+    }
 }
 
 /// Why a local command was refused.

@@ -87,14 +87,17 @@ fn a_burst_of_edits_leaves_as_one_post_per_acceptor_and_arrives_as_one_page_per_
             deliver(&mut net, acceptor, to, message, group);
         }
         if acceptor == acceptor_ids()[0] {
-            // The reader's page of four: first one batch with the four updates and the advanced
-            // ratchet, then the four announcements (and its cursor).
+            // The reader's page of four: first the four announcements (its app need not wait
+            // for the write, see `Event::waits_for_writes`), then one batch with the four
+            // updates and the advanced ratchet (and its cursor).
             let reader: Vec<&String> = net.log[logged..].iter().filter(|line| line.starts_with(&format!("{third} "))).collect();
-            let first = reader.first().expect("the reader wrote");
-            assert!(first.contains(" persist ") && first.matches("Update {").count() == 4, "{reader:#?}");
-            assert!(first.contains("MlsState {"), "{first}");
-            let announced = reader.iter().filter(|line| line.contains("notify DocumentChanged")).count();
-            assert_eq!(announced, 4);
+            let persist = reader.iter().position(|line| line.contains(" persist ")).expect("the reader wrote");
+            assert!(reader[persist].matches("Update {").count() == 4, "{reader:#?}");
+            assert!(reader[persist].contains("MlsState {"), "{}", reader[persist]);
+            let announced: Vec<usize> =
+                (0..reader.len()).filter(|&line| reader[line].contains("notify DocumentChanged")).collect();
+            assert_eq!(announced, (0..4).collect::<Vec<_>>(), "{reader:#?}");
+            assert_eq!(persist, 4, "{reader:#?}");
         }
     }
     net.hold_flushes = false;

@@ -284,19 +284,21 @@ impl DeviceGroup {
         }
     }
 
-    /// Makes what the page's messages wrote durable in one batch, then announces its updates.
+    /// Announces the page's updates and makes what its messages wrote durable in one batch.
+    /// The announcements come first: they need not wait for the write (see
+    /// [`Event::waits_for_writes`]).
     fn finish_page(&mut self, cx: &mut Context<'_>) {
         let Some(PageWrites { records, changed, decrypted }) = self.page_writes.take() else { return };
         if !decrypted {
             return;
         }
+        for id in changed {
+            cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
+        }
         let mls = self.mls.as_mut().expect("invariant: only MLS groups read pages");
         let mut batch = mls.changes(cx.group, false);
         batch.extend(records);
         cx.persist(batch);
-        for id in changed {
-            cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
-        }
     }
 
     /// Persists the cursors that moved, when this input writes anyway (`writing`: it read a

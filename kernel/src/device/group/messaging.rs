@@ -219,11 +219,12 @@ impl DeviceGroup {
                     page.changed.extend(changed.then_some(id));
                     return Read::Done;
                 }
-                records.extend(applied);
-                cx.persist(records);
+                // The app hears of it before the write: see `Event::waits_for_writes`.
                 if changed {
                     cx.effects.notify(Event::DocumentChanged { group: cx.group, id });
                 }
+                records.extend(applied);
+                cx.persist(records);
             }
             (Some(Payload::Presence(state)), None) if author == sender => {
                 cx.persist(records);
