@@ -228,6 +228,11 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
             while let Some(Some(_)) = watcher.next().now_or_never() {}
         }
     }
+    // A reader's text shows what it applied, durable on its disk or not yet; the run counts
+    // messages delivered durably, so it ends once the readers' writes are.
+    for device in &devices[1..] {
+        device.driver().durable().await.expect("reader running");
+    }
     let elapsed = started.elapsed().as_secs_f64();
     if !batching {
         NodeCounts::read(&acceptors, &devices).print_since(&before, messages);
