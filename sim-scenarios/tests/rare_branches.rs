@@ -13,6 +13,12 @@ fn run_seeds(name: &str, seeds: u64) {
 }
 
 #[test]
+fn a_device_that_told_its_app_of_an_update_and_crashed_before_its_write_converges() {
+    cov_mark::check!(node_crashes_after_telling_its_app_before_its_write);
+    run_seeds("document/a-device-crashing-between-an-edit-and-its-send-loses-nothing", 100);
+}
+
+#[test]
 fn a_new_group_recovers_before_voting() {
     cov_mark::check!(acceptor_recovered_and_votes);
     run_seeds("paxos/uncontended-commits-take-one-round-trip-each", 1);

@@ -515,14 +515,21 @@ impl Cluster {
     fn execute(&mut self, index: usize, outputs: Outputs) {
         let now = self.now;
         let id = self.nodes[index].id;
+        let mut writes_left = outputs.effects.iter().filter(|effect| matches!(effect, Effect::Persist(_))).count();
+        let mut told_before_writing = false;
         for effect in outputs.effects {
             if self.faults_on && self.profile.crashes && self.rng.happens(self.profile.crash_mid_effects) {
+                if told_before_writing && writes_left > 0 {
+                    // The app heard of an update its node then lost: a restart must read it again.
+                    cov_mark::hit!(node_crashes_after_telling_its_app_before_its_write);
+                }
                 self.crash(index);
                 self.schedule_restart(index);
                 return;
             }
             match effect {
                 Effect::Persist(batch) => {
+                    writes_left -= 1;
                     if self.nodes[index].role == Role::Acceptor {
                         self.checker.on_acceptor_persist(now, id, &batch);
                     }
@@ -538,7 +545,10 @@ impl Cluster {
                     self.schedule(now.plus_ms(self.load_delay_ms), SimEvent::Loaded { node: index, boot, request, result });
                     self.trace.record(now, id, 22, &request.0.to_le_bytes());
                 }
-                Effect::Notify(event) => self.observe(index, event),
+                Effect::Notify(event) => {
+                    told_before_writing |= !event.waits_for_writes();
+                    self.observe(index, event);
+                }
             }
         }
         self.set_timer(index, outputs.wake_at);
