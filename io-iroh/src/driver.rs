@@ -167,25 +167,28 @@ impl<K: Send + 'static> DriverHandle<K> {
         self.requests.send(Request::Command(command)).await.map_err(|_| NotRunning)
     }
 
-    /// Reads the node's state between two inputs.
+    /// Reads the node's state between two inputs, once everything before is durable.
     pub async fn inspect<R: Send + 'static>(&self, read: impl FnOnce(&K) -> R + Send + 'static) -> Result<R, NotRunning> {
-        let (answer, answered) = oneshot::channel();
-        let read: Inspection<K> = Box::new(move |node| {
-            let _ = answer.send(read(node));
-        });
-        self.requests.send(Request::Inspect(read)).await.map_err(|_| NotRunning)?;
-        answered.await.map_err(|_| NotRunning)
+        self.read(Request::Inspect, read).await
     }
 
     /// Reads the node's state between two inputs as it is, without waiting for its writes: it
     /// may show another member's update this node has not made durable yet (a crash takes it
     /// back until the node reads it again). For what the app shows, not for what it hands on.
     pub async fn peek<R: Send + 'static>(&self, read: impl FnOnce(&K) -> R + Send + 'static) -> Result<R, NotRunning> {
+        self.read(Request::Peek, read).await
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        request: fn(Inspection<K>) -> Request<K>,
+        read: impl FnOnce(&K) -> R + Send + 'static,
+    ) -> Result<R, NotRunning> {
         let (answer, answered) = oneshot::channel();
         let read: Inspection<K> = Box::new(move |node| {
             let _ = answer.send(read(node));
         });
-        self.requests.send(Request::Peek(read)).await.map_err(|_| NotRunning)?;
+        self.requests.send(request(read)).await.map_err(|_| NotRunning)?;
         answered.await.map_err(|_| NotRunning)
     }
 
