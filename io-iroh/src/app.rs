@@ -473,9 +473,10 @@ impl DocumentEvents {
 
 /// Whether `event` may have changed a document's text: another member's update was applied
 /// (`DocumentChanged`, told as soon as it is applied, before this device's write of it is
-/// durable: an acceptor holds it, and a restart reads it again), or a snapshot was imported (`SnapshotImported`: this device fell behind
-/// a compaction and caught up from its snapshot instead of message by message). An app that
-/// redraws on `DocumentChanged` alone misses the second.
+/// durable: an acceptor holds it, and a restart reads it again), or a snapshot was imported
+/// (`SnapshotImported`: this device fell behind a compaction and caught up from its snapshot
+/// instead of message by message). An app that redraws on `DocumentChanged` alone misses the
+/// second.
 pub fn changes_text(event: &Event) -> bool {
     matches!(event, Event::DocumentChanged { .. } | Event::SnapshotImported { .. })
 }

@@ -325,11 +325,11 @@ impl Event {
     /// Only another member's document update does not wait: the acceptor it came from holds it
     /// durably (an acceptor sends a stored message only once its write is durable), and its
     /// author keeps it until a write quorum does, so if this node crashes before its own
-    /// write, it reads the update again after the restart. Showing
-    /// it at once takes this node's fsync off the path from an edit to another device's
-    /// screen. Everything else waits, because what the app learns can leave the node through
-    /// the user (an invite code, a Welcome, a key package, "your edit is safe") or must never
-    /// be seen to go back (an epoch, a chosen slot).
+    /// write, it reads the update again after the restart. Showing it at once takes this
+    /// node's fsync off the path from an edit to another device's screen. Everything else
+    /// waits, because what the app learns can leave the node through the user (an invite
+    /// code, a Welcome, a key package, "your edit is safe") or must never be seen to go back
+    /// (an epoch, a chosen slot).
     pub fn waits_for_writes(&self) -> bool {
         !matches!(self, Event::DocumentChanged { .. })
     }
