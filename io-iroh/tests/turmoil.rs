@@ -399,6 +399,18 @@ fn persist_happens_before_dependent_sends() {
     assert!(check.prepares > 0 && check.promises > 0 && check.accepted > 0, "the check saw Paxos traffic: {check:?}");
 }
 
+/// The two nodes of the single-driver tests, and their address book.
+fn writer_and_peer() -> (NodeId, NodeId, Arc<BTreeMap<NodeId, String>>) {
+    let (writer, peer) = (device(1), device(2));
+    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    (writer, peer, book)
+}
+
+/// Whether the group those tests' nodes write is on `disk`.
+fn group_is_durable(disk: &MemoryStorage) -> bool {
+    disk.restored().groups.contains_key(&group_genesis().group_id())
+}
+
 /// Host "peer": `peer`'s links, taking every frame and doing nothing with it.
 fn sink_peer(sim: &mut turmoil::Sim<'_>, peer: NodeId, book: &Arc<BTreeMap<NodeId, String>>) {
     let book = Arc::clone(book);
@@ -445,15 +457,14 @@ fn group_genesis() -> GroupGenesis {
 /// group written before it is on the sender's (slow) disk.
 #[test]
 fn a_send_of_a_round_without_writes_waits_for_the_commit_in_flight() {
-    let (writer, peer) = (device(1), device(2));
-    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let (writer, peer, book) = writer_and_peer();
     let disk = MemoryStorage::default();
     let seen: Arc<Mutex<Vec<(u8, bool)>>> = Arc::default();
     let mut sim = turmoil::Builder::new().rng_seed(support::seed(11)).build();
     sink_peer(&mut sim, peer, &book);
     let (tap_disk, tap_seen) = (disk.clone(), Arc::clone(&seen));
     let tap: Tap = Arc::new(move |_, _, frame| {
-        let durable = tap_disk.restored().groups.contains_key(&group_genesis().group_id());
+        let durable = group_is_durable(&tap_disk);
         tap_seen.lock().expect("seen lock").push((frame[0], durable));
     });
     sim.client("writer", async move {
@@ -502,13 +513,12 @@ impl Node for WriteThenTell {
 /// waits for the write.
 #[test]
 fn another_members_update_reaches_the_app_before_the_write_before_it_is_durable() {
-    let (writer, peer) = (device(1), device(2));
-    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let (writer, peer, book) = writer_and_peer();
     let disk = MemoryStorage::default();
     let seen: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
     let durable = {
         let disk = disk.clone();
-        move || disk.restored().groups.contains_key(&group_genesis().group_id())
+        move || group_is_durable(&disk)
     };
     let mut sim = turmoil::Builder::new().rng_seed(support::seed(13)).build();
     sink_peer(&mut sim, peer, &book);
@@ -561,8 +571,7 @@ impl Node for Gatherer {
 /// each one, and again for inputs that come later.
 #[test]
 fn a_node_that_gathers_sends_is_flushed_once_the_waiting_inputs_are_handled() {
-    let (writer, peer) = (device(1), device(2));
-    let book = Arc::new([(writer, "writer".to_owned()), (peer, "peer".to_owned())].into_iter().collect());
+    let (writer, peer, book) = writer_and_peer();
     let seen: Arc<Mutex<Vec<u8>>> = Arc::default();
     let mut sim = turmoil::Builder::new().rng_seed(support::seed(12)).build();
     sink_peer(&mut sim, peer, &book);
