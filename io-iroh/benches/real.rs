@@ -41,13 +41,13 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let fsync = median(&raw_fsync_micros(200));
-        let shared = SharedDisk::measure(200);
+        let first_of_three = first_of_three_fsyncs_micros(200);
         let rtt = median(&raw_iroh_rtt_micros(500).await);
         let mut raw_path = raw_path::raw_path_micros(RAW_PATH_EDITS).await;
         raw_path.sort_unstable();
         let (raw_p50, raw_p99) = (percentile(&raw_path, 50), percentile(&raw_path, 99));
         println!("anchor: raw fsync (4 KiB write + fsync) median {fsync} µs");
-        println!("anchor: raw fsyncs at once on this one disk: the first of 3 done after {} µs (median)", shared.first_of_three);
+        println!("anchor: raw fsyncs at once on this one disk: the first of 3 done after {first_of_three} µs (median)");
         println!("anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs");
         println!(
             "anchor: an edit's path done raw ({RAW_PATH_EDITS} edits one at a time: the author's write + fsync, 3 acceptors' at once, 2 iroh hops): p50 {raw_p50} µs, p99 {raw_p99} µs"
@@ -83,7 +83,7 @@ fn main() {
         // anchor measures how much): the three acceptors' writes of an edit happen at once (the
         // reader takes the first push). So this run's own floor is higher; it is printed beside
         // the floor above, not instead of it.
-        let shared_floor = fsync + shared.first_of_three + rtt;
+        let shared_floor = fsync + first_of_three + rtt;
         println!("median: {rate} MLS messages/s applied at every replica (target ≥ 10,000)");
         println!(
             "median latency edit → visible at another device ({LATENCY_SAMPLES} edits a run, one at a time): p50 {p50} µs, p99 {p99} µs; floor = 2 fsyncs + 1 round trip = {floor} µs; p50 = {:.2}× the floor, p99 = {:.2}× (target ≤ 3×)",
@@ -334,18 +334,12 @@ fn raw_fsync_micros(count: usize) -> Vec<u64> {
     concurrent_fsync_micros(1, count).into_iter().flatten().collect()
 }
 
-/// Raw fsyncs issued at the same moment on the one disk every node of the benchmark shares.
-struct SharedDisk {
-    /// Median time until the first of three concurrent fsyncs is done (µs).
-    first_of_three: u64,
-}
-
-impl SharedDisk {
-    fn measure(rounds: usize) -> SharedDisk {
-        let three = concurrent_fsync_micros(3, rounds);
-        let first: Vec<u64> = three.iter().map(|round| round.iter().copied().min().unwrap_or(0)).collect();
-        SharedDisk { first_of_three: median(&first) }
-    }
+/// Three raw fsyncs issued at the same moment on the one disk every node of the benchmark
+/// shares, `rounds` times: the median time until the first of them is done (µs).
+fn first_of_three_fsyncs_micros(rounds: usize) -> u64 {
+    let three = concurrent_fsync_micros(3, rounds);
+    let first: Vec<u64> = three.iter().map(|round| round.iter().copied().min().unwrap_or(0)).collect();
+    median(&first)
 }
 
 /// `rounds` rounds of `writers` threads each writing 4 KiB to its own file and fsyncing it, all
