@@ -1,7 +1,8 @@
 //! Real I/O benchmark: 3 acceptors and 3 devices in one process on loopback, iroh + SQLite
 //! (durable: every acceptor fsyncs before it acknowledges). One device types; the benchmark
 //! measures document messages delivered to both other replicas per second, and the latency
-//! from an edit to its visibility at another device, with anchors measured in the same run:
+//! from an edit to its visibility at another device (one edit at a time, each once the last has
+//! settled everywhere), with anchors measured in the same run:
 //! a raw iroh round trip and a raw fsync, alone and issued together (the six nodes share one
 //! disk, so their fsyncs queue behind each other, which the floor of independent disks ignores),
 //! and an edit's whole path done raw (`real/raw_path.rs`).
@@ -10,6 +11,10 @@
 //! dependencies again with other features)
 
 use std::time::{Duration, Instant};
+
+/// The allocator the `plait` binary uses (see `src/main.rs`), so the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "real/raw_path.rs"]
 mod raw_path;
@@ -149,10 +154,13 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         let code = writer.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
         readers.push(device.join(&code, Duration::from_secs(30)).await.expect("join"));
     }
-    // Latency: one edit at a time, until another device has applied it. (An insert at 0, not
-    // an append: an append first reads the text's length, which is not part of the edit.)
+    // Latency: one edit at a time, timed until another device has applied it; the next starts
+    // once it settled everywhere (below). (An insert at 0, not an append: an append first reads
+    // the text's length, which is not part of the edit.)
     let mut latencies = Vec::new();
     let mut watcher = readers[0].subscribe();
+    let mut other_reader = readers[1].subscribe();
+    let mut author_events = writer.subscribe();
     let before = NodeCounts::read(&acceptors, &devices);
     let timeline = Timeline::new();
     let mut numbers = Vec::new();
@@ -170,6 +178,22 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         wait_for_change(&mut watcher).await;
         timeline.mark(HOST, Step::Host(EDIT_VISIBLE));
         latencies.push(started.elapsed().as_micros() as u64);
+        // Typing: the next keystroke comes after this edit settled everywhere. Without this the
+        // previous edit's writes off its path (the readers', the third acceptor's) would run
+        // on this one disk during the next edit's commits, which on separate machines they
+        // would not (the floor assumes separate disks).
+        wait_for_change(&mut other_reader).await;
+        while let Some(event) = author_events.next().await {
+            if let Event::DocumentSafe { unsafe_messages: 0, .. } = event {
+                break;
+            }
+        }
+        for driver in acceptors.iter().map(AcceptorServer::driver) {
+            driver.durable().await.expect("acceptor running");
+        }
+        for device in &devices {
+            device.driver().durable().await.expect("device running");
+        }
     }
     timeline.record(false);
     let path = EditPath { author: numbers[3], acceptors: numbers[..3].to_vec(), reader: numbers[4] };

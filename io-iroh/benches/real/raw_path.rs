@@ -2,7 +2,7 @@
 //!
 //! Why: the floor of "2 fsyncs + 1 round trip" adds up anchors measured back to back, and says
 //! nothing of its own tail. This anchor does what the floor counts, one edit at a time as the
-//! latency phase does, and nothing else: the author writes 4 KiB and fsyncs, sends 300 bytes over
+//! latency phase does (each once the last has settled), and nothing else: the author writes 4 KiB and fsyncs, sends 300 bytes over
 //! iroh to 3 acceptors, each writes and fsyncs (on the same disk, at once) and sends on to the
 //! reader, whose first copy ends the edit. The reader writes and fsyncs that copy on a thread of
 //! its own, off the path, as Plait's reader does (its app hears of an update before its write
@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use iroh::Endpoint;
 use iroh::endpoint::{Connection, RecvStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{loopback_address, loopback_endpoint};
 
@@ -55,10 +55,11 @@ pub async fn raw_path_micros(edits: usize) -> Vec<u64> {
 
     let mut author_file = DiskPage::new(folder.path().join("author"));
     let mut reader_file = DiskPage::new(folder.path().join("reader"));
-    let (to_write, mut writes) = mpsc::channel::<()>(edits.max(1));
+    let (to_write, mut writes) = mpsc::channel::<oneshot::Sender<()>>(1);
     let reader_writer = tokio::task::spawn_blocking(move || {
-        while writes.blocking_recv().is_some() {
+        while let Some(written) = writes.blocking_recv() {
             reader_file.write_and_sync();
+            let _ = written.send(());
         }
     });
     let mut samples = Vec::with_capacity(edits);
@@ -70,9 +71,19 @@ pub async fn raw_path_micros(edits: usize) -> Vec<u64> {
             stream.write_all(&frame).await.expect("send to an acceptor");
         }
         // The reader takes the first copy; the other two arrive later and are passed over.
-        while arrivals.recv().await.expect("the reader's copies") != index {}
+        let mut copies = 0;
+        while copies == 0 {
+            copies += usize::from(arrivals.recv().await.expect("the reader's copies") == index);
+        }
         samples.push(started.elapsed().as_micros() as u64);
-        to_write.send(()).await.expect("the reader's writer");
+        // The next edit starts once this one settled, as the latency phase's do: every
+        // acceptor wrote it and passed it on, and the reader's write is durable.
+        let (written, durable) = oneshot::channel();
+        to_write.send(written).await.expect("the reader's writer");
+        while copies < 3 {
+            copies += usize::from(arrivals.recv().await.expect("the reader's copies") == index);
+        }
+        durable.await.expect("the reader's writer");
     }
     drop(to_write);
     reader_writer.await.expect("the reader's writer");
