@@ -2,9 +2,9 @@
 //!
 //! Why: the floor of "2 fsyncs + 1 round trip" adds up anchors measured back to back, and says
 //! nothing of its own tail. This anchor does what the floor counts, one edit at a time as the
-//! latency phase does (each once the last has settled), and nothing else: the author writes 4 KiB and fsyncs, sends 300 bytes over
-//! iroh to 3 acceptors, each writes and fsyncs (on the same disk, at once) and sends on to the
-//! reader, whose first copy ends the edit. The reader writes and fsyncs that copy on a thread of
+//! latency phase does (each once the last has settled), and nothing else: the author writes 4 KiB
+//! and fsyncs, sends 300 bytes over iroh to 3 acceptors, each writes and fsyncs (on the same
+//! disk, at once) and sends on to the reader, whose first copy ends the edit. The reader writes and fsyncs that copy on a thread of
 //! its own, off the path, as Plait's reader does (its app hears of an update before its write
 //! is durable). Its p50 and p99 are what the latency phase's would be if Plait's own work cost
 //! nothing.
@@ -70,7 +70,7 @@ pub async fn raw_path_micros(edits: usize) -> Vec<u64> {
         for stream in &mut to_acceptors {
             stream.write_all(&frame).await.expect("send to an acceptor");
         }
-        // The reader takes the first copy; the other two arrive later and are passed over.
+        // The reader takes the first copy; the other two arrive later.
         let mut copies = 0;
         while copies == 0 {
             copies += usize::from(arrivals.recv().await.expect("the reader's copies") == index);
