@@ -45,23 +45,19 @@ fn main() {
     let messages: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let fsync = median(&raw_fsync_micros(200));
-        let first_of_three = first_of_three_fsyncs_micros(200);
-        let rtt = median(&raw_iroh_rtt_micros(500).await);
         let mut raw_path = raw_path::raw_path_micros(RAW_PATH_EDITS).await;
         raw_path.sort_unstable();
         let (raw_p50, raw_p99) = (percentile(&raw_path, 50), percentile(&raw_path, 99));
-        println!("anchor: raw fsync (4 KiB write + fsync) median {fsync} µs");
-        println!("anchor: raw fsyncs at once on this one disk: the first of 3 done after {first_of_three} µs (median)");
-        println!("anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs");
         println!(
             "anchor: an edit's path done raw ({RAW_PATH_EDITS} edits one at a time: the author's write + fsync, 3 acceptors' at once, 2 iroh hops): p50 {raw_p50} µs, p99 {raw_p99} µs"
         );
+        let mut anchors = Anchors::default();
         let mut rates = Vec::new();
         let mut p50s = Vec::new();
         let mut p99s = Vec::new();
         let mut stages = Vec::new();
         for run in 0..RUNS {
+            anchors.measure().await;
             let Sample { edits_per_second, messages_per_second, mut latencies, stages: run_stages } = one_run(messages, false).await;
             stages.extend(run_stages);
             latencies.sort_unstable();
@@ -79,6 +75,7 @@ fn main() {
             batched.edits_per_second, batched.messages_per_second
         );
         let (rate, p50, p99) = (median(&rates), median(&p50s), median(&p99s));
+        let (fsync, first_of_three, rtt) = anchors.print();
         // An edit becomes visible elsewhere only after two durable writes (the author's before
         // it sends, an acceptor's before it pushes) and one round trip (author → acceptor →
         // reader); batching is off (flush_bytes = 1). The reader's own write is not on the way:
@@ -354,36 +351,68 @@ fn process_cpu_seconds() -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-fn raw_fsync_micros(count: usize) -> Vec<u64> {
-    concurrent_fsync_micros(1, count).into_iter().flatten().collect()
+/// The floor's anchors, measured before every run (the disk and the network drift over an
+/// invocation; one measurement at its start gave medians from 39 to 86 µs for the same fsync).
+#[derive(Default)]
+struct Anchors {
+    fsync: Vec<u64>,
+    first_of_three: Vec<u64>,
+    rtt: Vec<u64>,
+}
+
+impl Anchors {
+    async fn measure(&mut self) {
+        self.fsync.extend(concurrent_fsync_micros(1, 200).into_iter().flatten());
+        self.first_of_three.extend(first_of_three_fsyncs_micros(200));
+        self.rtt.extend(raw_iroh_rtt_micros(500).await);
+    }
+
+    /// Prints the medians over every run's measurements, with each run's; returns the first.
+    fn print(&self) -> (u64, u64, u64) {
+        let each = |samples: &[u64], per_run: usize| -> String {
+            let medians: Vec<String> = samples.chunks(per_run).map(|run| median(run).to_string()).collect();
+            medians.join(", ")
+        };
+        let (fsync, first_of_three, rtt) = (median(&self.fsync), median(&self.first_of_three), median(&self.rtt));
+        println!(
+            "anchor: raw fsync (a 4 KiB page of a file written out in advance overwritten + fdatasync, as SQLite's log) median {fsync} µs (before each run: {})",
+            each(&self.fsync, 200)
+        );
+        println!(
+            "anchor: raw fsyncs at once on this one disk: the first of 3 done after {first_of_three} µs (median; before each run: {})",
+            each(&self.first_of_three, 200)
+        );
+        println!(
+            "anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs (before each run: {})",
+            each(&self.rtt, 500)
+        );
+        (fsync, first_of_three, rtt)
+    }
 }
 
 /// Three raw fsyncs issued at the same moment on the one disk every node of the benchmark
-/// shares, `rounds` times: the median time until the first of them is done (µs).
-fn first_of_three_fsyncs_micros(rounds: usize) -> u64 {
+/// shares, `rounds` times: per round, the time until the first of them is done (µs).
+fn first_of_three_fsyncs_micros(rounds: usize) -> Vec<u64> {
     let three = concurrent_fsync_micros(3, rounds);
-    let first: Vec<u64> = three.iter().map(|round| round.iter().copied().min().unwrap_or(0)).collect();
-    median(&first)
+    three.iter().map(|round| round.iter().copied().min().unwrap_or(0)).collect()
 }
 
-/// `rounds` rounds of `writers` threads each writing 4 KiB to its own file and fsyncing it, all
-/// starting together; per round, each writer's time (µs).
+/// `rounds` rounds of `writers` threads each overwriting a page of its own file and fsyncing
+/// it, all starting together; per round, each writer's time (µs).
 fn concurrent_fsync_micros(writers: usize, rounds: usize) -> Vec<Vec<u64>> {
-    use std::io::Write;
     use std::sync::{Arc, Barrier};
     let folder = tempfile::tempdir().expect("temporary folder");
     let start = Arc::new(Barrier::new(writers));
     let threads: Vec<_> = (0..writers)
         .map(|index| {
-            let mut file = std::fs::File::create(folder.path().join(format!("fsync{index}"))).expect("file");
+            let mut page = raw_path::DiskPage::new(folder.path().join(format!("fsync{index}")));
             let start = Arc::clone(&start);
             std::thread::spawn(move || {
                 (0..rounds)
                     .map(|_| {
                         start.wait();
                         let started = Instant::now();
-                        file.write_all(&[7u8; 4096]).expect("write");
-                        file.sync_data().expect("fsync");
+                        page.write_and_sync();
                         started.elapsed().as_micros() as u64
                     })
                     .collect::<Vec<u64>>()
