@@ -5,7 +5,8 @@
 //! settled everywhere), with anchors measured in the same run:
 //! a raw iroh round trip and a raw fsync, alone and issued together (the six nodes share one
 //! disk, so their fsyncs queue behind each other, which the floor of independent disks ignores),
-//! and an edit's whole path done raw (`real/raw_path.rs`).
+//! an edit's whole path done raw (`real/raw_path.rs`), and the cryptography and CRDT work an
+//! edit cannot skip, done raw (`real/work.rs`).
 //!
 //! `cargo bench --workspace --bench real [-- MESSAGES]` (as README says: `-p` builds the
 //! dependencies again with other features)
@@ -372,6 +373,10 @@ fn process_cpu_seconds() -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// Fsyncs (alone, and 3 at once) and round trips each anchor times before every run.
+const FSYNC_SAMPLES: usize = 200;
+const RTT_SAMPLES: usize = 500;
+
 /// The floor's anchors, measured before every run (the disk and the network drift over an
 /// invocation; one measurement at its start gave medians from 39 to 86 µs for the same fsync).
 #[derive(Default)]
@@ -383,9 +388,9 @@ struct Anchors {
 
 impl Anchors {
     async fn measure(&mut self) {
-        self.fsync.extend(concurrent_fsync_micros(1, 200).into_iter().flatten());
-        self.first_of_three.extend(first_of_three_fsyncs_micros(200));
-        self.rtt.extend(raw_iroh_rtt_micros(500).await);
+        self.fsync.extend(concurrent_fsync_micros(1, FSYNC_SAMPLES).into_iter().flatten());
+        self.first_of_three.extend(first_of_three_fsyncs_micros(FSYNC_SAMPLES));
+        self.rtt.extend(raw_iroh_rtt_micros(RTT_SAMPLES).await);
     }
 
     /// Prints the medians over every run's measurements, with each run's; returns the first.
@@ -397,15 +402,15 @@ impl Anchors {
         let (fsync, first_of_three, rtt) = (median(&self.fsync), median(&self.first_of_three), median(&self.rtt));
         println!(
             "anchor: raw fsync (a 4 KiB page of a file written out in advance overwritten + fdatasync, as SQLite's log) median {fsync} µs (before each run: {})",
-            each(&self.fsync, 200)
+            each(&self.fsync, FSYNC_SAMPLES)
         );
         println!(
             "anchor: raw fsyncs at once on this one disk: the first of 3 done after {first_of_three} µs (median; before each run: {})",
-            each(&self.first_of_three, 200)
+            each(&self.first_of_three, FSYNC_SAMPLES)
         );
         println!(
             "anchor: raw iroh round trip on loopback (64-byte frame) median {rtt} µs (before each run: {})",
-            each(&self.rtt, 500)
+            each(&self.rtt, RTT_SAMPLES)
         );
         (fsync, first_of_three, rtt)
     }
