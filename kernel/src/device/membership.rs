@@ -77,20 +77,25 @@ pub(crate) struct Membership {
     identity: Identity,
     mls_group_id: Vec<u8>,
     pub(crate) pending: Option<PendingCommit>,
+    /// The pending commit as last recorded (encoded; `Some(None)`: no row), so that `changes`
+    /// writes it only when it changed: at a membership change, not at every message. `None`
+    /// until a new membership's first `changes`, which writes it whatever the disk holds.
+    pending_recorded: Option<Option<Vec<u8>>>,
 }
 
 impl Membership {
     /// A membership just created or joined; `changes` persists everything about it.
     pub(crate) fn new(member: Member, identity: Identity, mls_group_id: Vec<u8>) -> Membership {
-        Membership { member, identity, mls_group_id, pending: None }
+        Membership { member, identity, mls_group_id, pending: None, pending_recorded: None }
     }
 
     /// Rebuilds from the group's durable MLS state.
     pub(crate) fn restore(seed: [u8; 32], identity: Identity, mut durable: BTreeMap<Vec<u8>, Vec<u8>>) -> Option<Membership> {
         let mls_group_id = durable.remove(MLS_GROUP_ID_KEY)?;
-        let pending = durable.remove(PENDING_KEY).and_then(|bytes| postcard::from_bytes(&bytes).ok());
+        let recorded = durable.remove(PENDING_KEY);
+        let pending = recorded.as_ref().and_then(|bytes| postcard::from_bytes(bytes).ok());
         let member = Member::restore(seed, durable, &mls_group_id).ok()?;
-        Some(Membership { member, identity, mls_group_id, pending })
+        Some(Membership { member, identity, mls_group_id, pending, pending_recorded: Some(recorded) })
     }
 
     /// The records that make everything changed since the last call durable.
@@ -101,7 +106,10 @@ impl Membership {
             records.push(Record::MlsState { group, key: MLS_GROUP_ID_KEY.to_vec(), value: Some(self.mls_group_id.clone()) });
         }
         let pending = self.pending.as_ref().map(|p| postcard::to_allocvec(p).expect("invariant: pending commits encode"));
-        records.push(Record::MlsState { group, key: PENDING_KEY.to_vec(), value: pending });
+        if self.pending_recorded.as_ref() != Some(&pending) {
+            records.push(Record::MlsState { group, key: PENDING_KEY.to_vec(), value: pending.clone() });
+            self.pending_recorded = Some(pending);
+        }
         records
     }
 

@@ -105,6 +105,31 @@ fn which_edits_are_safe_is_written_with_the_next_write_or_alone_once_due() {
     }
 }
 
+/// A device records its pending MLS commit when it changes (a membership change), not with
+/// every message it writes or reads: edits persist no record of it at either end.
+#[test]
+fn edits_do_not_rewrite_the_pending_commit_record() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    let key = format!("{:?}", b"\xffplait/pending-commit".to_vec());
+    let records_of = |net: &Net| net.log.iter().filter(|line| line.contains(" persist ") && line.contains(&key)).count();
+    net.log.clear();
+    for (position, insert) in ["a", "b", "c"].into_iter().enumerate() {
+        edit(&mut net, admin, group, position, insert);
+        settle(&mut net);
+    }
+    assert_eq!(text(&net, second, group), "abc");
+    assert_eq!(records_of(&net), 0, "three edits written and read without it");
+
+    net.command(second, Command::RotateKeys { group });
+    settle(&mut net);
+    assert_eq!(records_of(&net), 2, "the rotation's commit recorded while pending, then cleared once chosen");
+    net.restart(second, 5, false);
+    edit(&mut net, second, group, 0, "d");
+    settle(&mut net);
+    assert_eq!(records_of(&net), 2, "nor after a restart, which reads it back");
+    assert_eq!(text(&net, admin, group), "dabc");
+}
+
 /// The messages carried in full from one acceptor to another in the log so far.
 fn copied_between_acceptors(net: &Net) -> usize {
     let acceptors = acceptor_ids();
