@@ -40,6 +40,11 @@ pub struct NodeOptions {
     pub links: LinkLimits,
     /// The kernel.
     pub config: Config,
+    /// Never dial anyone: for work on the local store alone (reading the text, editing offline).
+    /// Sends are dropped; the kernel makes them again at the next start that is online. Without
+    /// it a short-lived process would also wait, as it stops, for the connections it had begun
+    /// to open (QUIC's close waits up to ~3 s for a handshake in flight).
+    pub offline: bool,
 }
 
 /// What can go wrong for an app.
@@ -60,6 +65,9 @@ pub enum AppError {
     /// The node refused the command.
     #[error(transparent)]
     Command(#[from] CommandError),
+    /// The node refused a command on the named document (as the command line reports it).
+    #[error("{0}: {1}")]
+    InDocument(String, CommandError),
     /// The node stopped (see its status).
     #[error(transparent)]
     NotRunning(#[from] NotRunning),
@@ -75,6 +83,9 @@ pub enum AppError {
     /// The invite's lifetime is over (by the inviter's clock, give or take `INVITE_CLOCK_SKEW_MS`).
     #[error("the invite expired: ask for a new one")]
     InviteExpired,
+    /// The device was opened offline (`NodeOptions::offline`) and the call needs the network.
+    #[error("opened offline: {0} needs the network")]
+    Offline(&'static str),
     /// Nothing happened in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
@@ -100,6 +111,7 @@ pub struct DeviceApp {
     config: ValidConfig,
     documents: std::sync::Mutex<BTreeMap<String, DocumentEntry>>,
     task: tokio::task::JoinHandle<Result<(), crate::driver::DriverError>>,
+    offline: bool,
 }
 
 /// A kernel node running on a data directory.
@@ -144,13 +156,19 @@ impl DeviceApp {
         DeviceApp::start(data, secret_key, options).await
     }
 
-    async fn start(data: DataDir, secret_key: [u8; 32], options: NodeOptions) -> Result<DeviceApp, AppError> {
+    async fn start(data: DataDir, secret_key: [u8; 32], mut options: NodeOptions) -> Result<DeviceApp, AppError> {
+        if options.offline {
+            options.iroh.relays = false;
+            options.iroh.public_lookup = false;
+            options.iroh.mdns = false;
+        }
         let identity = data_dir::identity_seed(&secret_key);
         let Booted { handle, links, network, task, config } =
             boot(&data, secret_key, &options, |config, me, restored, seed| Device::new(config, me, identity, seed, restored))
                 .await?;
         let documents: BTreeMap<String, DocumentEntry> = data.read_json(DOCUMENTS_FILE)?;
-        let app = DeviceApp { data, handle, links, network, config, documents: std::sync::Mutex::new(documents), task };
+        let documents = std::sync::Mutex::new(documents);
+        let app = DeviceApp { data, handle, links, network, config, documents, task, offline: options.offline };
         app.tell_network_about_acceptors();
         Ok(app)
     }
@@ -208,6 +226,9 @@ impl DeviceApp {
     /// admin device has added this one (it must be online meanwhile).
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
         let invite: Invite = code.parse()?;
+        if self.offline {
+            return Err(AppError::Offline("joining"));
+        }
         let usable_until = invite.expires_at_ms.saturating_add(INVITE_CLOCK_SKEW_MS);
         let left = usable_until.saturating_sub(wall_clock_ms());
         if left == 0 {
@@ -280,7 +301,11 @@ impl DeviceApp {
 
     /// Every acceptor ticket this device knows goes into the address book and into the hints
     /// it tells acceptors (so acceptors can reach each other without a discovery service).
+    /// Offline, the address book stays empty: every dial fails at once for want of an address.
     fn tell_network_about_acceptors(&self) {
+        if self.offline {
+            return;
+        }
         let documents = self.documents.lock().expect("documents lock");
         let mut hints: BTreeMap<NodeId, Vec<std::net::SocketAddr>> = BTreeMap::new();
         for ticket in documents.values().flat_map(|entry| entry.acceptors.iter()).filter_map(|text| text.parse::<Ticket>().ok()) {

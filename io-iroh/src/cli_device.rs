@@ -89,6 +89,55 @@ pub enum DeviceCommand {
     Watch { doc: String },
 }
 
+impl DeviceCommand {
+    /// Whether the command needs only the local store (it opens the device offline).
+    fn is_local(&self) -> bool {
+        match self {
+            DeviceCommand::Init { .. }
+            | DeviceCommand::Append { .. }
+            | DeviceCommand::Insert { .. }
+            | DeviceCommand::Delete { .. }
+            | DeviceCommand::Cat { .. }
+            | DeviceCommand::Status { .. }
+            | DeviceCommand::Members { .. }
+            | DeviceCommand::Export { .. } => true,
+            DeviceCommand::Create { .. }
+            | DeviceCommand::Invite { .. }
+            | DeviceCommand::Join { .. }
+            | DeviceCommand::Sync { .. }
+            | DeviceCommand::RemoveMember { .. }
+            | DeviceCommand::AddAcceptor { .. }
+            | DeviceCommand::RemoveAcceptor { .. }
+            | DeviceCommand::Rotate { .. }
+            | DeviceCommand::Watch { .. } => false,
+        }
+    }
+}
+
+impl DeviceCommand {
+    /// The document the command names, if it names one.
+    fn document(&self) -> Option<&str> {
+        match self {
+            DeviceCommand::Create { doc, .. }
+            | DeviceCommand::Invite { doc, .. }
+            | DeviceCommand::Append { doc, .. }
+            | DeviceCommand::Insert { doc, .. }
+            | DeviceCommand::Delete { doc, .. }
+            | DeviceCommand::Cat { doc }
+            | DeviceCommand::Status { doc }
+            | DeviceCommand::Members { doc }
+            | DeviceCommand::RemoveMember { doc, .. }
+            | DeviceCommand::AddAcceptor { doc, .. }
+            | DeviceCommand::RemoveAcceptor { doc, .. }
+            | DeviceCommand::Rotate { doc }
+            | DeviceCommand::Export { doc, .. }
+            | DeviceCommand::Watch { doc } => Some(doc),
+            DeviceCommand::Sync { doc, .. } => doc.as_deref(),
+            DeviceCommand::Init { .. } | DeviceCommand::Join { .. } => None,
+        }
+    }
+}
+
 const DEVICE_FILE: &str = "device.json";
 /// A device reaches acceptors wherever they are.
 const ANY_ADDRESS: std::net::SocketAddr = std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
@@ -101,15 +150,20 @@ struct DeviceInfo {
 }
 
 pub async fn run(dir: &Path, command: DeviceCommand) -> Result<(), AppError> {
+    let options = NodeOptions { offline: command.is_local(), ..options_from_environment() };
     if let DeviceCommand::Init { name } = &command {
-        let app = DeviceApp::open(dir, options_from_environment()).await?;
+        let app = DeviceApp::open(dir, options).await?;
         app.data_dir().write_json(DEVICE_FILE, &DeviceInfo { name: name.clone() })?;
         println!("device {}", hex(&app.id().0));
         app.shutdown().await;
         return Ok(());
     }
-    let app = DeviceApp::open_existing(dir, options_from_environment()).await?;
-    let result = run_on(&app, command).await;
+    let app = DeviceApp::open_existing(dir, options).await?;
+    let doc = command.document().map(str::to_owned);
+    let result = run_on(&app, command).await.map_err(|error| match (error, doc) {
+        (AppError::Command(error), Some(doc)) => AppError::InDocument(doc, error),
+        (error, _) => error,
+    });
     app.shutdown().await;
     result
 }

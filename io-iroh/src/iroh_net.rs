@@ -92,6 +92,13 @@ pub struct IrohNetwork {
 #[error("cannot start the iroh endpoint: {0}")]
 pub struct BindError(String);
 
+impl BindError {
+    /// The same error, with what the caller knows about why it matters.
+    pub(crate) fn explained(self, why: &str) -> BindError {
+        BindError(format!("{}: {why}", self.0))
+    }
+}
+
 impl IrohNetwork {
     /// Binds an endpoint with this secret key and starts accepting connections.
     pub async fn bind(secret_key: [u8; 32], options: IrohOptions) -> Result<IrohNetwork, BindError> {
@@ -132,6 +139,11 @@ impl IrohNetwork {
         addresses.dedup();
         addresses.truncate(crate::ticket::TICKET_ADDRESSES_MAX);
         Ticket { node: self.id(), addresses }
+    }
+
+    /// The UDP port the endpoint listens on.
+    pub fn port(&self) -> Option<u16> {
+        self.endpoint.bound_sockets().first().map(SocketAddr::port)
     }
 
     /// The accepting side's counters.

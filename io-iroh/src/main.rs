@@ -30,7 +30,8 @@ enum Top {
         /// Where its keys and database live.
         #[arg(long)]
         data_dir: PathBuf,
-        /// Where to listen (UDP, for iroh/QUIC).
+        /// Where to listen (UDP, for iroh/QUIC). Port 0: the port of the last start (tickets carry
+        /// it), or any free one the first time.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
         /// Where to serve /health and /metrics.

@@ -93,13 +93,41 @@ pub struct AcceptorServer {
     task: tokio::task::JoinHandle<Result<(), DriverError>>,
 }
 
+/// Where an acceptor remembers the UDP port it listened on.
+const LISTENED_FILE: &str = "listened.json";
+
+/// The port of the last start, kept because tickets carry it: devices hold the ticket of an
+/// acceptor, and one that came back on another port would be lost to them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Listened {
+    port: Option<u16>,
+}
+
 impl AcceptorServer {
-    /// Starts an acceptor on `dir` and writes its ticket to `dir/ticket`.
-    pub async fn start(dir: &Path, options: NodeOptions) -> Result<AcceptorServer, AppError> {
+    /// Starts an acceptor on `dir` and writes its ticket to `dir/ticket`. Asked to listen on
+    /// port 0 (any), it listens on the port of its last start, if it had one.
+    pub async fn start(dir: &Path, mut options: NodeOptions) -> Result<AcceptorServer, AppError> {
         let data = DataDir::open(dir)?;
+        let remembered = match options.iroh.listen.port() {
+            0 => data.read_json::<Listened>(LISTENED_FILE)?.port,
+            _ => None,
+        };
+        if let Some(port) = remembered {
+            options.iroh.listen.set_port(port);
+        }
         let secret_key = data.secret_key()?;
-        let Booted { handle, links, network, task, .. } =
-            boot(&data, secret_key, &options, |config, me, restored, seed| Acceptor::new(config, me, seed, restored)).await?;
+        let booted =
+            boot(&data, secret_key, &options, |config, me, restored, seed| Acceptor::new(config, me, seed, restored)).await;
+        let Booted { handle, links, network, task, .. } = match (booted, remembered) {
+            (Err(AppError::Bind(error)), Some(port)) => {
+                return Err(AppError::Bind(error.explained(&format!(
+                    "port {port} is the one this acceptor listened on before, kept so that the tickets devices hold \
+                     stay valid; free it, or choose another with --listen (devices then need the new ticket)"
+                ))));
+            }
+            (booted, _) => booted?,
+        };
+        data.write_json(LISTENED_FILE, &Listened { port: network.port() })?;
         data.write_atomically("ticket", format!("{}\n", network.ticket()).as_bytes())?;
         Ok(AcceptorServer { _data: data, handle, links, network, task })
     }

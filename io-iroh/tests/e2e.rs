@@ -333,3 +333,46 @@ fn an_admin_manages_members_and_acceptors_from_the_command_line() {
     document.import(&std::fs::read(&file).expect("the export")).expect("a Loro snapshot");
     assert_eq!(document.get_text(plait_kernel::document::TEXT_CONTAINER).to_string(), "Bob says: world!");
 }
+
+/// A counter of an acceptor's `/metrics`.
+fn metric(acceptor: &AcceptorProcess, name: &str) -> u64 {
+    let response = http_get(&acceptor.http, "/metrics");
+    let line = response.lines().find(|line| line.split_once(' ').is_some_and(|(key, _)| key == name));
+    line.and_then(|line| line.split_once(' ')).and_then(|(_, value)| value.parse().ok()).unwrap_or_else(|| panic!("no {name}"))
+}
+
+/// An acceptor started without a port keeps the one it got the first time, so the tickets devices
+/// hold still reach it; and the commands that read or write only the local store stay offline
+/// (before, each dialled every acceptor and then waited ~3 s on its way out for QUIC to close the
+/// handshakes it had begun), while an offline edit still goes out at the next `sync`.
+#[test]
+fn an_acceptor_keeps_its_port_and_local_commands_stay_offline() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let mut acceptor = AcceptorProcess::start(&root.path().join("acceptor"), "127.0.0.1:0");
+    let alice = root.path().join("alice");
+    device(&alice, &["init"]);
+    device(&alice, &["create", "doc", "--acceptor", &acceptor.ticket]);
+
+    let first = acceptor.ticket.clone();
+    acceptor.kill_9();
+    acceptor = AcceptorProcess::start(&acceptor.dir.clone(), "127.0.0.1:0");
+    assert_eq!(acceptor.ticket, first, "port 0 again: the port of the last start");
+    device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]);
+
+    let seen = |acceptor: &AcceptorProcess| {
+        (metric(acceptor, "plait_frames_received_total"), metric(acceptor, "plait_failed_handshakes_total"))
+    };
+    let before = seen(&acceptor);
+    device(&alice, &["append", "doc", "offline"]);
+    device(&alice, &["insert", "doc", "0", "all "]);
+    device(&alice, &["delete", "doc", "0", "4"]);
+    assert_eq!(cat(&alice), "offline");
+    assert_ne!(status(&alice)["unsafe"], "0", "written, not yet posted");
+    assert_eq!(members(&alice).len(), 1);
+    device(&alice, &["export", "doc", "--loro", &root.path().join("doc.loro").to_string_lossy()]);
+    assert_eq!(seen(&acceptor), before, "no frame and no handshake reached the acceptor");
+
+    device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]);
+    assert_eq!(status(&alice)["unsafe"], "0", "the offline edits were posted at the sync");
+    assert!(seen(&acceptor).0 > before.0);
+}
