@@ -261,14 +261,13 @@ impl DeviceApp {
         self.document(&invite.name)
     }
 
-    /// Records that `ticket` serves the document (for `add-acceptor`).
+    /// Records that `ticket` serves the document (for `add-acceptor`), in place of any older
+    /// ticket of the same acceptor (one that moved).
     pub fn add_acceptor_ticket(&self, name: &str, ticket: &Ticket) -> Result<(), AppError> {
         let mut documents = self.documents.lock().expect("documents lock");
         let entry = documents.get_mut(name).ok_or_else(|| AppError::UnknownDocument(name.to_owned()))?;
-        let text = ticket.to_string();
-        if !entry.acceptors.contains(&text) {
-            entry.acceptors.push(text);
-        }
+        entry.acceptors.retain(|text| text.parse::<Ticket>().map_or(true, |old| old.node != ticket.node));
+        entry.acceptors.push(ticket.to_string());
         self.data.write_json(DOCUMENTS_FILE, &*documents)?;
         drop(documents);
         self.tell_network_about_acceptors();

@@ -248,6 +248,12 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
             let handle = app.document(&doc)?;
             app.add_acceptor_ticket(&doc, &ticket)?;
             let mut acceptors = handle.status().await?.acceptors;
+            if acceptors.contains(&ticket.node) {
+                // An acceptor that moved: its new address is all that changes, with no commit.
+                until_idle(app, &[handle], Duration::from_secs(30)).await?;
+                println!("acceptor already in the set, address updated {}", hex(&ticket.node.0));
+                return Ok(());
+            }
             acceptors.push(ticket.node);
             handle.change_acceptors(acceptors).await?;
             until_idle(app, &[handle], Duration::from_secs(30)).await?;

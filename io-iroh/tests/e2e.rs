@@ -342,11 +342,10 @@ fn metric(acceptor: &AcceptorProcess, name: &str) -> u64 {
 }
 
 /// An acceptor started without a port keeps the one it got the first time, so the tickets devices
-/// hold still reach it; and the commands that read or write only the local store stay offline
-/// (before, each dialled every acceptor and then waited ~3 s on its way out for QUIC to close the
-/// handshakes it had begun), while an offline edit still goes out at the next `sync`.
+/// hold still reach it; one that moves anyway is reached again once `add-acceptor` is given its
+/// new ticket, which changes no epoch.
 #[test]
-fn an_acceptor_keeps_its_port_and_local_commands_stay_offline() {
+fn an_acceptor_keeps_its_port_and_one_that_moved_is_reached_from_its_new_ticket() {
     let root = tempfile::tempdir().expect("temporary folder");
     let mut acceptor = AcceptorProcess::start(&root.path().join("acceptor"), "127.0.0.1:0");
     let alice = root.path().join("alice");
@@ -357,7 +356,32 @@ fn an_acceptor_keeps_its_port_and_local_commands_stay_offline() {
     acceptor.kill_9();
     acceptor = AcceptorProcess::start(&acceptor.dir.clone(), "127.0.0.1:0");
     assert_eq!(acceptor.ticket, first, "port 0 again: the port of the last start");
+    device(&alice, &["append", "doc", "before"]);
     device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]);
+
+    let elsewhere = std::net::UdpSocket::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("a free port");
+    acceptor.kill_9();
+    acceptor = AcceptorProcess::start(&acceptor.dir.clone(), &elsewhere.to_string());
+    assert_ne!(acceptor.ticket, first);
+    device(&alice, &["append", "doc", " after"]);
+    let epoch_before = epoch(&alice);
+    let updated = last_line(&device(&alice, &["add-acceptor", "doc", &acceptor.ticket]));
+    assert!(updated.starts_with("acceptor already in the set, address updated"), "{updated}");
+    assert_eq!(status(&alice)["unsafe"], "0", "the edit reached the acceptor at its new address");
+    assert_eq!(epoch(&alice), epoch_before);
+    assert_eq!(cat(&alice), "before after");
+}
+
+/// The commands that read or write only the local store stay offline (before, each dialled every
+/// acceptor and then waited ~3 s on its way out for QUIC to close the handshakes it had begun),
+/// and an offline edit goes out at the next `sync`.
+#[test]
+fn commands_on_the_local_store_stay_offline() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let acceptor = AcceptorProcess::start(&root.path().join("acceptor"), "127.0.0.1:0");
+    let alice = root.path().join("alice");
+    device(&alice, &["init"]);
+    device(&alice, &["create", "doc", "--acceptor", &acceptor.ticket]);
 
     let seen = |acceptor: &AcceptorProcess| {
         (metric(acceptor, "plait_frames_received_total"), metric(acceptor, "plait_failed_handshakes_total"))
