@@ -83,6 +83,10 @@ pub enum AppError {
     /// The invite's lifetime is over (by the inviter's clock, give or take `INVITE_CLOCK_SKEW_MS`).
     #[error("the invite expired: ask for a new one")]
     InviteExpired,
+    /// Every acceptor of the invite said, for `INVITE_UNKNOWN_GRACE` after joining began, that it
+    /// holds no mailbox for it.
+    #[error("no acceptor of the invite knows it: it expired, or the code is wrong; ask for a new one")]
+    InviteUnknown,
     /// The device was opened offline (`NodeOptions::offline`) and the call needs the network.
     #[error("opened offline: {0} needs the network")]
     Offline(&'static str),
@@ -243,13 +247,20 @@ impl DeviceApp {
         let ids = invite.acceptors.iter().map(|ticket| ticket.node).collect();
         let set = AcceptorSet::new(ids, self.config.acceptors_max)
             .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
+        let mailbox = plait_kernel::invite::InviteCode::parse(&invite.code)
+            .map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?
+            .mailbox;
         let mut events = self.handle.subscribe();
         self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
         let expires_first = Duration::from_millis(left) < timeout;
+        let began = std::time::Instant::now();
         let waited =
             wait_for(&mut events, timeout.min(Duration::from_millis(left)), "an admin to add this device", |event| match event {
                 Event::Joined { group, .. } => Some(Ok(*group)),
                 Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+                Event::InviteUnknown { mailbox: unknown } if *unknown == mailbox && began.elapsed() >= INVITE_UNKNOWN_GRACE => {
+                    Some(Err(AppError::InviteUnknown))
+                }
                 _ => None,
             })
             .await;
@@ -522,7 +533,7 @@ pub fn event_group(event: &Event) -> Option<GroupId> {
         | Event::PostRefused { group, .. }
         | Event::Presence { group, .. }
         | Event::ForkDetected { group, .. } => Some(*group),
-        Event::KeyPackage { .. } | Event::CommandFailed { .. } => None,
+        Event::KeyPackage { .. } | Event::CommandFailed { .. } | Event::InviteUnknown { .. } => None,
     }
 }
 
@@ -562,6 +573,11 @@ struct Invite {
 /// How far the inviter's and the joiner's clocks may disagree before a joiner calls an invite
 /// expired on its own.
 pub const INVITE_CLOCK_SKEW_MS: u64 = 60_000;
+
+/// How long a joiner believes acceptors that say they hold no mailbox for its invite before it
+/// gives up: an admin's open may still be on its way when the code is handed over at once (the
+/// command line's `invite` prints the code only once its acceptors are idle).
+pub const INVITE_UNKNOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)

@@ -200,3 +200,28 @@ async fn an_acceptor_listening_on_every_interface_names_reachable_addresses_in_i
     assert_eq!(written.trim(), ticket.to_string());
     server.shutdown().await;
 }
+
+/// A well-formed invite whose mailbox no acceptor holds (it expired there, or the code is wrong)
+/// is told apart from a slow admin: the joiner gives up once every acceptor has said so for
+/// `INVITE_UNKNOWN_GRACE`, long before its own timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_no_acceptor_knows_is_a_clear_error() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let mut servers = Vec::new();
+    for index in 0..2 {
+        servers
+            .push(AcceptorServer::start(&root.path().join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"));
+    }
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let code = plait_kernel::invite::InviteCode::generate(&mut plait_kernel::rng::NodeRng::from_seed(7)).to_text();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as u64;
+    let invite = plait_io_iroh::ticket::encode_text("plaitinvite1", &(code, "doc".to_owned(), tickets, now_ms + 600_000));
+
+    let device = DeviceApp::open(&root.path().join("joiner"), NodeOptions::default()).await.expect("device");
+    let joined = device.join(&invite, Duration::from_secs(60)).await;
+    assert!(matches!(joined, Err(plait_io_iroh::app::AppError::InviteUnknown)), "{:?}", joined.err());
+    device.shutdown().await;
+    for server in servers {
+        server.shutdown().await;
+    }
+}

@@ -284,6 +284,12 @@ pub enum Message {
         /// Whether more messages follow the page.
         more: bool,
     },
+    /// Acceptor → asker: it holds no such mailbox (it expired, or was never opened here). The
+    /// envelope's group is the request's.
+    MailboxUnknown {
+        /// The mailbox.
+        mailbox: Mailbox,
+    },
 }
 
 /// The bytes a proposer signs for an accept: acceptors keep the signature with the value and

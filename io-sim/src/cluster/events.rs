@@ -29,7 +29,8 @@ impl Cluster {
                 self.stats.updates_safe += 1;
                 self.check_safe(*group, plait_kernel::updates::UpdateId { sender: id, seq: *seq });
             }
-            Event::PostRefused { .. } | Event::Presence { .. } => {}
+            // A joiner's scenario waits for it to join, or checks it did not.
+            Event::PostRefused { .. } | Event::Presence { .. } | Event::InviteUnknown { .. } => {}
             Event::ForkDetected { group, epoch, theirs, .. } => {
                 let signer = theirs.signer.get(..8).map(plait_kernel::ids::hex).unwrap_or_default();
                 let detail = format!("{id} saw {signer}… sign another authenticator for epoch {epoch} of {group:?}");

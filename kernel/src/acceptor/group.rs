@@ -286,7 +286,8 @@ impl AcceptorGroup {
             | Message::PostKeyPackage { .. }
             | Message::PostWelcome { .. }
             | Message::FetchMailbox { .. }
-            | Message::MailboxContents { .. } => cx.reject(Rejection::Unauthorised),
+            | Message::MailboxContents { .. }
+            | Message::MailboxUnknown { .. } => cx.reject(Rejection::Unauthorised),
             Message::Application { sender, message } => self.relay_application(cx, from, sender, message),
             Message::Post { messages } => self.on_posts(cx, from, messages),
             Message::Fetch { after } => self.on_fetch(cx, from, after, false),

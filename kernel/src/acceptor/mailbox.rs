@@ -75,6 +75,7 @@ pub(crate) fn is_mailbox_message(message: &Message) -> bool {
             | Message::PostWelcome { .. }
             | Message::FetchMailbox { .. }
             | Message::MailboxContents { .. }
+            | Message::MailboxUnknown { .. }
     )
 }
 
@@ -141,7 +142,13 @@ impl Mailboxes {
                 self.post_key_package(node, groups, from, mailbox, key_package, mac)
             }
             Message::PostWelcome { mailbox, welcome } => self.post_welcome(node, groups, from, group, mailbox, welcome),
-            Message::FetchMailbox { mailbox } => self.answer(node, groups, from, mailbox),
+            Message::FetchMailbox { mailbox } => {
+                if !self.boxes.contains_key(&mailbox) && from != node.me {
+                    // Said, so that a joiner holding an expired or mistyped code can stop waiting.
+                    node.context(group).send(from, Message::MailboxUnknown { mailbox });
+                }
+                self.answer(node, groups, from, mailbox)
+            }
             _ => node.counters.count(Rejection::Unauthorised),
         }
     }

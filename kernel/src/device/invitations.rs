@@ -27,6 +27,8 @@ struct Invitation {
     next_try_at: Time,
     /// Whether an acceptor showed it holds our key package (then we only poll).
     posted: bool,
+    /// The acceptors whose latest answer was that they hold no such mailbox.
+    unknown_at: std::collections::BTreeSet<NodeId>,
 }
 
 /// What a mailbox's contents mean for an invitation.
@@ -59,7 +61,9 @@ impl Invitations {
     /// Starts redeeming `code` with a fresh key package.
     pub(crate) fn accept(&mut self, cx: &mut Context<'_>, code: &InviteCode, acceptors: AcceptorSet, joining: Joining) {
         let mac = code.mac(&joining.key_package);
-        let invitation = Invitation { acceptors, joining, mac, started_at: cx.now, next_try_at: cx.now, posted: false };
+        let unknown_at = std::collections::BTreeSet::new();
+        let invitation =
+            Invitation { acceptors, joining, mac, started_at: cx.now, next_try_at: cx.now, posted: false, unknown_at };
         self.by_mailbox.insert(code.mailbox, invitation);
         self.on_timer(cx);
     }
@@ -105,6 +109,7 @@ impl Invitations {
             cx.reject(Rejection::Unauthorised);
             return Redeemed::Waiting;
         }
+        invitation.unknown_at.remove(&from);
         match key_package {
             Some((posted, _)) if posted == invitation.joining.key_package => invitation.posted = true,
             Some(_) => {
@@ -119,15 +124,29 @@ impl Invitations {
         }
     }
 
+    /// An acceptor we were given holds no such mailbox. Whether every one of them now says so
+    /// (their latest answers); the invitation goes on either way, since a mailbox may yet be
+    /// opened (the admin's open may still be on its way): the host decides how long to believe it.
+    pub(crate) fn on_unknown(&mut self, cx: &mut Context<'_>, from: NodeId, mailbox: Mailbox) -> bool {
+        let Some(invitation) = self.by_mailbox.get_mut(&mailbox) else { return false };
+        if !invitation.acceptors.contains(from) {
+            cx.reject(Rejection::Unauthorised);
+            return false;
+        }
+        invitation.unknown_at.insert(from);
+        invitation.acceptors.members().iter().all(|acceptor| invitation.unknown_at.contains(acceptor))
+    }
+
     /// Joins with the invitation's key package; if `join` gives it back (the Welcome did not
     /// work), the invitation stays outstanding.
     pub(crate) fn try_join<T>(&mut self, mailbox: &Mailbox, join: impl FnOnce(Joining) -> Result<T, Box<Joining>>) -> Option<T> {
-        let Invitation { acceptors, joining, mac, started_at, next_try_at, posted } = self.by_mailbox.remove(mailbox)?;
+        let invitation = self.by_mailbox.remove(mailbox)?;
+        let Invitation { acceptors, joining, mac, started_at, next_try_at, posted, unknown_at } = invitation;
         match join(joining) {
             Ok(joined) => Some(joined),
             Err(joining) => {
-                self.by_mailbox
-                    .insert(*mailbox, Invitation { acceptors, joining: *joining, mac, started_at, next_try_at, posted });
+                let invitation = Invitation { acceptors, joining: *joining, mac, started_at, next_try_at, posted, unknown_at };
+                self.by_mailbox.insert(*mailbox, invitation);
                 None
             }
         }

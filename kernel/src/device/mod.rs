@@ -291,8 +291,18 @@ impl Device {
 
     /// A mailbox's contents for an invite this device is redeeming.
     fn on_invitation(&mut self, now: Time, from: NodeId, message: crate::wire::Message, effects: &mut Effects) {
-        let crate::wire::Message::MailboxContents { mailbox, key_package, welcome } = message else { return };
         let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (mailbox, key_package, welcome) = match message {
+            crate::wire::Message::MailboxContents { mailbox, key_package, welcome } => (mailbox, key_package, welcome),
+            crate::wire::Message::MailboxUnknown { mailbox } => {
+                if self.invitations.on_unknown(&mut cx, from, mailbox) {
+                    cov_mark::hit!(joiner_hears_no_acceptor_holds_its_mailbox);
+                    effects.notify(Event::InviteUnknown { mailbox });
+                }
+                return;
+            }
+            _ => return,
+        };
         let (genesis, welcome) = match self.invitations.on_contents(&mut cx, from, mailbox, key_package, welcome) {
             invitations::Redeemed::Waiting => return,
             invitations::Redeemed::Spent => {
@@ -386,7 +396,7 @@ impl Device {
             Ok(envelope) => envelope,
             Err(error) => return self.counters.count(rejection_of(&error)),
         };
-        if let crate::wire::Message::MailboxContents { mailbox, .. } = &message
+        if let crate::wire::Message::MailboxContents { mailbox, .. } | crate::wire::Message::MailboxUnknown { mailbox } = &message
             && self.invitations.contains(mailbox)
         {
             return self.on_invitation(now, from, message, effects);

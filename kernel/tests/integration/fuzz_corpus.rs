@@ -73,6 +73,7 @@ fn seeds() -> Vec<Vec<u8>> {
             ids: vec![StoredId { position: 1, id: UpdateId { sender: NodeId::from_index(10), seq: 0 }, epoch: 2 }],
             more: false,
         },
+        Message::MailboxUnknown { mailbox },
     ];
     messages.into_iter().map(|message| encode(&Envelope { group, message }, 1 << 20).expect("small")).collect()
 }

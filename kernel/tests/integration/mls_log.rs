@@ -221,6 +221,34 @@ fn a_joiner_online_with_its_admin_is_in_without_polling() {
     assert!(joined(&net, joiner, group), "the joiner is in: {:#?}", &net.log[net.log.len().saturating_sub(30)..]);
 }
 
+/// A code whose mailbox no acceptor holds (never opened, or expired there) is reported once every
+/// acceptor has said so; a code whose mailbox is open is not, even while its admin is away.
+#[test]
+fn a_joiner_hears_when_no_acceptor_holds_its_mailbox() {
+    let (admin, joiner, other) = (NodeId::from_index(101), NodeId::from_index(102), NodeId::from_index(103));
+    let (mut net, _, code) = founded_with_an_invite(3, Role::Writer);
+    settle(&mut net);
+    let unknown = |net: &Net, device: NodeId| {
+        net.events.iter().filter(|(id, event)| *id == device && matches!(event, Event::InviteUnknown { .. })).count()
+    };
+
+    net.offline = vec![admin];
+    net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
+    settle(&mut net);
+    assert_eq!(unknown(&net, joiner), 0, "the mailbox is open, the admin merely away");
+
+    let never_opened = plait_kernel::invite::InviteCode::generate(&mut plait_kernel::rng::NodeRng::from_seed(9));
+    cov_mark::check!(joiner_hears_no_acceptor_holds_its_mailbox);
+    net.command(other, Command::AcceptInvite { code: never_opened.to_text(), acceptors: acceptors() });
+    settle(&mut net);
+    let mailbox = never_opened.mailbox;
+    assert!(
+        net.events
+            .iter()
+            .any(|(id, event)| *id == other && matches!(event, Event::InviteUnknown { mailbox: m } if *m == mailbox))
+    );
+}
+
 #[test]
 fn an_invite_code_works_once() {
     let (first, second) = (NodeId::from_index(102), NodeId::from_index(103));
