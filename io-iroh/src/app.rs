@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
-use crate::data_dir::{self, DataDir, DataDirError};
+use crate::data_dir::{self, DataDir, DataDirError, NodeKind};
 use crate::driver::{Driver, DriverHandle, NotRunning};
 use crate::frames::AddressHint;
 use crate::iroh_net::{BindError, IrohNetwork, IrohOptions};
@@ -148,14 +148,14 @@ pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
 impl DeviceApp {
     /// Opens the device in `dir` (making its keys on first use) and starts it.
     pub async fn open(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
-        let data = DataDir::open(dir)?;
+        let data = DataDir::open(dir, NodeKind::Device)?;
         let secret_key = data.secret_key()?;
         DeviceApp::start(data, secret_key, options).await
     }
 
     /// Opens a device that must exist already.
     pub async fn open_existing(dir: &Path, options: NodeOptions) -> Result<DeviceApp, AppError> {
-        let data = DataDir::open(dir)?;
+        let data = DataDir::open(dir, NodeKind::Device)?;
         let secret_key = data.existing_secret_key()?;
         DeviceApp::start(data, secret_key, options).await
     }

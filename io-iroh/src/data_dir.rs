@@ -34,19 +34,60 @@ pub enum DataDirError {
     /// `init` was not run.
     #[error("{0} is not initialised (run `plait device --data-dir DIR init` first)")]
     NotInitialised(PathBuf),
+    /// It belongs to the other kind of node.
+    #[error("{path} is the data directory of {holds}; {wanted} needs a directory of its own")]
+    OtherKind {
+        /// The directory.
+        path: PathBuf,
+        /// What it holds.
+        holds: NodeKind,
+        /// What was asked to open it.
+        wanted: NodeKind,
+    },
+}
+
+/// Which kind of node a data directory belongs to: the two keep different records in their
+/// stores, so one directory must never serve both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// `plait device`.
+    Device,
+    /// `plait acceptor`.
+    Acceptor,
+}
+
+impl NodeKind {
+    fn name(self) -> &'static str {
+        match self {
+            NodeKind::Device => "device",
+            NodeKind::Acceptor => "acceptor",
+        }
+    }
+}
+
+impl std::fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKind::Device => "a device",
+            NodeKind::Acceptor => "an acceptor",
+        })
+    }
 }
 
 /// An open, locked data directory.
 pub struct DataDir {
     path: PathBuf,
     _lock: File,
+    kind: NodeKind,
 }
 
 const SECRET_FILE: &str = "secret.key";
+const KIND_FILE: &str = "kind";
 
 impl DataDir {
-    /// Opens (creating it if needed) and locks `path`.
-    pub fn open(path: &Path) -> Result<DataDir, DataDirError> {
+    /// Opens (creating it if needed) and locks `path` for a node of `kind`, refusing one that
+    /// belongs to the other kind.
+    pub fn open(path: &Path, kind: NodeKind) -> Result<DataDir, DataDirError> {
         std::fs::create_dir_all(path).map_err(|error| io(path, error))?;
         let lock_path = path.join("lock");
         let lock = OpenOptions::new()
@@ -60,7 +101,40 @@ impl DataDir {
             Err(std::fs::TryLockError::WouldBlock) => return Err(DataDirError::InUse(path.to_path_buf())),
             Err(std::fs::TryLockError::Error(error)) => return Err(io(&lock_path, error)),
         }
-        Ok(DataDir { path: path.to_path_buf(), _lock: lock })
+        let data = DataDir { path: path.to_path_buf(), _lock: lock, kind };
+        if let Some(holds) = data.kind_held()?
+            && holds != kind
+        {
+            return Err(DataDirError::OtherKind { path: data.path, holds, wanted: kind });
+        }
+        if data.is_initialised() && !data.path.join(KIND_FILE).exists() {
+            data.write_atomically(KIND_FILE, kind.name().as_bytes())?;
+        }
+        Ok(data)
+    }
+
+    /// The kind the directory belongs to: its `kind` file, or, in one made before that file
+    /// existed, what its other files show (a device's `device.json` or `documents.json`, an acceptor's
+    /// `ticket`).
+    fn kind_held(&self) -> Result<Option<NodeKind>, DataDirError> {
+        let path = self.path.join(KIND_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match text.trim() {
+                "device" => Ok(Some(NodeKind::Device)),
+                "acceptor" => Ok(Some(NodeKind::Acceptor)),
+                other => Err(DataDirError::Damaged { path, detail: format!("unknown node kind {other:?}") }),
+            },
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if self.path.join("device.json").exists() || self.path.join("documents.json").exists() {
+                    Ok(Some(NodeKind::Device))
+                } else if self.path.join("ticket").exists() {
+                    Ok(Some(NodeKind::Acceptor))
+                } else {
+                    Ok(None)
+                }
+            }
+            Err(error) => Err(io(&path, error)),
+        }
     }
 
     /// The directory.
@@ -81,6 +155,7 @@ impl DataDir {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key).map_err(|error| io(&path, std::io::Error::other(error.to_string())))?;
+                self.write_atomically(KIND_FILE, self.kind.name().as_bytes())?;
                 self.write_atomically(SECRET_FILE, &key)?;
                 Ok(key)
             }

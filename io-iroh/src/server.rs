@@ -107,7 +107,7 @@ impl AcceptorServer {
     /// Starts an acceptor on `dir` and writes its ticket to `dir/ticket`. Asked to listen on
     /// port 0 (any), it listens on the port of its last start, if it had one.
     pub async fn start(dir: &Path, mut options: NodeOptions) -> Result<AcceptorServer, AppError> {
-        let data = DataDir::open(dir)?;
+        let data = DataDir::open(dir, crate::data_dir::NodeKind::Acceptor)?;
         let remembered = match options.iroh.listen.port() {
             0 => data.read_json::<Listened>(LISTENED_FILE)?.port,
             _ => None,

@@ -225,3 +225,24 @@ async fn an_invite_no_acceptor_knows_is_a_clear_error() {
         server.shutdown().await;
     }
 }
+
+/// A device refuses an acceptor's data directory and the other way round, whatever else is in it;
+/// before, each opened the other's store and mixed their records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_kind_of_node_refuses_the_other_kinds_data_directory() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let (acceptor_dir, device_dir) = (root.path().join("acceptor"), root.path().join("device"));
+    AcceptorServer::start(&acceptor_dir, NodeOptions::default()).await.expect("acceptor").shutdown().await;
+    DeviceApp::open(&device_dir, NodeOptions::default()).await.expect("device").shutdown().await;
+
+    let refused = DeviceApp::open(&acceptor_dir, NodeOptions::default()).await.err().expect("refused");
+    assert!(refused.to_string().contains("is the data directory of an acceptor; a device needs"), "{refused}");
+    let refused = AcceptorServer::start(&device_dir, NodeOptions::default()).await.err().expect("refused");
+    assert!(refused.to_string().contains("is the data directory of a device; an acceptor needs"), "{refused}");
+
+    // A directory from before the `kind` file is told by its other files.
+    std::fs::remove_file(acceptor_dir.join("kind")).expect("remove");
+    assert!(DeviceApp::open(&acceptor_dir, NodeOptions::default()).await.is_err());
+    AcceptorServer::start(&acceptor_dir, NodeOptions::default()).await.expect("the acceptor again").shutdown().await;
+    assert_eq!(std::fs::read_to_string(acceptor_dir.join("kind")).expect("written back").trim(), "acceptor");
+}
