@@ -93,6 +93,9 @@ pub enum AppError {
     /// Nothing happened in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
+    /// Nothing happened in time, and these acceptors could not be reached (ids and last errors).
+    #[error("timed out after {0:?} waiting for {1}; unreachable: {2}")]
+    Unreachable(Duration, &'static str, String),
 }
 
 /// What a device remembers about one document, beside the store.
@@ -185,6 +188,11 @@ impl DeviceApp {
     /// The data directory.
     pub fn data_dir(&self) -> &DataDir {
         &self.data
+    }
+
+    /// The link layer's view of each peer: connected or not, and the last error.
+    pub fn link_stats(&self) -> crate::links::LinkStats {
+        self.links.stats()
     }
 
     /// The driver, for what the facade does not cover.

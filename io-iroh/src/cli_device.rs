@@ -73,7 +73,8 @@ pub enum DeviceCommand {
     Members { doc: String },
     /// Remove a member (admins), by id or unique id prefix.
     RemoveMember { doc: String, member: String },
-    /// Add an acceptor to the document's set (admins).
+    /// Add an acceptor to the document's set (admins); the new ticket of one already in the set
+    /// (it moved) only updates where this device reaches it.
     AddAcceptor { doc: String, ticket: String },
     /// Remove an acceptor from the document's set (admins), by id or unique id prefix.
     RemoveAcceptor { doc: String, acceptor: String },
@@ -332,9 +333,38 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
             return Ok(());
         }
         if now >= deadline {
-            return Err(AppError::Timeout(timeout, "every edit to be safe and the acceptors to go quiet"));
+            let waiting_for = "every edit to be safe and the acceptors to go quiet";
+            let mut acceptors = Vec::new();
+            for document in documents {
+                acceptors.extend(document.status().await?.acceptors);
+            }
+            return Err(match unreachable(app, &acceptors) {
+                None => AppError::Timeout(timeout, waiting_for),
+                Some(unreachable) => AppError::Unreachable(timeout, waiting_for, unreachable),
+            });
         }
     }
+}
+
+/// Which of `acceptors` the links are not connected to, with each one's last error; `None` if
+/// every one is connected. (A device syncing talks to every acceptor of its documents.)
+fn unreachable(app: &DeviceApp, acceptors: &[NodeId]) -> Option<String> {
+    let stats = app.link_stats();
+    let described: std::collections::BTreeSet<String> = acceptors
+        .iter()
+        .filter_map(|acceptor| {
+            let peer = stats.peers.get(acceptor);
+            if peer.is_some_and(|peer| peer.connected) {
+                return None;
+            }
+            let why = match peer.and_then(|peer| peer.last_error.as_ref()) {
+                Some((kind, detail)) => format!("{}: {detail}", kind.name()),
+                None => "no connection yet".to_owned(),
+            };
+            Some(format!("{} ({why})", hex(&acceptor.0[..6])))
+        })
+        .collect();
+    (!described.is_empty()).then(|| described.into_iter().collect::<Vec<_>>().join(", "))
 }
 
 /// A device's network switches: `PLAIT_RELAYS=1`, `PLAIT_PUBLIC_LOOKUP=1`, `PLAIT_MDNS=1`

@@ -364,6 +364,9 @@ fn an_acceptor_keeps_its_port_and_one_that_moved_is_reached_from_its_new_ticket(
     acceptor = AcceptorProcess::start(&acceptor.dir.clone(), &elsewhere.to_string());
     assert_ne!(acceptor.ticket, first);
     device(&alice, &["append", "doc", " after"]);
+    let id = &acceptor.ticket.parse::<plait_io_iroh::ticket::Ticket>().expect("a ticket").node.0[..6];
+    let error = device_fails(&alice, &["sync", "doc", "--timeout", "3s"]);
+    assert!(error.contains(&format!("unreachable: {}", plait_io_iroh::app::hex(id))), "{error}");
     let epoch_before = epoch(&alice);
     let updated = last_line(&device(&alice, &["add-acceptor", "doc", &acceptor.ticket]));
     assert!(updated.starts_with("acceptor already in the set, address updated"), "{updated}");
