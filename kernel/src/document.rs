@@ -4,9 +4,9 @@
 //! in any order and any number of times. The trait is all the rest of the kernel may use, so
 //! another CRDT can take Loro's place.
 //!
-//! Determinism: a replica's peer id is drawn from the node's seeded RNG (a fresh one at every
-//! boot, so ids are never reused), and Loro records no timestamps unless asked, so the same
-//! edits give the same update bytes. `LoroDoc::new` draws a random peer id of its own from the
+//! Determinism: a replica's peer id is drawn from the node's seeded RNG (once per replica, and
+//! kept across restarts: see `device/replica.rs`), and Loro records no timestamps unless asked,
+//! so the same edits give the same update bytes. `LoroDoc::new` draws a random peer id of its own from the
 //! OS before we replace it; no operation runs under that id (see ARCHITECTURE.md).
 
 use loro::{ExportMode, IdSpan, LoroDoc};
@@ -84,6 +84,23 @@ impl LoroDocument {
 }
 
 impl LoroDocument {
+    /// The peer id its local edits carry.
+    pub fn peer(&self) -> u64 {
+        self.peer
+    }
+
+    /// Goes on editing as `peer` after a restore: every operation of `peer` the document holds
+    /// came from a durable update, so none goes in the next one.
+    pub fn continue_as(&mut self, peer: u64) -> Result<(), DocumentError> {
+        self.doc.commit();
+        if peer != self.peer {
+            self.doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
+            self.peer = peer;
+        }
+        self.exported = self.own_counter();
+        Ok(())
+    }
+
     /// The counter after our own last operation (committing any open transaction first).
     fn own_counter(&self) -> i32 {
         self.doc.commit();

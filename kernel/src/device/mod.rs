@@ -61,6 +61,7 @@ impl Device {
             let mut key_values = state.mls.clone();
             let invites = invites::Invites::restore(&mut key_values);
             key_values.remove(group::confirming::DUTY_KEY);
+            key_values.remove(replica::PEER_KEY);
             let mls = if state.genesis.is_mls() {
                 let seed = device.mls_seed();
                 Membership::restore(seed, device.identity(), key_values)

@@ -118,7 +118,20 @@ pub(crate) struct Replica {
     pub(crate) cursors_unsaved: BTreeSet<NodeId>,
     /// Compaction: the latest snapshot, ours under way, catching up.
     pub(crate) compactor: Compactor,
+    /// Whether the Loro peer id is durable (`PEER_KEY`); it is written with the first update
+    /// made under it.
+    pub(crate) peer_recorded: bool,
 }
+
+/// Where a device keeps its replica's Loro peer id, in the group's key-value state.
+///
+/// The id is kept across restarts: one drawn at every boot made each restart a new Loro peer,
+/// and Loro's version vectors and imports grow with peers (driven by the command line, a process
+/// per command, 1,000 appends made 1,000 peers and took 51 s, each append slower than the last).
+/// Keeping it never reuses an operation id anyone saw: an update leaves the node only once it is
+/// durable, and a restart imports every durable update before the next edit, so the counter
+/// goes on past each of them. If one of our own updates fails to import, a fresh id is used.
+pub(crate) const PEER_KEY: &[u8] = b"\xffplait/loro-peer";
 
 /// Why a replica could not be built.
 pub(crate) type ReplicaError = crate::document::DocumentError;
@@ -133,20 +146,34 @@ impl Replica {
             cursors: BTreeMap::new(),
             cursors_unsaved: BTreeSet::new(),
             compactor: Compactor::default(),
+            peer_recorded: false,
         })
     }
 
-    /// The replica rebuilt from disk, its future edits under a fresh `peer`. Updates that do not
-    /// import are counted and skipped (they were checked before they were stored).
+    /// The record that makes this replica's peer id durable, the first time it is asked.
+    pub(crate) fn record_peer(&mut self, group: crate::ids::GroupId) -> Option<crate::storage::Record> {
+        if std::mem::replace(&mut self.peer_recorded, true) {
+            return None;
+        }
+        let value = Some(self.doc.peer().to_le_bytes().to_vec());
+        Some(crate::storage::Record::MlsState { group, key: PEER_KEY.to_vec(), value })
+    }
+
+    /// The replica rebuilt from disk, its future edits under its recorded peer id (`PEER_KEY`),
+    /// or `fresh_peer` if it has none or one of its own updates does not import. Updates that do
+    /// not import are counted and skipped (they were checked before they were stored).
     pub(crate) fn restore(
         now: Time,
         me: NodeId,
-        peer: u64,
+        fresh_peer: u64,
         restored: &RestoredGroup,
         out_of_order_max: usize,
     ) -> Result<(Replica, usize), ReplicaError> {
-        let mut replica = Replica::new(peer)?;
+        let recorded = restored.mls.get(PEER_KEY).and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok());
+        let recorded = recorded.map(u64::from_le_bytes);
+        let mut replica = Replica::new(recorded.unwrap_or(fresh_peer))?;
         let mut refused = 0;
+        let mut own_refused = false;
         // The imported snapshot first: it holds the updates of every id it covers.
         if let Some((covered, snapshot)) = &restored.imported {
             if replica.doc.merge(snapshot).is_ok() {
@@ -159,6 +186,7 @@ impl Replica {
         for (id, update) in &restored.updates {
             if replica.doc.merge(update).is_err() {
                 refused += 1;
+                own_refused |= id.sender == me;
                 continue;
             }
             replica.applied.insert(*id, out_of_order_max);
@@ -166,6 +194,12 @@ impl Replica {
                 own.insert(id.seq, update.clone());
             }
         }
+        let peer = match recorded {
+            Some(peer) if !own_refused => peer,
+            _ => fresh_peer,
+        };
+        replica.doc.continue_as(peer)?;
+        replica.peer_recorded = recorded == Some(peer);
         replica.outbox = Outbox::restore(now, own, restored.safe_below);
         replica.cursors = restored.cursors.clone();
         let latest = restored.compacted.clone().and_then(|(compaction, key)| Some(KeyedCompaction { compaction, key: key? }));

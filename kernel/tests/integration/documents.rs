@@ -130,6 +130,27 @@ fn edits_do_not_rewrite_the_pending_commit_record() {
     assert_eq!(text(&net, admin, group), "dabc");
 }
 
+/// A device edits as one Loro peer across restarts: a fresh peer id per boot made each restart a
+/// new peer (one per command for a device driven by the command line), and Loro's version
+/// vectors and imports grow with peers. Nothing is lost or doubled on the way.
+#[test]
+fn a_device_edits_as_one_loro_peer_across_restarts() {
+    let (mut net, group, [admin, second, _]) = group_of_three();
+    for (position, letter) in ["a", "b", "c"].into_iter().enumerate() {
+        edit(&mut net, admin, group, position, letter);
+        settle(&mut net);
+        net.restart(admin, 20 + position as u64, false);
+    }
+    edit(&mut net, admin, group, 3, "d");
+    settle(&mut net);
+    assert_eq!(text(&net, admin, group), "abcd");
+    assert_eq!(text(&net, second, group), "abcd");
+    let snapshot = net.device(second).group(group).and_then(|g| g.snapshot()).expect("a snapshot");
+    let doc = loro::LoroDoc::new();
+    doc.import(&snapshot).expect("imports");
+    assert_eq!(doc.oplog_vv().iter().count(), 1, "the admin's four edits under one peer");
+}
+
 /// The messages carried in full from one acceptor to another in the log so far.
 fn copied_between_acceptors(net: &Net) -> usize {
     let acceptors = acceptor_ids();

@@ -70,7 +70,8 @@ impl DeviceGroup {
         let epoch = self.mls.as_ref().map_or(0, |mls| mls.member.epoch());
         self.note_uncovered(id, epoch, 0);
         if !canary!(cx.config, OutboxNotPersisted) {
-            cx.persist(vec![Record::Update { group: cx.group, id, update }]);
+            let peer = self.replica_mut().record_peer(cx.group);
+            cx.persist(peer.into_iter().chain([Record::Update { group: cx.group, id, update }]).collect());
         }
         if full {
             self.flush(cx);
