@@ -136,7 +136,17 @@ impl DeviceGroup {
                 Err(error) => cx.effects.notify(Event::CommandFailed { error: CommandError::Mls(error.to_string()) }),
             }
         }
-        let records = mls.changes(cx.group, false);
+        let mut records = mls.changes(cx.group, false);
+        if let Some(page) = self.page_writes.as_mut()
+            && !page.records.is_empty()
+        {
+            // Sealed while reading a page (asking for a compaction of a message it cannot
+            // read): these changes hold the keys the page's messages used so far, so the updates
+            // they carried go in the same write. Written apart, a crash between the two writes
+            // kept the used keys and lost the updates for good (a key is used once).
+            cov_mark::hit!(device_seals_a_message_while_reading_a_page);
+            records.append(&mut page.records);
+        }
         cx.persist(records);
         let acceptors = self.history.latest().clone();
         for message in sealed {
