@@ -35,14 +35,19 @@ async fn still_serves(root: &std::path::Path, name: &str, tickets: &[Ticket]) {
     device.shutdown().await;
 }
 
+/// `count` acceptors in `root/a0`, `root/a1`, ….
+async fn start_acceptors(root: &std::path::Path, count: usize) -> Vec<AcceptorServer> {
+    let mut servers = Vec::new();
+    for index in 0..count {
+        servers.push(AcceptorServer::start(&root.join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"));
+    }
+    servers
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_acceptor_survives_bad_peers_and_keeps_serving() {
     let root = tempfile::tempdir().expect("temporary folder");
-    let mut servers = Vec::new();
-    for index in 0..3 {
-        servers
-            .push(AcceptorServer::start(&root.path().join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"));
-    }
+    let servers = start_acceptors(root.path(), 3).await;
     let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
     let target = address(&tickets[0]);
 
@@ -207,11 +212,7 @@ async fn an_acceptor_listening_on_every_interface_names_reachable_addresses_in_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_no_acceptor_knows_is_a_clear_error() {
     let root = tempfile::tempdir().expect("temporary folder");
-    let mut servers = Vec::new();
-    for index in 0..2 {
-        servers
-            .push(AcceptorServer::start(&root.path().join(format!("a{index}")), NodeOptions::default()).await.expect("acceptor"));
-    }
+    let servers = start_acceptors(root.path(), 2).await;
     let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
     let code = plait_kernel::invite::InviteCode::generate(&mut plait_kernel::rng::NodeRng::from_seed(7)).to_text();
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as u64;
