@@ -318,7 +318,7 @@ pub enum Event {
         error: CommandError,
     },
     /// Every acceptor of an invite this device is redeeming last answered that it holds no
-    /// mailbox for it: the code expired, was never opened, or is mistyped, unless the admin's
+    /// mailbox for it: the code expired, was never opened, or is wrong, unless the admin's
     /// open is still on its way. The device keeps trying; the host decides when to give up.
     InviteUnknown {
         /// The invite's mailbox.

@@ -144,7 +144,7 @@ impl Mailboxes {
             Message::PostWelcome { mailbox, welcome } => self.post_welcome(node, groups, from, group, mailbox, welcome),
             Message::FetchMailbox { mailbox } => {
                 if !self.boxes.contains_key(&mailbox) && from != node.me {
-                    // Said, so that a joiner holding an expired or mistyped code can stop waiting.
+                    // Said, so that a joiner holding an expired or wrong code can stop waiting.
                     node.context(group).send(from, Message::MailboxUnknown { mailbox });
                 }
                 self.answer(node, groups, from, mailbox)
