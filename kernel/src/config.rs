@@ -100,6 +100,10 @@ pub struct Config {
     /// Document updates a device remembers having applied out of order per sender; beyond it an
     /// update may be applied twice, which changes nothing.
     pub updates_out_of_order_max: usize,
+    /// A device writes a snapshot of its own document and deletes the stored updates it holds
+    /// once this many were applied since its last one (so a restart imports one snapshot and
+    /// fewer than this many updates, not the whole history).
+    pub checkpoint_after_updates: u64,
     /// Compaction starts once this many applied document messages are not covered by a
     /// snapshot yet...
     pub compact_after_messages: u64,
@@ -189,6 +193,7 @@ impl Default for Config {
             group_store_bytes_max: 64 << 20,
             page_messages_max: 256,
             updates_out_of_order_max: 4096,
+            checkpoint_after_updates: 1_000,
             compact_after_messages: 1_000,
             compact_after_bytes: 8 << 20,
             compaction_takeover_ms: 5_000,
@@ -266,6 +271,7 @@ impl Config {
             ("group_store_bytes_max", self.group_store_bytes_max as u64),
             ("page_messages_max", self.page_messages_max as u64),
             ("updates_out_of_order_max", self.updates_out_of_order_max as u64),
+            ("checkpoint_after_updates", self.checkpoint_after_updates),
             ("compact_after_messages", self.compact_after_messages),
             ("compact_after_bytes", self.compact_after_bytes),
             ("snapshot_bytes_max", self.snapshot_bytes_max as u64),

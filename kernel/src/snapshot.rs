@@ -86,6 +86,18 @@ impl Covered {
         self.senders.binary_search_by(|s| s.sender.cmp(&sender)).ok().map(|i| &self.senders[i])
     }
 
+    /// The ids covered here and not by `other`: each sender's run from `other`'s `below` for it
+    /// on, then its listed seqs.
+    pub fn ids_outside<'a>(&'a self, other: Option<&'a Covered>) -> impl Iterator<Item = UpdateId> + 'a {
+        self.senders
+            .iter()
+            .flat_map(move |s| {
+                let start = other.and_then(|o| o.sender(s.sender)).map_or(0, |o| o.below).min(s.below);
+                (start..s.below).chain(s.beyond.iter().copied()).map(move |seq| UpdateId { sender: s.sender, seq })
+            })
+            .filter(move |id| !other.is_some_and(|o| o.contains(id)))
+    }
+
     /// How many messages are covered.
     pub fn count(&self) -> u64 {
         self.senders.iter().map(|s| s.below + s.beyond.len() as u64).sum()
@@ -329,5 +341,21 @@ mod tests {
         assert_eq!(Compaction::from_aad(&compaction.to_aad()), Some(compaction));
         assert_eq!(Compaction::from_aad(b""), None);
         assert_eq!(Compaction::from_aad(b"plait compaction v1\xff"), None);
+    }
+
+    #[test]
+    fn ids_outside_another_set_are_exactly_those_it_does_not_cover() {
+        let (a, b) = (NodeId::from_index(1), NodeId::from_index(2));
+        let ours = Covered {
+            senders: vec![
+                CoveredSender { sender: a, below: 5, beyond: vec![7, 9] },
+                CoveredSender { sender: b, below: 2, beyond: vec![] },
+            ],
+        };
+        let theirs = Covered { senders: vec![CoveredSender { sender: a, below: 3, beyond: vec![4, 9] }] };
+        let id = |sender, seq| UpdateId { sender, seq };
+        let outside: Vec<UpdateId> = ours.ids_outside(Some(&theirs)).collect();
+        assert_eq!(outside, vec![id(a, 3), id(a, 7), id(b, 0), id(b, 1)]);
+        assert_eq!(ours.ids_outside(None).count() as u64, ours.count());
     }
 }

@@ -171,7 +171,9 @@ pub enum Record {
         /// Its content key (devices only).
         key: Option<ContentKey>,
     },
-    /// Device: a snapshot it imported (plaintext) and the messages whose updates it holds.
+    /// Device: a snapshot of its document (plaintext) and the messages whose updates it holds:
+    /// one it imported from a compaction, or its own checkpoint. A restart imports it before the
+    /// stored updates.
     ImportedSnapshot {
         /// Which group.
         group: GroupId,
@@ -179,6 +181,15 @@ pub enum Record {
         covered: Covered,
         /// The document snapshot.
         snapshot: Vec<u8>,
+    },
+    /// Device: deletes its stored updates that `covered` names (for each sender it lists, every
+    /// seq below that entry's `below` and each seq in its `beyond`, whatever their order). The
+    /// kernel writes it after an `ImportedSnapshot` that holds them.
+    UpdatesDropped {
+        /// Which group.
+        group: GroupId,
+        /// The updates to delete.
+        covered: Covered,
     },
 }
 
@@ -203,7 +214,8 @@ impl Record {
             | Record::SnapshotDropped { group, .. }
             | Record::Unstored { group, .. }
             | Record::Compacted { group, .. }
-            | Record::ImportedSnapshot { group, .. } => *group,
+            | Record::ImportedSnapshot { group, .. }
+            | Record::UpdatesDropped { group, .. } => *group,
         }
     }
 }
@@ -393,12 +405,19 @@ impl Restored {
             Record::Update { id, update, .. } => {
                 state.updates.insert(*id, update.clone());
             }
+            Record::UpdatesDropped { covered, .. } => state.updates.retain(|id, _| !dropped_by(covered, id)),
             Record::SafeBelow { seq, .. } => state.safe_below = state.safe_below.max(*seq),
             Record::ReadCursor { acceptor, cursor, .. } => {
                 state.cursors.insert(*acceptor, *cursor);
             }
         }
     }
+}
+
+/// Whether [`Record::UpdatesDropped`] with `covered` deletes the update `id`: by every entry of the
+/// sender, in any order (a store keeps what it is given; only the kernel's own sets are sorted).
+pub fn dropped_by(covered: &Covered, id: &UpdateId) -> bool {
+    covered.senders.iter().any(|entry| entry.sender == id.sender && (id.seq < entry.below || entry.beyond.contains(&id.seq)))
 }
 
 /// Rows one `Load` returns at most, whatever `count` asked for; every store applies the same cap.

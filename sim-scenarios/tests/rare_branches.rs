@@ -120,3 +120,19 @@ fn a_message_sealed_while_reading_a_page_is_written_with_the_pages_updates() {
     let outcome = (scenario.run)(&RunOptions::new(931));
     assert!(outcome.violation.is_none(), "{name} seed 931: {:?}", outcome.violation);
 }
+
+/// Devices write a checkpoint every few updates; one that crashes restarts from it.
+#[test]
+fn a_device_checkpoints_its_document_and_restarts_from_it() {
+    cov_mark::check!(device_checkpoints_its_document);
+    cov_mark::check!(device_restores_its_document_from_a_snapshot);
+    run_seeds("document/a-device-crashing-at-any-point-restarts-from-its-checkpoint-with-every-edit", 5);
+}
+
+/// A member that catches up from a compaction's snapshot after a checkpoint of its own (a
+/// joiner that typed, then fell behind a later compaction) keeps one snapshot holding both.
+#[test]
+fn a_snapshot_imported_after_a_checkpoint_is_merged_into_it() {
+    cov_mark::check!(device_merges_an_imported_snapshot_into_its_checkpoint);
+    run_seeds("compaction/joiners-at-any-point-reach-the-same-text", 5);
+}

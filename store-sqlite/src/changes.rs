@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use plait_kernel::log::{Entry, GroupGenesis};
 use plait_kernel::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
-use plait_kernel::storage::{AcceptedValue, Record, WriteBatch};
+use plait_kernel::storage::{AcceptedValue, Record, WriteBatch, dropped_by};
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 
 /// The net effect of some batches, table by table. Keys are ordered so writes are deterministic.
@@ -48,6 +48,9 @@ pub(crate) struct Changes {
     pub(crate) compacted: BTreeMap<GroupId, (Compaction, Option<ContentKey>)>,
     /// Last imported snapshot per group.
     pub(crate) imported: BTreeMap<GroupId, (Covered, Vec<u8>)>,
+    /// Updates deleted, per group in order, before `updates` are written (a drop also removes
+    /// the updates folded before it).
+    pub(crate) updates_dropped: BTreeMap<GroupId, Vec<Covered>>,
     /// Last update per update id (a device rewrites its open update with every edit).
     pub(crate) updates: BTreeMap<(GroupId, UpdateId), Vec<u8>>,
     /// Highest `SafeBelow` per group; the write keeps the higher of this and the durable one.
@@ -90,6 +93,7 @@ impl Changes {
             && self.round_floors.is_empty()
             && self.mls_state.is_empty()
             && self.stored.is_empty()
+            && self.updates_dropped.is_empty()
             && self.updates.is_empty()
             && self.safe_below.is_empty()
             && self.read_cursors.is_empty()
@@ -166,6 +170,10 @@ impl Changes {
             }
             Record::Update { id, update, .. } => {
                 self.updates.insert((group, *id), update.clone());
+            }
+            Record::UpdatesDropped { covered, .. } => {
+                self.updates.retain(|(of, id), _| *of != group || !dropped_by(covered, id));
+                self.updates_dropped.entry(group).or_default().push(covered.clone());
             }
             Record::SafeBelow { seq, .. } => {
                 let safe_below = self.safe_below.entry(group).or_insert(*seq);

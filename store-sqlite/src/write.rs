@@ -14,6 +14,8 @@
 //! a row). Large scripts are parsed afresh: they are rare, and each would hold a prepared
 //! statement of hundreds of rows in the cache.
 
+use plait_kernel::ids::{GroupId, NodeId};
+use plait_kernel::snapshot::Covered;
 use sqlx::{Executor, QueryBuilder, Sqlite, SqliteConnection};
 
 use crate::changes::Changes;
@@ -210,6 +212,11 @@ fn write_documents(script: &mut Script, changes: &Changes) {
         .collect();
     script.delete("DELETE FROM stored WHERE (group_id, position) IN (", keys);
 
+    for (group, drops) in &changes.updates_dropped {
+        for covered in drops {
+            drop_updates(script, *group, covered);
+        }
+    }
     let statement = Statement {
         table: "updates",
         head: "INSERT INTO updates (group_id, sender, seq, body, checksum) ",
@@ -244,6 +251,16 @@ fn write_documents(script: &mut Script, changes: &Changes) {
         ]
     });
     script.upsert(&statement, rows.collect());
+}
+
+/// Deletes the updates of `group` that `covered` names (see `Record::UpdatesDropped`): each
+/// sender's run below its `below`, then its listed seqs.
+fn drop_updates(script: &mut Script, group: GroupId, covered: &Covered) {
+    for sender in &covered.senders {
+        script.delete_below(group, sender.sender, sender.below);
+        let keys = sender.beyond.iter().map(|seq| vec![group.0.to_vec(), sender.sender.0.to_vec(), u64_to_column(*seq).to_vec()]);
+        script.delete("DELETE FROM updates WHERE (group_id, sender, seq) IN (", keys.collect());
+    }
 }
 
 /// Snapshot chunks: a dropped snapshot loses its count and every chunk first, then the chunks
@@ -346,6 +363,21 @@ impl Script {
             });
             self.builder.push(");");
         }
+    }
+
+    /// Deletes the updates of `sender` in `group` numbered below `below`.
+    fn delete_below(&mut self, group: GroupId, sender: NodeId, below: u64) {
+        if below == 0 {
+            return;
+        }
+        self.rows += 1;
+        self.builder.push("DELETE FROM updates WHERE group_id = ");
+        self.builder.push_bind(group.0.to_vec());
+        self.builder.push(" AND sender = ");
+        self.builder.push_bind(sender.0.to_vec());
+        self.builder.push(" AND seq < ");
+        self.builder.push_bind(u64_to_column(below).to_vec());
+        self.builder.push(";");
     }
 
     /// Adds `statement` over `rows`, [`ROWS_PER_STATEMENT_MAX`] rows at a time, appending each

@@ -138,6 +138,8 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, compaction, key)| Record::Compacted { group, compaction, key }),
         1 => (any_group.clone(), covered(), prop::collection::vec(any::<u8>(), 0..40))
             .prop_map(|(group, covered, snapshot)| Record::ImportedSnapshot { group, covered, snapshot }),
+        // Often over ids `Update` writes (few senders, small seqs), in any order.
+        1 => (any_group.clone(), covered()).prop_map(|(group, covered)| Record::UpdatesDropped { group, covered }),
         // Raised, lowered, and moved to another incarnation: the last one wins.
         2 => (any_group, node(), number(), number()).prop_map(|(group, acceptor, incarnation, position)| Record::ReadCursor {
             group,

@@ -15,6 +15,7 @@ use crate::storage::{AcceptedValue, Record, RestoredGroup};
 use crate::time::{Time, earliest};
 use crate::wire::{Message, RejectReason};
 
+mod checkpoint;
 pub(crate) mod compaction;
 pub(crate) mod confirming;
 mod document;

@@ -85,8 +85,10 @@ enum SafeMark {
 
 impl Outbox {
     /// The outbox rebuilt from disk: every own update at or above `safe_below` is unsafe.
-    pub(crate) fn restore(now: Time, own: BTreeMap<u64, Vec<u8>>, safe_below: u64) -> Outbox {
-        let next_seq = own.last_key_value().map_or(0, |(seq, _)| seq + 1).max(safe_below);
+    /// `used_below`: own sequence numbers below it were given out (the updates of some may be
+    /// gone from disk, held by a checkpoint), so none of them is given again.
+    pub(crate) fn restore(now: Time, own: BTreeMap<u64, Vec<u8>>, safe_below: u64, used_below: u64) -> Outbox {
+        let next_seq = own.last_key_value().map_or(0, |(seq, _)| seq + 1).max(safe_below).max(used_below);
         let mut outbox = Outbox { next_seq, safe_below, ..Outbox::default() };
         for (seq, update) in own.into_iter().filter(|(seq, _)| *seq >= safe_below) {
             outbox.insert(seq, update, now);
@@ -322,9 +324,15 @@ mod tests {
     #[test]
     fn a_restored_outbox_indexes_every_unsafe_message() {
         let own = BTreeMap::from([(0, vec![0]), (1, vec![1]), (2, vec![2])]);
-        let outbox = Outbox::restore(Time(5), own, 1);
+        let outbox = Outbox::restore(Time(5), own, 1, 0);
         assert_eq!(outbox.due(Time(5), 0, 64), vec![1, 2]);
         assert_eq!(outbox.next_seq, 3);
         assert_indexed(&outbox);
+    }
+
+    #[test]
+    fn a_restored_outbox_gives_no_used_number_again() {
+        let outbox = Outbox::restore(Time(5), BTreeMap::new(), 3, 7);
+        assert_eq!(outbox.next_seq, 7, "seqs 3..7 are held by a checkpoint, not on disk as updates");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::device::group::compaction::Compactor;
+use crate::device::group::compaction::{Compactor, SEALED_TRACKED_MAX};
 use crate::device::outbox::Outbox;
 use crate::document::{Document, LoroDocument};
 use crate::ids::NodeId;
@@ -64,6 +64,11 @@ impl Applied {
         *hasher.finalize().as_bytes()
     }
 
+    /// The first of `sender`'s seqs above every one applied.
+    pub(crate) fn next_of(&self, sender: NodeId) -> u64 {
+        self.senders.get(&sender).map_or(0, |s| s.beyond.last().map_or(s.below, |last| s.below.max(last + 1)))
+    }
+
     /// Updates applied per sender (for status and the checker).
     pub(crate) fn count(&self) -> u64 {
         self.senders.values().map(|s| s.below + s.beyond.len() as u64).sum()
@@ -121,6 +126,9 @@ pub(crate) struct Replica {
     /// Whether the Loro peer id is durable (`PEER_KEY`); it is written with the first update
     /// made under it.
     pub(crate) peer_recorded: bool,
+    /// What the durable snapshot of the document covers (`Record::ImportedSnapshot`: a
+    /// compaction's or our own checkpoint); empty if there is none.
+    pub(crate) checkpoint: Covered,
 }
 
 /// Where a device keeps its replica's Loro peer id, in the group's key-value state.
@@ -147,6 +155,7 @@ impl Replica {
             cursors_unsaved: BTreeSet::new(),
             compactor: Compactor::default(),
             peer_recorded: false,
+            checkpoint: Covered::default(),
         })
     }
 
@@ -174,12 +183,17 @@ impl Replica {
         let mut replica = Replica::new(recorded.unwrap_or(fresh_peer))?;
         let mut refused = 0;
         let mut own_refused = false;
-        // The imported snapshot first: it holds the updates of every id it covers.
+        // The snapshot first: it holds the updates of every id it covers, and a checkpoint's
+        // were deleted. If it does not import, our own operations in it are lost here while
+        // others may hold them: a fresh peer id, so no operation id is reused.
         if let Some((covered, snapshot)) = &restored.imported {
             if replica.doc.merge(snapshot).is_ok() {
+                cov_mark::hit!(device_restores_its_document_from_a_snapshot);
                 replica.applied.absorb(covered, out_of_order_max);
+                replica.checkpoint = covered.clone();
             } else {
                 refused += 1;
+                own_refused = true;
             }
         }
         let mut own = BTreeMap::new();
@@ -200,11 +214,16 @@ impl Replica {
         };
         replica.doc.continue_as(peer)?;
         replica.peer_recorded = recorded == Some(peer);
-        replica.outbox = Outbox::restore(now, own, restored.safe_below);
+        replica.outbox = Outbox::restore(now, own, restored.safe_below, replica.applied.next_of(me));
         replica.cursors = restored.cursors.clone();
         let latest = restored.compacted.clone().and_then(|(compaction, key)| Some(KeyedCompaction { compaction, key: key? }));
         let confirming = crate::device::group::confirming::Confirming::restore(&restored.mls);
-        replica.compactor = Compactor::restore(latest, restored.updates.keys().copied(), confirming);
+        // Ids a checkpoint holds count as stored updates: whether a joiner can read them decides
+        // whether a compaction is due, as it does for the updates still on disk.
+        let checkpointed: Vec<UpdateId> =
+            replica.checkpoint.ids_outside(latest.as_ref().map(|l| &l.compaction.covered)).take(SEALED_TRACKED_MAX).collect();
+        let stored = restored.updates.keys().copied().chain(checkpointed);
+        replica.compactor = Compactor::restore(latest, stored, confirming);
         Ok((replica, refused))
     }
 }

@@ -151,6 +151,65 @@ fn a_device_edits_as_one_loro_peer_across_restarts() {
     assert_eq!(doc.oplog_vv().iter().count(), 1, "the admin's four edits under one peer");
 }
 
+/// A group of three whose devices write a checkpoint every 4 updates.
+fn group_checkpointing_often() -> (Net, GroupId, [NodeId; 3]) {
+    let config = plait_kernel::Config { checkpoint_after_updates: 4, ..plait_kernel::Config::default() };
+    group_of_three_in(support::net_with(3, config.validate().expect("valid")).0)
+}
+
+/// A device's durable updates and whether it has a durable snapshot.
+fn stored_at(net: &Net, device: NodeId, group: GroupId) -> (usize, bool) {
+    let member = net.members.iter().find(|member| member.id == device).expect("a member");
+    let durable = &member.durable.groups[&group];
+    (durable.updates.len(), durable.imported.is_some())
+}
+
+/// A device keeps a snapshot of its document in place of the updates it holds: its disk holds
+/// fewer than `checkpoint_after_updates` updates, and after a restart it has every edit, numbers
+/// its next update after its last (another member applies it), and edits as the same Loro peer.
+#[test]
+fn a_device_restarts_from_its_checkpoint_with_every_edit() {
+    let (mut net, group, [admin, second, _]) = group_checkpointing_often();
+    for round in 0..5 {
+        edit(&mut net, admin, group, 0, "a");
+        settle(&mut net);
+        edit(&mut net, second, group, 0, &format!("{round}"));
+        settle(&mut net);
+    }
+    let (updates, has_snapshot) = stored_at(&net, admin, group);
+    assert!(has_snapshot && updates < 4, "ten updates applied, {updates} on disk");
+    let before = text(&net, admin, group);
+
+    net.restart(admin, 77, false);
+    assert_eq!(text(&net, admin, group), before);
+    edit(&mut net, admin, group, 0, "z");
+    settle(&mut net);
+    assert_eq!(text(&net, second, group), format!("z{before}"), "the update after the restart is new to others");
+    let snapshot = net.device(second).group(group).and_then(|g| g.snapshot()).expect("a snapshot");
+    let doc = loro::LoroDoc::new();
+    doc.import(&snapshot).expect("imports");
+    assert_eq!(doc.oplog_vv().iter().count(), 2, "each writer's edits under one peer");
+}
+
+/// A checkpoint never deletes a device's own updates that are not safe yet: written while cut
+/// off from every acceptor, they are posted after a restart.
+#[test]
+fn a_checkpoint_keeps_the_updates_not_safe_yet() {
+    let (mut net, group, [admin, second, _]) = group_checkpointing_often();
+    net.unreachable = acceptor_ids();
+    for position in 0..6 {
+        edit(&mut net, admin, group, position, "x");
+        net.tick(100); // Each edit in a batch of its own.
+    }
+    let (updates, has_snapshot) = stored_at(&net, admin, group);
+    assert!(has_snapshot && updates == 6, "a checkpoint was written and the six unsafe updates kept: {updates}");
+    net.restart(admin, 78, false);
+    net.unreachable.clear();
+    settle(&mut net);
+    assert_eq!(text(&net, second, group), "xxxxxx");
+    assert_eq!(net.device(admin).group(group).map(|g| g.unsafe_messages()), Some(0));
+}
+
 /// The messages carried in full from one acceptor to another in the log so far.
 fn copied_between_acceptors(net: &Net) -> usize {
     let acceptors = acceptor_ids();

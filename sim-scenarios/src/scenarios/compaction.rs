@@ -59,11 +59,13 @@ pub fn all() -> Vec<Scenario> {
     ]
 }
 
-/// The kernel configuration of these scenarios: compaction after a few messages, a quick
-/// takeover, and chunks small enough that every snapshot takes several.
+/// The kernel configuration of these scenarios: compaction after a few messages, devices'
+/// checkpoints after fewer, a quick takeover, and chunks small enough that every snapshot takes
+/// several.
 fn config(options: &RunOptions) -> plait_kernel::Config {
     plait_kernel::Config {
         compact_after_messages: 12,
+        checkpoint_after_updates: 5,
         compaction_takeover_ms: 800,
         snapshot_chunk_bytes: 1_024,
         ..options.kernel_config()

@@ -6,7 +6,7 @@ use plait_io_sim::{Chance, Cluster, FaultProfile, PLAINTEXT_MARKER, SimRng};
 use plait_kernel::{Command, GroupId, Time};
 
 use crate::outline::{LIVENESS_MS_MAX, Session};
-use crate::scenarios::mls::{lossy, rotations, start_with};
+use crate::scenarios::mls::{FOUNDERS, lossy, rotations, start_configured};
 use crate::{Outcome, RunOptions, Scenario};
 
 /// Every `document/` scenario.
@@ -26,6 +26,11 @@ pub fn all() -> Vec<Scenario> {
             name: "document/a-device-crashing-between-an-edit-and-its-send-loses-nothing",
             description: "devices crash between any two effects while typing; an edit that was durable when it was made reaches every member after the restart",
             run: crash_between_edit_and_send,
+        },
+        Scenario {
+            name: "document/a-device-crashing-at-any-point-restarts-from-its-checkpoint-with-every-edit",
+            description: "as above, with checkpoints every few updates: a device restarts from a snapshot of its own document and the updates after it, and still loses nothing",
+            run: crash_with_checkpoints,
         },
         Scenario {
             name: "document/losing-a-minority-of-acceptors-loses-no-safe-edit",
@@ -53,9 +58,24 @@ pub fn all() -> Vec<Scenario> {
 /// Text no legitimate edit contains: inserted by members that must not be able to edit.
 const FORBIDDEN: &str = "<forbidden edit>";
 
+/// Updates after which devices write a checkpoint in these scenarios: a few, so that crashes,
+/// restarts and reconnections meet checkpoints often.
+const CHECKPOINT_AFTER_UPDATES: u64 = 6;
+
 /// Starts four members on `acceptors` acceptors (all in the group's set).
 fn start(options: &RunOptions, acceptors: usize, profile: FaultProfile) -> Result<Session, Box<Outcome>> {
-    start_with(options, (acceptors, 4, acceptors), profile, 0)
+    start_checkpointing(options, acceptors, profile, CHECKPOINT_AFTER_UPDATES)
+}
+
+/// [`start`] with devices that write a checkpoint every `checkpoint_after_updates` updates.
+fn start_checkpointing(
+    options: &RunOptions,
+    acceptors: usize,
+    profile: FaultProfile,
+    checkpoint_after_updates: u64,
+) -> Result<Session, Box<Outcome>> {
+    let config = plait_kernel::Config { checkpoint_after_updates, ..options.kernel_config() };
+    start_configured(options, (acceptors, 4, acceptors), profile, 0, (config, FOUNDERS))
 }
 
 /// Runs `edits` edits by random `typists` at random times until `until`, each at a position valid
@@ -186,14 +206,25 @@ fn offline_editing_then_reconnect(options: &RunOptions) -> Outcome {
     finish(session)
 }
 
-/// Proves a crash between an edit's persist and its send loses nothing.
+/// Proves a crash between an edit's persist and its send loses nothing, with the default
+/// checkpoints (none in a run this short: its seeds keep the paths they had before checkpoints).
 fn crash_between_edit_and_send(options: &RunOptions) -> Outcome {
+    crashing_while_typing(options, plait_kernel::Config::default().checkpoint_after_updates)
+}
+
+/// Proves a device that crashes at any point restarts from its checkpoint with every edit.
+fn crash_with_checkpoints(options: &RunOptions) -> Outcome {
+    crashing_while_typing(options, CHECKPOINT_AFTER_UPDATES)
+}
+
+/// Devices crash between any two effects while typing.
+fn crashing_while_typing(options: &RunOptions, checkpoint_after_updates: u64) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = lossy(&mut rng);
     profile.crashes = true;
     profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
     profile.fault_interval_ms = rng.between(300, 1_500);
-    let mut session = match start(options, 3, profile) {
+    let mut session = match start_checkpointing(options, 3, profile, checkpoint_after_updates) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
     };

@@ -67,7 +67,7 @@ pub fn all() -> Vec<Scenario> {
 }
 
 /// Devices [`start_with`] admits to the group at its start (any others stand by).
-const FOUNDERS: usize = 4;
+pub(crate) const FOUNDERS: usize = 4;
 
 /// How long founding and admitting members may take (simulated).
 const SETUP_MS_MAX: u64 = 120_000;

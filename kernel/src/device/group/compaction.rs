@@ -67,7 +67,7 @@ pub(crate) struct Compactor {
 
 /// Uncovered messages whose epochs a compactor tracks (beyond it the count threshold is passed
 /// anyway, as long as it is below this).
-const SEALED_TRACKED_MAX: usize = 1 << 16;
+pub(crate) const SEALED_TRACKED_MAX: usize = 1 << 16;
 
 /// Undecryptable messages a member tracks while it asks for a compaction (beyond it, it asks
 /// until those it tracks are covered, and the compaction that covers them covers the rest).
@@ -464,8 +464,7 @@ impl DeviceGroup {
                 return cx.reject(Rejection::Invalid);
             }
             replica.applied.absorb(&latest.compaction.covered, cx.config.updates_out_of_order_max);
-            let covered = latest.compaction.covered.clone();
-            cx.persist(vec![Record::ImportedSnapshot { group: cx.group, covered, snapshot }]);
+            self.checkpoint_imported(cx, &latest.compaction.covered, snapshot);
             let covered_messages = latest.compaction.covered.count();
             cx.effects.notify(Event::SnapshotImported { group: cx.group, covered_messages });
         }

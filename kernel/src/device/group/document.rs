@@ -76,6 +76,7 @@ impl DeviceGroup {
         if full {
             self.flush(cx);
         }
+        self.checkpoint_when_due(cx);
         Ok(())
     }
 
@@ -278,6 +279,7 @@ impl DeviceGroup {
             replica.cursors_unsaved.insert(from);
         }
         self.save_cursors(cx, cx.effects.persists() > writes_before);
+        self.checkpoint_when_due(cx);
         let gap = after.position > known.position;
         if (contiguous && more && !held) || gap {
             cov_mark::hit!(device_fetches_the_rest_of_an_acceptors_store);
