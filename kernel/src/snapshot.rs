@@ -86,6 +86,12 @@ impl Covered {
         self.senders.binary_search_by(|s| s.sender.cmp(&sender)).ok().map(|i| &self.senders[i])
     }
 
+    /// The highest seq of `sender` covered, if any.
+    pub fn last_of(&self, sender: NodeId) -> Option<u64> {
+        let s = self.sender(sender)?;
+        s.beyond.last().copied().or(s.below.checked_sub(1))
+    }
+
     /// The ids covered here and not by `other`: each sender's run from `other`'s `below` for it
     /// on, then its listed seqs.
     pub fn ids_outside<'a>(&'a self, other: Option<&'a Covered>) -> impl Iterator<Item = UpdateId> + 'a {
