@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use plait_kernel::mls::Role;
 use plait_kernel::{AcceptorSet, Command, CommandError, Config, Device, Event, GroupId, NodeId, ValidConfig};
-use plait_store_sqlite::Store;
+use plait_store_sqlite::{Store, StoreOptions};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::data_dir::{self, DataDir, DataDirError, NodeKind};
-use crate::driver::{Driver, DriverHandle, NotRunning};
+use crate::driver::{Driver, DriverHandle, NotRunning, Timers};
 use crate::frames::AddressHint;
 use crate::iroh_net::{BindError, IrohNetwork, IrohOptions};
 use crate::links::{LinkLimits, Links};
@@ -139,12 +139,15 @@ pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
 ) -> Result<Booted<K>, AppError> {
     let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
     let me = data_dir::node_id(&secret_key);
-    let mut store = Store::open(data.database(), me).await?;
+    let store_options = StoreOptions { prefill_log: !options.offline, ..StoreOptions::default() };
+    let mut store = Store::open_with(data.database(), me, store_options).await?;
     let restored = store.load().await?;
     let network = IrohNetwork::bind(secret_key, options.iroh.clone()).await?;
     let seed = data_dir::boot_seed();
     let (node, first) = make(config.clone(), me, restored, seed);
-    let (handle, links, task) = Driver::start(node, first, Clock::wall(), network.clone(), store, options.links.clone(), seed);
+    let timers = if options.offline { Timers::Held } else { Timers::Fed };
+    let parts = (Clock::wall(), network.clone(), store);
+    let (handle, links, task) = Driver::start_with(node, first, parts, options.links.clone(), seed, timers);
     Ok(Booted { handle, links, network, task, config })
 }
 

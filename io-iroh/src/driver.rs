@@ -253,6 +253,21 @@ pub struct Driver<K, N: Network, S> {
     in_flight: Option<InFlight<S>>,
     /// Where to mark what it does, and as which node (off unless the host asks).
     timeline: Option<(Timeline, u32)>,
+    timers: Timers,
+}
+
+/// Whether the driver feeds the node the inputs it asks for itself (`Input::Timer` at `wake_at`,
+/// `Input::Flush` when `wants_flush`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timers {
+    /// As the node asks.
+    Fed,
+    /// Never: the node handles only what the host gives it. For a node opened offline for one
+    /// local command: its timers would start work it cannot finish (after a restart every
+    /// unsafe message is due, and each timer sealed the next 64 for posts nobody received,
+    /// spending ratchet generations and a write each time: two thirds of an offline `append`'s
+    /// time with 3,000 unsafe messages).
+    Held,
 }
 
 impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
@@ -266,6 +281,18 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         storage: S,
         limits: LinkLimits,
         seed: u64,
+    ) -> (DriverHandle<K>, Links<N>, tokio::task::JoinHandle<Result<(), DriverError>>) {
+        Driver::start_with(node, first, (clock, network, storage), limits, seed, Timers::Fed)
+    }
+
+    /// [`Driver::start`], feeding the node its timers or not.
+    pub fn start_with(
+        node: K,
+        first: Outputs,
+        (clock, network, storage): (Clock, N, S),
+        limits: LinkLimits,
+        seed: u64,
+        timers: Timers,
     ) -> (DriverHandle<K>, Links<N>, tokio::task::JoinHandle<Result<(), DriverError>>) {
         let (links, inbound) = Links::start(network, limits, seed);
         let (request_sender, requests) = mpsc::channel(REQUESTS_QUEUED_MAX);
@@ -293,6 +320,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             round: Round::default(),
             in_flight: None,
             timeline: None,
+            timers,
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -315,7 +343,8 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                 self.finish_in_flight().await?;
             }
             // Timers fire strictly after now, so a node cannot spin the loop in place.
-            let sleep_until = self.wake_at.map(|time| self.clock.instant_of(time.max(self.clock.now().plus_ms(1))));
+            let wake_at = self.wake_at.filter(|_| self.timers == Timers::Fed);
+            let sleep_until = wake_at.map(|time| self.clock.instant_of(time.max(self.clock.now().plus_ms(1))));
             let commit = self.in_flight.as_mut().map(|in_flight| &mut in_flight.commit);
             let first = tokio::select! {
                 biased;
@@ -369,7 +398,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             }
             // Nothing else is waiting (or the pass is full): what the node gathered goes out
             // with this round.
-            if self.wants_flush {
+            if self.wants_flush && self.timers == Timers::Fed {
                 self.step(Input::Flush).await?;
             }
             if self.in_flight.is_none() {
@@ -386,7 +415,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         if let Ok(inbound) = self.inbound.try_recv() {
             return Some(Next::Inbound(inbound));
         }
-        let due = self.wake_at.is_some_and(|time| time < self.clock.now());
+        let due = self.timers == Timers::Fed && self.wake_at.is_some_and(|time| time < self.clock.now());
         due.then_some(Next::Timer)
     }
 

@@ -25,5 +25,5 @@ pub mod storage;
 pub mod ticket;
 pub mod timeline;
 
-pub use driver::{Driver, DriverHandle, DriverStatus};
+pub use driver::{Driver, DriverHandle, DriverStatus, Timers};
 pub use network::{LinkError, LinkErrorKind, Network};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use plait_io_iroh::clock::Clock;
 use plait_io_iroh::links::{LinkStats, Links};
 use plait_io_iroh::storage::MemoryStorage;
-use plait_io_iroh::{Driver, LinkErrorKind};
+use plait_io_iroh::{Driver, LinkErrorKind, Timers};
 use plait_kernel::log::GroupGenesis;
 use plait_kernel::storage::{Record, WriteBatch};
 use plait_kernel::updates::UpdateId;
@@ -594,6 +594,58 @@ fn a_node_that_gathers_sends_is_flushed_once_the_waiting_inputs_are_handled() {
     });
     sim.run().expect("the run ends");
     assert_eq!(*seen.lock().expect("seen lock"), vec![3, 1]);
+}
+
+/// A node that wants its timer at once and a flush after each command, and sends a frame at
+/// each: 0 for a timer, 1 for a flush.
+struct Eager {
+    peer: NodeId,
+}
+
+impl Node for Eager {
+    fn handle(&mut self, now: Time, input: Input) -> Outputs {
+        let frame = match input {
+            Input::Timer => Some(0),
+            Input::Flush => Some(1),
+            _ => None,
+        };
+        let effects = frame.map(|byte| Effect::Send { to: self.peer, frame: vec![byte] }).into_iter().collect();
+        Outputs { effects, wake_at: Some(now), wants_flush: matches!(input, Input::Command(_)) }
+    }
+}
+
+/// The frames an [`Eager`] node sent in 300 ms with two commands, driven with `timers`, and how
+/// many inputs it handled.
+fn eager_run(timers: Timers) -> (Vec<u8>, u64) {
+    let (writer, peer, book) = writer_and_peer();
+    let seen: Arc<Mutex<(Vec<u8>, u64)>> = Arc::default();
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(13)).build();
+    sink_peer(&mut sim, peer, &book);
+    let tap_seen = Arc::clone(&seen);
+    let tap: Tap = Arc::new(move |_, _, frame| tap_seen.lock().expect("seen lock").0.push(frame[0]));
+    let inputs = Arc::clone(&seen);
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
+        let parts = (Clock::starting_at(0), network, MemoryStorage::default());
+        let (handle, _links, _task) = Driver::start_with(Eager { peer }, Outputs::default(), parts, link_limits(), 1, timers);
+        for _ in 0..2 {
+            handle.command(Command::RotateKeys { group: group_genesis().group_id() }).await?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        inputs.lock().expect("seen lock").1 = handle.status().inputs;
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+    std::mem::take(&mut *seen.lock().expect("seen lock"))
+}
+
+/// A driver holding timers (a device opened offline for one local command) feeds the node only
+/// what the host gives it: no timer and no flush, so nothing of the node's own leaves.
+#[test]
+fn a_driver_holding_timers_feeds_the_node_only_the_hosts_inputs() {
+    let (fed, fed_inputs) = eager_run(Timers::Fed);
+    assert!(fed.contains(&0) && fed.contains(&1) && fed_inputs > 2, "fed: timers and flushes ({fed:?})");
+    assert_eq!(eager_run(Timers::Held), (vec![], 2), "held: the two commands alone");
 }
 
 /// Nothing in a run reads the wall clock or OS randomness: the same seed gives the same trace
