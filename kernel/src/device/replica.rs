@@ -202,7 +202,8 @@ impl Replica {
         let last_own_covered = replica.checkpoint.last_of(me);
         let mut own = BTreeMap::new();
         for (id, update) in &restored.updates {
-            if replica.checkpoint.contains(id) && Some(id.seq) != last_own_covered {
+            let rewritable = id.sender == me && Some(id.seq) == last_own_covered;
+            if replica.checkpoint.contains(id) && !rewritable {
                 cov_mark::hit!(device_restores_an_update_its_snapshot_holds_without_importing_it);
                 if id.sender == me {
                     own.insert(id.seq, update.clone());
