@@ -136,3 +136,11 @@ fn a_snapshot_imported_after_a_checkpoint_is_merged_into_it() {
     cov_mark::check!(device_merges_an_imported_snapshot_into_its_checkpoint);
     run_seeds("compaction/joiners-at-any-point-reach-the-same-text", 5);
 }
+
+/// A device whose CRDT holds an update it cannot apply yet (another's, whose dependencies have
+/// not arrived) waits with its checkpoint: a snapshot would leave that update out.
+#[test]
+fn a_checkpoint_waits_while_an_update_cannot_apply() {
+    cov_mark::check!(device_checkpoints_only_once_every_update_applies);
+    run_seeds("document/four-devices-editing-at-once-converge-under-faults", 10);
+}
