@@ -44,6 +44,11 @@ pub struct Config {
     pub sync_interval_ms: u64,
     /// How often an acceptor retries recovery or asks peers for chosen values it missed.
     pub peer_sync_interval_ms: u64,
+    /// The longest a device waits between syncs of a group that makes no progress: each quiet
+    /// round doubles the wait from `sync_interval_ms` up to this.
+    pub idle_sync_interval_max_ms: u64,
+    /// The same for an acceptor's rounds with its peers, from `peer_sync_interval_ms`.
+    pub idle_peer_sync_interval_max_ms: u64,
     /// How long a slot may sit accepted but undecided before a device finishes it.
     pub stuck_slot_ms: u64,
     /// Past MLS epochs whose secrets a member keeps to decrypt late messages; older ones are
@@ -168,6 +173,8 @@ impl Default for Config {
             accept_retransmits_max: 2,
             sync_interval_ms: 500,
             peer_sync_interval_ms: 1_000,
+            idle_sync_interval_max_ms: 8_000,
+            idle_peer_sync_interval_max_ms: 16_000,
             stuck_slot_ms: 1_000,
             mls_past_epochs_max: 4,
             key_packages_max: 8,
@@ -285,6 +292,12 @@ impl Config {
         }
         if self.backoff_ms_max < self.backoff_ms_min {
             return Err(ConfigError::Inconsistent("backoff_ms_max must be at least backoff_ms_min"));
+        }
+        if self.idle_sync_interval_max_ms < self.sync_interval_ms {
+            return Err(ConfigError::Inconsistent("idle_sync_interval_max_ms must be at least sync_interval_ms"));
+        }
+        if self.idle_peer_sync_interval_max_ms < self.peer_sync_interval_ms {
+            return Err(ConfigError::Inconsistent("idle_peer_sync_interval_max_ms must be at least peer_sync_interval_ms"));
         }
         if self.entry_bytes_max.saturating_mul(2) > self.message_bytes_max {
             return Err(ConfigError::Inconsistent(

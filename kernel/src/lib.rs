@@ -14,6 +14,7 @@ mod context;
 pub mod device;
 pub mod document;
 pub mod fuzzing;
+mod idle;
 pub mod ids;
 pub mod invite;
 pub mod io;

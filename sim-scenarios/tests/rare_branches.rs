@@ -57,7 +57,7 @@ fn a_stale_proposer_is_answered_with_the_chosen_value() {
 #[test]
 fn recovery_messages_from_strangers_are_refused() {
     cov_mark::check!(recover_from_unknown_acceptor_refused);
-    run_seeds("paxos/an-acceptor-set-change-under-faults-moves-the-quorum", 100);
+    run_seeds("paxos/an-acceptor-set-change-under-faults-moves-the-quorum", 600);
 }
 
 #[test]
@@ -143,4 +143,13 @@ fn a_snapshot_imported_after_a_checkpoint_is_merged_into_it() {
 fn a_checkpoint_waits_while_an_update_cannot_apply() {
     cov_mark::check!(device_checkpoints_only_once_every_update_applies);
     run_seeds("document/four-devices-editing-at-once-converge-under-faults", 10);
+}
+
+#[test]
+fn syncs_slow_down_while_a_member_is_away_and_quicken_when_it_is_back() {
+    cov_mark::check!(device_slows_its_syncs_while_idle);
+    cov_mark::check!(device_quickens_its_syncs_on_news);
+    cov_mark::check!(acceptor_slows_its_peer_syncs_while_idle);
+    cov_mark::check!(acceptor_quickens_its_peer_syncs_on_news);
+    run_seeds("compaction/a-member-back-after-many-epochs-recovers-what-it-cannot-decrypt", 5);
 }

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::canary::canary;
 use crate::context::{Context, page};
+use crate::idle::IdlePace;
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::Rejection;
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
@@ -84,6 +85,8 @@ pub(crate) struct AcceptorGroup {
     /// Chosen values peer acceptors reported for slots this node has not learned.
     vouches: crate::vouches::Vouches,
     pub(crate) next_peer_sync_at: Time,
+    /// How far apart rounds with peers are while nothing happens (see [`crate::idle`]).
+    peer_sync_pace: IdlePace<PeerSyncProgress>,
     /// For an MLS group: the public view, at the epoch after every chosen entry this node knows.
     pub(crate) mls: Option<PublicView>,
     /// For an MLS group: everyone who was ever a member. They may read the log (commits are
@@ -118,6 +121,7 @@ impl AcceptorGroup {
             snapshots: crate::acceptor::snapshots::Snapshots::default(),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
+            peer_sync_pace: IdlePace::default(),
             former_members: BTreeSet::new(),
             mls,
         };
@@ -178,6 +182,7 @@ impl AcceptorGroup {
             ),
             vouches: crate::vouches::Vouches::default(),
             next_peer_sync_at: cx.now,
+            peer_sync_pace: IdlePace::default(),
             mls,
             former_members,
         };
@@ -587,6 +592,32 @@ impl AcceptorGroup {
         cx.send(to, Message::Entries { entries, chosen_next: self.chosen_next, accepted_pending });
     }
 
+    /// What the peer-sync pace counts as progress.
+    fn peer_sync_progress(&self) -> PeerSyncProgress {
+        PeerSyncProgress {
+            chosen_next: self.chosen_next,
+            positions_given: self.store.positions_given(),
+            compaction: self.snapshots.latest.as_ref().map(|latest| latest.hash),
+        }
+    }
+
+    /// Whether there is work the rounds with peers help finish, so they keep their base pace:
+    /// a recovery, a slot accepted but not known chosen, a snapshot to fetch.
+    fn needs_rounds(&self) -> bool {
+        !matches!(self.phase, Phase::Voting)
+            || self.accepted.range(self.chosen_next..).next().is_some()
+            || self.snapshots.is_fetching()
+    }
+
+    /// After an input: if rounds were slowed down and the group moved since the last one, the
+    /// next comes within the base interval.
+    pub(crate) fn quicken_peer_syncs_on_news(&mut self, cx: &Context<'_>) {
+        if self.peer_sync_pace.woken(&self.peer_sync_progress()) {
+            cov_mark::hit!(acceptor_quickens_its_peer_syncs_on_news);
+            self.next_peer_sync_at = self.next_peer_sync_at.min(cx.now.plus_ms(cx.config.peer_sync_interval_ms));
+        }
+    }
+
     /// Periodic work: retry recovery, or ask peers for chosen entries we may have missed.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
         if cx.now < self.next_peer_sync_at {
@@ -596,13 +627,26 @@ impl AcceptorGroup {
         let message = Message::CatchUp { from_slot: self.chosen_next };
         let peers: Vec<NodeId> = self.peers(cx.me).into_iter().collect();
         cx.send_all(&peers, &message);
-        self.next_peer_sync_at = cx.now.plus_ms(cx.config.peer_sync_interval_ms);
+        let (base, ceiling) = (cx.config.peer_sync_interval_ms, cx.config.idle_peer_sync_interval_max_ms);
+        let interval = self.peer_sync_pace.next_interval(self.peer_sync_progress(), self.needs_rounds(), base, ceiling);
+        if interval > base {
+            cov_mark::hit!(acceptor_slows_its_peer_syncs_while_idle);
+        }
+        self.next_peer_sync_at = cx.now.plus_ms(interval);
         if !matches!(self.phase, Phase::Voting) {
             self.ask_peers(cx);
         }
         self.fetch_from_peers(cx);
         self.fetch_snapshot_from_peers(cx);
     }
+}
+
+/// What an acceptor's rounds with its peers count as progress in a group (see [`crate::idle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct PeerSyncProgress {
+    chosen_next: Slot,
+    positions_given: u64,
+    compaction: Option<crate::snapshot::SnapshotHash>,
 }
 
 /// What an accept proposes.

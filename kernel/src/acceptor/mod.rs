@@ -125,6 +125,7 @@ impl Acceptor {
         let Some(state) = self.groups.get_mut(&group) else { return };
         let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         let wanted = state.on_message(&mut cx, from, message);
+        state.quicken_peer_syncs_on_news(&cx);
         state.trim(self.config.chosen_in_memory_max);
         if state.store.holds_unsent() {
             self.flush_wanted.insert(group);

@@ -51,6 +51,11 @@ pub(crate) struct Snapshots {
 }
 
 impl Snapshots {
+    /// Whether a snapshot this node should hold is still being fetched from peers.
+    pub(crate) fn is_fetching(&self) -> bool {
+        self.wanted.is_some()
+    }
+
     /// Rebuilt from disk. Every assembly on disk that is complete was checked against its hash
     /// before it was acknowledged (a mismatch is dropped in the same batch).
     pub(crate) fn restore(

@@ -91,6 +91,11 @@ impl MessageStore {
         deleted
     }
 
+    /// Positions given out so far: grows with every message stored, never shrinks.
+    pub(crate) fn positions_given(&self) -> u64 {
+        self.positions_below
+    }
+
     /// Messages held.
     pub(crate) fn len(&self) -> usize {
         self.by_position.len()

@@ -8,6 +8,8 @@ use crate::device::invites::Invites;
 use crate::device::membership::{Intent, Membership};
 use crate::device::messages::Messages;
 use crate::device::proposer::{Leading, Proposer};
+use crate::document::Document;
+use crate::idle::IdlePace;
 use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
@@ -46,6 +48,13 @@ pub(crate) struct PageWrites {
     pub(crate) decrypted: bool,
 }
 
+/// What a device's sync rounds count as progress in a group (see [`crate::idle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SyncProgress {
+    next_slot: Slot,
+    updates_applied: u64,
+}
+
 /// A device's state for one group.
 #[derive(Debug)]
 pub(crate) struct DeviceGroup {
@@ -73,6 +82,8 @@ pub(crate) struct DeviceGroup {
     /// Consecutive failed ballots, for backoff.
     failures: u32,
     next_sync_at: Time,
+    /// How far apart syncs are while nothing happens (see [`crate::idle`]).
+    sync_pace: IdlePace<SyncProgress>,
     /// Since when acceptors report an accepted-but-undecided slot at our frontier.
     undecided_since: Option<Time>,
     /// Set when a stuck slot must be finished with a new ballot even without local work.
@@ -151,6 +162,7 @@ impl DeviceGroup {
             next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
+            sync_pace: IdlePace::default(),
             undecided_since: None,
             finish_stuck_slot: false,
             post_on_flush: false,
@@ -570,6 +582,37 @@ impl DeviceGroup {
         }
     }
 
+    /// What the sync pace counts as progress.
+    fn sync_progress(&self) -> SyncProgress {
+        SyncProgress {
+            next_slot: self.next_slot,
+            updates_applied: self.replica.as_ref().map_or(0, |replica| replica.applied.count()),
+        }
+    }
+
+    /// Whether there is work the sync rounds help finish, so they keep their base pace: a
+    /// proposal or a slot in doubt, unsafe messages, a snapshot or an update's dependencies
+    /// missing, an invite waiting for its joiner.
+    fn needs_rounds(&self) -> bool {
+        let document = self.replica.as_ref().is_some_and(|replica| {
+            replica.outbox.unsafe_count() > 0 || replica.compactor.is_catching_up() || replica.doc.has_pending()
+        });
+        !self.is_idle()
+            || self.proposer.deadline().is_some()
+            || self.undecided_since.is_some()
+            || document
+            || self.invites.need_rounds(self.history.latest())
+    }
+
+    /// After an input: if syncs were slowed down and the group moved since the last one, the
+    /// next comes within the base interval (news may mean more is on its way).
+    pub(crate) fn quicken_syncs_on_news(&mut self, cx: &Context<'_>) {
+        if self.sync_pace.woken(&self.sync_progress()) {
+            cov_mark::hit!(device_quickens_its_syncs_on_news);
+            self.next_sync_at = self.next_sync_at.min(cx.now.plus_ms(cx.config.sync_interval_ms));
+        }
+    }
+
     /// Periodic work: sync with acceptors; retry or abandon ballots that timed out; rotate keys;
     /// send and re-send document messages.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {
@@ -587,7 +630,12 @@ impl DeviceGroup {
             cx.send_all(acceptors.members(), &sync);
             self.fetch(cx);
             self.invites.on_timer(cx, &acceptors);
-            self.next_sync_at = cx.now.plus_ms(cx.config.sync_interval_ms);
+            let (base, ceiling) = (cx.config.sync_interval_ms, cx.config.idle_sync_interval_max_ms);
+            let interval = self.sync_pace.next_interval(self.sync_progress(), self.needs_rounds(), base, ceiling);
+            if interval > base {
+                cov_mark::hit!(device_slows_its_syncs_while_idle);
+            }
+            self.next_sync_at = cx.now.plus_ms(interval);
         } else if self.invites.wake_at().is_some_and(|at| at <= cx.now) {
             let acceptors = self.history.latest().clone();
             self.invites.on_timer(cx, &acceptors);

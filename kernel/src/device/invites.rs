@@ -208,6 +208,16 @@ impl Invites {
         self.store(cx, mailbox, invite);
     }
 
+    /// Whether an invite still needs the sync rounds: its mailbox is polled for a joiner, or its
+    /// Welcome is not held by a quorum yet.
+    pub(crate) fn need_rounds(&self, acceptors: &AcceptorSet) -> bool {
+        self.invites.values().any(|invite| match &invite.stage {
+            Stage::Open => true,
+            Stage::Adding { .. } => false,
+            Stage::Welcomed { held_by, .. } => !acceptors.is_quorum(held_by.iter()),
+        })
+    }
+
     /// When the next invite expires.
     pub(crate) fn wake_at(&self) -> Option<Time> {
         self.invites.values().map(|invite| invite.expires_at).min()

@@ -383,7 +383,9 @@ impl Device {
     ) -> Result<(), CommandError> {
         let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
-        group.edit(&mut cx, position, delete, insert)
+        let edited = group.edit(&mut cx, position, delete, insert);
+        group.quicken_syncs_on_news(&cx);
+        edited
     }
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {
@@ -407,6 +409,7 @@ impl Device {
         };
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
         group.on_message(&mut cx, from, message);
+        group.quicken_syncs_on_news(&cx);
     }
 
     /// Posts the batches closed since the last flush.

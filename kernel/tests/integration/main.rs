@@ -11,6 +11,7 @@ mod document;
 mod documents;
 mod fuzz_corpus;
 mod golden;
+mod idle;
 mod mls;
 mod mls_log;
 mod properties;
