@@ -39,13 +39,13 @@ pub fn run(scenarios: &[Scenario], seeds: u64) {
     }
 }
 
-fn median_of_rounds(mut round: impl FnMut() -> f64) -> f64 {
+pub(crate) fn median_of_rounds(mut round: impl FnMut() -> f64) -> f64 {
     let mut samples: Vec<f64> = (0..5).map(|_| round()).collect();
     samples.sort_by(f64::total_cmp);
     samples[2]
 }
 
-fn codec_anchor_ns() -> f64 {
+pub(crate) fn codec_anchor_ns() -> f64 {
     let envelope = Envelope {
         group: GroupId([7; 16]),
         message: Message::Prepare { ballot: Ballot { round: 12, proposer: NodeId::from_index(3) }, from_slot: Slot(40) },

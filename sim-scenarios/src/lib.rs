@@ -7,6 +7,7 @@
 pub mod bench;
 pub mod bench_compaction;
 pub mod bench_document;
+pub mod bench_groups;
 pub mod bench_mls;
 pub mod editing_trace;
 pub mod html;

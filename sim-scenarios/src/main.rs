@@ -90,6 +90,9 @@ enum BenchOnly {
     /// 1,000,000-operation document, and acceptor storage after compaction, with raw Loro
     /// anchors and the targets (about a minute in a release build).
     Compaction,
+    /// What one input costs an acceptor and a device in 1 to 10,000 groups, with an anchor
+    /// (seconds).
+    Groups,
 }
 
 fn main() -> ExitCode {
@@ -181,6 +184,10 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Verb::Bench { only: Some(BenchOnly::Groups), .. } => {
+            plait_sim_scenarios::bench_groups::run();
+            ExitCode::SUCCESS
+        }
         Verb::Bench { only: None, seeds, no_mls } => {
             bench::run(&scenarios, seeds);
             if !no_mls {
