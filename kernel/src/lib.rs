@@ -11,6 +11,7 @@ pub mod acceptor;
 pub mod canary;
 pub mod config;
 mod context;
+mod deadlines;
 pub mod device;
 pub mod document;
 pub mod fuzzing;

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::ValidConfig;
 use crate::context::Context;
+use crate::deadlines::Deadlines;
 use crate::ids::{Ballot, GroupId, NodeId, Slot};
 use crate::io::{Counters, Effect, Effects, Input, Node, Outputs, Rejection};
 use crate::rng::NodeRng;
@@ -35,6 +36,8 @@ pub struct Acceptor {
     /// Groups holding acknowledgements and pushes for the next `Input::Flush` (at most every
     /// group).
     flush_wanted: BTreeSet<GroupId>,
+    /// Each group's `wake_at`, recorded again after every input that touched the group.
+    deadlines: Deadlines,
 }
 
 impl Acceptor {
@@ -50,12 +53,14 @@ impl Acceptor {
             next_load: 0,
             counters: Counters::default(),
             flush_wanted: BTreeSet::new(),
+            deadlines: Deadlines::default(),
         };
         let mut effects = Effects::default();
         for (group, state) in restored.groups {
             let mut cx =
                 Context::new(Time::ZERO, me, group, &acceptor.config, &mut acceptor.rng, &mut acceptor.counters, &mut effects);
             let restored = AcceptorGroup::restore(&mut cx, state);
+            acceptor.deadlines.set(group, restored.wake_at());
             acceptor.groups.insert(group, restored);
         }
         let wake_at = acceptor.wake_at();
@@ -83,7 +88,11 @@ impl Acceptor {
     }
 
     fn wake_at(&self) -> Option<Time> {
-        crate::time::earliest(self.groups.values().map(AcceptorGroup::wake_at).min(), self.mailboxes.wake_at())
+        debug_assert!(
+            self.groups.iter().all(|(id, group)| self.deadlines.of(*id) == Some(group.wake_at())),
+            "invariant: every group's deadline is recorded after each input that touched it"
+        );
+        crate::time::earliest(self.deadlines.earliest(), self.mailboxes.wake_at())
     }
 
     /// Invite mailboxes open at this acceptor.
@@ -127,6 +136,7 @@ impl Acceptor {
         let wanted = state.on_message(&mut cx, from, message);
         state.quicken_peer_syncs_on_news(&cx);
         state.trim(self.config.chosen_in_memory_max);
+        self.deadlines.set(group, state.wake_at());
         if state.store.holds_unsent() {
             self.flush_wanted.insert(group);
         }
@@ -176,6 +186,7 @@ impl Acceptor {
         }
         let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
         let state = AcceptorGroup::create(&mut cx, genesis.clone(), hint, view);
+        self.deadlines.set(group, state.wake_at());
         self.groups.insert(group, state);
         true
     }
@@ -206,6 +217,7 @@ impl Acceptor {
             let Some(state) = self.groups.get_mut(&group) else { continue };
             let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
             state.send_held(&mut cx);
+            self.deadlines.set(group, state.wake_at());
         }
     }
 
@@ -214,9 +226,11 @@ impl Acceptor {
             mailbox::Node { now, me: self.me, config: &self.config, rng: &mut self.rng, counters: &mut self.counters, effects };
         self.mailboxes.expire(&mut node);
         let me = self.me;
-        for (group, state) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
-            let mut cx = Context::new(now, me, *group, &self.config, &mut self.rng, &mut self.counters, effects);
+        for group in self.deadlines.due(now) {
+            let Some(state) = self.groups.get_mut(&group) else { continue };
+            let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects);
             state.on_timer(&mut cx);
+            self.deadlines.set(group, state.wake_at());
         }
     }
 }

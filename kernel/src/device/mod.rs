@@ -9,11 +9,12 @@ mod outbox;
 mod proposer;
 mod replica;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::acceptor::rejection_of;
 use crate::config::ValidConfig;
 use crate::context::Context;
+use crate::deadlines::Deadlines;
 use crate::ids::{GroupId, NodeId, Slot};
 use crate::io::{Command, CommandError, Counters, Effects, Event, Input, Node, Outputs, Rejection};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
@@ -41,6 +42,14 @@ pub struct Device {
     /// Invite codes being redeemed (their key packages count against `key_packages_max` too).
     invitations: invitations::Invitations,
     counters: Counters,
+    /// Groups this input touched, whose entries below are recorded again before it returns.
+    touched: BTreeSet<GroupId>,
+    /// Each group's `wake_at`.
+    deadlines: Deadlines,
+    /// Groups with batches waiting for `Input::Flush` (`post_on_flush`).
+    flushes_wanted: BTreeSet<GroupId>,
+    /// Groups whose durable `SafeBelow` lags (`safe_mark_behind`).
+    safe_marks_behind: BTreeSet<GroupId>,
 }
 
 impl Device {
@@ -56,6 +65,10 @@ impl Device {
             joinings: Vec::new(),
             invitations: invitations::Invitations::default(),
             counters: Counters::default(),
+            touched: BTreeSet::new(),
+            deadlines: Deadlines::default(),
+            flushes_wanted: BTreeSet::new(),
+            safe_marks_behind: BTreeSet::new(),
         };
         for (id, state) in restored.groups {
             let mut key_values = state.mls.clone();
@@ -83,7 +96,9 @@ impl Device {
                 group.replica = Some(replica);
             }
             device.groups.insert(id, group);
+            device.touched.insert(id);
         }
+        device.record_touched();
         let wake_at = device.wake_at();
         (device, Outputs { effects: Vec::new(), wake_at, wants_flush: false })
     }
@@ -120,7 +135,32 @@ impl Device {
     }
 
     fn wake_at(&self) -> Option<Time> {
-        crate::time::earliest(self.groups.values().map(DeviceGroup::wake_at).min(), self.invitations.wake_at())
+        crate::time::earliest(self.deadlines.earliest(), self.invitations.wake_at())
+    }
+
+    /// Group `id` and a context for it, noting that this input touched it.
+    fn touch<'a>(&'a mut self, now: Time, id: GroupId, effects: &'a mut Effects) -> Option<(&'a mut DeviceGroup, Context<'a>)> {
+        let group = self.groups.get_mut(&id)?;
+        self.touched.insert(id);
+        Some((group, Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects)))
+    }
+
+    /// Records again the deadline and flags of every group this input touched.
+    fn record_touched(&mut self) {
+        for id in std::mem::take(&mut self.touched) {
+            let Some(group) = self.groups.get(&id) else { continue };
+            self.deadlines.set(id, group.wake_at());
+            mark(&mut self.flushes_wanted, id, group.post_on_flush);
+            mark(&mut self.safe_marks_behind, id, group.safe_mark_behind());
+        }
+        debug_assert!(
+            self.groups.iter().all(|(id, group)| {
+                self.deadlines.of(*id) == Some(group.wake_at())
+                    && self.flushes_wanted.contains(id) == group.post_on_flush
+                    && self.safe_marks_behind.contains(id) == group.safe_mark_behind()
+            }),
+            "invariant: every group an input changed was touched through `touch`"
+        );
     }
 
     fn on_command(&mut self, now: Time, command: Command, effects: &mut Effects) {
@@ -217,8 +257,7 @@ impl Device {
     }
 
     fn intend(&mut self, now: Time, id: GroupId, intent: Intent, effects: &mut Effects) -> Result<(), CommandError> {
-        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (group, mut cx) = self.touch(now, id, effects).ok_or(CommandError::UnknownGroup(id))?;
         group.intend(&mut cx, intent)
     }
 
@@ -247,6 +286,7 @@ impl Device {
         }
         group.on_timer(&mut cx);
         self.groups.insert(id, group);
+        self.touched.insert(id);
         Ok(())
     }
 
@@ -258,8 +298,7 @@ impl Device {
         role: crate::mls::Role,
         effects: &mut Effects,
     ) -> Result<(), CommandError> {
-        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (group, mut cx) = self.touch(now, id, effects).ok_or(CommandError::UnknownGroup(id))?;
         let code = group.create_invite(&mut cx, lifetime_ms, role)?;
         effects.notify(Event::InviteCreated { group: id, code: code.to_text(), uri: code.to_uri() });
         Ok(())
@@ -367,8 +406,7 @@ impl Device {
         payload: crate::updates::Payload,
         effects: &mut Effects,
     ) -> Result<(), CommandError> {
-        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (group, mut cx) = self.touch(now, id, effects).ok_or(CommandError::UnknownGroup(id))?;
         group.send_message(&mut cx, payload)
     }
 
@@ -381,16 +419,14 @@ impl Device {
         insert: &str,
         effects: &mut Effects,
     ) -> Result<(), CommandError> {
-        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (group, mut cx) = self.touch(now, id, effects).ok_or(CommandError::UnknownGroup(id))?;
         let edited = group.edit(&mut cx, position, delete, insert);
         group.quicken_syncs_on_news(&cx);
         edited
     }
 
     fn propose(&mut self, now: Time, id: GroupId, entry: Entry, effects: &mut Effects) -> Result<(), CommandError> {
-        let group = self.groups.get_mut(&id).ok_or(CommandError::UnknownGroup(id))?;
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        let (group, mut cx) = self.touch(now, id, effects).ok_or(CommandError::UnknownGroup(id))?;
         group.propose(&mut cx, entry)
     }
 
@@ -404,18 +440,18 @@ impl Device {
         {
             return self.on_invitation(now, from, message, effects);
         }
-        let Some(group) = self.groups.get_mut(&id) else {
+        if !self.groups.contains_key(&id) {
             return self.counters.count(Rejection::UnknownGroup);
-        };
-        let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
+        }
+        let Some((group, mut cx)) = self.touch(now, id, effects) else { return };
         group.on_message(&mut cx, from, message);
         group.quicken_syncs_on_news(&cx);
     }
 
     /// Posts the batches closed since the last flush.
     fn on_flush(&mut self, now: Time, effects: &mut Effects) {
-        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.post_on_flush) {
-            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
+        for id in self.flushes_wanted.clone() {
+            let Some((group, mut cx)) = self.touch(now, id, effects) else { continue };
             group.post_on_flush = false;
             group.post_due(&mut cx);
         }
@@ -424,8 +460,8 @@ impl Device {
     /// Each group's lagging `SafeBelow` goes with this input's writes, or alone once due.
     fn write_safe_marks(&mut self, now: Time, effects: &mut Effects) {
         let writing = effects.persists() > 0;
-        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.safe_mark_behind()) {
-            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
+        for id in self.safe_marks_behind.clone() {
+            let Some((group, mut cx)) = self.touch(now, id, effects) else { continue };
             group.write_safe_mark(&mut cx, writing);
         }
     }
@@ -437,8 +473,8 @@ impl Device {
                 effects.notify(Event::CommandFailed { error });
             }
         }
-        for (id, group) in self.groups.iter_mut().filter(|(_, g)| g.wake_at() <= now) {
-            let mut cx = Context::new(now, self.me, *id, &self.config, &mut self.rng, &mut self.counters, effects);
+        for id in self.deadlines.due(now) {
+            let Some((group, mut cx)) = self.touch(now, id, effects) else { continue };
             group.on_timer(&mut cx);
         }
     }
@@ -460,9 +496,11 @@ impl Node for Device {
             Input::Loaded { .. } => self.counters.count(Rejection::Invalid),
             Input::Flush => self.on_flush(now, &mut effects),
         }
+        // Groups whose `SafeBelow` began to lag in this input write it with its writes too.
+        self.record_touched();
         self.write_safe_marks(now, &mut effects);
-        let wants_flush = self.groups.values().any(|group| group.post_on_flush);
-        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush }
+        self.record_touched();
+        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush: !self.flushes_wanted.is_empty() }
     }
 }
 
@@ -587,5 +625,14 @@ impl DeviceGroupView<'_> {
     /// Whether it is fetching a snapshot because it lacks messages a compaction covers.
     pub fn is_catching_up(&self) -> bool {
         self.group.replica.as_ref().is_some_and(|replica| replica.compactor.is_catching_up())
+    }
+}
+
+/// Puts `id` in `set` or takes it out.
+fn mark(set: &mut BTreeSet<GroupId>, id: GroupId, member: bool) {
+    if member {
+        set.insert(id);
+    } else {
+        set.remove(&id);
     }
 }
