@@ -289,6 +289,13 @@ impl DeviceGroup {
             Message::PostAck { seqs } => self.on_post_ack(cx, from, seqs),
             Message::PostRefused { seq, reason } => self.on_post_refused(cx, from, seq, reason),
             Message::Page { after, messages, more } => self.on_page(cx, from, after, messages, more),
+            // Snapshots are of a document: a group of opaque values has none.
+            Message::SnapshotStored { .. } | Message::SnapshotChunk { .. } | Message::SnapshotConfirmed { .. }
+                if self.replica.is_none() =>
+            {
+                cov_mark::hit!(device_without_a_document_refuses_snapshot_messages);
+                cx.reject(Rejection::Unauthorised);
+            }
             Message::SnapshotStored { hash } => self.on_snapshot_stored(cx, from, hash),
             Message::SnapshotChunk { hash, index, count, bytes } => self.on_snapshot_chunk(cx, hash, index, count, bytes),
             Message::SnapshotConfirmed { hash } => self.on_snapshot_confirmed(cx, from, hash),

@@ -111,3 +111,25 @@ fn a_delayed_recover_from_an_older_incarnation_cannot_roll_the_fence_back() {
     assert_eq!(net.acceptor(acceptor).counters().of(Rejection::StaleIncarnation), before + 1);
     assert_eq!(net.log.len(), log_before, "no persist and no reply: {:?}", &net.log[log_before..]);
 }
+
+#[test]
+fn snapshot_messages_to_a_group_without_a_document_are_refused() {
+    // Found by the `handle_frames` fuzzer: a device panicked on these in a group of opaque
+    // values, which has no document and so no snapshots.
+    cov_mark::check_count!(device_without_a_document_refuses_snapshot_messages, 3);
+    let (mut net, genesis) = support::net(1);
+    let group = genesis.group_id();
+    let device = NodeId::from_index(101);
+    net.command(device, Command::OpenGroup { genesis });
+    net.deliver_all(1_000);
+    let hash = plait_kernel::snapshot::SnapshotHash([3; 32]);
+    let messages = [
+        Message::SnapshotStored { hash },
+        Message::SnapshotChunk { hash, index: 0, count: 1, bytes: vec![1, 2, 3] },
+        Message::SnapshotConfirmed { hash },
+    ];
+    for message in messages {
+        net.input(device, Input::Received { from: NodeId::from_index(1), frame: frame(group, message) });
+    }
+    assert_eq!(net.device(device).counters().of(Rejection::Unauthorised), 3);
+}
