@@ -70,6 +70,133 @@ pub fn mls_messages(bytes: &[u8]) {
     }
 }
 
+/// A device that founded an MLS group and typed into its document (its acceptors never
+/// answered, so its edits are unsafe), as durable state: each input restarts a device from it.
+struct DocumentFixture {
+    restored: Restored,
+    group: crate::GroupId,
+}
+
+/// The founder's id and identity seed.
+const DOCUMENT_FOUNDER: u64 = 10;
+
+thread_local! {
+    /// Built once per thread (MLS setup is slow).
+    static DOCUMENT: std::cell::OnceCell<DocumentFixture> = const { std::cell::OnceCell::new() };
+}
+
+fn with_document<R>(f: impl FnOnce(&DocumentFixture) -> R) -> R {
+    DOCUMENT.with(|cell| f(cell.get_or_init(document_fixture)))
+}
+
+fn document_fixture() -> DocumentFixture {
+    use crate::io::Command;
+    let config = Config::default().validate().expect("default config is valid");
+    let me = NodeId::from_index(DOCUMENT_FOUNDER);
+    let (mut device, _) = Device::new(config, me, [10; 32], 1, Restored::empty());
+    let mut restored = Restored::empty();
+    let mut group = None;
+    let acceptors = AcceptorSet::new((1..=3).map(NodeId::from_index).collect(), 16).expect("three acceptors");
+    let create = Command::CreateGroup { acceptors, nonce: 1, rotation_interval_ms: 0 };
+    drive(&mut device, Time(0), Input::Command(create), &mut restored, &mut group);
+    let group = group.expect("the group is created");
+    for (at, text) in [(10, "hello "), (20, "fuzzy "), (30, "world")] {
+        let edit = Command::Edit { group, position: 0, delete: 0, insert: text.into() };
+        drive(&mut device, Time(at), Input::Command(edit), &mut restored, &mut None);
+    }
+    DocumentFixture { restored, group }
+}
+
+/// Hands `input` to `device`, then `Input::Flush` if it asks for one; what it persists goes to
+/// `restored`, the id of a group it created to `created`.
+fn drive(device: &mut Device, now: Time, input: Input, restored: &mut Restored, created: &mut Option<crate::GroupId>) {
+    use crate::io::{Effect, Event};
+    let outputs = device.handle(now, input);
+    for effect in outputs.effects {
+        match effect {
+            Effect::Persist(batch) => restored.apply(&batch),
+            Effect::Notify(Event::GroupCreated { group, .. }) => *created = Some(group),
+            _ => {}
+        }
+    }
+    if outputs.wants_flush {
+        drive(device, now, Input::Flush, restored, created);
+    }
+}
+
+/// The frames of a [`document_frames`] input: each a 2-byte little-endian length and that many
+/// bytes (the last one may be cut short). Lengths, not a separator: a group id may hold any byte.
+fn length_prefixed(mut bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (length, rest) = bytes.split_first_chunk::<2>()?;
+        let (frame, rest) = rest.split_at(rest.len().min(usize::from(u16::from_le_bytes(*length))));
+        bytes = rest;
+        Some(frame)
+    })
+}
+
+/// Feeds arbitrary frames from the group's three acceptors to a device that holds a document in
+/// an MLS group (restarted from [`DocumentFixture`] each time), with timers and flushes between
+/// them. Nothing may panic.
+pub fn document_frames(bytes: &[u8]) {
+    run_document_frames(bytes);
+}
+
+fn run_document_frames(bytes: &[u8]) -> Device {
+    let restored = with_document(|fixture| fixture.restored.clone());
+    let config = Config::default().validate().expect("default config is valid");
+    let me = NodeId::from_index(DOCUMENT_FOUNDER);
+    let (mut device, _) = Device::new(config, me, [10; 32], 2, restored);
+    let mut sink = Restored::empty();
+    for (i, frame) in length_prefixed(bytes).enumerate() {
+        let now = Time(1_000 + 50 * i as u64);
+        let from = NodeId::from_index((i % 3) as u64 + 1);
+        drive(&mut device, now, Input::Received { from, frame: frame.to_vec() }, &mut sink, &mut None);
+        if i % 4 == 3 {
+            drive(&mut device, now, Input::Timer, &mut sink, &mut None);
+        }
+    }
+    device
+}
+
+/// One input for [`document_frames`]: a valid frame of each kind a device's document takes
+/// from acceptors, for the fixture's group.
+pub fn document_seed() -> Vec<u8> {
+    use crate::snapshot::SnapshotHash;
+    use crate::updates::{Cursor, PostRefusal, StoredMessage, UpdateId};
+    use crate::wire::{Envelope, Message};
+    let group = with_document(|fixture| fixture.group);
+    let cursor = Cursor { incarnation: crate::Incarnation(1), position: 0 };
+    let ours = UpdateId { sender: NodeId::from_index(DOCUMENT_FOUNDER), seq: 0 };
+    let theirs = UpdateId { sender: NodeId::from_index(11), seq: 3 };
+    let hash = SnapshotHash([7; 32]);
+    let messages = [
+        Message::PostAck { seqs: vec![0, 1, 2] },
+        Message::PostRefused { seq: 1, reason: PostRefusal::StaleEpoch { current: 3 } },
+        Message::Page {
+            after: cursor,
+            messages: vec![
+                (1, StoredMessage { id: ours, ciphertext: vec![1, 2, 3] }),
+                (2, StoredMessage { id: theirs, ciphertext: vec![4, 5, 6] }),
+            ],
+            more: true,
+        },
+        Message::SnapshotStored { hash },
+        Message::SnapshotChunk { hash, index: 0, count: 2, bytes: vec![8; 16] },
+        Message::SnapshotConfirmed { hash },
+        Message::Entries { entries: Vec::new(), chosen_next: crate::Slot(1), accepted_pending: true },
+        Message::UnknownGroup,
+    ];
+    let mut input = Vec::new();
+    for message in messages {
+        let frame = encode(&Envelope { group, message }, 1 << 20).expect("small");
+        let length = u16::try_from(frame.len()).expect("a seed frame is small");
+        input.extend_from_slice(&length.to_le_bytes());
+        input.extend_from_slice(&frame);
+    }
+    input
+}
+
 /// Valid MLS messages of every kind the entry points take, as fuzzing seeds.
 pub fn mls_seeds() -> Vec<Vec<u8>> {
     use crate::mls::{Identity, Joining, Member};
@@ -104,5 +231,21 @@ pub fn handle_frames(bytes: &[u8]) {
             acceptor.handle(now, Input::Flush);
         }
         device.handle(now, Input::Received { from, frame: frame.to_vec() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::Rejection;
+
+    #[test]
+    fn the_document_seed_reaches_the_devices_group() {
+        let device = run_document_frames(&document_seed());
+        let counters = device.counters();
+        assert_eq!(counters.of(Rejection::Malformed), 0, "every seed frame decodes");
+        assert_eq!(counters.of(Rejection::UnknownGroup), 0, "every seed frame is for the fixture's group");
+        let text = device.groups().next().and_then(|group| group.text());
+        assert_eq!(text.as_deref(), Some("worldfuzzy hello "), "the device restarted with its document");
     }
 }

@@ -86,6 +86,7 @@ fn write_seeds() {
     // One input for handle_frames: every frame, separated by 0xff.
     let joined: Vec<u8> = frames.join(&0xffu8);
     std::fs::write(corpus("handle_frames").join("seed-all-kinds"), joined).expect("write");
+    std::fs::write(corpus("document_frames").join("seed-all-kinds"), fuzzing::document_seed()).expect("write");
     for (i, message) in fuzzing::mls_seeds().iter().enumerate() {
         std::fs::write(corpus("mls_messages").join(format!("seed-{i:02}")), message).expect("write");
     }
@@ -116,4 +117,5 @@ fn corpus_replays_without_panics() {
     assert!(replay("decode_message", fuzzing::decode_message) >= 13, "the seed corpus is checked in");
     assert!(replay("handle_frames", fuzzing::handle_frames) >= 1);
     assert!(replay("mls_messages", fuzzing::mls_messages) >= 6);
+    assert!(replay("document_frames", fuzzing::document_frames) >= 1);
 }
