@@ -27,6 +27,10 @@ pub struct ServerConfig {
     pub frame_bytes_max: Option<usize>,
     /// Bytes of document messages one group may store.
     pub group_store_bytes_max: Option<u64>,
+    /// Bytes of document messages stored over all groups (held in memory).
+    pub node_store_bytes_max: Option<u64>,
+    /// Bytes of snapshots held over all groups (held in memory).
+    pub node_snapshot_bytes_max: Option<u64>,
     /// Invite-mailbox requests per peer per second.
     pub mailbox_requests_per_peer_per_second: Option<u32>,
     /// Open invite mailboxes.
@@ -61,6 +65,12 @@ impl ServerConfig {
         let config: &mut Config = &mut options.config;
         if let Some(bytes) = self.group_store_bytes_max {
             config.group_store_bytes_max = bytes as usize;
+        }
+        if let Some(bytes) = self.node_store_bytes_max {
+            config.node_store_bytes_max = bytes;
+        }
+        if let Some(bytes) = self.node_snapshot_bytes_max {
+            config.node_snapshot_bytes_max = bytes;
         }
         if let Some(rate) = self.mailbox_requests_per_peer_per_second {
             config.mailbox_requests_per_peer_per_second = rate;
@@ -280,6 +290,19 @@ async fn metrics(source: &MetricsSource) -> String {
         metric("groups", "gauge", "Groups served.", &one(stats.groups as f64));
         metric("stored_messages", "gauge", "Document messages stored.", &one(stats.stored_messages as f64));
         metric("stored_bytes", "gauge", "Bytes of document messages stored.", &one(stats.stored_bytes as f64));
+        metric(
+            "stored_bytes_max",
+            "gauge",
+            "The budget of stored_bytes (node_store_bytes_max); posts beyond it are refused.",
+            &one(stats.stored_bytes_max as f64),
+        );
+        metric("snapshot_bytes", "gauge", "Bytes of snapshots held, whole and being stored.", &one(stats.snapshot_bytes as f64));
+        metric(
+            "snapshot_bytes_max",
+            "gauge",
+            "The budget of snapshot_bytes (node_snapshot_bytes_max); chunks beyond it are refused.",
+            &one(stats.snapshot_bytes_max as f64),
+        );
         let rejected: Vec<(String, f64)> =
             counters.iter().map(|(name, count)| (format!("{{reason=\"{name}\"}}"), *count as f64)).collect();
         metric("rejections_total", "counter", "Inputs rejected by the kernel, by reason (rate limits included).", &rejected);
@@ -319,12 +342,13 @@ mod tests {
 
     #[test]
     fn the_config_file_sets_limits_and_refuses_unknown_keys() {
-        let text = "frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nconnections_max = 8\nmdns = true\nadvertise = [\"203.0.113.7:4433\"]\n";
+        let text = "frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 5000000\nnode_snapshot_bytes_max = 300000000\nconnections_max = 8\nmdns = true\nadvertise = [\"203.0.113.7:4433\"]\n";
         let config: ServerConfig = toml::from_str(text).expect("a valid config");
         let options = config.apply(NodeOptions::default());
         assert_eq!(options.links.frame_bytes_max, 65_536);
         assert_eq!(options.config.message_bytes_max, 65_536);
         assert_eq!(options.config.group_store_bytes_max, 1_000_000);
+        assert_eq!((options.config.node_store_bytes_max, options.config.node_snapshot_bytes_max), (5_000_000, 300_000_000));
         assert_eq!(options.iroh.connections_max, 8);
         assert!(options.iroh.mdns && !options.iroh.relays);
         assert_eq!(options.iroh.advertise, vec!["203.0.113.7:4433".parse::<SocketAddr>().expect("address")]);

@@ -100,6 +100,11 @@ pub struct Config {
     pub stored_message_bytes_max: usize,
     /// Bytes of document messages an acceptor stores per group at most (its quota).
     pub group_store_bytes_max: usize,
+    /// Bytes of document messages an acceptor stores over all its groups at most: its memory
+    /// bound, since stores are held in memory. A post beyond it is refused like one over a
+    /// group's quota (`QuotaExceeded`). Snapshots have their own budget, so a full node can
+    /// still take the snapshots whose compactions free it.
+    pub node_store_bytes_max: u64,
     /// Messages one backfill page carries at most.
     pub page_messages_max: usize,
     /// Document updates a device remembers having applied out of order per sender; beyond it an
@@ -119,6 +124,9 @@ pub struct Config {
     pub compaction_takeover_ms: u64,
     /// Largest snapshot (ciphertext) a device makes or an acceptor stores.
     pub snapshot_bytes_max: usize,
+    /// Bytes of snapshots (whole and being stored) an acceptor holds over all its groups at
+    /// most; a chunk beyond it is refused.
+    pub node_snapshot_bytes_max: u64,
     /// Size of one snapshot chunk (each travels in one frame).
     pub snapshot_chunk_bytes: usize,
     /// Snapshots an acceptor keeps per group at most (the latest one and those being stored).
@@ -198,6 +206,7 @@ impl Default for Config {
             posts_per_round_max: 64,
             stored_message_bytes_max: 256 << 10,
             group_store_bytes_max: 64 << 20,
+            node_store_bytes_max: 1 << 30,
             page_messages_max: 256,
             updates_out_of_order_max: 4096,
             checkpoint_after_updates: 1_000,
@@ -205,6 +214,7 @@ impl Default for Config {
             compact_after_bytes: 8 << 20,
             compaction_takeover_ms: 5_000,
             snapshot_bytes_max: 256 << 20,
+            node_snapshot_bytes_max: 1 << 30,
             snapshot_chunk_bytes: 256 << 10,
             snapshots_per_group_max: 3,
             snapshot_chunks_per_round_max: 64,
@@ -332,6 +342,12 @@ impl Config {
         }
         if self.stored_message_bytes_max > self.group_store_bytes_max {
             return Err(ConfigError::Inconsistent("group_store_bytes_max must hold at least one message"));
+        }
+        if self.node_store_bytes_max < self.group_store_bytes_max as u64 {
+            return Err(ConfigError::Inconsistent("node_store_bytes_max must hold one group's store (group_store_bytes_max)"));
+        }
+        if self.node_snapshot_bytes_max < self.snapshot_bytes_max as u64 {
+            return Err(ConfigError::Inconsistent("node_snapshot_bytes_max must hold one snapshot (snapshot_bytes_max)"));
         }
         Ok(ValidConfig(self))
     }

@@ -18,6 +18,40 @@ pub(crate) struct Context<'a> {
     pub(crate) rng: &'a mut NodeRng,
     pub(crate) counters: &'a mut Counters,
     pub(crate) effects: &'a mut Effects,
+    /// What an acceptor may still take in for this group. Zero unless the input's path set it
+    /// ([`Context::with_room`]): only frames bring an acceptor new bytes.
+    pub(crate) room: Room,
+}
+
+/// Bytes an acceptor may still take in for the group at hand: its node-wide budgets
+/// (`node_store_bytes_max`, `node_snapshot_bytes_max`) less what its other groups hold, and less
+/// what this input took in so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Room {
+    pub(crate) messages: u64,
+    pub(crate) snapshots: u64,
+}
+
+impl Room {
+    /// Takes `bytes` of message room; false (and nothing taken) if there is not that much.
+    pub(crate) fn take_messages(&mut self, bytes: usize) -> bool {
+        take(&mut self.messages, bytes)
+    }
+
+    /// Takes `bytes` of snapshot room; false (and nothing taken) if there is not that much.
+    pub(crate) fn take_snapshots(&mut self, bytes: usize) -> bool {
+        take(&mut self.snapshots, bytes)
+    }
+}
+
+fn take(room: &mut u64, bytes: usize) -> bool {
+    match room.checked_sub(bytes as u64) {
+        Some(left) => {
+            *room = left;
+            true
+        }
+        None => false,
+    }
 }
 
 impl<'a> Context<'a> {
@@ -31,7 +65,12 @@ impl<'a> Context<'a> {
         counters: &'a mut Counters,
         effects: &'a mut Effects,
     ) -> Context<'a> {
-        Context { now, me, group, config, rng, counters, effects }
+        Context { now, me, group, config, rng, counters, effects, room: Room::default() }
+    }
+
+    /// The same context, allowed to take in up to `room`.
+    pub(crate) fn with_room(self, room: Room) -> Context<'a> {
+        Context { room, ..self }
     }
 
     /// Encodes and queues a message to `to` about this context's group.

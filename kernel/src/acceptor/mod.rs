@@ -9,7 +9,7 @@ mod store;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::config::ValidConfig;
-use crate::context::Context;
+use crate::context::{Context, Room};
 use crate::deadlines::Deadlines;
 use crate::ids::{Ballot, GroupId, NodeId, Slot};
 use crate::io::{Counters, Effect, Effects, Input, Node, Outputs, Rejection};
@@ -38,6 +38,35 @@ pub struct Acceptor {
     flush_wanted: BTreeSet<GroupId>,
     /// Each group's `wake_at`, recorded again after every input that touched the group.
     deadlines: Deadlines,
+    /// What every group holds, added up: what the node-wide budgets are checked against.
+    held: Held,
+}
+
+/// Bytes held in memory: document messages and snapshots (whole and being stored).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Held {
+    messages: u64,
+    snapshots: u64,
+}
+
+impl Held {
+    fn of(group: &AcceptorGroup) -> Held {
+        Held { messages: group.store.bytes() as u64, snapshots: group.snapshots.bytes() as u64 }
+    }
+
+    /// What the node may still take in.
+    fn room(self, config: &ValidConfig) -> Room {
+        Room {
+            messages: config.node_store_bytes_max.saturating_sub(self.messages),
+            snapshots: config.node_snapshot_bytes_max.saturating_sub(self.snapshots),
+        }
+    }
+
+    /// A group went from holding `before` to holding `after`.
+    fn replace(&mut self, before: Held, after: Held) {
+        self.messages = self.messages - before.messages + after.messages;
+        self.snapshots = self.snapshots - before.snapshots + after.snapshots;
+    }
 }
 
 impl Acceptor {
@@ -54,6 +83,7 @@ impl Acceptor {
             counters: Counters::default(),
             flush_wanted: BTreeSet::new(),
             deadlines: Deadlines::default(),
+            held: Held::default(),
         };
         let mut effects = Effects::default();
         for (group, state) in restored.groups {
@@ -61,6 +91,7 @@ impl Acceptor {
                 Context::new(Time::ZERO, me, group, &acceptor.config, &mut acceptor.rng, &mut acceptor.counters, &mut effects);
             let restored = AcceptorGroup::restore(&mut cx, state);
             acceptor.deadlines.set(group, restored.wake_at());
+            acceptor.held.replace(Held::default(), Held::of(&restored));
             acceptor.groups.insert(group, restored);
         }
         let wake_at = acceptor.wake_at();
@@ -92,6 +123,14 @@ impl Acceptor {
             self.groups.iter().all(|(id, group)| self.deadlines.of(*id) == Some(group.wake_at())),
             "invariant: every group's deadline is recorded after each input that touched it"
         );
+        debug_assert_eq!(
+            self.held,
+            self.groups.values().fold(Held::default(), |mut total, group| {
+                total.replace(Held::default(), Held::of(group));
+                total
+            }),
+            "invariant: the held totals are updated after each input that could change them"
+        );
         crate::time::earliest(self.deadlines.earliest(), self.mailboxes.wake_at())
     }
 
@@ -103,8 +142,15 @@ impl Acceptor {
     /// Totals over every group this acceptor hosts, for a metrics exporter.
     pub fn stats(&self) -> AcceptorStats {
         let stored_messages = self.groups.values().map(|group| group.store.len()).sum();
-        let stored_bytes = self.groups.values().map(|group| group.store.bytes() as u64).sum();
-        AcceptorStats { groups: self.groups.len(), stored_messages, stored_bytes, mailboxes: self.mailboxes.len() }
+        AcceptorStats {
+            groups: self.groups.len(),
+            stored_messages,
+            stored_bytes: self.held.messages,
+            stored_bytes_max: self.config.node_store_bytes_max,
+            snapshot_bytes: self.held.snapshots,
+            snapshot_bytes_max: self.config.node_snapshot_bytes_max,
+            mailboxes: self.mailboxes.len(),
+        }
     }
 
     fn on_frame(&mut self, now: Time, from: NodeId, frame: &[u8], effects: &mut Effects) {
@@ -132,10 +178,13 @@ impl Acceptor {
         }
         let me = self.me;
         let Some(state) = self.groups.get_mut(&group) else { return };
-        let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects);
+        let held_before = Held::of(state);
+        let mut cx = Context::new(now, me, group, &self.config, &mut self.rng, &mut self.counters, effects)
+            .with_room(self.held.room(&self.config));
         let wanted = state.on_message(&mut cx, from, message);
         state.quicken_peer_syncs_on_news(&cx);
         state.trim(self.config.chosen_in_memory_max);
+        self.held.replace(held_before, Held::of(state));
         self.deadlines.set(group, state.wake_at());
         if state.store.holds_unsent() {
             self.flush_wanted.insert(group);
@@ -258,6 +307,12 @@ pub struct AcceptorStats {
     pub stored_messages: usize,
     /// Their ciphertext bytes (what `group_store_bytes_max` bounds per group).
     pub stored_bytes: u64,
+    /// What they may reach (`node_store_bytes_max`); posts beyond it are refused.
+    pub stored_bytes_max: u64,
+    /// Snapshot bytes held, whole and being stored, over every group.
+    pub snapshot_bytes: u64,
+    /// What they may reach (`node_snapshot_bytes_max`); chunks beyond it are refused.
+    pub snapshot_bytes_max: u64,
     /// Invite mailboxes open.
     pub mailboxes: usize,
 }

@@ -144,6 +144,11 @@ impl AcceptorGroup {
         let assembly = self.snapshots.held.entry(hash).or_insert_with(|| Assembly::new(hash, count));
         let complete_before = assembly.is_complete();
         if !complete_before {
+            if !cx.room.take_snapshots(bytes.len()) {
+                // The node's other groups hold the rest of its snapshot budget.
+                cov_mark::hit!(acceptor_refuses_a_snapshot_chunk_when_the_node_is_full);
+                return cx.reject(Rejection::OverLimit);
+            }
             match assembly.insert(index, count, bytes.clone(), cx.config.snapshot_bytes_max) {
                 Ok(()) => cx.persist(vec![Record::SnapshotChunk { group: cx.group, hash, index, count, bytes }]),
                 Err(ChunkRefusal::Inconsistent) => return cx.reject(Rejection::Invalid),
@@ -189,7 +194,9 @@ impl AcceptorGroup {
             .min_by_key(|(_, assembly)| assembly.is_complete())
             .map(|(hash, _)| *hash);
         let Some(victim) = victim else { return false };
-        self.snapshots.held.remove(&victim);
+        if let Some(dropped) = self.snapshots.held.remove(&victim) {
+            cx.room.snapshots += dropped.bytes() as u64;
+        }
         cx.persist(vec![Record::SnapshotDropped { group: cx.group, hash: victim }]);
         true
     }

@@ -127,12 +127,17 @@ impl MessageStore {
 
     /// Checks size and quota, then adds the message; returns the record to persist and its
     /// position.
-    fn add(&mut self, cx: &Context<'_>, message: StoredMessage, epoch: u64) -> Result<(u64, Record), PostRefusal> {
+    fn add(&mut self, cx: &mut Context<'_>, message: StoredMessage, epoch: u64) -> Result<(u64, Record), PostRefusal> {
         let size = message.ciphertext.len();
         if size > cx.config.stored_message_bytes_max {
             return Err(PostRefusal::TooLarge);
         }
         if self.bytes + size > cx.config.group_store_bytes_max {
+            return Err(PostRefusal::QuotaExceeded);
+        }
+        if !cx.room.take_messages(size) {
+            // The node's other groups hold the rest of its budget.
+            cov_mark::hit!(acceptor_refuses_a_message_when_the_node_is_full);
             return Err(PostRefusal::QuotaExceeded);
         }
         let position = self.next_position();
@@ -457,6 +462,7 @@ pub(crate) fn positions_follow(after: Cursor, positions: impl IntoIterator<Item 
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::context::Room;
     use crate::ids::GroupId;
     use crate::io::{Counters, Effects};
     use crate::rng::NodeRng;
@@ -479,14 +485,21 @@ mod tests {
         .validate()
         .expect("valid");
         let (mut rng, mut counters, mut effects) = (NodeRng::from_seed(1), Counters::default(), Effects::default());
-        let cx =
-            Context::new(Time::ZERO, NodeId::from_index(1), GroupId([1; 16]), &config, &mut rng, &mut counters, &mut effects);
+        let mut cx =
+            Context::new(Time::ZERO, NodeId::from_index(1), GroupId([1; 16]), &config, &mut rng, &mut counters, &mut effects)
+                .with_room(Room { messages: 9_500, snapshots: 0 });
         let mut store = MessageStore::default();
-        assert_eq!(store.add(&cx, message(0, 5_097), 0).map(|(p, _)| p), Err(PostRefusal::TooLarge));
-        assert_eq!(store.add(&cx, message(0, 4_000), 0).map(|(p, _)| p), Ok(1));
-        assert_eq!(store.add(&cx, message(1, 4_000), 0).map(|(p, _)| p), Ok(2));
-        assert_eq!(store.add(&cx, message(2, 4_000), 0).map(|(p, _)| p), Err(PostRefusal::QuotaExceeded));
-        assert_eq!(store.add(&cx, message(2, 1_000), 0).map(|(p, _)| p), Ok(3));
+        assert_eq!(store.add(&mut cx, message(0, 5_097), 0).map(|(p, _)| p), Err(PostRefusal::TooLarge));
+        assert_eq!(store.add(&mut cx, message(0, 4_000), 0).map(|(p, _)| p), Ok(1));
+        assert_eq!(store.add(&mut cx, message(1, 4_000), 0).map(|(p, _)| p), Ok(2));
+        assert_eq!(store.add(&mut cx, message(2, 4_000), 0).map(|(p, _)| p), Err(PostRefusal::QuotaExceeded));
+        assert_eq!(store.add(&mut cx, message(2, 1_000), 0).map(|(p, _)| p), Ok(3));
+        // Within the group's quota (9,600 of 10,000) but past the node's room (500 left).
+        {
+            cov_mark::check!(acceptor_refuses_a_message_when_the_node_is_full);
+            assert_eq!(store.add(&mut cx, message(3, 600), 0).map(|(p, _)| p), Err(PostRefusal::QuotaExceeded));
+        }
+        assert_eq!(cx.room.messages, 500, "a refused message takes no room");
         let (page, more) = store.page(&cx, 0);
         assert_eq!(page.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![1, 2]);
         assert!(more, "a page holds page_messages_max messages");

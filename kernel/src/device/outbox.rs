@@ -33,8 +33,12 @@ pub(crate) struct Unsafe {
     pub(crate) update: Vec<u8>,
     /// Acceptors that stored it.
     pub(crate) acks: BTreeSet<NodeId>,
-    /// Acceptors that refused it (over their limits); not asked again until a restart.
+    /// Acceptors that refused it for good (it is larger than they store); not asked again
+    /// until a restart.
     pub(crate) refused: BTreeSet<NodeId>,
+    /// Acceptors that had no room for it (`QuotaExceeded`). Still asked at the resend pace: a
+    /// compaction, or an operator, may free room. Kept so the app is told once per acceptor.
+    pub(crate) full: BTreeSet<NodeId>,
     /// The ciphertext and the epoch it was sealed in.
     pub(crate) sealed: Option<(u64, Vec<u8>)>,
     /// An epoch an acceptor had already left when this message, sealed in it, reached it: the
@@ -255,7 +259,15 @@ impl Unsafe {
     }
 
     fn new(update: Vec<u8>, now: Time) -> Unsafe {
-        Unsafe { update, acks: BTreeSet::new(), refused: BTreeSet::new(), sealed: None, stale_epoch: None, post_at: now }
+        Unsafe {
+            update,
+            acks: BTreeSet::new(),
+            refused: BTreeSet::new(),
+            full: BTreeSet::new(),
+            sealed: None,
+            stale_epoch: None,
+            post_at: now,
+        }
     }
 }
 

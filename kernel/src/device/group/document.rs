@@ -200,7 +200,8 @@ impl DeviceGroup {
     }
 
     /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch
-    /// up, then seal it again. Over its limits: say so once, and stop asking it.
+    /// up, then seal it again. Busy: ask again soon. Out of room: say so once, and keep asking
+    /// at the resend pace. Too large for it: say so once, and stop asking it.
     pub(super) fn on_post_refused(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, reason: PostRefusal) {
         let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
         let Some(message) = replica.outbox.message_mut(seq) else { return cx.reject(Rejection::Duplicate) };
@@ -219,7 +220,13 @@ impl DeviceGroup {
             replica.outbox.post_sooner(seq, cx.now.plus_ms(BUSY_RETRY_MS));
             return;
         }
-        if message.refused.insert(from) {
+        let first = if reason == PostRefusal::QuotaExceeded {
+            cov_mark::hit!(device_keeps_posting_to_an_acceptor_that_was_full);
+            message.full.insert(from)
+        } else {
+            message.refused.insert(from)
+        };
+        if first {
             cx.effects.notify(Event::PostRefused { group: cx.group, seq, acceptor: from, reason });
         }
     }
