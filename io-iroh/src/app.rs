@@ -96,6 +96,9 @@ pub enum AppError {
     /// Nothing happened in time, and these acceptors could not be reached (ids and last errors).
     #[error("timed out after {0:?} waiting for {1}; unreachable: {2}")]
     Unreachable(Duration, &'static str, String),
+    /// Nothing happened in time, and these acceptors refused to store edits (ids and why).
+    #[error("timed out after {0:?} waiting for {1}; refused by: {2}")]
+    Refused(Duration, &'static str, String),
 }
 
 /// What a device remembers about one document, beside the store.

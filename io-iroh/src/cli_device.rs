@@ -7,6 +7,7 @@ use clap::Subcommand;
 use plait_io_iroh::app::{AppError, DeviceApp, DocumentHandle, NodeOptions, hex};
 use plait_io_iroh::ticket::Ticket;
 use plait_kernel::mls::Role;
+use plait_kernel::updates::PostRefusal;
 use plait_kernel::{Event, NodeId};
 
 #[derive(Subcommand)]
@@ -307,15 +308,31 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
 }
 
 /// Runs until every document's local edits are safe, its proposer is idle, and no new update,
-/// commit or membership change arrived for `QUIET`.
+/// commit or membership change arrived for `QUIET`. An acceptor refusing to store an edit is
+/// said on stderr at once (it may take it later: a full one keeps being asked) and named in
+/// the error if the edits are still not safe by the timeout.
 async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Duration) -> Result<(), AppError> {
     let mut events = app.driver().subscribe();
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
     let mut last_news = started;
+    // At most one entry per acceptor of the documents.
+    let mut refusals: std::collections::BTreeMap<NodeId, PostRefusal> = std::collections::BTreeMap::new();
     loop {
         tokio::select! {
             event = events.recv() => {
+                if let Ok(Event::PostRefused { group, acceptor, reason, .. }) = &event
+                    && let Some(document) = documents.iter().find(|document| document.group() == *group)
+                    && refusals.insert(*acceptor, *reason).is_none()
+                {
+                    let next = if *reason == PostRefusal::QuotaExceeded { "asking again until it has room" } else { "not asking it again" };
+                    eprintln!(
+                        "warning: acceptor {} refused to store an edit of {}: {}; {next}",
+                        hex(&acceptor.0[..6]),
+                        document.name(),
+                        refusal_reason(*reason)
+                    );
+                }
                 if matches!(event, Ok(Event::DocumentChanged { .. } | Event::SnapshotImported { .. } | Event::Applied { .. } | Event::EpochChanged { .. } | Event::Welcome { .. } | Event::Joined { .. }) | Err(_)) {
                     last_news = tokio::time::Instant::now();
                 }
@@ -338,11 +355,28 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
             for document in documents {
                 acceptors.extend(document.status().await?.acceptors);
             }
+            if !refusals.is_empty() {
+                let refused = refusals
+                    .iter()
+                    .map(|(acceptor, reason)| format!("{} ({})", hex(&acceptor.0[..6]), refusal_reason(*reason)))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                return Err(AppError::Refused(timeout, waiting_for, refused));
+            }
             return Err(match unreachable(app, &acceptors) {
                 None => AppError::Timeout(timeout, waiting_for),
                 Some(unreachable) => AppError::Unreachable(timeout, waiting_for, unreachable),
             });
         }
+    }
+}
+
+/// Why an acceptor would not store an edit, for people.
+fn refusal_reason(reason: PostRefusal) -> &'static str {
+    match reason {
+        PostRefusal::QuotaExceeded => "full: the document's quota or the acceptor's budget is used up",
+        PostRefusal::TooLarge => "the edit is larger than it stores",
+        PostRefusal::StaleEpoch { .. } | PostRefusal::Busy => "asked for the edit again later",
     }
 }
 

@@ -15,18 +15,22 @@ struct AcceptorProcess {
     listen: String,
     ticket: String,
     http: String,
+    config: Option<PathBuf>,
 }
 
 impl AcceptorProcess {
     fn start(dir: &Path, listen: &str) -> AcceptorProcess {
-        let mut child = Command::new(PLAIT)
-            .args(["acceptor", "--data-dir"])
-            .arg(dir)
-            .args(["--listen", listen])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start an acceptor");
+        AcceptorProcess::start_with(dir, listen, None)
+    }
+
+    /// Started with `--config FILE`.
+    fn start_with(dir: &Path, listen: &str, config: Option<&Path>) -> AcceptorProcess {
+        let mut command = Command::new(PLAIT);
+        command.args(["acceptor", "--data-dir"]).arg(dir).args(["--listen", listen]);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start an acceptor");
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
         let ready = lines.next().expect("a ready line").expect("utf-8");
         let ticket =
@@ -36,7 +40,14 @@ impl AcceptorProcess {
         assert_eq!(std::fs::read_to_string(dir.join("ticket")).expect("ticket file").trim(), ticket);
         let parsed: plait_io_iroh::ticket::Ticket = ticket.parse().expect("a valid ticket");
         let listen = parsed.addresses[0].to_string();
-        AcceptorProcess { child: Running(child), dir: dir.to_path_buf(), listen, ticket, http }
+        AcceptorProcess {
+            child: Running(child),
+            dir: dir.to_path_buf(),
+            listen,
+            ticket,
+            http,
+            config: config.map(Path::to_path_buf),
+        }
     }
 
     fn kill_9(&mut self) {
@@ -45,7 +56,7 @@ impl AcceptorProcess {
     }
 
     fn restart(&mut self) {
-        let again = AcceptorProcess::start(&self.dir, &self.listen);
+        let again = AcceptorProcess::start_with(&self.dir, &self.listen, self.config.as_deref());
         assert_eq!(again.ticket, self.ticket, "same key and address after a restart");
         *self = again;
     }
@@ -402,4 +413,40 @@ fn commands_on_the_local_store_stay_offline() {
     device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]);
     assert_eq!(status(&alice)["unsafe"], "0", "the offline edits were posted at the sync");
     assert!(seen(&acceptor).0 > before.0);
+}
+
+/// An acceptor at its memory budget refuses an edit: `sync` names it and says why, on stderr as
+/// it happens and in its error at the timeout, and the device keeps the edit. Once the operator
+/// raises the budget and restarts the acceptor, the edit gets in.
+#[test]
+fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let config = root.path().join("acceptor.toml");
+    std::fs::write(&config, "group_store_bytes_max = 300000\nnode_store_bytes_max = 300000\n").expect("write config");
+    let mut acceptor = AcceptorProcess::start_with(&root.path().join("acceptor"), "127.0.0.1:0", Some(&config));
+    let alice = root.path().join("alice");
+    device(&alice, &["init"]);
+    device(&alice, &["create", "doc", "--acceptor", &acceptor.ticket]);
+    // Four edits of ~90 KB, each its own message: the acceptor has room for three.
+    for letter in ["a", "b", "c", "d"] {
+        device(&alice, &["append", "doc", &letter.repeat(90_000)]);
+    }
+    let output = device_command(&alice, &["sync", "doc", "--timeout", "5s"]).output().expect("run plait device");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the fourth edit could not be made safe");
+    let id = plait_io_iroh::app::hex(&acceptor.ticket.parse::<plait_io_iroh::ticket::Ticket>().expect("a ticket").node.0[..6]);
+    assert!(stderr.contains(&format!("warning: acceptor {id} refused to store an edit of doc: full: the document's quota or the acceptor's budget is used up; asking again until it has room")), "{stderr}");
+    assert!(stderr.contains(&format!("refused by: {id} (full: ")), "{stderr}");
+    assert_eq!(status(&alice)["unsafe"], "1");
+    let stored = metric(&acceptor, "plait_stored_bytes");
+    assert!((270_000..=300_000).contains(&stored), "three edits stored: {stored} bytes");
+    assert_eq!(metric(&acceptor, "plait_stored_bytes_max"), 300_000);
+
+    std::fs::write(&config, "group_store_bytes_max = 1000000\nnode_store_bytes_max = 1000000\n").expect("write config");
+    acceptor.kill_9();
+    acceptor.restart();
+    let synced = last_line(&device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]));
+    assert!(synced.ends_with("unsafe=0"), "{synced}");
+    assert!(metric(&acceptor, "plait_stored_bytes") > 360_000);
+    assert_eq!(cat(&alice).len(), 360_000);
 }
