@@ -545,6 +545,7 @@ pub fn event_group(event: &Event) -> Option<GroupId> {
         | Event::SnapshotImported { group, .. }
         | Event::DocumentSafe { group, .. }
         | Event::PostRefused { group, .. }
+        | Event::GroupRefused { group, .. }
         | Event::Presence { group, .. }
         | Event::ForkDetected { group, .. } => Some(*group),
         Event::KeyPackage { .. } | Event::CommandFailed { .. } | Event::InviteUnknown { .. } => None,

@@ -8,6 +8,7 @@ use plait_io_iroh::app::{AppError, DeviceApp, DocumentHandle, NodeOptions, hex};
 use plait_io_iroh::ticket::Ticket;
 use plait_kernel::mls::Role;
 use plait_kernel::updates::PostRefusal;
+use plait_kernel::wire::GroupRefusal;
 use plait_kernel::{Event, NodeId};
 
 #[derive(Subcommand)]
@@ -308,30 +309,20 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
 }
 
 /// Runs until every document's local edits are safe, its proposer is idle, and no new update,
-/// commit or membership change arrived for `QUIET`. An acceptor refusing to store an edit is
-/// said on stderr at once (it may take it later: a full one keeps being asked) and named in
-/// the error if the edits are still not safe by the timeout.
+/// commit or membership change arrived for `QUIET`. An acceptor refusing to store an edit or to
+/// host a document is said on stderr at once (it may take it later: a full one keeps being
+/// asked) and named in the error if the edits are still not safe by the timeout.
 async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Duration) -> Result<(), AppError> {
     let mut events = app.driver().subscribe();
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
     let mut last_news = started;
-    // At most one entry per acceptor of the documents.
-    let mut refusals: std::collections::BTreeMap<NodeId, PostRefusal> = std::collections::BTreeMap::new();
+    let mut refusals = Refusals::default();
     loop {
         tokio::select! {
             event = events.recv() => {
-                if let Ok(Event::PostRefused { group, acceptor, reason, .. }) = &event
-                    && let Some(document) = documents.iter().find(|document| document.group() == *group)
-                    && refusals.insert(*acceptor, *reason).is_none()
-                {
-                    let next = if *reason == PostRefusal::QuotaExceeded { "asking again until it has room" } else { "not asking it again" };
-                    eprintln!(
-                        "warning: acceptor {} refused to store an edit of {}: {}; {next}",
-                        hex(&acceptor.0[..6]),
-                        document.name(),
-                        refusal_reason(*reason)
-                    );
+                if let Ok(event) = &event {
+                    refusals.note(event, documents);
                 }
                 if matches!(event, Ok(Event::DocumentChanged { .. } | Event::SnapshotImported { .. } | Event::Applied { .. } | Event::EpochChanged { .. } | Event::Welcome { .. } | Event::Joined { .. }) | Err(_)) {
                     last_news = tokio::time::Instant::now();
@@ -355,12 +346,7 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
             for document in documents {
                 acceptors.extend(document.status().await?.acceptors);
             }
-            if !refusals.is_empty() {
-                let refused = refusals
-                    .iter()
-                    .map(|(acceptor, reason)| format!("{} ({})", hex(&acceptor.0[..6]), refusal_reason(*reason)))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+            if let Some(refused) = refusals.describe() {
                 return Err(AppError::Refused(timeout, waiting_for, refused));
             }
             return Err(match unreachable(app, &acceptors) {
@@ -371,8 +357,40 @@ async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Dura
     }
 }
 
+/// What acceptors refused while a command waited: the latest reason of each (at most one entry
+/// per acceptor of the documents).
+#[derive(Default)]
+struct Refusals(std::collections::BTreeMap<NodeId, &'static str>);
+
+impl Refusals {
+    /// Notes a refusal about one of `documents`, and says it on stderr the first time.
+    fn note(&mut self, event: &Event, documents: &[DocumentHandle]) {
+        let (group, acceptor, what, why, next) = match event {
+            Event::PostRefused { group, acceptor, reason, .. } => {
+                let next =
+                    if *reason == PostRefusal::QuotaExceeded { "asking again until it has room" } else { "not asking it again" };
+                (group, acceptor, "store an edit of", post_refusal(*reason), next)
+            }
+            Event::GroupRefused { group, acceptor, reason: GroupRefusal::Full } => {
+                (group, acceptor, "host", "full: it hosts as many documents as it may", "asking again at each sync")
+            }
+            _ => return,
+        };
+        let Some(document) = documents.iter().find(|document| document.group() == *group) else { return };
+        if self.0.insert(*acceptor, why).is_none() {
+            eprintln!("warning: acceptor {} refused to {what} {}: {why}; {next}", hex(&acceptor.0[..6]), document.name());
+        }
+    }
+
+    /// `ID (why), …`, if any acceptor refused.
+    fn describe(&self) -> Option<String> {
+        let described: Vec<String> = self.0.iter().map(|(acceptor, why)| format!("{} ({why})", hex(&acceptor.0[..6]))).collect();
+        (!described.is_empty()).then(|| described.join(", "))
+    }
+}
+
 /// Why an acceptor would not store an edit, for people.
-fn refusal_reason(reason: PostRefusal) -> &'static str {
+fn post_refusal(reason: PostRefusal) -> &'static str {
     match reason {
         PostRefusal::QuotaExceeded => "full: the document's quota or the acceptor's budget is used up",
         PostRefusal::TooLarge => "the edit is larger than it stores",

@@ -417,12 +417,13 @@ fn commands_on_the_local_store_stay_offline() {
 
 /// An acceptor at its memory budget refuses an edit: `sync` names it and says why, on stderr as
 /// it happens and in its error at the timeout, and the device keeps the edit. Once the operator
-/// raises the budget and restarts the acceptor, the edit gets in.
+/// raises the budget and restarts the acceptor, the edit gets in. One at its maximum of
+/// documents refuses a new one, and `create` says so.
 #[test]
 fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
     let root = tempfile::tempdir().expect("temporary folder");
     let config = root.path().join("acceptor.toml");
-    std::fs::write(&config, "group_store_bytes_max = 300000\nnode_store_bytes_max = 300000\n").expect("write config");
+    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 300000\nnode_store_bytes_max = 300000\n").expect("write config");
     let mut acceptor = AcceptorProcess::start_with(&root.path().join("acceptor"), "127.0.0.1:0", Some(&config));
     let alice = root.path().join("alice");
     device(&alice, &["init"]);
@@ -442,11 +443,16 @@ fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
     assert!((270_000..=300_000).contains(&stored), "three edits stored: {stored} bytes");
     assert_eq!(metric(&acceptor, "plait_stored_bytes_max"), 300_000);
 
-    std::fs::write(&config, "group_store_bytes_max = 1000000\nnode_store_bytes_max = 1000000\n").expect("write config");
+    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 1000000\n").expect("write config");
     acceptor.kill_9();
     acceptor.restart();
     let synced = last_line(&device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]));
     assert!(synced.ends_with("unsafe=0"), "{synced}");
     assert!(metric(&acceptor, "plait_stored_bytes") > 360_000);
     assert_eq!(cat(&alice).len(), 360_000);
+
+    let created = device(&alice, &["create", "doc2", "--acceptor", &acceptor.ticket]);
+    let stderr = String::from_utf8_lossy(&created.stderr);
+    assert!(stderr.contains(&format!("warning: acceptor {id} refused to host doc2: full")), "{stderr}");
+    assert_eq!(metric(&acceptor, "plait_groups"), 1);
 }

@@ -186,6 +186,7 @@ pub fn document_seed() -> Vec<u8> {
         Message::SnapshotConfirmed { hash },
         Message::Entries { entries: Vec::new(), chosen_next: crate::Slot(1), accepted_pending: true },
         Message::UnknownGroup,
+        Message::GroupRefused { reason: crate::wire::GroupRefusal::Full },
     ];
     let mut input = Vec::new();
     for message in messages {

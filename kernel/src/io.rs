@@ -280,6 +280,16 @@ pub enum Event {
         /// Messages of this device not safe yet (the open batch included).
         unsafe_messages: usize,
     },
+    /// An acceptor of the group will not host it (told once per acceptor while the device runs;
+    /// the device keeps asking at its sync pace, in case it makes room).
+    GroupRefused {
+        /// The group.
+        group: GroupId,
+        /// The acceptor.
+        acceptor: NodeId,
+        /// Why.
+        reason: crate::wire::GroupRefusal,
+    },
     /// An acceptor refused to store one of this device's document messages.
     PostRefused {
         /// The group.

@@ -290,6 +290,18 @@ pub enum Message {
         /// The mailbox.
         mailbox: Mailbox,
     },
+    /// Acceptor → device: it will not host this group (the device's `Sync` asked it to).
+    GroupRefused {
+        /// Why.
+        reason: GroupRefusal,
+    },
+}
+
+/// Why an acceptor will not host a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupRefusal {
+    /// It hosts as many groups as it may (`groups_max`).
+    Full,
 }
 
 /// The bytes a proposer signs for an accept: acceptors keep the signature with the value and

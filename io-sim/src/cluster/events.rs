@@ -30,7 +30,7 @@ impl Cluster {
                 self.check_safe(*group, plait_kernel::updates::UpdateId { sender: id, seq: *seq });
             }
             // A joiner's scenario waits for it to join, or checks it did not.
-            Event::PostRefused { .. } | Event::Presence { .. } | Event::InviteUnknown { .. } => {}
+            Event::PostRefused { .. } | Event::GroupRefused { .. } | Event::Presence { .. } | Event::InviteUnknown { .. } => {}
             Event::ForkDetected { group, epoch, theirs, .. } => {
                 let signer = theirs.signer.get(..8).map(plait_kernel::ids::hex).unwrap_or_default();
                 let detail = format!("{id} saw {signer}… sign another authenticator for epoch {epoch} of {group:?}");

@@ -306,6 +306,7 @@ impl AcceptorGroup {
             | Message::Accepted { .. }
             | Message::Rejected { .. }
             | Message::UnknownGroup
+            | Message::GroupRefused { .. }
             | Message::PostAck { .. }
             | Message::SnapshotStored { .. }
             | Message::PostRefused { .. } => {

@@ -231,6 +231,12 @@ impl Acceptor {
         }
         if self.groups.len() >= self.config.groups_max {
             self.counters.count(Rejection::OverLimit);
+            if hint.is_some() {
+                // A device's `Sync`: tell it, so its user learns why the document is not hosted.
+                cov_mark::hit!(acceptor_refuses_a_group_beyond_its_maximum);
+                let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);
+                cx.send(from, Message::GroupRefused { reason: crate::wire::GroupRefusal::Full });
+            }
             return false;
         }
         let mut cx = Context::new(now, self.me, group, &self.config, &mut self.rng, &mut self.counters, effects);

@@ -96,6 +96,9 @@ pub(crate) struct DeviceGroup {
     /// The most recently applied entries (at most `chosen_in_memory_max`), to hand to an
     /// acceptor that missed them (for example because the proposer that chose them crashed).
     recent: std::collections::BTreeMap<Slot, Entry>,
+    /// Acceptors of the group that said they will not host it (at most the acceptor set), so
+    /// the app is told once each.
+    not_hosted_by: std::collections::BTreeSet<NodeId>,
 }
 
 impl DeviceGroup {
@@ -168,6 +171,7 @@ impl DeviceGroup {
             post_on_flush: false,
             page_writes: None,
             recent: std::collections::BTreeMap::new(),
+            not_hosted_by: std::collections::BTreeSet::new(),
         }
     }
 
@@ -303,6 +307,7 @@ impl DeviceGroup {
                 // The acceptor lost its state (or never had it): tell it about the group now.
                 self.next_sync_at = cx.now;
             }
+            Message::GroupRefused { reason } => self.on_group_refused(cx, from, reason),
             Message::Sync { .. }
             | Message::Prepare { .. }
             | Message::Accept { .. }
@@ -405,6 +410,19 @@ impl DeviceGroup {
             return;
         }
         self.back_off(cx);
+    }
+
+    /// An acceptor of the group will not host it: tell the app, once per acceptor. The device
+    /// keeps syncing with it at the idle pace (an operator may make room and restart it).
+    fn on_group_refused(&mut self, cx: &mut Context<'_>, from: NodeId, reason: crate::wire::GroupRefusal) {
+        if !self.history.latest().members().contains(&from) {
+            return cx.reject(Rejection::Unauthorised);
+        }
+        if !self.not_hosted_by.insert(from) {
+            return cx.reject(Rejection::Duplicate);
+        }
+        cov_mark::hit!(device_tells_its_app_an_acceptor_will_not_host_the_group);
+        cx.effects.notify(Event::GroupRefused { group: cx.group, acceptor: from, reason });
     }
 
     /// An acceptor refused our in-flight value as invalid. Once a quorum refuses, our own MLS

@@ -4,6 +4,7 @@
 use crate::support;
 
 use plait_kernel::updates::PostRefusal;
+use plait_kernel::wire::GroupRefusal;
 use plait_kernel::{Command, Config, Event, GroupId, NodeId, Rejection};
 
 use support::Net;
@@ -153,4 +154,49 @@ fn a_snapshot_beyond_the_nodes_snapshot_budget_is_refused_and_its_group_keeps_it
         assert!(is_safe(&net, b, round));
     }
     assert_eq!(text(&net, b).matches('x').count(), 8 * 450);
+}
+
+#[test]
+fn an_acceptor_at_its_maximum_of_groups_refuses_a_new_one_and_the_device_tells_its_app_once() {
+    let (mut net, _) = support::net_with(1, config().validate().expect("valid"));
+    net.config = Config { groups_max: 1, ..config() }.validate().expect("valid");
+    for (seed, id) in (1..=3).map(NodeId::from_index).enumerate() {
+        net.restart(id, 10 + seed as u64, true);
+    }
+    net.command(device(), Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    {
+        cov_mark::check_count!(device_tells_its_app_an_acceptor_will_not_host_the_group, 3);
+        cov_mark::check!(acceptor_refuses_a_group_beyond_its_maximum);
+        net.command(device(), Command::CreateGroup { acceptors: acceptors(), nonce: 2, rotation_interval_ms: 0 });
+        for _ in 0..10 {
+            settle(&mut net);
+        }
+    }
+    let created: Vec<GroupId> = net
+        .events
+        .iter()
+        .filter_map(|(_, event)| match event {
+            Event::GroupCreated { genesis, .. } => Some(genesis.group_id()),
+            _ => None,
+        })
+        .collect();
+    let refused: Vec<(GroupId, NodeId, GroupRefusal)> = net
+        .events
+        .iter()
+        .filter_map(|(_, event)| match event {
+            Event::GroupRefused { group, acceptor, reason } => Some((*group, *acceptor, *reason)),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<(GroupId, NodeId, GroupRefusal)> =
+        (1..=3).map(|i| (created[1], NodeId::from_index(i), GroupRefusal::Full)).collect();
+    assert_eq!(refused, expected, "each acceptor refused the second group, and the app heard it once each");
+    for id in (1..=3).map(NodeId::from_index) {
+        let acceptor = net.acceptor(id);
+        assert_eq!(acceptor.stats().groups, 1);
+        assert!(acceptor.group(created[0]).is_some() && acceptor.group(created[1]).is_none());
+        assert!(acceptor.counters().of(Rejection::OverLimit) >= 2, "{id} refused the device's syncs again and again");
+    }
+    assert!(net.device(device()).counters().of(Rejection::Duplicate) >= 3, "later refusals were counted, not told");
 }

@@ -5,7 +5,7 @@ use plait_kernel::updates::{Cursor, PostRefusal, Posted, StoredId, StoredMessage
 use std::path::{Path, PathBuf};
 
 use plait_kernel::storage::AcceptedValue;
-use plait_kernel::wire::{Envelope, Message, encode};
+use plait_kernel::wire::{Envelope, GroupRefusal, Message, encode};
 use plait_kernel::{AcceptorSet, Ballot, Entry, GroupGenesis, Incarnation, NodeId, Slot, fuzzing};
 
 fn corpus(target: &str) -> PathBuf {
@@ -74,6 +74,7 @@ fn seeds() -> Vec<Vec<u8>> {
             more: false,
         },
         Message::MailboxUnknown { mailbox },
+        Message::GroupRefused { reason: GroupRefusal::Full },
     ];
     messages.into_iter().map(|message| encode(&Envelope { group, message }, 1 << 20).expect("small")).collect()
 }
