@@ -140,7 +140,7 @@ pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
     options: &NodeOptions,
     make: impl FnOnce(ValidConfig, NodeId, plait_kernel::Restored, u64) -> (K, plait_kernel::Outputs),
 ) -> Result<Booted<K>, AppError> {
-    let config = options.config.clone().validate().map_err(|error| AppError::Config(format!("{error:?}")))?;
+    let config = options.config.clone().validate().map_err(|error| AppError::Config(error.to_string()))?;
     let me = data_dir::node_id(&secret_key);
     let store_options = StoreOptions { prefill_log: !options.offline, ..StoreOptions::default() };
     let mut store = Store::open_with(data.database(), me, store_options).await?;

@@ -53,7 +53,22 @@ impl ServerConfig {
     /// Reads a config file.
     pub fn read(path: &Path) -> Result<ServerConfig, AppError> {
         let text = std::fs::read_to_string(path).map_err(|error| AppError::Config(format!("{}: {error}", path.display())))?;
-        toml::from_str(&text).map_err(|error| AppError::Config(format!("{}: {error}", path.display())))
+        let config: ServerConfig =
+            toml::from_str(&text).map_err(|error| AppError::Config(format!("{}: {error}", path.display())))?;
+        config.check().map_err(|error| AppError::Config(format!("{}: {error}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Checks what the kernel's validation would word in its own names.
+    fn check(&self) -> Result<(), String> {
+        let least = Config::default().message_bytes_min();
+        match self.frame_bytes_max {
+            Some(bytes) if bytes < least => Err(format!(
+                "frame_bytes_max = {bytes} is below {least}, the least that carries the largest messages (two stored \
+                 messages, two snapshot chunks)"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The node options it sets, over the defaults.
@@ -342,16 +357,20 @@ mod tests {
 
     #[test]
     fn the_config_file_sets_limits_and_refuses_unknown_keys() {
-        let text = "frame_bytes_max = 65536\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 5000000\nnode_snapshot_bytes_max = 300000000\nconnections_max = 8\nmdns = true\nadvertise = [\"203.0.113.7:4433\"]\n";
+        let text = "frame_bytes_max = 600000\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 5000000\nnode_snapshot_bytes_max = 300000000\nconnections_max = 8\nmdns = true\nadvertise = [\"203.0.113.7:4433\"]\n";
         let config: ServerConfig = toml::from_str(text).expect("a valid config");
         let options = config.apply(NodeOptions::default());
-        assert_eq!(options.links.frame_bytes_max, 65_536);
-        assert_eq!(options.config.message_bytes_max, 65_536);
+        assert_eq!(options.links.frame_bytes_max, 600_000);
+        assert_eq!(options.config.message_bytes_max, 600_000);
+        assert!(options.config.clone().validate().is_ok());
         assert_eq!(options.config.group_store_bytes_max, 1_000_000);
         assert_eq!((options.config.node_store_bytes_max, options.config.node_snapshot_bytes_max), (5_000_000, 300_000_000));
         assert_eq!(options.iroh.connections_max, 8);
         assert!(options.iroh.mdns && !options.iroh.relays);
         assert_eq!(options.iroh.advertise, vec!["203.0.113.7:4433".parse::<SocketAddr>().expect("address")]);
         assert!(toml::from_str::<ServerConfig>("frame_size = 1").is_err(), "a misspelt key is an error, not ignored");
+        let small: ServerConfig = toml::from_str("frame_bytes_max = 65536").expect("parses");
+        let error = small.check().expect_err("too small for the default limits");
+        assert!(error.starts_with("frame_bytes_max = 65536 is below 524288"), "{error}");
     }
 }

@@ -423,7 +423,8 @@ fn commands_on_the_local_store_stay_offline() {
 fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
     let root = tempfile::tempdir().expect("temporary folder");
     let config = root.path().join("acceptor.toml");
-    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 300000\nnode_store_bytes_max = 300000\n").expect("write config");
+    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 300000\nnode_store_bytes_max = 300000\n")
+        .expect("write config");
     let mut acceptor = AcceptorProcess::start_with(&root.path().join("acceptor"), "127.0.0.1:0", Some(&config));
     let alice = root.path().join("alice");
     device(&alice, &["init"]);
@@ -443,7 +444,8 @@ fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
     assert!((270_000..=300_000).contains(&stored), "three edits stored: {stored} bytes");
     assert_eq!(metric(&acceptor, "plait_stored_bytes_max"), 300_000);
 
-    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 1000000\n").expect("write config");
+    std::fs::write(&config, "groups_max = 1\ngroup_store_bytes_max = 1000000\nnode_store_bytes_max = 1000000\n")
+        .expect("write config");
     acceptor.kill_9();
     acceptor.restart();
     let synced = last_line(&device(&alice, &["sync", "doc", "--until-idle", "--timeout", "30s"]));

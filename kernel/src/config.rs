@@ -248,6 +248,24 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The least `message_bytes_max` the other limits allow (what `validate` asks of it): two
+    /// entries, two application messages, a key package and its Welcome, two stored messages,
+    /// two snapshot chunks, and catch-up pages within 64 messages.
+    pub fn message_bytes_min(&self) -> usize {
+        let catch_up = (self.catch_up_entries_max.saturating_mul(self.entry_bytes_max)).div_ceil(64);
+        [
+            self.entry_bytes_max.saturating_mul(2),
+            self.application_bytes_max.saturating_mul(2),
+            self.key_package_bytes_max.saturating_add(self.entry_bytes_max),
+            self.stored_message_bytes_max.saturating_mul(2),
+            self.snapshot_chunk_bytes.saturating_mul(2),
+            catch_up,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1)
+    }
+
     /// Checks every limit and returns the proof that they hold.
     pub fn validate(self) -> Result<ValidConfig, ConfigError> {
         let at_least_one = [
@@ -364,5 +382,13 @@ mod tests {
         assert_eq!(config.validate(), Err(ConfigError::Zero("proposals_queued_max")));
         let config = Config { backoff_ms_max: 1, backoff_ms_min: 5, ..Config::default() };
         assert!(matches!(config.validate(), Err(ConfigError::Inconsistent(_))));
+    }
+
+    #[test]
+    fn message_bytes_min_is_the_least_message_size_that_validates() {
+        let least = Config::default().message_bytes_min();
+        assert_eq!(least, 2 * Config::default().stored_message_bytes_max);
+        assert!(Config { message_bytes_max: least, ..Config::default() }.validate().is_ok());
+        assert!(Config { message_bytes_max: least - 1, ..Config::default() }.validate().is_err());
     }
 }
