@@ -36,7 +36,7 @@ pub(crate) struct Unsafe {
     /// Acceptors that refused it for good (it is larger than they store); not asked again
     /// until a restart.
     pub(crate) refused: BTreeSet<NodeId>,
-    /// Acceptors that had no room for it (`QuotaExceeded`). Still asked at the resend pace: a
+    /// Acceptors that had no room for it (`QuotaExceeded`). Still asked, every `FULL_RETRY_MS`: a
     /// compaction, or an operator, may free room. Kept so the app is told once per acceptor.
     pub(crate) full: BTreeSet<NodeId>,
     /// The ciphertext and the epoch it was sealed in.
@@ -137,8 +137,17 @@ impl Outbox {
 
     /// Posts `seq` again at `at` if that is sooner than planned (and it needs no new sealing).
     pub(crate) fn post_sooner(&mut self, seq: u64, at: Time) {
+        self.post_again_at(seq, at, |planned| at < planned);
+    }
+
+    /// Posts `seq` again at `at` if that is later than planned (and it needs no new sealing).
+    pub(crate) fn post_later(&mut self, seq: u64, at: Time) {
+        self.post_again_at(seq, at, |planned| at > planned);
+    }
+
+    fn post_again_at(&mut self, seq: u64, at: Time, moves: impl FnOnce(Time) -> bool) {
         let Some(message) = self.unsafe_messages.get_mut(&seq) else { return };
-        if message.stale_epoch.is_some() || message.post_at <= at {
+        if message.stale_epoch.is_some() || !moves(message.post_at) {
             return;
         }
         self.by_post_at.remove(&(message.post_at, seq));

@@ -101,10 +101,18 @@ fn a_full_acceptor_refuses_every_groups_posts_and_takes_them_once_a_compaction_f
 
     // `a` passed its compaction threshold: its snapshot is stored (snapshots have their own
     // budget), the acceptors delete what it covers, and the device, still posting to the full
-    // acceptors, gets `b`'s message in.
+    // acceptors, gets `b`'s message in: not at the resend pace (1 s) but after 5 s.
+    let refused_at = net.log.len();
+    for _ in 0..45 {
+        net.tick(100);
+        net.deliver_all(10_000);
+    }
+    let posts = |net: &Net| net.log[refused_at..].iter().filter(|line| line.starts_with("n101 -> n1 Post")).count();
+    assert_eq!(posts(&net), 0, "no post to a full acceptor for 4.5 s");
     for _ in 0..5 {
         settle(&mut net);
     }
+    assert!(posts(&net) >= 1);
     assert!(is_safe(&net, b, 0), "b's message was stored once room came back");
     assert_eq!(refusals(&net, b).len(), 3, "and the app was not told again");
     for id in &acceptors {

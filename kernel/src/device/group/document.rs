@@ -20,6 +20,12 @@ use crate::wire::Message;
 /// undecided slot is decided within a few round trips.
 const BUSY_RETRY_MS: u64 = 20;
 
+/// How long a device waits before posting again a message an acceptor had no room for. Room
+/// comes back with a compaction or an operator, not within a second: waiting longer than
+/// `post_resend_ms` keeps a device with many such messages from sending a full acceptor up to
+/// `posts_per_round_max` large messages every second for nothing.
+const FULL_RETRY_MS: u64 = 5_000;
+
 impl DeviceGroup {
     /// The document (MLS groups only).
     pub(crate) fn replica(&self) -> &Replica {
@@ -201,7 +207,7 @@ impl DeviceGroup {
 
     /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch
     /// up, then seal it again. Busy: ask again soon. Out of room: say so once, and keep asking
-    /// at the resend pace. Too large for it: say so once, and stop asking it.
+    /// every `FULL_RETRY_MS`. Too large for it: say so once, and stop asking it.
     pub(super) fn on_post_refused(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, reason: PostRefusal) {
         let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
         let Some(message) = replica.outbox.message_mut(seq) else { return cx.reject(Rejection::Duplicate) };
@@ -228,6 +234,9 @@ impl DeviceGroup {
         };
         if first {
             cx.effects.notify(Event::PostRefused { group: cx.group, seq, acceptor: from, reason });
+        }
+        if reason == PostRefusal::QuotaExceeded {
+            replica.outbox.post_later(seq, cx.now.plus_ms(FULL_RETRY_MS));
         }
     }
 
