@@ -35,16 +35,20 @@ fn two_groups(config: Config) -> (Net, GroupId, GroupId) {
         net.command(device(), Command::CreateGroup { acceptors: acceptors(), nonce, rotation_interval_ms: 0 });
         settle(&mut net);
     }
-    let created: Vec<GroupId> = net
-        .events
+    let created = groups_created(&net);
+    let [a, b] = created[..] else { panic!("two groups, got {created:?}") };
+    (net, a, b)
+}
+
+/// The groups the device created, in order.
+fn groups_created(net: &Net) -> Vec<GroupId> {
+    net.events
         .iter()
         .filter_map(|(_, event)| match event {
             Event::GroupCreated { genesis, .. } => Some(genesis.group_id()),
             _ => None,
         })
-        .collect();
-    let [a, b] = created[..] else { panic!("two groups, got {created:?}") };
-    (net, a, b)
+        .collect()
 }
 
 fn edit(net: &mut Net, group: GroupId, round: usize) {
@@ -181,14 +185,7 @@ fn an_acceptor_at_its_maximum_of_groups_refuses_a_new_one_and_the_device_tells_i
             settle(&mut net);
         }
     }
-    let created: Vec<GroupId> = net
-        .events
-        .iter()
-        .filter_map(|(_, event)| match event {
-            Event::GroupCreated { genesis, .. } => Some(genesis.group_id()),
-            _ => None,
-        })
-        .collect();
+    let created = groups_created(&net);
     let refused: Vec<(GroupId, NodeId, GroupRefusal)> = net
         .events
         .iter()
