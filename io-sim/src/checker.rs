@@ -138,6 +138,11 @@ impl Checker {
         self.groups.get(&group).map(|g| g.history.latest())
     }
 
+    /// Every acceptor set a group has had, by the chosen log so far, the latest first.
+    pub fn acceptor_sets(&self, group: GroupId) -> impl Iterator<Item = &plait_kernel::AcceptorSet> {
+        self.groups.get(&group).into_iter().flat_map(|g| g.history.latest_first())
+    }
+
     /// Chosen values of a group, in slot order.
     pub fn chosen(&self, group: GroupId) -> Vec<Entry> {
         let Some(ghost) = self.groups.get(&group) else { return Vec::new() };

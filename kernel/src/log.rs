@@ -191,6 +191,11 @@ impl AcceptorHistory {
         &self.changes.last().expect("invariant: history starts with the genesis set").1
     }
 
+    /// The sets in force so far, the latest first.
+    pub fn latest_first(&self) -> impl Iterator<Item = &AcceptorSet> {
+        self.changes.iter().rev().map(|(_, set)| set)
+    }
+
     /// Whether `node` was an acceptor at any slot recorded so far.
     pub fn ever_contained(&self, node: NodeId) -> bool {
         self.changes.iter().any(|(_, set)| set.contains(node))
@@ -216,6 +221,8 @@ mod tests {
         assert_eq!(history.at(Slot(2)), &set(&[2, 3, 4]));
         assert_eq!(history.latest(), &set(&[2, 3, 4]));
         assert!(history.ever_contained(NodeId::from_index(1)));
+        let sets: Vec<&AcceptorSet> = history.latest_first().collect();
+        assert_eq!(sets, [&set(&[2, 3, 4]), &set(&[1, 2, 3])]);
     }
 
     #[test]

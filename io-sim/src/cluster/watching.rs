@@ -27,12 +27,25 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// A device was told its document message is safe: a write quorum of the group's acceptors
-    /// must hold it durably right now.
+    /// A device was told its document message is safe: a write quorum of the acceptors it
+    /// counts on must hold it durably right now. That is the set the device knew when the last
+    /// acknowledgement came: one of the sets the group has had, perhaps not the latest (it may
+    /// have moved on in the same input, or before the device heard of it); the acceptors of later
+    /// sets copy from earlier ones (the scenario that replaces every acceptor checks they end up
+    /// holding it).
     pub(super) fn check_safe(&mut self, group: plait_kernel::GroupId, id: plait_kernel::updates::UpdateId) {
-        let Some(set) = self.checker.acceptors(group).cloned() else { return };
+        let sets: Vec<_> = self.checker.acceptor_sets(group).cloned().collect();
         let liars = self.checker.byzantine.clone();
-        if let Err(held) = self.checker.documents.on_safe(group, id, self.config.write_quorum, &set, &liars) {
+        let mut held_by_latest = None;
+        for set in &sets {
+            match self.checker.documents.on_safe(group, id, self.config.write_quorum, set, &liars) {
+                Ok(()) => return,
+                Err(held) => {
+                    held_by_latest.get_or_insert(held);
+                }
+            }
+        }
+        if let Some(held) = held_by_latest {
             let detail = format!("{} was told {id:?} is safe while {held} acceptor(s) of {group:?} held it", id.sender);
             self.checker.fail(self.now, "safe-means-stored-by-a-write-quorum", detail);
         }

@@ -25,6 +25,11 @@ use crate::wire::{Message, RejectReason};
 
 mod learning;
 
+/// Earlier acceptor sets whose acceptors the current set copies from (see
+/// [`AcceptorGroup::copy_sources`]): what only an acceptor removed more changes ago than this
+/// is not handed over.
+pub(crate) const HANDOVER_SETS_MAX: usize = 4;
+
 /// Whether the acceptor may vote for this group yet.
 #[derive(Debug)]
 pub(crate) enum Phase {
@@ -239,6 +244,26 @@ impl AcceptorGroup {
         }
         peers.remove(&me);
         peers
+    }
+
+    /// Acceptors to copy stored messages and snapshots from: the other acceptors of the
+    /// current set, and those of the [`HANDOVER_SETS_MAX`] sets before it, which hold what
+    /// was stored before the group moved (a set may be replaced whole, and a device may still
+    /// post to the set it knew). None once this node is no longer in the current set: nobody
+    /// reads from it then, so it copies nothing more.
+    pub(crate) fn copy_sources(&self, me: NodeId) -> Vec<NodeId> {
+        if !self.history.latest().contains(me) {
+            return Vec::new();
+        }
+        let mut sources = Vec::new();
+        for set in self.history.latest_first().take(1 + HANDOVER_SETS_MAX) {
+            for node in set.members() {
+                if *node != me && !sources.contains(node) {
+                    sources.push(*node);
+                }
+            }
+        }
+        sources
     }
 
     /// Whether `node` may propose and subscribe: a current MLS member, or a listed proposer.

@@ -358,7 +358,7 @@ impl AcceptorGroup {
             self.snapshots.wanted = None;
             return;
         }
-        let peers: Vec<NodeId> = self.acceptors().members().iter().copied().filter(|peer| *peer != cx.me).collect();
+        let peers = self.copy_sources(cx.me);
         if peers.is_empty() {
             return;
         }

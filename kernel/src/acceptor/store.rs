@@ -432,12 +432,13 @@ impl AcceptorGroup {
         }
     }
 
-    /// On the peer-sync timer: ask every peer acceptor for messages we have not copied.
+    /// On the peer-sync timer: ask every acceptor we copy from (see `copy_sources`) for
+    /// messages we have not copied.
     pub(super) fn fetch_from_peers(&mut self, cx: &mut Context<'_>) {
         if self.mls.is_none() || !matches!(self.phase, Phase::Voting) {
             return;
         }
-        let peers: Vec<NodeId> = self.acceptors().members().iter().copied().filter(|peer| *peer != cx.me).collect();
+        let peers = self.copy_sources(cx.me);
         self.store.peer_cursors.retain(|peer, _| peers.contains(peer));
         for peer in peers {
             let after = self.store.peer_cursors.get(&peer).copied().unwrap_or_default();

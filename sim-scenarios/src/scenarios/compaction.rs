@@ -6,7 +6,7 @@
 
 use plait_io_sim::{Chance, Cluster, FaultProfile, SimRng};
 use plait_kernel::mls::Role;
-use plait_kernel::{Command, Event, Time};
+use plait_kernel::{Command, Event, NodeId, Time};
 
 use crate::outline::Session;
 use crate::scenarios::document::{finish, settle_documents, typing};
@@ -50,6 +50,11 @@ pub fn all() -> Vec<Scenario> {
             name: "compaction/a-reader-back-after-many-epochs-recovers-what-it-cannot-decrypt",
             description: "as above, but the member away was made a reader first: readers may ask for a compaction too, and it catches up from the snapshot",
             run: |options| back_after_many_epochs(options, Role::Reader),
+        },
+        Scenario {
+            name: "compaction/every-acceptor-replaced-while-typing-loses-nothing",
+            description: "three members type while an admin replaces the whole acceptor set with three new acceptors; the new set gets what the old one held, a device invited afterwards reaches the same text, and the history gets compacted at the new set",
+            run: every_acceptor_replaced,
         },
         Scenario {
             name: "compaction/long-typing-keeps-acceptor-storage-bounded",
@@ -259,6 +264,66 @@ fn back_after_many_epochs(options: &RunOptions, role: Role) -> Outcome {
     typing(&mut session, &others, 120, end, "");
     session.cluster.heal();
     finish(session)
+}
+
+/// Proves a whole acceptor set can be replaced without losing what it held: the new acceptors
+/// never talked to the members before, and a device invited afterwards joins through them.
+fn every_acceptor_replaced(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start_configured(options, (6, 4, 3), profile, 0, (config(options), 3)) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let (group, devices, acceptors) = (session.group, session.cluster.devices(), session.cluster.acceptors());
+    let (admin, joiner) = (devices[0], devices[3]);
+    let typists = &devices[..3];
+    let new_set: Vec<_> = acceptors[3..].iter().map(|a| session.cluster.id(*a)).collect();
+    let new_set = plait_kernel::AcceptorSet::new(new_set, 16).expect("three acceptors");
+    let moment = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
+    typing(&mut session, typists, 80, moment, "");
+    session.cluster.command(admin, Command::ChangeAcceptors { group, acceptors: new_set.clone() });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let moved = |c: &Cluster| {
+        typists.iter().all(|d| c.device(*d).and_then(|d| d.group(group)).is_some_and(|g| g.acceptors() == &new_set))
+    };
+    if !session.cluster.run_until_condition(deadline, moved) {
+        session.fail("acceptor-replacement-takes-effect", "the members never moved to the new set".into());
+        return session.outcome();
+    }
+    let end = session.cluster.now().plus_ms(5_000);
+    typing(&mut session, typists, 40, end, "");
+    session.cluster.notices.clear();
+    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
+    let deadline = session.cluster.now().plus_ms(10_000);
+    let invited = |c: &Cluster| c.notices.iter().any(|(_, e)| matches!(e, Event::InviteCreated { .. }));
+    session.cluster.run_until_condition(deadline, invited);
+    let Some(code) = invite_code(&mut session) else { return session.outcome() };
+    session.cluster.command(joiner, Command::AcceptInvite { code, acceptors: new_set.clone() });
+    let end = session.cluster.now().plus_ms(5_000);
+    session.safety_end = end;
+    typing(&mut session, &devices, 40, end, "");
+    let deadline = end.plus_ms(30_000);
+    let joined = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
+    if !session.cluster.run_until_condition(deadline, joined) {
+        session.fail("an-invited-device-joins", "the invited device never became a member".into());
+        return session.outcome();
+    }
+    session.run_safety();
+    session.run_liveness();
+    settle_documents(&mut session);
+    // Every safe update reaches the new set (a copy, or a snapshot that covers it), copied from
+    // the old one at the pace of idle peer rounds.
+    let new_acceptors: Vec<NodeId> = new_set.members().to_vec();
+    let deadline = session.cluster.now().plus_ms(60_000);
+    let handed_over = |c: &Cluster| new_acceptors.iter().all(|a| !c.checker.documents.lacks_safe(*a, group));
+    if session.cluster.checker.violation().is_none() && !session.cluster.run_until_condition(deadline, handed_over) {
+        let lacking: Vec<_> = new_acceptors.iter().filter(|a| session.cluster.checker.documents.lacks_safe(**a, group)).collect();
+        session.fail(
+            "every-safe-update-reaches-the-new-acceptors",
+            format!("{lacking:?} lack safe updates a minute after settling"),
+        );
+    }
+    session.outcome()
 }
 
 /// Proves acceptor storage stays bounded by the snapshot and the tail it does not cover.
