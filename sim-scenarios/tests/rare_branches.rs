@@ -153,3 +153,16 @@ fn syncs_slow_down_while_a_member_is_away_and_quicken_when_it_is_back() {
     cov_mark::check!(acceptor_quickens_its_peer_syncs_on_news);
     run_seeds("compaction/a-member-back-after-many-epochs-recovers-what-it-cannot-decrypt", 5);
 }
+
+/// Seed 213 replaces every acceptor while a member's snapshot is being stored: the new acceptors
+/// store it while still catching up the log, then learn an older compaction chosen and drop ours
+/// as superseded, so all three refuse its commit `NotReady` and no peer holds it. Only the
+/// compactor can send it again (before, the joiner of that run never got in).
+#[test]
+fn a_compactor_sends_its_snapshot_again_to_acceptors_that_dropped_it() {
+    let name = "compaction/every-acceptor-replaced-while-typing-loses-nothing";
+    let scenario = all().into_iter().find(|s| s.name == name).expect("scenario exists");
+    cov_mark::check!(compactor_sends_its_snapshot_again_to_an_acceptor_not_ready);
+    let outcome = (scenario.run)(&RunOptions::new(213));
+    assert!(outcome.violation.is_none(), "{name} seed 213: {:?}", outcome.violation);
+}

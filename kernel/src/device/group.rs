@@ -407,6 +407,9 @@ impl DeviceGroup {
         self.highest_round_seen = self.highest_round_seen.max(promised.round);
         if matches!(reason, RejectReason::OutsideWindow | RejectReason::NotReady) {
             // That acceptor is behind or still recovering; the others may still make a quorum.
+            if reason == RejectReason::NotReady {
+                self.resend_snapshot_to(cx, from);
+            }
             return;
         }
         self.back_off(cx);

@@ -83,6 +83,8 @@ struct Making {
     /// Acceptors that hold every chunk.
     stored_by: BTreeSet<NodeId>,
     resend_at: Time,
+    /// Windows of chunks sent again since the commit was queued (see `resend_snapshot_to`).
+    resent: usize,
     /// The compaction intent is queued.
     committing: bool,
 }
@@ -229,6 +231,7 @@ impl DeviceGroup {
             chunks,
             stored_by: BTreeSet::new(),
             resend_at: cx.now,
+            resent: 0,
             committing: false,
         });
         if canary!(cx.config, DeleteBeforeSnapshotStored) {
@@ -248,6 +251,26 @@ impl DeviceGroup {
         for (index, bytes) in making.chunks.iter().enumerate().take(cx.config.snapshot_chunks_per_round_max) {
             let chunk = Message::SnapshotChunk { hash, index: index as u32, count, bytes: bytes.clone() };
             cx.send_all(&waiting, &chunk);
+        }
+    }
+
+    /// An acceptor answered `NotReady` while our compaction's commit is on its way. It may lack
+    /// our snapshot although it said it stored it: an acceptor that learns a compaction chosen
+    /// drops every snapshot but the ones in force, and one still catching up the log takes ours
+    /// for one that compaction superseded. Only we can send it again (peers dropped it too, or
+    /// never held it), so we do, at the resend pace, a window of chunks at a time.
+    pub(super) fn resend_snapshot_to(&mut self, cx: &mut Context<'_>, acceptor: NodeId) {
+        let Some(replica) = self.replica.as_mut() else { return };
+        let Some(making) = replica.compactor.making.as_mut().filter(|m| m.committing && cx.now >= m.resend_at) else { return };
+        cov_mark::hit!(compactor_sends_its_snapshot_again_to_an_acceptor_not_ready);
+        making.resend_at = cx.now.plus_ms(cx.config.post_resend_ms);
+        making.stored_by.remove(&acceptor);
+        let (hash, count) = (making.keyed.compaction.hash, making.chunks.len() as u32);
+        let window = cx.config.snapshot_chunks_per_round_max.max(1);
+        let first = making.resent * window % making.chunks.len().max(1);
+        making.resent += 1;
+        for (index, bytes) in making.chunks.iter().enumerate().skip(first).take(window) {
+            cx.send(acceptor, Message::SnapshotChunk { hash, index: index as u32, count, bytes: bytes.clone() });
         }
     }
 
