@@ -149,8 +149,14 @@ impl Checker {
         ghost.chosen.iter().map(|hash| ghost.values[hash].clone()).collect()
     }
 
-    /// An acceptor's batch is about to become durable.
-    pub fn on_acceptor_persist(&mut self, at: Time, acceptor: NodeId, batch: &WriteBatch) {
+    /// An acceptor's batch is about to become durable (`write_quorum`: the cluster's rule).
+    pub fn on_acceptor_persist(
+        &mut self,
+        at: Time,
+        acceptor: NodeId,
+        batch: &WriteBatch,
+        write_quorum: plait_kernel::WriteQuorum,
+    ) {
         if self.byzantine.contains(&acceptor) {
             return;
         }
@@ -173,7 +179,20 @@ impl Checker {
                 }
                 Record::Unstored { group, deleted } => {
                     let ids: Vec<_> = deleted.iter().map(|(_, id)| *id).collect();
-                    if let Err(lost) = self.documents.on_unstored(acceptor, *group, &ids) {
+                    let set = self.groups.get(group).map(|g| g.history.latest().clone());
+                    if let Some(set) = set.filter(|set| !set.contains(acceptor)) {
+                        // Out of the set: it deletes what the set copied from it.
+                        let needed = write_quorum.of(set.members().len());
+                        let liars = set.members().iter().filter(|a| self.byzantine.contains(a)).count();
+                        if let Err((lost, held)) =
+                            self.documents.on_handed_over(acceptor, *group, &ids, &set, needed.saturating_sub(liars))
+                        {
+                            let detail = format!(
+                                "{acceptor}, out of the set, deleted safe message {lost:?} of {group:?} while {held} acceptor(s) of {set:?} could recover it"
+                            );
+                            self.fail(at, "an-acceptor-out-of-the-set-deletes-only-what-a-write-quorum-of-it-holds", detail);
+                        }
+                    } else if let Err(lost) = self.documents.on_unstored(acceptor, *group, &ids) {
                         let detail = format!(
                             "{acceptor} deleted safe message {lost:?} of {group:?} without holding a snapshot that covers it"
                         );

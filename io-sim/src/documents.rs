@@ -83,6 +83,31 @@ impl DocumentGhost {
         lost.map_or(Ok(()), |id| Err(*id))
     }
 
+    /// An acceptor no longer in the group's set deleted messages: ones the set copied from it,
+    /// or ones a snapshot it holds covers (as an acceptor of the set would). `Err` names a safe
+    /// message it cannot recover and fewer than `needed` acceptors of `set` can, and how many can.
+    pub fn on_handed_over(
+        &mut self,
+        acceptor: NodeId,
+        group: GroupId,
+        ids: &[UpdateId],
+        set: &AcceptorSet,
+        needed: usize,
+    ) -> Result<(), (UpdateId, usize)> {
+        for id in ids {
+            if let Some(holders) = self.copies.get_mut(&(group, *id)) {
+                holders.remove(&acceptor);
+            }
+        }
+        for id in ids.iter().filter(|id| self.safe.contains(&(group, **id))) {
+            let held = set.members().iter().filter(|a| self.recoverable_at(**a, group, id)).count();
+            if held < needed && !self.recoverable_at(acceptor, group, id) {
+                return Err((*id, held));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `acceptor` holds a copy of the message or a whole snapshot that covers it.
     fn recoverable_at(&self, acceptor: NodeId, group: GroupId, id: &UpdateId) -> bool {
         self.copies.get(&(group, *id)).is_some_and(|h| h.contains(&acceptor))

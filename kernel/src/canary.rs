@@ -39,11 +39,14 @@ pub enum Canary {
     /// the snapshot already covers), and acceptors accept a compaction covering messages they
     /// do not hold.
     CompactionCoversUnsafeMessages,
+    /// An acceptor removed from a group's set deletes what any one acceptor of the new set
+    /// copied from it, not a write quorum.
+    HandOverToOneAcceptor,
 }
 
 impl Canary {
     /// Every canary, with its command-line name.
-    pub const ALL: [(&'static str, Canary); 14] = [
+    pub const ALL: [(&'static str, Canary); 15] = [
         ("promise-not-persisted", Canary::PromiseNotPersisted),
         ("ballot-counter-not-persisted", Canary::BallotCounterNotPersisted),
         ("quorum-too-small", Canary::QuorumTooSmall),
@@ -58,6 +61,7 @@ impl Canary {
         ("outbox-not-persisted", Canary::OutboxNotPersisted),
         ("delete-before-snapshot-stored", Canary::DeleteBeforeSnapshotStored),
         ("compaction-covers-unsafe-messages", Canary::CompactionCoversUnsafeMessages),
+        ("hand-over-to-one-acceptor", Canary::HandOverToOneAcceptor),
     ];
 
     /// The canary with this command-line name.

@@ -166,3 +166,10 @@ fn a_compactor_sends_its_snapshot_again_to_acceptors_that_dropped_it() {
     let outcome = (scenario.run)(&RunOptions::new(213));
     assert!(outcome.violation.is_none(), "{name} seed 213: {:?}", outcome.violation);
 }
+
+/// Acceptors replaced in a group delete what a write quorum of the new set copied from them.
+#[test]
+fn a_replaced_acceptor_deletes_what_the_new_set_copied() {
+    cov_mark::check!(removed_acceptor_deletes_what_the_new_set_copied);
+    run_seeds("compaction/every-acceptor-replaced-while-typing-loses-nothing", 1);
+}

@@ -531,7 +531,7 @@ impl Cluster {
                 Effect::Persist(batch) => {
                     writes_left -= 1;
                     if self.nodes[index].role == Role::Acceptor {
-                        self.checker.on_acceptor_persist(now, id, &batch);
+                        self.checker.on_acceptor_persist(now, id, &batch, self.config.write_quorum);
                     }
                     self.nodes[index].disk.persist(&batch);
                     let bytes = postcard::to_allocvec(&trace_form(&batch)).expect("batches encode");

@@ -51,6 +51,11 @@ pub(crate) struct MessageStore {
     /// How far this node has copied each peer's store (in memory: after a restart it copies from
     /// the start again, skipping what it holds). At most one per acceptor of the group.
     peer_cursors: BTreeMap<NodeId, Cursor>,
+    /// Once this node is no longer in the group's set: how far each acceptor of the set has
+    /// copied its store, by the cursor of its last copying request (each position up to it is
+    /// held there durably, or covered by its confirmed compaction). At most one per acceptor of
+    /// the set; in memory.
+    handed_over: BTreeMap<NodeId, u64>,
     /// Every position below this was given out (deleted ones are never given out again).
     positions_below: u64,
     /// Messages posted since the last flush, by position, waiting to be acknowledged and pushed
@@ -72,6 +77,7 @@ impl MessageStore {
             by_id,
             bytes,
             peer_cursors: BTreeMap::new(),
+            handed_over: BTreeMap::new(),
             positions_below,
             held: Vec::new(),
             held_bytes: 0,
@@ -88,6 +94,18 @@ impl MessageStore {
             }
             self.by_id.remove(id);
         }
+        deleted
+    }
+
+    /// Deletes every message stored at or before `position`; returns what went.
+    fn delete_through(&mut self, position: u64) -> Vec<(u64, UpdateId)> {
+        let kept = self.by_position.split_off(&(position + 1));
+        let deleted: Vec<(u64, UpdateId)> = self.by_position.iter().map(|(p, m)| (*p, m.id)).collect();
+        for message in std::mem::replace(&mut self.by_position, kept).into_values() {
+            self.bytes -= message.ciphertext.len();
+        }
+        // A later copy of an id (sealed again in a later epoch) has a later position: keep it.
+        self.by_id.retain(|_, (held_at, _)| *held_at > position);
         deleted
     }
 
@@ -323,6 +341,9 @@ impl AcceptorGroup {
         if !matches!(self.phase, Phase::Voting) {
             return cx.reject(Rejection::NotReady);
         }
+        if after.incarnation == self.incarnation {
+            self.note_handed_over(cx, from, after.position);
+        }
         // A cursor from another incarnation of ours means nothing now: start over.
         let position = if after.incarnation == self.incarnation { after.position } else { 0 };
         let after = Cursor { incarnation: self.incarnation, position };
@@ -334,6 +355,28 @@ impl AcceptorGroup {
             Message::Page { after, messages, more }
         };
         cx.send(from, answer);
+    }
+
+    /// An acceptor of the set copying from us says it has every message of our store up to
+    /// `position` (its cursor). Once we are out of the set, what a write quorum of the set has
+    /// copied is held there durably and nobody reads it from us any more: we delete it, so an
+    /// acceptor replaced in a group does not keep its messages for good.
+    fn note_handed_over(&mut self, cx: &mut Context<'_>, from: NodeId, position: u64) {
+        let set = self.history.latest();
+        if set.contains(cx.me) || !set.contains(from) || self.mls.is_none() {
+            return;
+        }
+        self.store.handed_over.retain(|node, _| set.contains(*node));
+        self.store.handed_over.insert(from, position);
+        let needed = if canary!(cx.config, HandOverToOneAcceptor) { 1 } else { cx.config.write_quorum.of(set.members().len()) };
+        let mut copied: Vec<u64> = self.store.handed_over.values().copied().collect();
+        copied.sort_unstable_by(|a, b| b.cmp(a));
+        let Some(through) = needed.checked_sub(1).and_then(|index| copied.get(index).copied()) else { return };
+        let deleted = self.store.delete_through(through);
+        if !deleted.is_empty() {
+            cov_mark::hit!(removed_acceptor_deletes_what_the_new_set_copied);
+            cx.persist(vec![Record::Unstored { group: cx.group, deleted }]);
+        }
     }
 
     /// The ids a peer acceptor stores after our cursor: pass over what we hold, and fetch in full

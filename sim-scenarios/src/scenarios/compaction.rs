@@ -53,7 +53,7 @@ pub fn all() -> Vec<Scenario> {
         },
         Scenario {
             name: "compaction/every-acceptor-replaced-while-typing-loses-nothing",
-            description: "three members type while an admin replaces the whole acceptor set with three new acceptors; the new set gets what the old one held, a device invited afterwards reaches the same text, and the history gets compacted at the new set",
+            description: "three members type while an admin replaces the whole acceptor set with three new acceptors; the new set copies what the old one held, a device invited afterwards reaches the same text, and the old acceptors delete what the new set copied",
             run: every_acceptor_replaced,
         },
         Scenario {
@@ -322,6 +322,21 @@ fn every_acceptor_replaced(options: &RunOptions) -> Outcome {
             "every-safe-update-reaches-the-new-acceptors",
             format!("{lacking:?} lack safe updates a minute after settling"),
         );
+    }
+    // And the acceptors replaced delete what the new set copied from them: all of it.
+    let old_acceptors = &acceptors[..3];
+    let holding = |c: &Cluster| -> Vec<usize> {
+        let holds = |a: &usize| c.acceptor(*a).and_then(|node| node.group(group)).is_some_and(|g| g.messages().next().is_some());
+        old_acceptors.iter().copied().filter(holds).collect()
+    };
+    let deadline = session.cluster.now().plus_ms(60_000);
+    if session.cluster.checker.violation().is_none() && !session.cluster.run_until_condition(deadline, |c| holding(c).is_empty())
+    {
+        let detail = format!(
+            "replaced acceptors {:?} still store messages a minute after the new set copied them",
+            holding(&session.cluster)
+        );
+        session.fail("a-replaced-acceptor-deletes-what-the-new-set-copied", detail);
     }
     session.outcome()
 }
