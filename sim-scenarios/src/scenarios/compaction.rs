@@ -160,23 +160,40 @@ fn joiner_reaches_the_same_text(options: &RunOptions) -> Outcome {
     let moment = Time(session.rng.between(session.cluster.now().0, session.safety_end.0));
     typing(&mut session, typists, 100, moment, "");
     let acceptors = session.cluster.checker.acceptors(group).cloned().expect("the group is known");
+    if !admit_while_typing(&mut session, (admin, joiner), acceptors, &devices, 100) {
+        return session.outcome();
+    }
+    finish(session)
+}
+
+/// The admin invites `joiner` as a writer through `acceptors`; `typists` type `edits` edits while
+/// it redeems the code, until 5 s from now or the end of the safety phase, whichever is later.
+/// `false` if the run failed: no invite, or the joiner never became a member.
+fn admit_while_typing(
+    session: &mut Session,
+    (admin, joiner): (usize, usize),
+    acceptors: plait_kernel::AcceptorSet,
+    typists: &[usize],
+    edits: u64,
+) -> bool {
+    let group = session.group;
     session.cluster.notices.clear();
     session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
     let deadline = session.cluster.now().plus_ms(10_000);
     let invited = |c: &Cluster| c.notices.iter().any(|(_, e)| matches!(e, Event::InviteCreated { .. }));
     session.cluster.run_until_condition(deadline, invited);
-    let Some(code) = invite_code(&mut session) else { return session.outcome() };
+    let Some(code) = invite_code(session) else { return false };
     session.cluster.command(joiner, Command::AcceptInvite { code, acceptors });
     let end = session.safety_end.max(session.cluster.now().plus_ms(5_000));
     session.safety_end = end;
-    typing(&mut session, &devices, 100, end, "");
+    typing(session, typists, edits, end, "");
     let deadline = end.plus_ms(30_000);
     let joined = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
     if !session.cluster.run_until_condition(deadline, joined) {
         session.fail("an-invited-device-joins", "the invited device never became a member".into());
-        return session.outcome();
+        return false;
     }
-    finish(session)
+    true
 }
 
 /// Proves crashes in the middle of storing and committing snapshots lose nothing.
@@ -292,20 +309,7 @@ fn every_acceptor_replaced(options: &RunOptions) -> Outcome {
     }
     let end = session.cluster.now().plus_ms(5_000);
     typing(&mut session, typists, 40, end, "");
-    session.cluster.notices.clear();
-    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
-    let deadline = session.cluster.now().plus_ms(10_000);
-    let invited = |c: &Cluster| c.notices.iter().any(|(_, e)| matches!(e, Event::InviteCreated { .. }));
-    session.cluster.run_until_condition(deadline, invited);
-    let Some(code) = invite_code(&mut session) else { return session.outcome() };
-    session.cluster.command(joiner, Command::AcceptInvite { code, acceptors: new_set.clone() });
-    let end = session.cluster.now().plus_ms(5_000);
-    session.safety_end = end;
-    typing(&mut session, &devices, 40, end, "");
-    let deadline = end.plus_ms(30_000);
-    let joined = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
-    if !session.cluster.run_until_condition(deadline, joined) {
-        session.fail("an-invited-device-joins", "the invited device never became a member".into());
+    if !admit_while_typing(&mut session, (admin, joiner), new_set.clone(), &devices, 40) {
         return session.outcome();
     }
     session.run_safety();
