@@ -12,6 +12,7 @@ mod document;
 mod documents;
 mod fuzz_corpus;
 mod golden;
+mod handover;
 mod idle;
 mod mls;
 mod mls_log;

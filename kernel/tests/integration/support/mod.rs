@@ -57,8 +57,13 @@ pub fn net(devices: u64) -> (Net, GroupGenesis) {
 
 /// [`net`] with every node on `config`.
 pub fn net_with(devices: u64, config: plait_kernel::ValidConfig) -> (Net, GroupGenesis) {
+    net_with_acceptors(3, devices, config)
+}
+
+/// [`net_with`] with `acceptors` acceptors n1.. (the genesis still names n1..n3).
+pub fn net_with_acceptors(acceptors: u64, devices: u64, config: plait_kernel::ValidConfig) -> (Net, GroupGenesis) {
     let mut members = Vec::new();
-    for i in 1..=3 {
+    for i in 1..=acceptors {
         let id = NodeId::from_index(i);
         let (acceptor, _) = Acceptor::new(config.clone(), id, i, Restored::empty());
         members.push(Member { id, machine: Machine::Acceptor(acceptor), durable: Restored::empty() });
