@@ -341,11 +341,10 @@ impl AcceptorGroup {
         if !matches!(self.phase, Phase::Voting) {
             return cx.reject(Rejection::NotReady);
         }
-        if after.incarnation == self.incarnation {
-            self.note_handed_over(cx, from, after.position);
-        }
-        // A cursor from another incarnation of ours means nothing now: start over.
+        // A cursor from another incarnation of ours means nothing now: start over. (A copying
+        // acceptor that restarted, or lost its disk, starts over too: it vouches for nothing.)
         let position = if after.incarnation == self.incarnation { after.position } else { 0 };
+        self.note_handed_over(cx, from, position);
         let after = Cursor { incarnation: self.incarnation, position };
         let answer = if ids_only {
             let (ids, more) = self.store.ids_page(cx, position);

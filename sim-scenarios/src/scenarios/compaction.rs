@@ -54,7 +54,19 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "compaction/every-acceptor-replaced-while-typing-loses-nothing",
             description: "three members type while an admin replaces the whole acceptor set with three new acceptors; the new set copies what the old one held, a device invited afterwards reaches the same text, and the old acceptors delete what the new set copied",
-            run: every_acceptor_replaced,
+            run: |options| every_acceptor_replaced(options, lossy(&mut SimRng::new(options.seed))),
+        },
+        Scenario {
+            name: "compaction/every-acceptor-replaced-while-acceptors-crash-and-lose-disks-loses-nothing",
+            description: "as above, while nodes crash and restart, and acceptors of both sets lose their disks (one at a time), as the new set copies and the old one deletes: the new set still ends holding every safe message, the old one none",
+            run: |options| {
+                let mut rng = SimRng::new(options.seed);
+                let mut profile = lossy(&mut rng);
+                profile.crashes = true;
+                profile.wipes = true;
+                profile.fault_interval_ms = rng.between(400, 2_000);
+                every_acceptor_replaced(options, profile)
+            },
         },
         Scenario {
             name: "compaction/long-typing-keeps-acceptor-storage-bounded",
@@ -285,8 +297,7 @@ fn back_after_many_epochs(options: &RunOptions, role: Role) -> Outcome {
 
 /// Proves a whole acceptor set can be replaced without losing what it held: the new acceptors
 /// never talked to the members before, and a device invited afterwards joins through them.
-fn every_acceptor_replaced(options: &RunOptions) -> Outcome {
-    let profile = lossy(&mut SimRng::new(options.seed));
+fn every_acceptor_replaced(options: &RunOptions, profile: FaultProfile) -> Outcome {
     let mut session = match start_configured(options, (6, 4, 3), profile, 0, (config(options), 3)) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
@@ -307,13 +318,30 @@ fn every_acceptor_replaced(options: &RunOptions) -> Outcome {
         session.fail("acceptor-replacement-takes-effect", "the members never moved to the new set".into());
         return session.outcome();
     }
-    let end = session.cluster.now().plus_ms(5_000);
-    typing(&mut session, typists, 40, end, "");
-    if !admit_while_typing(&mut session, (admin, joiner), new_set.clone(), &devices, 40) {
-        return session.outcome();
+    if session.cluster.profile.crashes {
+        // Crashes (and disk losses) hit the handover, the new set copying and the old one
+        // deleting, while the members type; then the network heals and every node is back, and
+        // only then a device joins (a joiner's key package is in memory: a crash loses it).
+        session.cluster.start_faults();
+        let end = session.cluster.now().plus_ms(10_000);
+        session.safety_end = end;
+        typing(&mut session, typists, 60, end, "");
+        session.run_safety();
+        session.run_liveness();
+        if !admit_while_typing(&mut session, (admin, joiner), new_set.clone(), &devices, 40) {
+            return session.outcome();
+        }
+        session.await_convergence();
+    } else {
+        // The device joins while the new set is still catching up.
+        let end = session.cluster.now().plus_ms(5_000);
+        typing(&mut session, typists, 40, end, "");
+        if !admit_while_typing(&mut session, (admin, joiner), new_set.clone(), &devices, 40) {
+            return session.outcome();
+        }
+        session.run_safety();
+        session.run_liveness();
     }
-    session.run_safety();
-    session.run_liveness();
     settle_documents(&mut session);
     // Every safe update reaches the new set (a copy, or a snapshot that covers it), copied from
     // the old one at the pace of idle peer rounds.
