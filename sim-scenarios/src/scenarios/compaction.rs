@@ -59,14 +59,7 @@ pub fn all() -> Vec<Scenario> {
         Scenario {
             name: "compaction/every-acceptor-replaced-while-acceptors-crash-and-lose-disks-loses-nothing",
             description: "as above, while nodes crash and restart, and acceptors of both sets lose their disks (one at a time), as the new set copies and the old one deletes: the new set still ends holding every safe message, the old one none",
-            run: |options| {
-                let mut rng = SimRng::new(options.seed);
-                let mut profile = lossy(&mut rng);
-                profile.crashes = true;
-                profile.wipes = true;
-                profile.fault_interval_ms = rng.between(400, 2_000);
-                every_acceptor_replaced(options, profile)
-            },
+            run: |options| every_acceptor_replaced(options, losing_disks(options.seed)),
         },
         Scenario {
             name: "compaction/long-typing-keeps-acceptor-storage-bounded",
@@ -250,12 +243,17 @@ fn silent_compactor_is_replaced(options: &RunOptions) -> Outcome {
 
 /// Proves disk loss at a minority of acceptors loses nothing while snapshots are made.
 fn disks_lost_while_compacting(options: &RunOptions) -> Outcome {
-    let mut rng = SimRng::new(options.seed);
+    typing_under_faults(options, losing_disks(options.seed))
+}
+
+/// A [`lossy`] network where nodes crash and restart, acceptors sometimes with an empty disk.
+fn losing_disks(seed: u64) -> FaultProfile {
+    let mut rng = SimRng::new(seed);
     let mut profile = lossy(&mut rng);
     profile.crashes = true;
     profile.wipes = true;
     profile.fault_interval_ms = rng.between(400, 2_000);
-    typing_under_faults(options, profile)
+    profile
 }
 
 /// Proves a member (a writer, or a reader) that missed more epochs than it keeps secrets for
