@@ -3,10 +3,15 @@
 
 use plait_sim_scenarios::{RunOptions, all};
 
-/// Runs seeds of the named scenario until `done` or the seed budget runs out; all must pass.
+/// Runs seeds `0..seeds` of the named scenario; all must pass.
 fn run_seeds(name: &str, seeds: u64) {
+    run_seed_range(name, 0..seeds);
+}
+
+/// Runs the given seeds of the named scenario; all must pass.
+fn run_seed_range(name: &str, seeds: std::ops::Range<u64>) {
     let scenario = all().into_iter().find(|s| s.name == name).expect("scenario exists");
-    for seed in 0..seeds {
+    for seed in seeds {
         let outcome = (scenario.run)(&RunOptions::new(seed));
         assert!(outcome.violation.is_none(), "{name} seed {seed}: {:?}", outcome.violation);
     }
@@ -114,11 +119,8 @@ fn a_post_an_acceptor_holds_off_goes_again_soon() {
 /// 931, beyond the 200 seeds CI runs).
 #[test]
 fn a_message_sealed_while_reading_a_page_is_written_with_the_pages_updates() {
-    let name = "document/a-device-crashing-between-an-edit-and-its-send-loses-nothing";
-    let scenario = all().into_iter().find(|s| s.name == name).expect("scenario exists");
     cov_mark::check!(device_seals_a_message_while_reading_a_page);
-    let outcome = (scenario.run)(&RunOptions::new(931));
-    assert!(outcome.violation.is_none(), "{name} seed 931: {:?}", outcome.violation);
+    run_seed_range("document/a-device-crashing-between-an-edit-and-its-send-loses-nothing", 931..932);
 }
 
 /// Devices write a checkpoint every few updates; one that crashes restarts from it.
@@ -160,11 +162,8 @@ fn syncs_slow_down_while_a_member_is_away_and_quicken_when_it_is_back() {
 /// compactor can send it again (before, the joiner of that run never got in).
 #[test]
 fn a_compactor_sends_its_snapshot_again_to_acceptors_that_dropped_it() {
-    let name = "compaction/every-acceptor-replaced-while-typing-loses-nothing";
-    let scenario = all().into_iter().find(|s| s.name == name).expect("scenario exists");
     cov_mark::check!(compactor_sends_its_snapshot_again_to_an_acceptor_not_ready);
-    let outcome = (scenario.run)(&RunOptions::new(213));
-    assert!(outcome.violation.is_none(), "{name} seed 213: {:?}", outcome.violation);
+    run_seed_range("compaction/every-acceptor-replaced-while-typing-loses-nothing", 213..214);
 }
 
 /// Acceptors replaced in a group delete what a write quorum of the new set copied from them.
