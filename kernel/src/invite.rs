@@ -9,7 +9,9 @@
 //! Text form: `plait-` then 44 Crockford base32 characters in groups of four (mailbox, secret and
 //! a checksum byte that catches typos). URI form (for QR codes): `plait://join/<text>`.
 
+use crate::log::AcceptorSet;
 use crate::rng::NodeRng;
+use crate::time::Time;
 
 /// Bytes naming the mailbox.
 pub const MAILBOX_BYTES: usize = 10;
@@ -43,6 +45,34 @@ impl std::fmt::Debug for InviteCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret is never printed by accident.
         f.debug_struct("InviteCode").field("mailbox", &self.mailbox).finish_non_exhaustive()
+    }
+}
+
+/// What a device redeeming a code keeps durable (`Record::Redeeming`): enough to make the same
+/// key package again after a restart. The key package is made from `key_seed` alone (the MLS
+/// provider is seeded), so its private keys need no storing of their own; an admin may add it
+/// while the device is down, and the Welcome is only of use to that key package.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Redeeming {
+    /// The code.
+    pub code: InviteCode,
+    /// The acceptors it came with.
+    pub acceptors: AcceptorSet,
+    /// The seed of the key package's MLS provider (secret: it makes the private keys).
+    pub key_seed: [u8; 32],
+    /// When the device started redeeming it, by its clock.
+    pub started_at: Time,
+}
+
+impl std::fmt::Debug for Redeeming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the code's secret nor the seed is printed by accident.
+        let Redeeming { code, acceptors, key_seed: _, started_at } = self;
+        f.debug_struct("Redeeming")
+            .field("code", code)
+            .field("acceptors", acceptors)
+            .field("started_at", started_at)
+            .finish_non_exhaustive()
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
+use crate::invite::{Mailbox, Redeeming};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use crate::updates::{Cursor, StoredMessage, UpdateId};
@@ -191,12 +192,21 @@ pub enum Record {
         /// The updates to delete.
         covered: Covered,
     },
+    /// Device, outside any group: an invite code it is redeeming, so that a restart goes on with
+    /// the same key package (an admin may already have added it); `None` once it got in or gave
+    /// up.
+    Redeeming {
+        /// The code's mailbox.
+        mailbox: Mailbox,
+        /// What the device needs to go on, or `None` to delete.
+        redeeming: Option<Redeeming>,
+    },
 }
 
 impl Record {
-    /// The group this record belongs to.
-    pub fn group(&self) -> GroupId {
-        match self {
+    /// The group this record belongs to; `None` for a node's records outside any group.
+    pub fn group(&self) -> Option<GroupId> {
+        let group = match self {
             Record::Group { group, .. }
             | Record::Incarnation { group, .. }
             | Record::Recovered { group }
@@ -216,7 +226,9 @@ impl Record {
             | Record::Compacted { group, .. }
             | Record::ImportedSnapshot { group, .. }
             | Record::UpdatesDropped { group, .. } => *group,
-        }
+            Record::Redeeming { .. } => return None,
+        };
+        Some(group)
     }
 }
 
@@ -334,6 +346,8 @@ impl RestoredGroup {
 pub struct Restored {
     /// Per group.
     pub groups: BTreeMap<GroupId, RestoredGroup>,
+    /// Device: invite codes it is redeeming, by mailbox.
+    pub redeeming: BTreeMap<Mailbox, Redeeming>,
 }
 
 impl Restored {
@@ -352,13 +366,24 @@ impl Restored {
     }
 
     fn apply_record(&mut self, record: &Record) {
-        if let Record::Group { group, genesis } = record {
-            self.groups.entry(*group).or_insert_with(|| RestoredGroup::new(genesis.clone()));
-            return;
-        }
-        let Some(state) = self.groups.get_mut(&record.group()) else { return };
         match record {
-            Record::Group { .. } => unreachable!("handled above"),
+            Record::Group { group, genesis } => {
+                self.groups.entry(*group).or_insert_with(|| RestoredGroup::new(genesis.clone()));
+                return;
+            }
+            Record::Redeeming { mailbox, redeeming: Some(redeeming) } => {
+                self.redeeming.insert(*mailbox, redeeming.clone());
+                return;
+            }
+            Record::Redeeming { mailbox, redeeming: None } => {
+                self.redeeming.remove(mailbox);
+                return;
+            }
+            _ => {}
+        }
+        let Some(state) = record.group().and_then(|group| self.groups.get_mut(&group)) else { return };
+        match record {
+            Record::Group { .. } | Record::Redeeming { .. } => unreachable!("handled above"),
             Record::Incarnation { incarnation, .. } => state.incarnation = Some(*incarnation),
             Record::Recovered { .. } => state.recovered = true,
             Record::Promised { ballot, .. } => state.promised = state.promised.max(*ballot),

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
+use plait_kernel::invite::{Mailbox, Redeeming};
 use plait_kernel::log::{Entry, GroupGenesis};
 use plait_kernel::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use plait_kernel::storage::{AcceptedValue, Record, WriteBatch, dropped_by};
@@ -57,6 +58,8 @@ pub(crate) struct Changes {
     pub(crate) safe_below: BTreeMap<GroupId, u64>,
     /// Last read cursor per acceptor (it may move back: replaced, not maximised).
     pub(crate) read_cursors: BTreeMap<(GroupId, NodeId), Cursor>,
+    /// Per invite code a device redeems: the last state, or `None` when it was deleted last.
+    pub(crate) redeeming: BTreeMap<Mailbox, Option<Redeeming>>,
 }
 
 /// The net change to one snapshot's chunks.
@@ -101,12 +104,13 @@ impl Changes {
             && self.snapshots.is_empty()
             && self.compacted.is_empty()
             && self.imported.is_empty()
+            && self.redeeming.is_empty()
     }
 
     /// Adding a record kind: add a field above, an arm here, a table in a new migration, and a
     /// write in `write.rs` and a read in `read.rs`. This match has no wildcard on purpose.
     fn add(&mut self, groups_durable: &BTreeSet<GroupId>, record: &Record) {
-        let group = record.group();
+        let Some(group) = record.group() else { return self.add_outside_groups(record) };
         let is_known = groups_durable.contains(&group) || self.groups.contains_key(&group);
         if !is_known && !matches!(record, Record::Group { .. }) {
             return; // `Restored::apply` ignores records of a group it does not hold.
@@ -182,6 +186,17 @@ impl Changes {
             Record::ReadCursor { acceptor, cursor, .. } => {
                 self.read_cursors.insert((group, *acceptor), *cursor);
             }
+            Record::Redeeming { .. } => unreachable!("a record outside groups has no group"),
+        }
+    }
+
+    /// A node's record outside any group (`Record::group` is `None`).
+    fn add_outside_groups(&mut self, record: &Record) {
+        match record {
+            Record::Redeeming { mailbox, redeeming } => {
+                self.redeeming.insert(*mailbox, redeeming.clone());
+            }
+            _ => unreachable!("every other record has a group"),
         }
     }
 

@@ -8,6 +8,7 @@
 //! the kernel's own encoding.
 
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot, ValueHash};
+use plait_kernel::invite::{Mailbox, Redeeming};
 use plait_kernel::log::{Entry, GroupGenesis};
 use plait_kernel::snapshot::{Compaction, ContentKey, Covered, SnapshotHash};
 use serde::Serialize;
@@ -136,6 +137,14 @@ impl Column {
     }
 
     pub(crate) fn covered(&self, bytes: &[u8]) -> Result<Covered, StoreError> {
+        self.postcard(bytes)
+    }
+
+    pub(crate) fn mailbox(&self, bytes: &[u8]) -> Result<Mailbox, StoreError> {
+        Ok(Mailbox(self.fixed(bytes)?))
+    }
+
+    pub(crate) fn redeeming(&self, bytes: &[u8]) -> Result<Redeeming, StoreError> {
         self.postcard(bytes)
     }
 

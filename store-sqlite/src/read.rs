@@ -81,6 +81,11 @@ pub(crate) async fn load(connection: &mut SqliteConnection) -> Result<Restored, 
     }
     load_documents(connection, &mut restored).await?;
     load_compaction(connection, &mut restored).await?;
+    for row in fetch(connection, "SELECT mailbox, redeeming, checksum FROM redeeming").await? {
+        let [mailbox, redeeming] = checked(&row, "redeeming")?;
+        let mailbox = Column("redeeming.mailbox").mailbox(mailbox)?;
+        restored.redeeming.insert(mailbox, Column("redeeming.redeeming").redeeming(redeeming)?);
+    }
     Ok(restored)
 }
 

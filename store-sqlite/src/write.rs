@@ -114,6 +114,29 @@ fn add_changes(script: &mut Script, changes: &Changes) {
     };
     let rows = changes.round_floors.iter().map(|(group, round)| vec![group.0.to_vec(), u64_to_column(*round).to_vec()]);
     script.upsert(&statement, rows.collect());
+
+    write_redeeming(script, changes);
+}
+
+/// Invite codes a device redeems: upserted, or deleted once it got in or gave up.
+fn write_redeeming(script: &mut Script, changes: &Changes) {
+    let statement = Statement {
+        table: "redeeming",
+        head: "INSERT INTO redeeming (mailbox, redeeming, checksum) ",
+        tail: " ON CONFLICT (mailbox) DO UPDATE SET redeeming = excluded.redeeming, checksum = excluded.checksum",
+    };
+    let rows = changes
+        .redeeming
+        .iter()
+        .filter_map(|(mailbox, redeeming)| Some(vec![mailbox.0.to_vec(), to_postcard(redeeming.as_ref()?)]));
+    script.upsert(&statement, rows.collect());
+    let keys: Vec<Columns> = changes
+        .redeeming
+        .iter()
+        .filter(|(_, redeeming)| redeeming.is_none())
+        .map(|(mailbox, _)| vec![mailbox.0.to_vec()])
+        .collect();
+    script.delete("DELETE FROM redeeming WHERE mailbox IN (", keys);
 }
 
 /// Accepted values: upserts for slots last accepted, deletes for slots last chosen.

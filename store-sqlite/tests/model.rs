@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 
 use plait_io_sim::disk::Disk;
 use plait_kernel::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
+use plait_kernel::invite::{InviteCode, Redeeming};
 use plait_kernel::log::{AcceptorSet, Entry, GroupGenesis};
+use plait_kernel::rng::NodeRng;
 use plait_kernel::snapshot::{Compaction, ContentKey, Covered, CoveredSender, SnapshotHash};
 use plait_kernel::storage::{LoadQuery, Record, Restored, WriteBatch};
+use plait_kernel::time::Time;
 use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 use plait_store_sqlite::Store;
 use proptest::prelude::*;
@@ -95,6 +98,25 @@ fn compaction() -> impl Strategy<Value = Compaction> {
         .prop_map(|(hash, size, chunks, covered, wrapped_key)| Compaction { hash, size, chunks, covered, wrapped_key })
 }
 
+/// Few mailboxes (codes from a few seeds), so a code is rewritten and deleted while held.
+fn redeeming_record() -> impl Strategy<Value = Record> {
+    let redeeming = (0..3u64, prop::collection::vec(node(), 1..4), any::<[u8; 32]>(), number()).prop_map(
+        |(code, acceptors, key_seed, started_at)| Redeeming {
+            code: InviteCode::generate(&mut NodeRng::from_seed(code)),
+            acceptors: AcceptorSet::new(acceptors, 8).expect("non-empty"),
+            key_seed,
+            started_at: Time(started_at),
+        },
+    );
+    (0..3u64, prop::option::of(redeeming)).prop_map(|(code, redeeming)| Record::Redeeming {
+        // Deleting names the mailbox alone, sometimes one never written.
+        mailbox: redeeming
+            .as_ref()
+            .map_or_else(|| InviteCode::generate(&mut NodeRng::from_seed(code)).mailbox, |r| r.code.mailbox),
+        redeeming,
+    })
+}
+
 fn record() -> impl Strategy<Value = Record> {
     let any_group = (0..GROUPS).prop_map(group);
     let slot = (0..SLOTS).prop_map(Slot);
@@ -146,6 +168,8 @@ fn record() -> impl Strategy<Value = Record> {
             acceptor,
             cursor: Cursor { incarnation: Incarnation(incarnation), position },
         }),
+        // Outside any group: kept whatever groups there are.
+        2 => redeeming_record(),
     ]
 }
 

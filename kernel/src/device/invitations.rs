@@ -3,17 +3,22 @@
 //! The joiner makes a key package, MACs it with the code's secret and posts it to the mailbox at
 //! every acceptor it was given, then polls until one of them holds a Welcome. It retries on its
 //! timer, so either side may be offline at any time until the invite's lifetime is over.
-//! (The key package's private keys are kept in memory: a joiner that restarts before it is
-//! added must redeem a new code.)
+//!
+//! Each invitation is durable (`Record::Redeeming`) before its key package leaves: the code, the
+//! acceptors, and the seed the key package is made from. A joiner that restarts before its
+//! Welcome makes the same key package again and goes on; before, its private keys were in memory
+//! only, and an admin that added the old key package meanwhile made a Welcome nobody could open
+//! (the code works once, so the joiner needed a new one).
 
 use std::collections::BTreeMap;
 
 use crate::context::Context;
 use crate::ids::NodeId;
-use crate::invite::{InviteCode, Mailbox};
+use crate::invite::{InviteCode, Mailbox, Redeeming};
 use crate::io::{CommandError, Rejection};
 use crate::log::{AcceptorSet, GroupGenesis};
 use crate::mls::Joining;
+use crate::storage::Record;
 use crate::time::Time;
 use crate::wire::Message;
 
@@ -58,14 +63,38 @@ impl Invitations {
         self.by_mailbox.contains_key(mailbox)
     }
 
-    /// Starts redeeming `code` with a fresh key package.
-    pub(crate) fn accept(&mut self, cx: &mut Context<'_>, code: &InviteCode, acceptors: AcceptorSet, joining: Joining) {
+    /// Starts redeeming `code` with the key package made from `key_seed` (`joining`): durable
+    /// first, then posted.
+    pub(crate) fn accept(
+        &mut self,
+        cx: &mut Context<'_>,
+        code: &InviteCode,
+        acceptors: AcceptorSet,
+        key_seed: [u8; 32],
+        joining: Joining,
+    ) {
+        let redeeming = Redeeming { code: code.clone(), acceptors, key_seed, started_at: cx.now };
+        cx.persist(vec![Record::Redeeming { mailbox: code.mailbox, redeeming: Some(redeeming.clone()) }]);
+        self.resume(redeeming, joining);
+        self.on_timer(cx);
+    }
+
+    /// Goes on redeeming a code after a restart, with the key package `redeeming.key_seed` makes
+    /// (`joining`); it is posted again at the next timer (an acceptor that holds it says so).
+    pub(crate) fn resume(&mut self, redeeming: Redeeming, joining: Joining) {
+        let Redeeming { code, acceptors, key_seed: _, started_at } = redeeming;
         let mac = code.mac(&joining.key_package);
         let unknown_at = std::collections::BTreeSet::new();
-        let invitation =
-            Invitation { acceptors, joining, mac, started_at: cx.now, next_try_at: cx.now, posted: false, unknown_at };
+        let invitation = Invitation { acceptors, joining, mac, started_at, next_try_at: started_at, posted: false, unknown_at };
         self.by_mailbox.insert(code.mailbox, invitation);
-        self.on_timer(cx);
+    }
+
+    /// Stops redeeming the code of `mailbox` (the device got in, or the code is no use), and
+    /// deletes it from disk.
+    pub(crate) fn forget(&mut self, cx: &mut Context<'_>, mailbox: &Mailbox) {
+        if self.by_mailbox.remove(mailbox).is_some() {
+            cx.persist(vec![Record::Redeeming { mailbox: *mailbox, redeeming: None }]);
+        }
     }
 
     /// When to try again next.
@@ -76,10 +105,13 @@ impl Invitations {
     /// Posts and polls what is due; gives up on invitations older than the longest lifetime.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) -> Vec<CommandError> {
         let lifetime = cx.config.invite_lifetime_ms_max;
-        let before = self.by_mailbox.len();
-        self.by_mailbox.retain(|_, invitation| cx.now.since(invitation.started_at) < lifetime);
-        let expired = vec![CommandError::InviteExpired; before - self.by_mailbox.len()];
         let now = cx.now;
+        let over: Vec<Mailbox> =
+            self.by_mailbox.iter().filter(|(_, i)| now.since(i.started_at) >= lifetime).map(|(mailbox, _)| *mailbox).collect();
+        for mailbox in &over {
+            self.forget(cx, mailbox);
+        }
+        let expired = vec![CommandError::InviteExpired; over.len()];
         for (mailbox, invitation) in self.by_mailbox.iter_mut().filter(|(_, i)| i.next_try_at <= now) {
             if !invitation.posted {
                 let post = Message::PostKeyPackage {
@@ -113,7 +145,7 @@ impl Invitations {
         match key_package {
             Some((posted, _)) if posted == invitation.joining.key_package => invitation.posted = true,
             Some(_) => {
-                self.by_mailbox.remove(&mailbox);
+                self.forget(cx, &mailbox);
                 return Redeemed::Spent;
             }
             None => return Redeemed::Waiting,
@@ -138,7 +170,9 @@ impl Invitations {
     }
 
     /// Joins with the invitation's key package; if `join` gives it back (the Welcome did not
-    /// work), the invitation stays outstanding.
+    /// work), the invitation stays outstanding. Once it worked the invitation is over, but the
+    /// caller deletes it from disk ([`Record::Redeeming`] with `None`) only after the group's
+    /// own records, so that a crash in between resumes it.
     pub(crate) fn try_join<T>(&mut self, mailbox: &Mailbox, join: impl FnOnce(Joining) -> Result<T, Box<Joining>>) -> Option<T> {
         let invitation = self.by_mailbox.remove(mailbox)?;
         let Invitation { acceptors, joining, mac, started_at, next_try_at, posted, unknown_at } = invitation;

@@ -19,7 +19,7 @@ use crate::ids::{GroupId, NodeId, Slot};
 use crate::io::{Command, CommandError, Counters, Effects, Event, Input, Node, Outputs, Rejection};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::rng::NodeRng;
-use crate::storage::Restored;
+use crate::storage::{Record, Restored, WriteBatch};
 use crate::time::Time;
 use crate::wire::{Envelope, decode};
 
@@ -39,7 +39,8 @@ pub struct Device {
     groups: BTreeMap<GroupId, DeviceGroup>,
     /// Key packages waiting for a Welcome (in memory: lost on restart; make a new one).
     joinings: Vec<Joining>,
-    /// Invite codes being redeemed (their key packages count against `key_packages_max` too).
+    /// Invite codes being redeemed, durable (`Record::Redeeming`); their key packages count
+    /// against `key_packages_max` too.
     invitations: invitations::Invitations,
     counters: Counters,
     /// Groups this input touched, whose entries below are recorded again before it returns.
@@ -97,6 +98,13 @@ impl Device {
             }
             device.groups.insert(id, group);
             device.touched.insert(id);
+        }
+        for redeeming in restored.redeeming.into_values() {
+            // The same seed and identity make the same key package (the provider is seeded).
+            match Joining::new(redeeming.key_seed, &device.identity()) {
+                Ok(joining) => device.invitations.resume(redeeming, joining),
+                Err(_) => device.counters.count(Rejection::Invalid),
+            }
         }
         device.record_touched();
         let wake_at = device.wake_at();
@@ -325,7 +333,7 @@ impl Device {
         let seed = self.mls_seed();
         let joining = Joining::new(seed, &self.identity()).map_err(|error| CommandError::Mls(error.to_string()))?;
         let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
-        self.invitations.accept(&mut cx, &code, acceptors, joining);
+        self.invitations.accept(&mut cx, &code, acceptors, seed, joining);
         Ok(())
     }
 
@@ -356,27 +364,46 @@ impl Device {
             return self.counters.count(Rejection::Invalid);
         }
         if self.groups.contains_key(&genesis.group_id()) {
-            return;
+            // In already: a restart between joining and deleting the invitation (below).
+            cov_mark::hit!(joiner_already_in_forgets_its_invitation);
+            return self.invitations.forget(&mut cx, &mailbox);
         }
         let past_epochs = self.config.mls_past_epochs_max;
         let joined = self.invitations.try_join(&mailbox, |joining| {
             joining.join_with_extension(&welcome, past_epochs).map_err(|failed| Box::new(failed.0))
         });
         let Some((member, welcomed)) = joined else { return self.counters.count(Rejection::Invalid) };
+        let result = self.open_welcomed(now, genesis, member, welcomed, effects);
+        // The key package is spent whatever happened: the invitation is over, and goes from disk
+        // after the group's own records.
+        effects.persist(WriteBatch { records: vec![Record::Redeeming { mailbox, redeeming: None }] });
+        if let Err(error) = result {
+            effects.notify(Event::CommandFailed { error });
+        }
+    }
+
+    /// Opens the group a Welcome put this device in, if the genesis an acceptor gave is that
+    /// group's.
+    fn open_welcomed(
+        &mut self,
+        now: Time,
+        genesis: GroupGenesis,
+        member: Member,
+        welcomed: Option<Vec<u8>>,
+        effects: &mut Effects,
+    ) -> Result<(), CommandError> {
         let mls_group_id = member.group_id();
         if !genesis_names(&genesis, &mls_group_id) {
             // The genesis comes from the acceptor, the Welcome from the admin: they must agree.
             cov_mark::hit!(joiner_refuses_a_genesis_that_is_not_the_welcomes);
             self.counters.count(Rejection::Invalid);
-            let error = CommandError::InvalidInvite("an acceptor sent a genesis that does not match the Welcome".into());
-            return effects.notify(Event::CommandFailed { error });
+            return Err(CommandError::InvalidInvite("an acceptor sent a genesis that does not match the Welcome".into()));
         }
         cov_mark::hit!(joiner_joins_through_an_invite);
         let membership = Membership::new(member, self.identity(), mls_group_id);
-        if let Err(error) = self.open_group(now, genesis.clone(), Some(membership), welcomed, effects) {
-            return effects.notify(Event::CommandFailed { error });
-        }
+        self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
         effects.notify(Event::Joined { group: genesis.group_id(), genesis });
+        Ok(())
     }
 
     /// In an MLS group, a commit to its settings (admins only); otherwise a log entry.

@@ -207,6 +207,43 @@ fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
     assert_eq!(net.device(joiner).group(group).and_then(|g| g.epoch()), Some(1));
 }
 
+/// A joiner that restarts after posting its key package, while its admin adds it, makes the same
+/// key package again from its disk: only that one opens the Welcome (the code works once, so a new
+/// key package would have left it out for good). A restart after it joined, before the invitation
+/// was deleted, finds itself in and forgets it.
+#[test]
+fn a_joiner_that_restarts_before_its_welcome_still_gets_in() {
+    let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
+    let (mut net, group, code) = founded_with_an_invite(2, Role::Writer);
+    settle(&mut net);
+    fn image(net: &mut Net, joiner: NodeId) -> &mut plait_kernel::Restored {
+        &mut net.members.iter_mut().find(|m| m.id == joiner).expect("the joiner").durable
+    }
+
+    net.offline = vec![admin];
+    net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
+    settle(&mut net);
+    let invitation = image(&mut net, joiner).redeeming.clone();
+    assert_eq!(invitation.len(), 1, "the invitation is durable");
+    net.offline = vec![joiner];
+    net.restart(joiner, 555, false);
+    settle(&mut net);
+    assert_eq!(net.device(admin).group(group).and_then(|g| g.epoch()), Some(1), "the admin added the joiner");
+
+    net.offline = vec![admin];
+    settle(&mut net);
+    assert!(joined(&net, joiner, group), "the joiner is in: {:#?}", &net.log[net.log.len().saturating_sub(30)..]);
+    assert!(image(&mut net, joiner).redeeming.is_empty(), "the invitation is deleted once the joiner is in");
+
+    // As if it had crashed between the group's records and the invitation's deletion.
+    image(&mut net, joiner).redeeming = invitation;
+    net.restart(joiner, 556, false);
+    cov_mark::check!(joiner_already_in_forgets_its_invitation);
+    settle(&mut net);
+    assert!(image(&mut net, joiner).redeeming.is_empty());
+    assert_eq!(net.device(joiner).group(group).and_then(|g| g.epoch()), Some(1), "still in, once");
+}
+
 /// Neither side waits for its next poll when both are online: the acceptors hand the key package
 /// to the admin and the Welcome to the joiner as they arrive. (No timer fires in this test.)
 #[test]

@@ -54,6 +54,11 @@ pub fn all() -> Vec<Scenario> {
             run: offline_joiner_through_an_invite,
         },
         Scenario {
+            name: "mls/a-joiner-that-restarts-before-its-welcome-still-gets-in",
+            description: "as an offline joiner's invite, but the joiner crashes after posting its key package and restarts from its disk only after the admin added it; it makes the same key package again and opens its Welcome",
+            run: joiner_restarts_before_its_welcome,
+        },
+        Scenario {
             name: "mls/a-byzantine-acceptor-cannot-fork-the-group",
             description: "one of four acceptors lies (hides and invents accepted values, acknowledges accepts it never made durable, reports false chosen values), withholds, replays and sends garbage, while two admins change membership and members rotate and write under a seed's faults; no member forks and the group converges",
             run: byzantine_acceptor,
@@ -452,6 +457,16 @@ fn acceptor_replaced_under_faults(options: &RunOptions) -> Outcome {
 /// Proves invites work when inviter and joiner are never online together: everything passes
 /// through the acceptors' mailbox, and the admin's invite survives its restart.
 fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
+    joiner_through_an_invite(options, false)
+}
+
+/// Proves a joiner's invitation survives its restart: the admin adds the key package the joiner
+/// posted before it crashed, so only that key package opens the Welcome.
+fn joiner_restarts_before_its_welcome(options: &RunOptions) -> Outcome {
+    joiner_through_an_invite(options, true)
+}
+
+fn joiner_through_an_invite(options: &RunOptions, joiner_restarts: bool) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let profile = lossy(&mut rng);
     let mut session = match start_with(options, (3, 5, 3), profile, 0) {
@@ -476,9 +491,12 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     session.cluster.command(joiner, Command::AcceptInvite { code, acceptors });
     step(&mut session, 3_000);
     session.cluster.restart(admin, false);
-    // The joiner is away while the admin adds it.
+    // The joiner is away while the admin adds it (down, if it restarts).
     session.cluster.heal();
     session.cluster.isolate(joiner);
+    if joiner_restarts {
+        session.cluster.crash(joiner);
+    }
     let epoch_of = |c: &Cluster, d: usize| c.device(d).and_then(|device| device.group(group)?.epoch());
     let before = epoch_of(&session.cluster, devices[1]);
     let deadline = session.cluster.now().plus_ms(30_000);
@@ -489,6 +507,9 @@ fn offline_joiner_through_an_invite(options: &RunOptions) -> Outcome {
     step(&mut session, 2_000);
     // The admin is away when the joiner comes back for its Welcome.
     session.cluster.heal();
+    if joiner_restarts {
+        session.cluster.restart(joiner, false);
+    }
     session.cluster.isolate(admin);
     let deadline = session.cluster.now().plus_ms(30_000);
     let in_group = |c: &Cluster| c.device(joiner).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
