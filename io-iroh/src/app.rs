@@ -244,6 +244,16 @@ impl DeviceApp {
     /// admin device has added this one (it must be online meanwhile).
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
         let invite: Invite = code.parse()?;
+        let mailbox = plait_kernel::invite::InviteCode::parse(&invite.code)
+            .map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?
+            .mailbox;
+        // The device keeps redeeming a code across restarts, so an earlier `join` that stopped
+        // waiting may have got in since (at any later start of this device).
+        let through =
+            move |device: &Device| device.groups().find(|group| group.joined_through() == Some(mailbox)).map(|g| g.id());
+        if let Some(group) = self.handle.inspect(through).await? {
+            return self.name_joined(&invite, group);
+        }
         if self.offline {
             return Err(AppError::Offline("joining"));
         }
@@ -261,9 +271,6 @@ impl DeviceApp {
         let ids = invite.acceptors.iter().map(|ticket| ticket.node).collect();
         let set = AcceptorSet::new(ids, self.config.acceptors_max)
             .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
-        let mailbox = plait_kernel::invite::InviteCode::parse(&invite.code)
-            .map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?
-            .mailbox;
         let mut events = self.handle.subscribe();
         self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
         let expires_first = Duration::from_millis(left) < timeout;
@@ -282,7 +289,18 @@ impl DeviceApp {
             Err(AppError::Timeout(..)) if expires_first => return Err(AppError::InviteExpired),
             other => other??,
         };
-        self.remember(&invite.name, group, &invite.acceptors)?;
+        self.name_joined(&invite, group)
+    }
+
+    /// Names `group`, which this device joined through `invite`, as the invite says (once: a
+    /// second `join` with the same code finds the name taken by the same group).
+    fn name_joined(&self, invite: &Invite, group: GroupId) -> Result<DocumentHandle, AppError> {
+        let named = self.documents.lock().expect("documents lock").get(&invite.name).map(|entry| entry.group.clone());
+        match named {
+            Some(named) if parse_group(&named)? != group => return Err(AppError::DocumentExists(invite.name.clone())),
+            Some(_) => {}
+            None => self.remember(&invite.name, group, &invite.acceptors)?,
+        }
         self.document(&invite.name)
     }
 

@@ -458,3 +458,43 @@ fn sync_names_a_full_acceptor_and_the_edit_gets_in_once_its_budget_is_raised() {
     assert!(stderr.contains(&format!("warning: acceptor {id} refused to host doc2: full")), "{stderr}");
     assert_eq!(metric(&acceptor, "plait_groups"), 1);
 }
+
+/// A `join` that times out leaves the device redeeming its code (it is on disk): the admin adds
+/// the key package it posted, a later `sync` of the joiner gets it in, and `join` again with the
+/// same code names the document. (Before, the key package was lost with the process and the code
+/// was spent on it.)
+#[test]
+fn a_join_that_timed_out_goes_on_and_the_same_code_names_the_document() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let acceptor = AcceptorProcess::start(&root.path().join("acceptor"), "127.0.0.1:0");
+    let [alice, bob] = ["alice", "bob"].map(|name| root.path().join(name));
+    for (dir, name) in [(&alice, "alice"), (&bob, "bob")] {
+        device(dir, &["init", "--name", name]);
+    }
+    device(&alice, &["create", "doc", "--acceptor", acceptor.ticket.as_str()]);
+    device(&alice, &["append", "doc", "hello"]);
+    let code = invite(&alice, "writer");
+
+    // The admin is offline: the key package waits in the mailbox.
+    let waited = device_command(&bob, &["join", &code, "--timeout", "2s"]).output().expect("run plait device");
+    assert!(!waited.status.success(), "nobody could add it");
+    assert!(String::from_utf8_lossy(&waited.stderr).contains("timed out"), "{waited:?}");
+
+    // The admin adds it while the joiner is down.
+    for _ in 0..10 {
+        if members(&alice).len() == 2 {
+            break;
+        }
+        device(&alice, &["sync", "--for", "2s"]);
+    }
+    assert_eq!(members(&alice).len(), 2, "the admin added the key package the joiner posted");
+
+    // The joiner's next time online gets it in; the same code then names the document.
+    device(&bob, &["sync", "--for", "3s"]);
+    assert!(last_line(&device(&bob, &["join", &code, "--timeout", "60s"])).starts_with("joined doc"));
+    // It is a member: what it writes reaches the admin.
+    device(&bob, &["append", "doc", " world"]);
+    device(&bob, &["sync", "doc", "--until-idle"]);
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    assert_eq!(cat(&alice), "hello world");
+}

@@ -73,6 +73,10 @@ pub(crate) struct DeviceGroup {
     messages: Messages,
     /// For an MLS group: invites this device opened.
     pub(crate) invites: Invites,
+    /// For an MLS group this device joined through an invite code: the code's mailbox (durable
+    /// under `JOINED_THROUGH_KEY`), so a host that stopped waiting can still tell which group the
+    /// code led to.
+    pub(crate) joined_through: Option<crate::invite::Mailbox>,
     /// For an MLS group: its document.
     pub(crate) replica: Option<crate::device::replica::Replica>,
     /// Chosen values acceptors reported for slots not applied yet.
@@ -160,6 +164,7 @@ impl DeviceGroup {
             mls: None,
             messages: Messages::default(),
             invites: Invites::default(),
+            joined_through: None,
             replica: None,
             vouches: crate::vouches::Vouches::default(),
             next_rotation_at: None,

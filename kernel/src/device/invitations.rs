@@ -22,6 +22,15 @@ use crate::storage::Record;
 use crate::time::Time;
 use crate::wire::Message;
 
+/// The key, in a group's key-value state, of the mailbox of the code this device joined it
+/// through (openmls never writes keys starting 0xff).
+pub(crate) const JOINED_THROUGH_KEY: &[u8] = b"\xffplait/joined-through";
+
+/// The mailbox a group's key-value state says this device joined it through.
+pub(crate) fn joined_through(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Option<Mailbox> {
+    Some(Mailbox(state.get(JOINED_THROUGH_KEY)?.as_slice().try_into().ok()?))
+}
+
 /// One invite being redeemed.
 #[derive(Debug)]
 struct Invitation {

@@ -16,6 +16,7 @@ use crate::config::ValidConfig;
 use crate::context::Context;
 use crate::deadlines::Deadlines;
 use crate::ids::{GroupId, NodeId, Slot};
+use crate::invite::Mailbox;
 use crate::io::{Command, CommandError, Counters, Effects, Event, Input, Node, Outputs, Rejection};
 use crate::log::{AcceptorSet, Entry, GroupGenesis};
 use crate::rng::NodeRng;
@@ -74,6 +75,8 @@ impl Device {
         for (id, state) in restored.groups {
             let mut key_values = state.mls.clone();
             let invites = invites::Invites::restore(&mut key_values);
+            let joined_through = invitations::joined_through(&key_values);
+            key_values.remove(invitations::JOINED_THROUGH_KEY);
             key_values.remove(group::confirming::DUTY_KEY);
             key_values.remove(replica::PEER_KEY);
             let mls = if state.genesis.is_mls() {
@@ -92,6 +95,7 @@ impl Device {
             };
             let mut group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
             group.invites = invites;
+            group.joined_through = joined_through;
             if let Some((replica, refused)) = replica {
                 (0..refused).for_each(|_| device.counters.count(Rejection::Invalid));
                 group.replica = Some(replica);
@@ -363,17 +367,12 @@ impl Device {
         if !genesis.is_mls() || !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
             return self.counters.count(Rejection::Invalid);
         }
-        if self.groups.contains_key(&genesis.group_id()) {
-            // In already: a restart between joining and deleting the invitation (below).
-            cov_mark::hit!(joiner_already_in_forgets_its_invitation);
-            return self.invitations.forget(&mut cx, &mailbox);
-        }
         let past_epochs = self.config.mls_past_epochs_max;
         let joined = self.invitations.try_join(&mailbox, |joining| {
             joining.join_with_extension(&welcome, past_epochs).map_err(|failed| Box::new(failed.0))
         });
         let Some((member, welcomed)) = joined else { return self.counters.count(Rejection::Invalid) };
-        let result = self.open_welcomed(now, genesis, member, welcomed, effects);
+        let result = self.open_welcomed(now, genesis, mailbox, member, welcomed, effects);
         // The key package is spent whatever happened: the invitation is over, and goes from disk
         // after the group's own records.
         effects.persist(WriteBatch { records: vec![Record::Redeeming { mailbox, redeeming: None }] });
@@ -388,6 +387,7 @@ impl Device {
         &mut self,
         now: Time,
         genesis: GroupGenesis,
+        mailbox: Mailbox,
         member: Member,
         welcomed: Option<Vec<u8>>,
         effects: &mut Effects,
@@ -399,10 +399,21 @@ impl Device {
             self.counters.count(Rejection::Invalid);
             return Err(CommandError::InvalidInvite("an acceptor sent a genesis that does not match the Welcome".into()));
         }
-        cov_mark::hit!(joiner_joins_through_an_invite);
-        let membership = Membership::new(member, self.identity(), mls_group_id);
-        self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
-        effects.notify(Event::Joined { group: genesis.group_id(), genesis });
+        let id = genesis.group_id();
+        if self.groups.contains_key(&id) {
+            // In already (the Welcome opened, so this is no acceptor's say-so): a restart between
+            // joining and deleting the invitation, or a code for a group it was in.
+            cov_mark::hit!(joiner_welcomed_into_a_group_it_already_holds);
+        } else {
+            cov_mark::hit!(joiner_joins_through_an_invite);
+            let membership = Membership::new(member, self.identity(), mls_group_id);
+            self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
+        }
+        let (group, mut cx) = self.touch(now, id, effects).expect("invariant: the group is held, opened above or before");
+        group.joined_through = Some(mailbox);
+        let key = invitations::JOINED_THROUGH_KEY.to_vec();
+        cx.persist(vec![Record::MlsState { group: id, key, value: Some(mailbox.0.to_vec()) }]);
+        effects.notify(Event::Joined { group: id, genesis });
         Ok(())
     }
 
@@ -566,6 +577,11 @@ impl DeviceGroupView<'_> {
     pub fn acceptors(&self) -> &AcceptorSet {
         self.group.acceptors()
     }
+    /// The mailbox of the invite code this device joined the group through, if it did.
+    pub fn joined_through(&self) -> Option<Mailbox> {
+        self.group.joined_through
+    }
+
     /// Whether this device is a member: always for groups of opaque values; for MLS groups,
     /// until a commit removes it.
     pub fn is_member(&self) -> bool {

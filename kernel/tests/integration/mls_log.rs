@@ -209,8 +209,9 @@ fn an_offline_joiner_gets_in_through_an_invite_while_the_admin_is_away() {
 
 /// A joiner that restarts after posting its key package, while its admin adds it, makes the same
 /// key package again from its disk: only that one opens the Welcome (the code works once, so a new
-/// key package would have left it out for good). A restart after it joined, before the invitation
-/// was deleted, finds itself in and forgets it.
+/// key package would have left it out for good). The group remembers the code it was joined
+/// through. A restart after it joined, before the invitation was deleted, opens the Welcome
+/// again, finds itself in the group, and forgets the invitation.
 #[test]
 fn a_joiner_that_restarts_before_its_welcome_still_gets_in() {
     let (admin, joiner) = (NodeId::from_index(101), NodeId::from_index(102));
@@ -220,6 +221,7 @@ fn a_joiner_that_restarts_before_its_welcome_still_gets_in() {
         &mut net.members.iter_mut().find(|m| m.id == joiner).expect("the joiner").durable
     }
 
+    let mailbox = plait_kernel::invite::InviteCode::parse(&code).expect("valid").mailbox;
     net.offline = vec![admin];
     net.command(joiner, Command::AcceptInvite { code, acceptors: acceptors() });
     settle(&mut net);
@@ -234,14 +236,19 @@ fn a_joiner_that_restarts_before_its_welcome_still_gets_in() {
     settle(&mut net);
     assert!(joined(&net, joiner, group), "the joiner is in: {:#?}", &net.log[net.log.len().saturating_sub(30)..]);
     assert!(image(&mut net, joiner).redeeming.is_empty(), "the invitation is deleted once the joiner is in");
+    let through = |net: &Net| net.device(joiner).group(group).and_then(|g| g.joined_through());
+    assert_eq!(through(&net), Some(mailbox), "the group knows the code it was joined through");
+    net.restart(joiner, 557, false);
+    assert_eq!(through(&net), Some(mailbox), "and remembers it after a restart");
 
     // As if it had crashed between the group's records and the invitation's deletion.
     image(&mut net, joiner).redeeming = invitation;
     net.restart(joiner, 556, false);
-    cov_mark::check!(joiner_already_in_forgets_its_invitation);
+    cov_mark::check!(joiner_welcomed_into_a_group_it_already_holds);
     settle(&mut net);
     assert!(image(&mut net, joiner).redeeming.is_empty());
     assert_eq!(net.device(joiner).group(group).and_then(|g| g.epoch()), Some(1), "still in, once");
+    assert_eq!(through(&net), Some(mailbox));
 }
 
 /// Neither side waits for its next poll when both are online: the acceptors hand the key package
