@@ -244,15 +244,16 @@ impl DeviceApp {
     /// admin device has added this one (it must be online meanwhile).
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
         let invite: Invite = code.parse()?;
-        let mailbox = plait_kernel::invite::InviteCode::parse(&invite.code)
-            .map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?
-            .mailbox;
+        let inner = plait_kernel::invite::InviteCode::parse(&invite.code);
         // The device keeps redeeming a code across restarts, so an earlier `join` that stopped
-        // waiting may have got in since (at any later start of this device).
-        let through =
-            move |device: &Device| device.groups().find(|group| group.joined_through() == Some(mailbox)).map(|g| g.id());
-        if let Some(group) = self.handle.inspect(through).await? {
-            return self.name_joined(&invite, group);
+        // waiting may have got in since (at any later start of this device), even if the invite
+        // expired meanwhile.
+        if let Ok(inner) = &inner {
+            let mailbox = inner.mailbox;
+            let through = move |device: &Device| device.groups().find(|g| g.joined_through() == Some(mailbox)).map(|g| g.id());
+            if let Some(group) = self.handle.inspect(through).await? {
+                return self.name_joined(&invite, group);
+            }
         }
         if self.offline {
             return Err(AppError::Offline("joining"));
@@ -271,6 +272,7 @@ impl DeviceApp {
         let ids = invite.acceptors.iter().map(|ticket| ticket.node).collect();
         let set = AcceptorSet::new(ids, self.config.acceptors_max)
             .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
+        let mailbox = inner.map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?.mailbox;
         let mut events = self.handle.subscribe();
         self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
         let expires_first = Duration::from_millis(left) < timeout;
