@@ -241,7 +241,9 @@ impl DeviceApp {
     }
 
     /// Joins a document with an invite code from [`DocumentHandle::invite`]; returns once an
-    /// admin device has added this one (it must be online meanwhile).
+    /// admin device has added this one (it must be online meanwhile). On a timeout the device
+    /// goes on redeeming the code whenever it is online (it is on disk); `join` again with the
+    /// same code waits for it, or names the document at once if the device got in meanwhile.
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
         let invite: Invite = code.parse()?;
         let inner = plait_kernel::invite::InviteCode::parse(&invite.code);
