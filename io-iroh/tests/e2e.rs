@@ -492,9 +492,12 @@ fn a_join_that_timed_out_goes_on_and_the_same_code_names_the_document() {
     // The joiner's next time online gets it in; the same code then names the document.
     device(&bob, &["sync", "--for", "3s"]);
     assert!(last_line(&device(&bob, &["join", &code, "--timeout", "60s"])).starts_with("joined doc"));
-    // It is a member: what it writes reaches the admin.
+    // It is a member: what it writes reaches the admin. (It may not have the text from before it
+    // joined yet, which comes in a snapshot: then its append is concurrent with "hello", and
+    // the CRDT orders the two either way.)
     device(&bob, &["append", "doc", " world"]);
     device(&bob, &["sync", "doc", "--until-idle"]);
     device(&alice, &["sync", "doc", "--until-idle"]);
-    assert_eq!(cat(&alice), "hello world");
+    let text = cat(&alice);
+    assert!(text == "hello world" || text == " worldhello", "{text:?}");
 }
