@@ -189,28 +189,6 @@ impl DeviceGroup {
         earliest(wake, self.next_rotation_at).expect("the sync deadline is always set")
     }
 
-    /// Queues a key rotation when this device's rotation is due, and schedules the next one
-    /// (the interval plus up to a tenth of it, so members do not all rotate at once).
-    fn rotate_when_due(&mut self, cx: &mut Context<'_>) {
-        let Some(mls) = self.mls.as_ref() else { return };
-        let interval = mls.member.settings().map_or(0, |settings| settings.rotation_interval_ms);
-        if interval == 0 || mls.may_write(cx.group, cx.me).is_err() {
-            self.next_rotation_at = None;
-            return;
-        }
-        let due = *self.next_rotation_at.get_or_insert(cx.now.plus_ms(interval));
-        if cx.now < due {
-            return;
-        }
-        let queued = self.queue.iter().any(|p| *p == Proposal::Intent(Intent::Rotate));
-        if !queued && self.queue.len() < cx.config.proposals_queued_max {
-            cov_mark::hit!(device_rotates_keys_on_schedule);
-            self.queue.push_back(Proposal::Intent(Intent::Rotate));
-        }
-        let jitter = cx.rng.in_range(0, interval / 10);
-        self.next_rotation_at = Some(cx.now.plus_ms(interval + jitter));
-    }
-
     /// Proposals waiting (including the one in flight, if it is ours).
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()

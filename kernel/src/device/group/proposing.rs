@@ -1,5 +1,6 @@
 //! Driving a device's proposer: preparing a ballot, proposing adopted values first and then our
-//! own, and turning MLS intents into commits when the proposer reaches a slot.
+//! own, turning MLS intents into commits when the proposer reaches a slot, and queueing the
+//! scheduled key rotations.
 
 use std::collections::BTreeSet;
 
@@ -15,6 +16,28 @@ use crate::storage::Record;
 use crate::wire::Message;
 
 impl DeviceGroup {
+    /// Queues a key rotation when this device's rotation is due, and schedules the next one
+    /// (the interval plus up to a tenth of it, so members do not all rotate at once).
+    pub(super) fn rotate_when_due(&mut self, cx: &mut Context<'_>) {
+        let Some(mls) = self.mls.as_ref() else { return };
+        let interval = mls.member.settings().map_or(0, |settings| settings.rotation_interval_ms);
+        if interval == 0 || mls.may_write(cx.group, cx.me).is_err() {
+            self.next_rotation_at = None;
+            return;
+        }
+        let due = *self.next_rotation_at.get_or_insert(cx.now.plus_ms(interval));
+        if cx.now < due {
+            return;
+        }
+        let queued = self.queue.iter().any(|p| *p == Proposal::Intent(Intent::Rotate));
+        if !queued && self.queue.len() < cx.config.proposals_queued_max {
+            cov_mark::hit!(device_rotates_keys_on_schedule);
+            self.queue.push_back(Proposal::Intent(Intent::Rotate));
+        }
+        let jitter = cx.rng.in_range(0, interval / 10);
+        self.next_rotation_at = Some(cx.now.plus_ms(interval + jitter));
+    }
+
     /// Moves the proposer forward as far as it can without waiting.
     pub(crate) fn drive(&mut self, cx: &mut Context<'_>) {
         if let Proposer::Backoff { until } = self.proposer {
