@@ -224,27 +224,17 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     }
     // Throughput: edits in rounds of `IN_FLIGHT` at once (the driver commits each round's
     // writes together); count the messages every reader applies.
-    // Every message a reader applies is one `DocumentChanged`; count them as they come. A reader
-    // that falls behind a compaction catches up from its snapshot instead (`SnapshotImported`):
-    // the messages it covers are not counted, and the run says how many snapshots came.
-    let mut progress = Vec::new();
-    let counting: Vec<_> = readers
-        .iter()
-        .map(|reader| {
-            let (sender, receiver) = tokio::sync::watch::channel(Progress::default());
-            progress.push(receiver);
-            let mut watcher = reader.subscribe();
-            tokio::spawn(async move {
-                loop {
-                    let event = wait_for_change(&mut watcher).await;
-                    sender.send_modify(|progress| match event {
-                        Event::DocumentChanged { .. } => progress.applied += 1,
-                        _ => progress.imports += 1,
-                    });
-                }
-            })
-        })
-        .collect();
+    // Every message a reader applies is one `DocumentChanged`, which its driver counts (a
+    // subscriber counting the events itself would miss those it fell too far behind for). A
+    // reader that falls behind a compaction catches up from its snapshot instead
+    // (`SnapshotImported`): the messages it covers are not counted, and the run says how many
+    // snapshots came.
+    let reader_devices = &devices[1..];
+    let progress = |device: &DeviceApp| {
+        let status = device.driver().status();
+        Progress { applied: status.updates_applied, imports: status.snapshots_imported }
+    };
+    let progress_before: Vec<Progress> = reader_devices.iter().map(progress).collect();
     let mut watchers: Vec<_> = readers.iter().map(|reader| reader.subscribe()).collect();
     let before = NodeCounts::read(&acceptors, &devices);
     let cpu_before = process_cpu_seconds();
@@ -259,16 +249,26 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         }
     }
     let expected = writer.text().await.expect("text");
-    for ((reader, watcher), progress) in readers.iter().zip(&mut watchers).zip(&mut progress) {
+    for (((reader, device), watcher), before) in readers.iter().zip(reader_devices).zip(&mut watchers).zip(&progress_before) {
         // Reading the whole text costs O(document) inside the reader's own driver, so without
         // batching (one message per edit) it is read only once the reader applied every
         // message, or caught up from a snapshot (whose messages the count cannot see); then,
         // and with batching, once per burst of changes.
-        let caught_up = |progress: &Progress| batching || progress.applied >= messages as u64 || progress.imports > 0;
-        progress.wait_for(caught_up).await.expect("counting task");
+        let caught_up = || {
+            let now = progress(device).since(before);
+            batching || now.applied >= messages as u64 || now.imports > 0
+        };
+        let mut stalled = Stalled::new();
+        while !caught_up() {
+            // The driver's counters wake nobody: the reader's events do, and a timeout in case
+            // this watcher fell behind and the last of them were skipped.
+            let _ = tokio::time::timeout(Duration::from_millis(100), wait_for_change(watcher)).await;
+            stalled.check(progress(device).since(before).applied, messages);
+        }
         while reader.text().await.expect("text") != expected {
-            wait_for_change(watcher).await;
+            let _ = tokio::time::timeout(Duration::from_millis(100), wait_for_change(watcher)).await;
             while let Some(Some(_)) = watcher.next().now_or_never() {}
+            stalled.check(reader.text().await.expect("text").len() as u64, expected.len());
         }
     }
     // A reader's text shows what it applied, durable on its disk or not yet; the run counts
@@ -277,6 +277,8 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
         device.driver().durable().await.expect("reader running");
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let done: Vec<Progress> =
+        reader_devices.iter().map(progress).zip(&progress_before).map(|(now, before)| now.since(before)).collect();
     if !batching {
         NodeCounts::read(&acceptors, &devices).print_since(&before, messages);
         if let (Some(before), Some(after)) = (cpu_before, process_cpu_seconds()) {
@@ -294,9 +296,8 @@ async fn one_run(messages: usize, batching: bool) -> Sample {
     for acceptor in acceptors {
         acceptor.shutdown().await;
     }
-    counting.iter().for_each(|task| task.abort());
-    let slowest = progress.iter().map(|progress| progress.borrow().applied).min().unwrap_or(0);
-    let imports: u64 = progress.iter().map(|progress| progress.borrow().imports).sum();
+    let slowest = done.iter().map(|progress| progress.applied).min().unwrap_or(0);
+    let imports: u64 = done.iter().map(|progress| progress.imports).sum();
     if imports > 0 {
         println!("  {imports} snapshot imports: a reader fell behind a compaction (the messages they cover are not counted)");
     }
@@ -310,6 +311,43 @@ struct Progress {
     applied: u64,
     /// Snapshots imported (`SnapshotImported`).
     imports: u64,
+}
+
+impl Progress {
+    fn since(self, before: &Progress) -> Progress {
+        Progress { applied: self.applied - before.applied, imports: self.imports - before.imports }
+    }
+}
+
+/// How long a wait may go without progress before the run gives up, naming what it waited for
+/// (a benchmark that hangs tells nothing).
+const STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// Watches a wait's progress: says so after `STALL_LIMIT / 6` without any, and panics after
+/// `STALL_LIMIT`.
+struct Stalled {
+    reached: u64,
+    since: Instant,
+    told: bool,
+}
+
+impl Stalled {
+    fn new() -> Stalled {
+        Stalled { reached: 0, since: Instant::now(), told: false }
+    }
+
+    fn check(&mut self, reached: u64, wanted: usize) {
+        if reached != self.reached {
+            *self = Stalled { reached, since: Instant::now(), told: false };
+            return;
+        }
+        let waited = self.since.elapsed();
+        assert!(waited < STALL_LIMIT, "no progress for {waited:?}: a reader is at {reached} of {wanted}");
+        if waited > STALL_LIMIT / 6 && !self.told {
+            println!("  (waiting: a reader is at {reached} of {wanted}, no progress for {waited:?})");
+            self.told = true;
+        }
+    }
 }
 
 /// What each node's driver and links did, to show where a run's time goes.

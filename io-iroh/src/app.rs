@@ -468,7 +468,7 @@ impl DocumentHandle {
 
     /// Other members' changes (and this document's other events) from now on.
     pub fn subscribe(&self) -> DocumentEvents {
-        DocumentEvents { group: self.group, events: self.handle.subscribe() }
+        DocumentEvents { group: self.group, events: self.handle.subscribe(), skipped: 0 }
     }
 
     /// Opens an invite (admins); the returned code carries the acceptors' tickets.
@@ -525,20 +525,29 @@ impl DocumentHandle {
 pub struct DocumentEvents {
     group: GroupId,
     events: broadcast::Receiver<Event>,
+    skipped: u64,
 }
 
 impl DocumentEvents {
     /// The next event of this document; `None` once the node stopped. After falling more than
-    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped (read the text again). The text
-    /// changes on the events [`changes_text`] names.
+    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped ([`DocumentEvents::skipped`] says
+    /// how many; read the text again). The text changes on the events [`changes_text`] names.
     pub async fn next(&mut self) -> Option<Event> {
         loop {
             match self.events.recv().await {
                 Ok(event) if event_group(&event) == Some(self.group) => return Some(event),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Ok(_) => continue,
+                Err(broadcast::error::RecvError::Lagged(missed)) => self.skipped += missed,
                 Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
+    }
+
+    /// How many of the node's events (of any document) this subscriber missed so far by falling
+    /// behind: an app that counts events cannot trust its count once this grows (the driver's
+    /// own counters, `DriverStatus`, miss none).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
     }
 }
 
@@ -653,4 +662,25 @@ fn parse_group(text: &str) -> Result<GroupId, AppError> {
         .map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
     let bytes: [u8; 16] = bytes.try_into().map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
     Ok(GroupId(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A subscriber that fell behind is told how many events it missed, and goes on with the
+    /// oldest one still buffered.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_counts_what_it_missed() {
+        let group = GroupId([3; 16]);
+        let (sender, receiver) = broadcast::channel(2);
+        let mut events = DocumentEvents { group, events: receiver, skipped: 0 };
+        for seq in 1..=5 {
+            let id = plait_kernel::updates::UpdateId { sender: NodeId([7; 32]), seq };
+            sender.send(Event::DocumentChanged { group, id }).expect("a subscriber");
+        }
+        let next = events.next().await;
+        assert!(matches!(next, Some(Event::DocumentChanged { id, .. }) if id.seq == 4), "the oldest kept: {next:?}");
+        assert_eq!(events.skipped(), 3);
+    }
 }

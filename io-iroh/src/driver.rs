@@ -120,6 +120,11 @@ pub struct DriverStatus {
     pub batches_per_commit: [u64; 4],
     /// Frames sent, by kernel message kind (Paxos promises and accepts among them).
     pub sent_by_kind: std::collections::BTreeMap<u32, u64>,
+    /// Other members' updates applied (`Event::DocumentChanged` told), in every document. Unlike
+    /// a subscriber's count of those events, this one misses none when the host falls behind.
+    pub updates_applied: u64,
+    /// Snapshots imported by a device that fell behind a compaction (`Event::SnapshotImported`).
+    pub snapshots_imported: u64,
     /// Why the driver stopped, if it did.
     pub stopped: Option<String>,
 }
@@ -563,6 +568,11 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             }
             Effect::Notify(event) => {
                 self.mark(Step::Notified);
+                match event {
+                    Event::DocumentChanged { .. } => self.status.lock().expect("status lock").updates_applied += 1,
+                    Event::SnapshotImported { .. } => self.status.lock().expect("status lock").snapshots_imported += 1,
+                    _ => {}
+                }
                 let _ = self.events.send(event);
             }
             Effect::Persist(_) | Effect::Load { .. } => unreachable!("writes and loads are not held"),

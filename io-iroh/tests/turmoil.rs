@@ -663,3 +663,59 @@ fn the_same_seed_gives_the_same_run() {
     let (_, other_trace) = edit_in_turns(seed + 1, LOSSY_FAIL_RATE);
     assert_ne!(first_trace, other_trace, "the seed drives the run");
 }
+
+/// A node whose every command tells its app of `updates` other members' updates and one
+/// snapshot imported.
+struct TellMany {
+    updates: u64,
+}
+
+impl Node for TellMany {
+    fn handle(&mut self, _now: Time, input: Input) -> Outputs {
+        let mut effects = Vec::new();
+        if let Input::Command(_) = input {
+            let group = group_genesis().group_id();
+            for seq in 1..=self.updates {
+                let id = UpdateId { sender: NodeId([7; 32]), seq };
+                effects.push(Effect::Notify(Event::DocumentChanged { group, id }));
+            }
+            effects.push(Effect::Notify(Event::SnapshotImported { group, covered_messages: 0 }));
+        }
+        Outputs { effects, wake_at: None, wants_flush: false }
+    }
+}
+
+/// A subscriber that falls further behind than the driver buffers events for misses some; the
+/// driver's own counts of applied updates and imported snapshots miss none (the benchmark
+/// counts with them: counting events, it once waited forever).
+#[test]
+fn the_driver_counts_every_update_told_though_a_subscriber_falls_behind() {
+    let (writer, peer, book) = writer_and_peer();
+    let updates = plait_io_iroh::driver::EVENTS_BUFFERED_MAX as u64 + 100;
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(17)).build();
+    sink_peer(&mut sim, peer, &book);
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), None).await?;
+        let (handle, _links, _task) = Driver::start(
+            TellMany { updates },
+            Outputs::default(),
+            Clock::starting_at(0),
+            network,
+            MemoryStorage::default(),
+            link_limits(),
+            1,
+        );
+        let mut events = handle.subscribe();
+        handle.command(Command::RotateKeys { group: group_genesis().group_id() }).await?;
+        handle.durable().await?;
+        let status = handle.status();
+        assert_eq!((status.updates_applied, status.snapshots_imported), (updates, 1), "the driver's counts");
+        let first = events.recv().await;
+        assert!(
+            matches!(first, Err(tokio::sync::broadcast::error::RecvError::Lagged(_))),
+            "the subscriber fell behind: {first:?}"
+        );
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+}
