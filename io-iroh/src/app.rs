@@ -90,6 +90,9 @@ pub enum AppError {
     /// The device was opened offline (`NodeOptions::offline`) and the call needs the network.
     #[error("opened offline: {0} needs the network")]
     Offline(&'static str),
+    /// The node took a command without telling what it made (a bug in Plait).
+    #[error("the node took the command but did not tell {0} (a bug: please report it)")]
+    Untold(&'static str),
     /// Nothing happened in time.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, &'static str),
@@ -227,15 +230,13 @@ impl DeviceApp {
         let ids = acceptors.iter().map(|ticket| ticket.node).collect();
         let set = AcceptorSet::new(ids, self.config.acceptors_max)
             .ok_or_else(|| AppError::BadInput("between 1 and acceptors_max acceptors".into()))?;
-        let mut events = self.handle.subscribe();
         let nonce = data_dir::boot_seed();
-        self.handle.command(Command::CreateGroup { acceptors: set, nonce, rotation_interval_ms: 0 }).await?;
-        let group = wait_for(&mut events, Duration::from_secs(5), "the group to be created", |event| match event {
-            Event::GroupCreated { group, .. } => Some(Ok(*group)),
-            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+        let told = self.handle.command_telling(Command::CreateGroup { acceptors: set, nonce, rotation_interval_ms: 0 }).await?;
+        let group = made_by(told, "the group it created", |event| match event {
+            Event::GroupCreated { group, .. } => Some(group),
             _ => None,
-        })
-        .await??;
+        })?;
+        self.handle.durable().await?;
         self.remember(name, group, acceptors)?;
         self.document(name)
     }
@@ -276,7 +277,8 @@ impl DeviceApp {
             .ok_or_else(|| AppError::BadInput("the invite names no acceptors".into()))?;
         let mailbox = inner.map_err(|error| AppError::Command(CommandError::InvalidInvite(error.to_string())))?.mailbox;
         let mut events = self.handle.subscribe();
-        self.handle.command(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
+        let told = self.handle.command_telling(Command::AcceptInvite { code: invite.code.clone(), acceptors: set }).await?;
+        refusal(&told)?;
         let expires_first = Duration::from_millis(left) < timeout;
         let began = std::time::Instant::now();
         let waited =
@@ -473,16 +475,13 @@ impl DocumentHandle {
 
     /// Opens an invite (admins); the returned code carries the acceptors' tickets.
     pub async fn invite(&self, role: Role, lifetime: Duration, acceptors: Vec<Ticket>) -> Result<String, AppError> {
-        let mut events = self.handle.subscribe();
         let lifetime_ms = lifetime.as_millis() as u64;
-        self.handle.command(Command::CreateInvite { group: self.group, lifetime_ms, role }).await?;
-        let group = self.group;
-        let code = wait_for(&mut events, Duration::from_secs(5), "the invite", |event| match event {
-            Event::InviteCreated { group: created, code, .. } if *created == group => Some(Ok(code.clone())),
-            Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
+        let told = self.handle.command_telling(Command::CreateInvite { group: self.group, lifetime_ms, role }).await?;
+        let code = made_by(told, "the invite it created", |event| match event {
+            Event::InviteCreated { code, .. } => Some(code),
             _ => None,
-        })
-        .await??;
+        })?;
+        self.handle.durable().await?;
         let expires_at_ms = wall_clock_ms().saturating_add(lifetime_ms);
         Ok(Invite { code, name: self.name.clone(), acceptors, expires_at_ms }.to_string())
     }
@@ -504,21 +503,32 @@ impl DocumentHandle {
         self.run(Command::ChangeAcceptors { group: self.group, acceptors: set }).await
     }
 
-    /// Sends a command and reports whether the node refused it. Requests are handled in order
-    /// and a refusal is told at once, so once `durable` returns the command's writes are durable
-    /// and its refusal, if any, has been broadcast. Concurrent edits share one commit.
+    /// Sends a command; returns its refusal, or `Ok` once its writes are durable. Concurrent
+    /// edits share one commit.
     async fn run(&self, command: Command) -> Result<(), AppError> {
-        let mut events = self.handle.subscribe();
-        self.handle.command(command).await?;
+        let told = self.handle.command_telling(command).await?;
+        refusal(&told)?;
         self.handle.durable().await?;
-        loop {
-            match events.try_recv() {
-                Ok(Event::CommandFailed { error }) => return Err(AppError::Command(error)),
-                Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
-                Err(_) => return Ok(()),
-            }
-        }
+        Ok(())
     }
+}
+
+/// The refusal among the events a command told, if any.
+fn refusal(told: &[Event]) -> Result<(), AppError> {
+    match told.iter().find_map(|event| match event {
+        Event::CommandFailed { error } => Some(error),
+        _ => None,
+    }) {
+        Some(error) => Err(AppError::Command(error.clone())),
+        None => Ok(()),
+    }
+}
+
+/// What a command that the node took made (`what`, as `made` finds it among the events it
+/// told), or its refusal.
+fn made_by<T>(told: Vec<Event>, what: &'static str, made: impl Fn(Event) -> Option<T>) -> Result<T, AppError> {
+    refusal(&told)?;
+    told.into_iter().find_map(made).ok_or(AppError::Untold(what))
 }
 
 /// The events of one document.

@@ -89,6 +89,8 @@ type Inspection<K> = Box<dyn FnOnce(&K) + Send>;
 
 enum Request<K> {
     Command(Command),
+    /// A command, answered with the events the node told while handling it.
+    CommandTelling(Command, oneshot::Sender<Vec<Event>>),
     Inspect(Inspection<K>),
     /// Like `Inspect`, without waiting for the writes so far.
     Peek(Inspection<K>),
@@ -170,6 +172,16 @@ impl<K: Send + 'static> DriverHandle<K> {
     /// Hands the node a command; its answer comes as events.
     pub async fn command(&self, command: Command) -> Result<(), NotRunning> {
         self.requests.send(Request::Command(command)).await.map_err(|_| NotRunning)
+    }
+
+    /// Sends a command and returns the events the node told while handling it: its refusal
+    /// (`Event::CommandFailed`), or what it made (`GroupCreated`, `InviteCreated`). Only this
+    /// command's, unlike a subscription, which also sees every other command's at the same time.
+    /// They are not durable yet (a subscriber hears them once they are): see [`DriverHandle::durable`].
+    pub async fn command_telling(&self, command: Command) -> Result<Vec<Event>, NotRunning> {
+        let (answer, answered) = oneshot::channel();
+        self.requests.send(Request::CommandTelling(command, answer)).await.map_err(|_| NotRunning)?;
+        answered.await.map_err(|_| NotRunning)
     }
 
     /// Reads the node's state between two inputs, once everything before is durable.
@@ -372,6 +384,11 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                         self.finish_commit(in_flight, storage, result)?;
                     }
                     Next::Request(Request::Command(command)) => self.step(Input::Command(command)).await?,
+                    Next::Request(Request::CommandTelling(command, answer)) => {
+                        let mut told = Vec::new();
+                        self.step_telling(Input::Command(command), Some(&mut told)).await?;
+                        let _ = answer.send(told);
+                    }
                     Next::Request(Request::Inspect(read)) => {
                         // An inspection sees only durable state's consequences: settle first
                         // (the facade uses it as the barrier after a command).
@@ -426,6 +443,11 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
 
     /// Handles one input and every input its effects lead to (answers to loads).
     async fn step(&mut self, input: Input) -> Result<(), DriverError> {
+        self.step_telling(input, None).await
+    }
+
+    /// [`Driver::step`], copying into `told` the events the node tells meanwhile.
+    async fn step_telling(&mut self, input: Input, mut told: Option<&mut Vec<Event>>) -> Result<(), DriverError> {
         self.round.inputs += 1;
         self.pending.push_back(input);
         while let Some(input) = self.pending.pop_front() {
@@ -435,6 +457,12 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             let started = tokio::time::Instant::now();
             let outputs = self.node.handle(self.clock.now(), input);
             let micros = started.elapsed().as_micros() as u64;
+            if let Some(told) = told.as_deref_mut() {
+                told.extend(outputs.effects.iter().filter_map(|effect| match effect {
+                    Effect::Notify(event) => Some(event.clone()),
+                    _ => None,
+                }));
+            }
             {
                 let mut status = self.status.lock().expect("status lock");
                 status.inputs += 1;

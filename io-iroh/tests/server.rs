@@ -247,3 +247,23 @@ async fn one_kind_of_node_refuses_the_other_kinds_data_directory() {
     AcceptorServer::start(&acceptor_dir, NodeOptions::default()).await.expect("the acceptor again").shutdown().await;
     assert_eq!(std::fs::read_to_string(acceptor_dir.join("kind")).expect("written back").trim(), "acceptor");
 }
+
+/// An edit the node refuses fails alone: another edit handled at the same time, which the node
+/// took, returns `Ok` (each used to read every refusal told while it waited, so it failed too
+/// though it had been applied, and an app that retried it would have written it twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_edit_does_not_fail_another_made_at_the_same_time() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let servers = start_acceptors(root.path(), 1).await;
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let device = DeviceApp::open(&root.path().join("d"), NodeOptions::default()).await.expect("device");
+    let doc = device.create_document("doc", &tickets).await.expect("create");
+    let (refused, taken) = tokio::join!(doc.insert(5, "beyond the end"), doc.insert(0, "hello"));
+    assert!(
+        matches!(refused, Err(plait_io_iroh::app::AppError::Command(plait_kernel::CommandError::Document(_)))),
+        "the edit out of range: {refused:?}"
+    );
+    taken.expect("the edit the node took");
+    assert_eq!(doc.text().await.expect("text"), "hello");
+    device.shutdown().await;
+}
