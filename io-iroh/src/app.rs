@@ -251,12 +251,10 @@ impl DeviceApp {
         // The device keeps redeeming a code across restarts, so an earlier `join` that stopped
         // waiting may have got in since (at any later start of this device), even if the invite
         // expired meanwhile.
-        if let Ok(inner) = &inner {
-            let mailbox = inner.mailbox;
-            let through = move |device: &Device| device.groups().find(|g| g.joined_through() == Some(mailbox)).map(|g| g.id());
-            if let Some(group) = self.handle.inspect(through).await? {
-                return self.name_joined(&invite, group);
-            }
+        if let Ok(inner) = &inner
+            && let Some(group) = self.joined_through(inner.mailbox).await?
+        {
+            return self.name_joined(&invite, group);
         }
         if self.offline {
             return Err(AppError::Offline("joining"));
@@ -281,21 +279,47 @@ impl DeviceApp {
         refusal(&told)?;
         let expires_first = Duration::from_millis(left) < timeout;
         let began = std::time::Instant::now();
-        let waited =
-            wait_for(&mut events, timeout.min(Duration::from_millis(left)), "an admin to add this device", |event| match event {
-                Event::Joined { group, .. } => Some(Ok(*group)),
-                Event::CommandFailed { error } => Some(Err(AppError::Command(error.clone()))),
-                Event::InviteUnknown { mailbox: unknown } if *unknown == mailbox && began.elapsed() >= INVITE_UNKNOWN_GRACE => {
-                    Some(Err(AppError::InviteUnknown))
-                }
-                _ => None,
-            })
+        let deadline = began + timeout.min(Duration::from_millis(left));
+        loop {
+            // Events are the whole node's: another join's `Joined`, or another command's refusal,
+            // may come meanwhile. A refusal of this join is about an invite; a `Joined` is this
+            // join's if the group it names was joined through this code's mailbox.
+            let waited = wait_for(
+                &mut events,
+                deadline.saturating_duration_since(std::time::Instant::now()),
+                "an admin to add this device",
+                |event| match event {
+                    Event::Joined { .. } => Some(Ok(())),
+                    Event::CommandFailed { error: error @ (CommandError::InvalidInvite(_) | CommandError::InviteExpired) } => {
+                        Some(Err(AppError::Command(error.clone())))
+                    }
+                    Event::InviteUnknown { mailbox: unknown }
+                        if *unknown == mailbox && began.elapsed() >= INVITE_UNKNOWN_GRACE =>
+                    {
+                        Some(Err(AppError::InviteUnknown))
+                    }
+                    _ => None,
+                },
+            )
             .await;
-        let group = match waited {
-            Err(AppError::Timeout(..)) if expires_first => return Err(AppError::InviteExpired),
-            other => other??,
-        };
-        self.name_joined(&invite, group)
+            // A subscriber that fell behind may have missed the `Joined`: look before giving up.
+            if matches!(waited, Ok(Ok(())) | Err(AppError::Timeout(..)))
+                && let Some(group) = self.joined_through(mailbox).await?
+            {
+                return self.name_joined(&invite, group);
+            }
+            match waited {
+                Ok(Ok(())) => {}
+                Err(AppError::Timeout(..)) if expires_first => return Err(AppError::InviteExpired),
+                other => other??,
+            }
+        }
+    }
+
+    /// The group this device joined through an invite's mailbox, if it did.
+    async fn joined_through(&self, mailbox: plait_kernel::invite::Mailbox) -> Result<Option<GroupId>, AppError> {
+        let through = move |device: &Device| device.groups().find(|g| g.joined_through() == Some(mailbox)).map(|g| g.id());
+        Ok(self.handle.inspect(through).await?)
     }
 
     /// Names `group`, which this device joined through `invite`, as the invite says (once: a

@@ -267,3 +267,32 @@ async fn a_refused_edit_does_not_fail_another_made_at_the_same_time() {
     assert_eq!(doc.text().await.expect("text"), "hello");
     device.shutdown().await;
 }
+
+/// A join waits for its own admission: another command refused meanwhile (edits out of range on
+/// another document, again and again) is not its failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_is_not_failed_by_another_commands_refusal() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let servers = start_acceptors(root.path(), 1).await;
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let admin = DeviceApp::open(&root.path().join("admin"), NodeOptions::default()).await.expect("admin");
+    let doc = admin.create_document("doc", &tickets).await.expect("create");
+    let code = doc.invite(plait_kernel::mls::Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
+    let joiner = DeviceApp::open(&root.path().join("joiner"), NodeOptions::default()).await.expect("joiner");
+    let mine = joiner.create_document("mine", &tickets).await.expect("create");
+    let refusing = async {
+        loop {
+            assert!(mine.insert(99, "beyond the end").await.is_err(), "an edit out of range");
+            // Paces the refusals so that they come throughout the join's wait.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    let joined = tokio::select! {
+        joined = joiner.join(&code, Duration::from_secs(60)) => joined,
+        () = refusing => unreachable!("the refusals go on"),
+    };
+    let joined = joined.expect("the join");
+    assert_eq!(joined.name(), "doc");
+    joiner.shutdown().await;
+    admin.shutdown().await;
+}
