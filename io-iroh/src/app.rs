@@ -20,7 +20,6 @@ use plait_kernel::mls::Role;
 use plait_kernel::{AcceptorSet, Command, CommandError, Config, Device, Event, GroupId, NodeId, ValidConfig};
 use plait_store_sqlite::{Store, StoreOptions};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 
 use crate::clock::Clock;
 use crate::data_dir::{self, DataDir, DataDirError, NodeKind};
@@ -30,6 +29,10 @@ use crate::iroh_net::{BindError, IrohNetwork, IrohOptions};
 use crate::links::{LinkLimits, Links};
 use crate::network::Network;
 use crate::ticket::Ticket;
+
+mod events;
+
+pub use events::{DocumentEvents, changes_text, event_group, wait_for};
 
 /// How a node is set up.
 #[derive(Clone, Debug, Default)]
@@ -494,7 +497,7 @@ impl DocumentHandle {
 
     /// Other members' changes (and this document's other events) from now on.
     pub fn subscribe(&self) -> DocumentEvents {
-        DocumentEvents { group: self.group, events: self.handle.subscribe(), skipped: 0 }
+        DocumentEvents::new(self.group, self.handle.subscribe())
     }
 
     /// Opens an invite (admins); the returned code carries the acceptors' tickets.
@@ -555,91 +558,6 @@ fn made_by<T>(told: Vec<Event>, what: &'static str, made: impl Fn(Event) -> Opti
     told.into_iter().find_map(made).ok_or(AppError::Untold(what))
 }
 
-/// The events of one document.
-pub struct DocumentEvents {
-    group: GroupId,
-    events: broadcast::Receiver<Event>,
-    skipped: u64,
-}
-
-impl DocumentEvents {
-    /// The next event of this document; `None` once the node stopped. After falling more than
-    /// `EVENTS_BUFFERED_MAX` behind, some events are skipped ([`DocumentEvents::skipped`] says
-    /// how many; read the text again). The text changes on the events [`changes_text`] names.
-    pub async fn next(&mut self) -> Option<Event> {
-        loop {
-            match self.events.recv().await {
-                Ok(event) if event_group(&event) == Some(self.group) => return Some(event),
-                Ok(_) => continue,
-                Err(broadcast::error::RecvError::Lagged(missed)) => self.skipped += missed,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    /// How many of the node's events (of any document) this subscriber missed so far by falling
-    /// behind: an app that counts events cannot trust its count once this grows (the driver's
-    /// own counters, `DriverStatus`, miss none).
-    pub fn skipped(&self) -> u64 {
-        self.skipped
-    }
-}
-
-/// Whether `event` may have changed a document's text: another member's update was applied
-/// (`DocumentChanged`, told as soon as it is applied, before this device's write of it is
-/// durable: an acceptor holds it, and a restart reads it again), or a snapshot was imported
-/// (`SnapshotImported`: this device fell behind a compaction and caught up from its snapshot
-/// instead of message by message). An app that redraws on `DocumentChanged` alone misses the
-/// second.
-pub fn changes_text(event: &Event) -> bool {
-    matches!(event, Event::DocumentChanged { .. } | Event::SnapshotImported { .. })
-}
-
-/// The group an event is about.
-pub fn event_group(event: &Event) -> Option<GroupId> {
-    match event {
-        Event::Applied { group, .. }
-        | Event::Committed { group, .. }
-        | Event::GroupCreated { group, .. }
-        | Event::InviteCreated { group, .. }
-        | Event::Joined { group, .. }
-        | Event::Welcome { group, .. }
-        | Event::EpochChanged { group, .. }
-        | Event::Message { group, .. }
-        | Event::DocumentChanged { group, .. }
-        | Event::SnapshotImported { group, .. }
-        | Event::DocumentSafe { group, .. }
-        | Event::PostRefused { group, .. }
-        | Event::GroupRefused { group, .. }
-        | Event::Presence { group, .. }
-        | Event::ForkDetected { group, .. } => Some(*group),
-        Event::KeyPackage { .. } | Event::CommandFailed { .. } | Event::InviteUnknown { .. } => None,
-    }
-}
-
-/// Waits until `pick` returns something for an event.
-pub async fn wait_for<T>(
-    events: &mut broadcast::Receiver<Event>,
-    timeout: Duration,
-    what: &'static str,
-    mut pick: impl FnMut(&Event) -> Option<T>,
-) -> Result<T, AppError> {
-    let waiting = async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(found) = pick(&event) {
-                        return Ok(found);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return Err(AppError::NotRunning(NotRunning)),
-            }
-        }
-    };
-    tokio::time::timeout(timeout, waiting).await.map_err(|_| AppError::Timeout(timeout, what))?
-}
-
 /// An invite as handed to a joiner: the kernel's code, the document's name and its acceptors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Invite {
@@ -696,25 +614,4 @@ fn parse_group(text: &str) -> Result<GroupId, AppError> {
         .map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
     let bytes: [u8; 16] = bytes.try_into().map_err(|_| AppError::BadInput(format!("bad group id {text}")))?;
     Ok(GroupId(bytes))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A subscriber that fell behind is told how many events it missed, and goes on with the
-    /// oldest one still buffered.
-    #[tokio::test]
-    async fn a_subscriber_that_falls_behind_counts_what_it_missed() {
-        let group = GroupId([3; 16]);
-        let (sender, receiver) = broadcast::channel(2);
-        let mut events = DocumentEvents { group, events: receiver, skipped: 0 };
-        for seq in 1..=5 {
-            let id = plait_kernel::updates::UpdateId { sender: NodeId([7; 32]), seq };
-            sender.send(Event::DocumentChanged { group, id }).expect("a subscriber");
-        }
-        let next = events.next().await;
-        assert!(matches!(next, Some(Event::DocumentChanged { id, .. }) if id.seq == 4), "the oldest kept: {next:?}");
-        assert_eq!(events.skipped(), 3);
-    }
 }
