@@ -249,6 +249,12 @@ impl DeviceApp {
     /// goes on redeeming the code whenever it is online (it is on disk); `join` again with the
     /// same code waits for it, or names the document at once if the device got in meanwhile.
     pub async fn join(&self, code: &str, timeout: Duration) -> Result<DocumentHandle, AppError> {
+        Ok(self.join_reporting(code, timeout).await?.document)
+    }
+
+    /// [`DeviceApp::join`], also telling how many of its own edits this device dropped if it was
+    /// removed from the document before and is now invited back (see [`Joined`]).
+    pub async fn join_reporting(&self, code: &str, timeout: Duration) -> Result<Joined, AppError> {
         let invite: Invite = code.parse()?;
         let inner = plait_kernel::invite::InviteCode::parse(&invite.code);
         // The device keeps redeeming a code across restarts, so an earlier `join` that stopped
@@ -257,7 +263,7 @@ impl DeviceApp {
         if let Ok(inner) = &inner
             && let Some(group) = self.joined_through(inner.mailbox).await?
         {
-            return self.name_joined(&invite, group);
+            return Ok(Joined { document: self.name_joined(&invite, group)?, edits_dropped: 0 });
         }
         if self.offline {
             return Err(AppError::Offline("joining"));
@@ -268,7 +274,14 @@ impl DeviceApp {
             return Err(AppError::InviteExpired);
         }
         if self.documents.lock().expect("documents lock").contains_key(&invite.name) {
-            return Err(AppError::DocumentExists(invite.name));
+            // The name is free again only if this device was removed from that document: an
+            // admin may invite it back, and the node then drops its old copy of the group
+            // (`Event::GroupForgotten`). A device that has not heard of its removal yet learns
+            // of it at its next sync.
+            let held = self.document(&invite.name)?.status().await;
+            if !matches!(held, Ok(DocumentStatus { role: None, .. }) | Err(AppError::Command(CommandError::UnknownGroup(_)))) {
+                return Err(AppError::DocumentExists(invite.name));
+            }
         }
         for ticket in &invite.acceptors {
             self.network.learn(ticket.node, &ticket.addresses);
@@ -283,6 +296,9 @@ impl DeviceApp {
         let expires_first = Duration::from_millis(left) < timeout;
         let began = std::time::Instant::now();
         let deadline = began + timeout.min(Duration::from_millis(left));
+        // A device invited back drops its old copy of the group first (`GroupForgotten`, told
+        // with the `Joined`). One entry per group this device held: bounded by `groups_max`.
+        let mut forgotten = BTreeMap::new();
         loop {
             // Events are the whole node's: another join's `Joined`, or another command's refusal,
             // may come meanwhile. A refusal of this join is about an invite; a `Joined` is this
@@ -293,6 +309,10 @@ impl DeviceApp {
                 "an admin to add this device",
                 |event| match event {
                     Event::Joined { .. } => Some(Ok(())),
+                    Event::GroupForgotten { group, unsafe_dropped } => {
+                        forgotten.insert(*group, *unsafe_dropped);
+                        None
+                    }
                     Event::CommandFailed { error: error @ (CommandError::InvalidInvite(_) | CommandError::InviteExpired) } => {
                         Some(Err(AppError::Command(error.clone())))
                     }
@@ -309,7 +329,8 @@ impl DeviceApp {
             if matches!(waited, Ok(Ok(())) | Err(AppError::Timeout(..)))
                 && let Some(group) = self.joined_through(mailbox).await?
             {
-                return self.name_joined(&invite, group);
+                let edits_dropped = forgotten.get(&group).copied().unwrap_or(0);
+                return Ok(Joined { document: self.name_joined(&invite, group)?, edits_dropped });
             }
             match waited {
                 Ok(Ok(())) => {}
@@ -331,7 +352,8 @@ impl DeviceApp {
         let named = self.documents.lock().expect("documents lock").get(&invite.name).map(|entry| entry.group.clone());
         match named {
             Some(named) if parse_group(&named)? != group => return Err(AppError::DocumentExists(invite.name.clone())),
-            Some(_) => {}
+            // Joined again after a removal, perhaps through other acceptors by now.
+            Some(_) => invite.acceptors.iter().try_for_each(|ticket| self.add_acceptor_ticket(&invite.name, ticket))?,
             None => self.remember(&invite.name, group, &invite.acceptors)?,
         }
         self.document(&invite.name)
@@ -406,6 +428,16 @@ pub struct DocumentHandle {
     group: GroupId,
     handle: DriverHandle<Device>,
     acceptors_max: usize,
+}
+
+/// A document joined through an invite ([`DeviceApp::join_reporting`]).
+pub struct Joined {
+    /// The document.
+    pub document: DocumentHandle,
+    /// Edits of this device's own dropped because the group never stored them: it was removed
+    /// from the document before, and wrote them after the removal or had them unacknowledged
+    /// when it came. 0 for a first join (and if the events telling it were missed).
+    pub edits_dropped: usize,
 }
 
 /// A document's state on this device.

@@ -191,7 +191,16 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
             println!("invite {code}");
         }
         DeviceCommand::Join { code, timeout } => {
-            let handle = app.join(&code, parse_duration(&timeout)?).await?;
+            let joined = app.join_reporting(&code, parse_duration(&timeout)?).await?;
+            let handle = joined.document;
+            if joined.edits_dropped > 0 {
+                // The last line stays `joined DOC epoch=E`.
+                println!(
+                    "dropped {} edit(s) this device made that {} never stored (it had been removed)",
+                    joined.edits_dropped,
+                    handle.name()
+                );
+            }
             until_idle(app, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
             println!("joined {} epoch={}", handle.name(), handle.status().await?.epoch);
         }

@@ -235,8 +235,8 @@ fn invite(admin: &Path, role: &str) -> String {
 }
 
 /// Every device subcommand the README lists besides those above, through the binary: roles,
-/// `members`, `watch`, `delete`, `rotate`, acceptors added and removed, a member removed, and
-/// `export` read back by Loro itself.
+/// `members`, `watch`, `delete`, `rotate`, acceptors added and removed, a member removed and
+/// invited back, and `export` read back by Loro itself.
 #[test]
 fn an_admin_manages_members_and_acceptors_from_the_command_line() {
     let root = tempfile::tempdir().expect("temporary folder");
@@ -337,12 +337,26 @@ fn an_admin_manages_members_and_acceptors_from_the_command_line() {
     device(&bob, &["sync", "doc", "--until-idle"]);
     assert_eq!(status(&bob)["members"], "2");
 
+    // The admin invites the removed device back, as a writer: it drops its old copy of the
+    // group, gets the text again, and its edits reach the others.
+    let code = invite(&alice, "writer");
+    admit(&alice, &[(&carol, code)]);
+    device(&carol, &["sync", "doc", "--until-idle"]);
+    assert_eq!(cat(&carol), "Bob says: world!");
+    assert_eq!(status(&carol)["role"], "writer");
+    device(&carol, &["append", "doc", " Carol is back."]);
+    device(&carol, &["sync", "doc", "--until-idle"]);
+    device(&alice, &["sync", "doc", "--until-idle"]);
+    let text = "Bob says: world! Carol is back.";
+    assert_eq!(cat(&alice), text);
+    assert_eq!(status(&alice)["members"], "3");
+
     // The export is a Loro snapshot Loro opens by itself.
     let file = root.path().join("doc.loro");
     device(&alice, &["export", "doc", "--loro", file.to_str().expect("a utf-8 path")]);
     let document = loro::LoroDoc::new();
     document.import(&std::fs::read(&file).expect("the export")).expect("a Loro snapshot");
-    assert_eq!(document.get_text(plait_kernel::document::TEXT_CONTAINER).to_string(), "Bob says: world!");
+    assert_eq!(document.get_text(plait_kernel::document::TEXT_CONTAINER).to_string(), text);
 }
 
 /// A counter of an acceptor's `/metrics`.

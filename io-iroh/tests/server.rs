@@ -6,10 +6,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use iroh::{Endpoint, EndpointAddr, TransportAddr};
-use plait_io_iroh::app::{DeviceApp, NodeOptions};
+use plait_io_iroh::app::{DeviceApp, DocumentHandle, DocumentStatus, NodeOptions};
 use plait_io_iroh::iroh_net::{ALPN, IrohOptions, bare_endpoint};
 use plait_io_iroh::server::AcceptorServer;
 use plait_io_iroh::ticket::Ticket;
+use plait_kernel::mls::Role;
 use tokio::io::AsyncWriteExt;
 
 const PLAIT: &str = env!("CARGO_BIN_EXE_plait");
@@ -294,5 +295,59 @@ async fn a_join_is_not_failed_by_another_commands_refusal() {
     let joined = joined.expect("the join");
     assert_eq!(joined.name(), "doc");
     joiner.shutdown().await;
+    admin.shutdown().await;
+}
+
+/// Polls `doc` until `holds` of its status and text, for up to 60 s.
+async fn until(doc: &DocumentHandle, what: &str, holds: impl Fn(&DocumentStatus, &str) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = (doc.status().await.expect("status"), doc.text().await.expect("text"));
+        if holds(&status, &text) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: still {status:?} with {text:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A device removed from a document while it was away, which typed meanwhile, is invited back:
+/// it drops the edit the group never stored (and says so), gets the text again, and its edits
+/// reach the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_invited_back_after_its_removal_drops_what_the_group_refused_and_edits_again() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let servers = start_acceptors(root.path(), 1).await;
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let admin = DeviceApp::open(&root.path().join("admin"), NodeOptions::default()).await.expect("admin");
+    let doc = admin.create_document("doc", &tickets).await.expect("create");
+    doc.append("hello").await.expect("edit");
+    let invite = || doc.invite(Role::Writer, Duration::from_secs(600), tickets.clone());
+    let code = invite().await.expect("invite");
+    let bob_dir = root.path().join("bob");
+    let bob = DeviceApp::open(&bob_dir, NodeOptions::default()).await.expect("bob");
+    let bob_doc = bob.join(&code, Duration::from_secs(60)).await.expect("join");
+    until(&bob_doc, "bob gets the text", |_, text| text == "hello").await;
+    let bob_id = bob.id();
+    bob.shutdown().await;
+
+    doc.remove_member(bob_id).await.expect("remove bob");
+    let offline = NodeOptions { offline: true, ..NodeOptions::default() };
+    let bob = DeviceApp::open_existing(&bob_dir, offline).await.expect("bob offline");
+    bob.document("doc").expect("doc").append(" (bob, removed)").await.expect("an edit made offline");
+    bob.shutdown().await;
+    let bob = DeviceApp::open_existing(&bob_dir, NodeOptions::default()).await.expect("bob online");
+    let bob_doc = bob.document("doc").expect("doc");
+    until(&bob_doc, "bob learns of its removal", |status, _| status.role.is_none()).await;
+    assert_eq!(bob_doc.status().await.expect("status").unsafe_messages, 1, "the edit the group refused");
+
+    let code = invite().await.expect("invite again");
+    let joined = bob.join_reporting(&code, Duration::from_secs(60)).await.expect("join again");
+    assert_eq!(joined.edits_dropped, 1);
+    let bob_doc = joined.document;
+    until(&bob_doc, "bob is back", |status, text| status.role == Some(Role::Writer) && text == "hello").await;
+    bob_doc.append(", bob").await.expect("an edit after coming back");
+    until(&doc, "the admin gets it", |_, text| text == "hello, bob").await;
+    bob.shutdown().await;
     admin.shutdown().await;
 }

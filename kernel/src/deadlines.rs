@@ -32,6 +32,13 @@ impl Deadlines {
         self.by_time.insert((at, group));
     }
 
+    /// Forgets `group` (the node no longer holds it).
+    pub(crate) fn remove(&mut self, group: GroupId) {
+        if let Some(at) = self.by_group.remove(&group) {
+            self.by_time.remove(&(at, group));
+        }
+    }
+
     /// `group`'s deadline as recorded.
     pub(crate) fn of(&self, group: GroupId) -> Option<Time> {
         self.by_group.get(&group).copied()

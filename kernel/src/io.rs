@@ -334,6 +334,15 @@ pub enum Event {
         /// The invite's mailbox.
         mailbox: crate::invite::Mailbox,
     },
+    /// This device, removed from a group earlier, forgot what it held of it to join it again
+    /// through an invite (`Joined` follows). Its messages that no write quorum stored go with
+    /// it: the group does not hold them. (Last, so that the encoding of the others stays.)
+    GroupForgotten {
+        /// The group.
+        group: GroupId,
+        /// Its document messages dropped (the open batch included).
+        unsafe_dropped: usize,
+    },
 }
 
 impl Event {

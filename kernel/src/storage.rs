@@ -201,6 +201,14 @@ pub enum Record {
         /// What the device needs to go on, or `None` to delete.
         redeeming: Option<Redeeming>,
     },
+    /// Device: it no longer holds the group; every record of it goes. Written when a device
+    /// that was removed from a group joins it again through an invite, before the records of
+    /// its new membership (see `Device::open_welcomed`). (Last, so that the encoding of the
+    /// others stays.)
+    GroupForgotten {
+        /// Which group.
+        group: GroupId,
+    },
 }
 
 impl Record {
@@ -225,7 +233,8 @@ impl Record {
             | Record::Unstored { group, .. }
             | Record::Compacted { group, .. }
             | Record::ImportedSnapshot { group, .. }
-            | Record::UpdatesDropped { group, .. } => *group,
+            | Record::UpdatesDropped { group, .. }
+            | Record::GroupForgotten { group } => *group,
             Record::Redeeming { .. } => return None,
         };
         Some(group)
@@ -371,6 +380,10 @@ impl Restored {
                 self.groups.entry(*group).or_insert_with(|| RestoredGroup::new(genesis.clone()));
                 return;
             }
+            Record::GroupForgotten { group } => {
+                self.groups.remove(group);
+                return;
+            }
             Record::Redeeming { mailbox, redeeming: Some(redeeming) } => {
                 self.redeeming.insert(*mailbox, redeeming.clone());
                 return;
@@ -383,7 +396,7 @@ impl Restored {
         }
         let Some(state) = record.group().and_then(|group| self.groups.get_mut(&group)) else { return };
         match record {
-            Record::Group { .. } | Record::Redeeming { .. } => unreachable!("handled above"),
+            Record::Group { .. } | Record::GroupForgotten { .. } | Record::Redeeming { .. } => unreachable!("handled above"),
             Record::Incarnation { incarnation, .. } => state.incarnation = Some(*incarnation),
             Record::Recovered { .. } => state.recovered = true,
             Record::Promised { ballot, .. } => state.promised = state.promised.max(*ballot),

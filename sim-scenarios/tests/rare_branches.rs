@@ -172,3 +172,11 @@ fn a_replaced_acceptor_deletes_what_the_new_set_copied() {
     cov_mark::check!(removed_acceptor_deletes_what_the_new_set_copied);
     run_seeds("compaction/every-acceptor-replaced-while-typing-loses-nothing", 1);
 }
+
+#[test]
+fn a_removed_device_gets_back_in_whether_or_not_it_heard_of_its_removal_first() {
+    cov_mark::check!(removed_device_forgets_the_group_to_join_it_again);
+    cov_mark::check!(welcomed_back_before_hearing_of_its_removal);
+    cov_mark::check!(welcomed_back_after_hearing_of_its_removal);
+    run_seeds("document/a-removed-member-invited-again-gets-back-in-and-its-edits-reach-everyone", 40);
+}

@@ -19,6 +19,10 @@ use plait_kernel::updates::{Cursor, StoredMessage, UpdateId};
 /// The net effect of some batches, table by table. Keys are ordered so writes are deterministic.
 #[derive(Debug, Default)]
 pub(crate) struct Changes {
+    /// Groups forgotten (`Record::GroupForgotten`): every durable row of theirs is deleted
+    /// before anything else is written. The fields below hold only what came after the last
+    /// forgetting of a group.
+    pub(crate) forgotten: BTreeSet<GroupId>,
     /// Groups that were not durable before: first genesis wins, as in `Restored::apply`.
     pub(crate) groups: BTreeMap<GroupId, GroupGenesis>,
     /// Last incarnation per group.
@@ -86,7 +90,8 @@ impl Changes {
 
     /// Whether there is nothing to write.
     pub(crate) fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.forgotten.is_empty()
+            && self.groups.is_empty()
             && self.incarnations.is_empty()
             && self.recovered.is_empty()
             && self.promised.is_empty()
@@ -111,7 +116,8 @@ impl Changes {
     /// write in `write.rs` and a read in `read.rs`. This match has no wildcard on purpose.
     fn add(&mut self, groups_durable: &BTreeSet<GroupId>, record: &Record) {
         let Some(group) = record.group() else { return self.add_outside_groups(record) };
-        let is_known = groups_durable.contains(&group) || self.groups.contains_key(&group);
+        let is_durable = groups_durable.contains(&group) && !self.forgotten.contains(&group);
+        let is_known = is_durable || self.groups.contains_key(&group);
         if !is_known && !matches!(record, Record::Group { .. }) {
             return; // `Restored::apply` ignores records of a group it does not hold.
         }
@@ -121,6 +127,7 @@ impl Changes {
                     self.groups.insert(group, genesis.clone());
                 }
             }
+            Record::GroupForgotten { .. } => self.forget(group),
             Record::Incarnation { incarnation, .. } => {
                 self.incarnations.insert(group, *incarnation);
             }
@@ -188,6 +195,29 @@ impl Changes {
             }
             Record::Redeeming { .. } => unreachable!("a record outside groups has no group"),
         }
+    }
+
+    /// Drops everything folded for `group` so far; the write deletes its durable rows first.
+    fn forget(&mut self, group: GroupId) {
+        self.forgotten.insert(group);
+        self.groups.remove(&group);
+        self.incarnations.remove(&group);
+        self.recovered.remove(&group);
+        self.promised.remove(&group);
+        self.accepted.retain(|(of, _), _| *of != group);
+        self.peer_incarnations.retain(|(of, _), _| *of != group);
+        self.chosen.retain(|(of, _), _| *of != group);
+        self.round_floors.remove(&group);
+        self.mls_state.retain(|(of, _), _| *of != group);
+        self.stored.retain(|(of, _), _| *of != group);
+        self.unstored_below.remove(&group);
+        self.snapshots.retain(|(of, _), _| *of != group);
+        self.compacted.remove(&group);
+        self.imported.remove(&group);
+        self.updates_dropped.remove(&group);
+        self.updates.retain(|(of, _), _| *of != group);
+        self.safe_below.remove(&group);
+        self.read_cursors.retain(|(of, _), _| *of != group);
     }
 
     /// A node's record outside any group (`Record::group` is `None`).

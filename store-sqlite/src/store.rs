@@ -126,6 +126,9 @@ impl Store {
         }
         match self.write(&changes).await {
             Ok(()) => {
+                for group in &changes.forgotten {
+                    self.groups_durable.remove(group);
+                }
                 assert!(
                     changes.groups.keys().all(|group| !self.groups_durable.contains(group)),
                     "the fold wrote a group that was already durable"

@@ -48,8 +48,39 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
     script.run(connection).await
 }
 
-/// Every table's changes. Groups go first: the other tables refer to them.
+/// Tables that hold a group's rows, each keyed by `group_id`; those that refer to another
+/// come before it, and `groups` (which every other refers to) last.
+const GROUP_TABLES: [&str; 19] = [
+    "incarnations",
+    "recovered",
+    "promised",
+    "accept_proofs",
+    "accepted",
+    "peer_incarnations",
+    "chosen",
+    "round_floors",
+    "mls_state",
+    "stored",
+    "unstored_below",
+    "snapshot_chunks",
+    "snapshots",
+    "compacted",
+    "imported_snapshots",
+    "updates",
+    "safe_below",
+    "read_cursors",
+    "groups",
+];
+
+/// Every table's changes. Forgotten groups' rows go first, then groups: the other tables refer
+/// to them.
 fn add_changes(script: &mut Script, changes: &Changes) {
+    let forgotten: Vec<Columns> = changes.forgotten.iter().map(|group| vec![group.0.to_vec()]).collect();
+    if !forgotten.is_empty() {
+        for table in GROUP_TABLES {
+            script.delete(&format!("DELETE FROM {table} WHERE group_id IN ("), forgotten.clone());
+        }
+    }
     let statement =
         Statement { table: "groups", head: "INSERT INTO groups (group_id, genesis, checksum) ", tail: " ON CONFLICT DO NOTHING" };
     let rows = changes.groups.iter().map(|(group, genesis)| vec![group.0.to_vec(), to_postcard(genesis)]);

@@ -136,6 +136,8 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, acceptor, n)| Record::PeerIncarnation { group, acceptor, incarnation: Incarnation(n) }),
         3 => (any_group.clone(), slot, entry()).prop_map(|(group, slot, entry)| Record::Chosen { group, slot, entry }),
         1 => (any_group.clone(), number()).prop_map(|(group, round)| Record::RoundFloor { group, round }),
+        // Rare, so that groups fill up between forgettings; `Group` records bring them back.
+        1 => any_group.clone().prop_map(|group| Record::GroupForgotten { group }),
         2 => (any_group.clone(), 0..4u8, prop::option::of(prop::collection::vec(any::<u8>(), 0..40)))
             .prop_map(|(group, key, value)| Record::MlsState { group, key: vec![key; 3], value }),
         2 => (any_group.clone(), number(), update_id(), prop::collection::vec(any::<u8>(), 0..40)).prop_map(

@@ -48,10 +48,11 @@ impl DocumentEvents {
 /// (`DocumentChanged`, told as soon as it is applied, before this device's write of it is
 /// durable: an acceptor holds it, and a restart reads it again), or a snapshot was imported
 /// (`SnapshotImported`: this device fell behind a compaction and caught up from its snapshot
-/// instead of message by message). An app that redraws on `DocumentChanged` alone misses the
-/// second.
+/// instead of message by message), or this device, removed from the group earlier, dropped its
+/// copy to join again (`GroupForgotten`: the text is empty until the group's snapshot comes).
+/// An app that redraws on `DocumentChanged` alone misses the last two.
 pub fn changes_text(event: &Event) -> bool {
-    matches!(event, Event::DocumentChanged { .. } | Event::SnapshotImported { .. })
+    matches!(event, Event::DocumentChanged { .. } | Event::SnapshotImported { .. } | Event::GroupForgotten { .. })
 }
 
 /// The group an event is about.
@@ -62,6 +63,7 @@ pub fn event_group(event: &Event) -> Option<GroupId> {
         | Event::GroupCreated { group, .. }
         | Event::InviteCreated { group, .. }
         | Event::Joined { group, .. }
+        | Event::GroupForgotten { group, .. }
         | Event::Welcome { group, .. }
         | Event::EpochChanged { group, .. }
         | Event::Message { group, .. }

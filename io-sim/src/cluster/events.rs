@@ -40,6 +40,7 @@ impl Cluster {
             | Event::KeyPackage { .. }
             | Event::Welcome { .. }
             | Event::InviteCreated { .. }
+            | Event::GroupForgotten { .. }
             | Event::Joined { .. } => {
                 if self.notices.len() < NOTICES_MAX {
                     self.notices.push((index, event.clone()));

@@ -55,6 +55,19 @@ struct SyncProgress {
     updates_applied: u64,
 }
 
+/// What a device keeps of a group it was removed from when it joins the group again (the
+/// rest goes: `Record::GroupForgotten`). Ballots are `(round, device)`, so a round used again
+/// could carry a second value at the same ballot; update ids are `(device, seq)`, and acceptors
+/// and readers take an id they hold as a copy of what they have, so a number used again would
+/// be dropped as a duplicate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Carried {
+    /// The highest round reserved.
+    pub(crate) round_floor: u64,
+    /// Own sequence numbers below this were given out.
+    pub(crate) own_seq_below: u64,
+}
+
 /// A device's state for one group.
 #[derive(Debug)]
 pub(crate) struct DeviceGroup {
@@ -121,6 +134,29 @@ impl DeviceGroup {
         }
         cx.persist(records);
         group
+    }
+
+    /// What a device that forgets this group to join it again must keep (see
+    /// [`Carried`]): the rounds it reserved and its own sequence numbers given out.
+    pub(crate) fn carried(&self, me: NodeId) -> Carried {
+        let own_seq_below = self.replica.as_ref().map_or(0, |replica| replica.outbox.next_seq.max(replica.applied.next_of(me)));
+        Carried { round_floor: self.round_floor, own_seq_below }
+    }
+
+    /// Takes on what the group this device forgot had given out, durably: none of its ballots
+    /// or update ids is used again.
+    pub(crate) fn carry_over(&mut self, cx: &mut Context<'_>, carried: Carried) {
+        self.round_floor = self.round_floor.max(carried.round_floor);
+        self.highest_round_seen = self.highest_round_seen.max(carried.round_floor);
+        let mut records = vec![Record::RoundFloor { group: cx.group, round: self.round_floor }];
+        if let Some(replica) = self.replica.as_mut() {
+            let outbox = &mut replica.outbox;
+            assert!(outbox.open.is_none() && outbox.unsafe_len() == 0, "invariant: carried over before any edit");
+            outbox.next_seq = outbox.next_seq.max(carried.own_seq_below);
+            outbox.safe_below = outbox.safe_below.max(carried.own_seq_below);
+            records.push(Record::SafeBelow { group: cx.group, seq: outbox.safe_below });
+        }
+        cx.persist(records);
     }
 
     /// A group rebuilt from disk.

@@ -11,9 +11,9 @@
 //! While `Open`, the device keeps (re)opening the mailbox at every acceptor and polls it. A key
 //! package counts only with a valid MAC under the code's secret, and only the first one does:
 //! the code works once. While `Welcomed`, it posts the Welcome until a quorum of acceptors hold
-//! it, so a joiner that is offline now finds it later; and, if the invite's role is not the
-//! default (`Writer`), its role is pending until a commit puts it in force (see
-//! [`Invites::roles_due`]).
+//! it, so a joiner that is offline now finds it later; and, if the invite's role is not the one
+//! the joiner holds already (the default, `Writer`, unless it is a member invited back after a
+//! removal), its role is pending until a commit puts it in force (see [`Invites::roles_due`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +25,7 @@ use crate::invite::{InviteCode, MAILBOX_BYTES, Mailbox, node_named_by};
 use crate::io::{CommandError, Rejection};
 use crate::log::AcceptorSet;
 use crate::mls::Role;
+use crate::mls::roles::Roles;
 use crate::storage::Record;
 use crate::time::Time;
 use crate::wire::Message;
@@ -176,12 +177,21 @@ impl Invites {
     }
 
     /// Our commit adding the invite's joiner was chosen: post its Welcome, and note the role
-    /// still to give it unless that is the default.
-    pub(crate) fn on_welcome(&mut self, cx: &mut Context<'_>, acceptors: &AcceptorSet, mailbox: Mailbox, welcome: Vec<u8>) {
+    /// still to give it unless `roles` (those in force) give it already.
+    pub(crate) fn on_welcome(
+        &mut self,
+        cx: &mut Context<'_>,
+        acceptors: &AcceptorSet,
+        roles: &Roles,
+        mailbox: Mailbox,
+        welcome: Vec<u8>,
+    ) {
         let Some(invite) = self.invites.get(&mailbox) else { return };
         // Only `Adding` leads to an add commit for this mailbox (see `on_contents`).
         let Stage::Adding { joiner } = invite.stage else { return };
-        let role_pending = invite.role != Role::Writer;
+        // A new member's role is the default (`Writer`) unless it was a member before: a role
+        // outlives a removal, so one invited back as a writer may still hold another.
+        let role_pending = roles.of(&joiner.0) != invite.role;
         let stage = Stage::Welcomed { welcome: welcome.clone(), held_by: BTreeSet::new(), joiner, role_pending };
         let invite = Invite { stage, ..invite.clone() };
         self.store(cx, mailbox, invite);

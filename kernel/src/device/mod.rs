@@ -381,6 +381,24 @@ impl Device {
         }
     }
 
+    /// Drops a group this device was removed from, in memory and on disk
+    /// (`Record::GroupForgotten`), so that it can join it again from a Welcome; returns what the
+    /// new membership must keep.
+    fn forget(&mut self, id: GroupId, effects: &mut Effects) -> Option<group::Carried> {
+        let group = self.groups.remove(&id)?;
+        cov_mark::hit!(removed_device_forgets_the_group_to_join_it_again);
+        self.deadlines.remove(id);
+        self.flushes_wanted.remove(&id);
+        self.safe_marks_behind.remove(&id);
+        self.touched.remove(&id);
+        // Messages written after the removal (the acceptors refused them) or not stored by a
+        // quorum before it: the group does not hold them, and they go with it.
+        let unsafe_dropped = group.replica.as_ref().map_or(0, |replica| replica.outbox.unsafe_count());
+        effects.notify(Event::GroupForgotten { group: id, unsafe_dropped });
+        effects.persist(WriteBatch { records: vec![Record::GroupForgotten { group: id }] });
+        Some(group.carried(self.me))
+    }
+
     /// Opens the group a Welcome put this device in, if the genesis an acceptor gave is that
     /// group's.
     fn open_welcomed(
@@ -400,14 +418,27 @@ impl Device {
             return Err(CommandError::InvalidInvite("an acceptor sent a genesis that does not match the Welcome".into()));
         }
         let id = genesis.group_id();
-        if self.groups.contains_key(&id) {
-            // In already (the Welcome opened, so this is no acceptor's say-so): a restart between
-            // joining and deleting the invitation, or a code for a group it was in.
+        let held = self.groups.get(&id).map(|group| group.mls.as_ref());
+        // A group held as a member at the Welcome's epoch or later is this same joining seen
+        // again (a restart between joining and deleting the invitation). Held otherwise, this
+        // device was removed (whether or not it has heard yet) and an admin added it again.
+        let is_joined = held.flatten().is_some_and(|mls| mls.member.is_active() && mls.member.epoch() >= member.epoch());
+        if is_joined {
             cov_mark::hit!(joiner_welcomed_into_a_group_it_already_holds);
         } else {
+            match held {
+                Some(Some(mls)) if mls.member.is_active() => cov_mark::hit!(welcomed_back_before_hearing_of_its_removal),
+                Some(_) => cov_mark::hit!(welcomed_back_after_hearing_of_its_removal),
+                None => {}
+            }
+            let carried = held.is_some().then(|| self.forget(id, effects)).flatten();
             cov_mark::hit!(joiner_joins_through_an_invite);
             let membership = Membership::new(member, self.identity(), mls_group_id);
             self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
+            if let Some(carried) = carried {
+                let (group, mut cx) = self.touch(now, id, effects).expect("invariant: opened above");
+                group.carry_over(&mut cx, carried);
+            }
         }
         let (group, mut cx) = self.touch(now, id, effects).expect("invariant: the group is held, opened above or before");
         group.joined_through = Some(mailbox);

@@ -3,10 +3,11 @@
 //! and no acceptor ever sent a byte of plaintext (inserted text carries the simulator's marker).
 
 use plait_io_sim::{Chance, Cluster, FaultProfile, PLAINTEXT_MARKER, SimRng};
-use plait_kernel::{Command, GroupId, Time};
+use plait_kernel::mls::Role;
+use plait_kernel::{Command, Event, GroupId, Time};
 
 use crate::outline::{LIVENESS_MS_MAX, Session};
-use crate::scenarios::mls::{FOUNDERS, lossy, rotations, start_configured};
+use crate::scenarios::mls::{FOUNDERS, invite_code, lossy, rotations, start_configured};
 use crate::{Outcome, RunOptions, Scenario};
 
 /// Every `document/` scenario.
@@ -46,6 +47,11 @@ pub fn all() -> Vec<Scenario> {
             name: "document/a-removed-member-cannot-change-the-document",
             description: "a member cut off and then removed keeps typing, and reconnects; none of its later edits reaches any member",
             run: removed_member_keeps_editing,
+        },
+        Scenario {
+            name: "document/a-removed-member-invited-again-gets-back-in-and-its-edits-reach-everyone",
+            description: "a member cut off and removed keeps typing; an admin invites it again, and it redeems the code as it reconnects (learning of its removal before or after the Welcome); it drops its old copy of the group with the edits the group refused, joins, crashes and restarts once, and types with the others: every member ends with the same text, nothing safe is lost, none of its refused edits reaches anyone, and none of its ballots or update ids is used twice",
+            run: removed_member_joins_again,
         },
         Scenario {
             name: "document/a-reader-cannot-change-the-document",
@@ -286,6 +292,64 @@ fn removed_member_keeps_editing(options: &RunOptions) -> Outcome {
     typing(&mut session, &devices, 60, end, "");
     typing(&mut session, &[target], 10, end.plus_ms(1_000), FORBIDDEN);
     session.safety_end = end.plus_ms(1_000);
+    session.run_liveness();
+    settle_documents(&mut session);
+    refuse_forbidden_text(&mut session, target);
+    session.outcome()
+}
+
+/// Proves a removed device can be invited back: it forgets the group (`Record::GroupForgotten`)
+/// but not the rounds and sequence numbers it gave out.
+fn removed_member_joins_again(options: &RunOptions) -> Outcome {
+    let profile = lossy(&mut SimRng::new(options.seed));
+    let mut session = match start(options, 3, profile) {
+        Ok(session) => session,
+        Err(outcome) => return *outcome,
+    };
+    let (group, devices) = (session.group, session.cluster.devices());
+    let (admin, target) = (devices[0], devices[3]);
+    let acceptors = session.cluster.checker.acceptors(group).cloned().expect("the group is known");
+    let fifth = Time(session.cluster.now().0 + (session.safety_end.0 - session.cluster.now().0) / 5);
+    // It proposes before it is removed and after it is back, so that a ballot used twice would
+    // show (`ballots-unique`).
+    session.cluster.command(target, Command::RotateKeys { group });
+    typing(&mut session, &devices, 20, fifth, "");
+    session.cluster.isolate(target);
+    let member = session.cluster.id(target);
+    session.cluster.command(admin, Command::RemoveMember { group, member });
+    typing(&mut session, &[target], 10, fifth.plus_ms(2_000), FORBIDDEN);
+    let deadline = session.cluster.now().plus_ms(30_000);
+    let removed = |c: &Cluster| {
+        c.device(admin).and_then(|d| d.group(group)).is_some_and(|g| !g.members().iter().any(|(id, _)| *id == member))
+    };
+    if !session.cluster.run_until_condition(deadline, removed) {
+        session.fail("a-removed-member-gets-back-in-through-an-invite", "the admin's removal was not chosen".into());
+        return session.outcome();
+    }
+    session.cluster.notices.clear();
+    session.cluster.command(admin, Command::CreateInvite { group, lifetime_ms: 600_000, role: Role::Writer });
+    let until = session.cluster.now().plus_ms(2_000);
+    session.cluster.run_until(until);
+    let Some(code) = invite_code(&mut session) else { return session.outcome() };
+    session.cluster.heal();
+    session.cluster.command(target, Command::AcceptInvite { code, acceptors });
+    let deadline = session.cluster.now().plus_ms(30_000);
+    // Until it opens the Welcome, a device that has not heard of its removal still counts itself
+    // a member: it is back once it forgot the old group and is a member of the new one.
+    let forgot = |c: &Cluster| c.notices.iter().any(|(n, e)| *n == target && matches!(e, Event::GroupForgotten { .. }));
+    let back = |c: &Cluster| forgot(c) && c.device(target).and_then(|d| d.group(group)).is_some_and(|g| g.is_member());
+    if !session.cluster.run_until_condition(deadline, back) {
+        session.fail("a-removed-member-gets-back-in-through-an-invite", "the removed device never got back in".into());
+        return session.outcome();
+    }
+    let end = session.safety_end.max(session.cluster.now().plus_ms(10_000));
+    session.safety_end = end;
+    session.cluster.command(target, Command::RotateKeys { group });
+    let crash_at = Time(session.rng.between(session.cluster.now().0, end.0));
+    typing(&mut session, &devices, 30, crash_at, "");
+    session.cluster.crash(target);
+    session.cluster.restart(target, false);
+    typing(&mut session, &devices, 30, end, "");
     session.run_liveness();
     settle_documents(&mut session);
     refuse_forbidden_text(&mut session, target);

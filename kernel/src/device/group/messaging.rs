@@ -41,8 +41,9 @@ impl DeviceGroup {
     /// give the joiners their invites' roles.
     pub(super) fn on_invitees_added(&mut self, cx: &mut Context<'_>, welcomes: Vec<(Mailbox, Vec<u8>)>) {
         let acceptors = self.history.latest().clone();
+        let roles = self.mls.as_ref().and_then(|mls| mls.member.roles().ok()).unwrap_or_default();
         for (mailbox, welcome) in welcomes {
-            self.invites.on_welcome(cx, &acceptors, mailbox, welcome);
+            self.invites.on_welcome(cx, &acceptors, &roles, mailbox, welcome);
         }
         self.give_invitees_their_roles(cx);
     }
