@@ -64,6 +64,8 @@ struct SimNode {
     boot: u32,
     timer: Option<(Time, u64)>,
     timer_generation: u64,
+    /// Timers fired in one simulated second: `(second, count)`.
+    timers_fired: (u64, u32),
     /// An `Input::Flush` is scheduled (the node asked for one).
     flush_due: bool,
     /// Kept down through the liveness phase (a lost minority).
@@ -112,6 +114,12 @@ pub const NOTICES_MAX: usize = 10_000;
 
 /// Events a run may process at most; a run that needs more is reported as a liveness failure.
 pub const EVENTS_PER_RUN_MAX: u64 = 5_000_000;
+
+/// Timers one node may fire in one simulated second. A node's own work wakes it a few times a
+/// second at most (syncs, posts, flushes, backoffs); a deadline that stays in the past makes it
+/// fire every millisecond (the simulator's floor), and a real driver would spin on it: a
+/// removed device did so until 2026-12-07 (its unsafe messages stayed due).
+pub const TIMERS_PER_SECOND_MAX: u32 = 200;
 
 /// Nodes, network, disks and checker on one virtual clock.
 #[derive(Debug)]
@@ -444,6 +452,7 @@ impl Cluster {
                 let current = self.nodes[node].boot == boot && self.nodes[node].timer_generation == generation;
                 if current {
                     self.nodes[node].timer = None;
+                    self.count_timer(node);
                     self.input(node, 2, Input::Timer);
                 }
             }
@@ -600,6 +609,19 @@ impl Cluster {
         }
     }
 
+    /// Fails the run if the node fired more than [`TIMERS_PER_SECOND_MAX`] timers this second.
+    fn count_timer(&mut self, index: usize) {
+        let second = self.now.0 / 1_000;
+        let fired = &mut self.nodes[index].timers_fired;
+        *fired = if fired.0 == second { (second, fired.1 + 1) } else { (second, 1) };
+        if fired.1 == TIMERS_PER_SECOND_MAX + 1 {
+            let (now, id) = (self.now, self.nodes[index].id);
+            let detail =
+                format!("{id} fired more than {TIMERS_PER_SECOND_MAX} timers within a second: a deadline stays in the past");
+            self.checker.fail(now, "timers-never-spin", detail);
+        }
+    }
+
     fn set_timer(&mut self, index: usize, wake_at: Option<Time>) {
         let Some(wake_at) = wake_at else {
             self.nodes[index].timer = None;
@@ -666,6 +688,7 @@ impl SimNode {
             boot: 0,
             timer: None,
             timer_generation: 0,
+            timers_fired: (0, 0),
             flush_due: false,
             lost: false,
             liar: None,

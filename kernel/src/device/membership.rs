@@ -268,6 +268,17 @@ impl Membership {
         Ok(())
     }
 
+    /// Whether this device can post its document messages now: a current member, not a reader,
+    /// and no commit of its own undecided (openmls cannot seal meanwhile). While it cannot, the
+    /// messages' post times do not wake it: nothing would change (a removed device woke every
+    /// millisecond in the simulator, and a real driver would spin).
+    pub(crate) fn may_post(&self) -> bool {
+        let me = self.identity.credential.credential.serialized_content();
+        self.pending.is_none()
+            && self.member.is_active()
+            && self.member.roles().is_ok_and(|roles| roles.of(me) != crate::mls::Role::Reader)
+    }
+
     /// Our signed digest of the current epoch, to tell the other members.
     pub(crate) fn digest(&self) -> Option<crate::mls::SignedDigest> {
         if !self.member.is_active() {

@@ -242,13 +242,19 @@ impl Outbox {
         self.unsafe_messages.first_key_value().map_or(open, |(seq, _)| (*seq).min(open))
     }
 
-    /// When the next flush, post or write of the safe mark is due.
-    pub(crate) fn wake_at(&self) -> Option<Time> {
+    /// When the next flush, post or write of the safe mark is due. Posts count only if the
+    /// device can post, in the epoch `posting_in` (see `Membership::may_post`), and a stale
+    /// message only once that epoch is past its own: until then nothing would change, and a
+    /// deadline in the past made the node wake every millisecond in the simulator (a real
+    /// driver would spin). Leaving the epoch touches the group, which asks again.
+    pub(crate) fn wake_at(&self, posting_in: Option<u64>) -> Option<Time> {
         let flush = self.open.as_ref().map(|open| open.flush_at);
-        // Stale messages wake the node at their post time too, as they did before the indexes;
-        // they are rarely many.
-        let stale = self.stale.iter().map(|seq| self.unsafe_messages[seq].post_at).min();
-        let post = crate::time::earliest(self.by_post_at.first().map(|(at, _)| *at), stale);
+        let post = posting_in.and_then(|epoch| {
+            // Stale messages are rarely many.
+            let stale = self.stale.iter().map(|seq| &self.unsafe_messages[seq]);
+            let stale = stale.filter(|message| message.stale_epoch.is_some_and(|at| at < epoch)).map(|m| m.post_at).min();
+            crate::time::earliest(self.by_post_at.first().map(|(at, _)| *at), stale)
+        });
         let mark = match self.safe_mark {
             SafeMark::Behind { write_by } => Some(write_by),
             SafeMark::Written => None,
@@ -304,7 +310,8 @@ mod tests {
     fn due_messages_come_from_the_indexes_and_leave_them_when_safe() {
         let mut outbox = Outbox::default();
         let (first, second, third) = (closed(&mut outbox, 10), closed(&mut outbox, 11), closed(&mut outbox, 12));
-        assert_eq!(outbox.wake_at(), Some(Time(10)));
+        assert_eq!(outbox.wake_at(Some(0)), Some(Time(10)));
+        assert_eq!(outbox.wake_at(None), None, "a device that cannot post is not woken to post");
         assert_eq!(outbox.due(Time(11), 0, 64), vec![first, second]);
         assert_eq!(outbox.due(Time(12), 0, 2), vec![first, second], "at most `max`, longest due first");
 
@@ -313,7 +320,8 @@ mod tests {
         outbox.mark_stale(second, 3);
         assert_eq!(outbox.due(Time(12), 3, 64), vec![third], "stale until the device leaves epoch 3");
         assert_eq!(outbox.due(Time(12), 4, 64), vec![second, third], "then due at once, first");
-        assert_eq!(outbox.wake_at(), Some(Time(11)), "a stale message still wakes the node");
+        assert_eq!(outbox.wake_at(Some(3)), Some(Time(12)), "a stale message does not wake the node in its epoch");
+        assert_eq!(outbox.wake_at(Some(4)), Some(Time(11)), "but once the node left it");
         assert_indexed(&outbox);
 
         let acceptors = [NodeId::from_index(1)];
@@ -321,9 +329,9 @@ mod tests {
         assert!(outbox.acknowledge(third, acceptors[0], &acceptors, 1));
         assert_indexed(&outbox);
         assert_eq!(outbox.due(Time(99), 4, 64), Vec::<u64>::new());
-        assert_eq!(outbox.wake_at(), Some(Time(100)));
+        assert_eq!(outbox.wake_at(Some(0)), Some(Time(100)));
         outbox.posted(first, Time(200));
-        assert_eq!(outbox.wake_at(), Some(Time(200)));
+        assert_eq!(outbox.wake_at(Some(0)), Some(Time(200)));
         assert_indexed(&outbox);
     }
 
@@ -334,10 +342,10 @@ mod tests {
         assert!(!outbox.advance_safe_below(2, Time(900)), "never backwards");
         assert_eq!(outbox.take_safe_mark(Time(100), false), None, "neither writing nor due");
         assert!(outbox.advance_safe_below(5, Time(900)));
-        assert_eq!(outbox.wake_at(), Some(Time(500)), "due since it first fell behind");
+        assert_eq!(outbox.wake_at(Some(0)), Some(Time(500)), "due since it first fell behind");
         assert_eq!(outbox.take_safe_mark(Time(100), true), Some(5), "a write carries the latest");
         assert_eq!(outbox.take_safe_mark(Time(600), true), None, "once");
-        assert_eq!(outbox.wake_at(), None);
+        assert_eq!(outbox.wake_at(Some(0)), None);
         assert!(outbox.advance_safe_below(6, Time(700)));
         assert_eq!(outbox.take_safe_mark(Time(700), false), Some(6), "alone once due");
     }

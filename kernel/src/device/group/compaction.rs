@@ -494,8 +494,13 @@ impl DeviceGroup {
         self.confirm(cx, hash);
     }
 
-    /// The wake time of compaction work.
+    /// The wake time of compaction work: none for a device no longer a member, whose timer
+    /// does none (`compaction_timer`), or a deadline left in the past would wake it at once,
+    /// again and again.
     pub(super) fn compaction_wake_at(&self) -> Option<Time> {
+        if !self.mls.as_ref().is_some_and(|mls| mls.member.is_active()) {
+            return None;
+        }
         self.replica.as_ref().and_then(|replica| replica.compactor.wake_at())
     }
 }

@@ -107,7 +107,8 @@ impl DeviceGroup {
 
     /// When the document next needs the timer.
     pub(super) fn document_wake_at(&self) -> Option<crate::time::Time> {
-        self.replica.as_ref().and_then(|replica| replica.outbox.wake_at())
+        let posting_in = self.mls.as_ref().filter(|mls| mls.may_post()).map(|mls| mls.member.epoch());
+        self.replica.as_ref().and_then(|replica| replica.outbox.wake_at(posting_in))
     }
 
     /// Posts unsafe messages whose time has come to the acceptors that have not stored them,
