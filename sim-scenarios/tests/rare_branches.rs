@@ -180,3 +180,9 @@ fn a_removed_device_gets_back_in_whether_or_not_it_heard_of_its_removal_first() 
     cov_mark::check!(welcomed_back_after_hearing_of_its_removal);
     run_seeds("document/a-removed-member-invited-again-gets-back-in-and-its-edits-reach-everyone", 40);
 }
+
+#[test]
+fn an_admin_that_lost_its_add_to_a_crash_takes_the_key_package_again() {
+    cov_mark::check!(admin_takes_a_key_package_again_after_losing_its_add);
+    run_seeds("document/a-removed-member-invited-again-gets-back-in-and-its-edits-reach-everyone", 60);
+}

@@ -10,7 +10,7 @@ use crate::device::messages::Messages;
 use crate::device::proposer::{Leading, Proposer};
 use crate::document::Document;
 use crate::idle::IdlePace;
-use crate::ids::{Ballot, Incarnation, NodeId, Slot};
+use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
 use crate::storage::{AcceptedValue, Record, RestoredGroup};
@@ -120,8 +120,19 @@ pub(crate) struct DeviceGroup {
 
 impl DeviceGroup {
     /// A group opened for the first time.
-    pub(crate) fn open(cx: &mut Context<'_>, genesis: GroupGenesis, mls: Option<Membership>) -> DeviceGroup {
-        let mut records = vec![Record::Group { group: cx.group, genesis: genesis.clone() }];
+    /// A new group; `carried` if this device held it before and forgot it (see [`Carried`]),
+    /// which the same batch forgets on disk first.
+    pub(crate) fn open(
+        cx: &mut Context<'_>,
+        genesis: GroupGenesis,
+        mls: Option<Membership>,
+        carried: Option<Carried>,
+    ) -> DeviceGroup {
+        let mut records = Vec::new();
+        if carried.is_some() {
+            records.push(Record::GroupForgotten { group: cx.group });
+        }
+        records.push(Record::Group { group: cx.group, genesis: genesis.clone() });
         let history = AcceptorHistory::new(&genesis);
         let mut group = DeviceGroup::with(genesis, Slot(0), history, 0, cx.now);
         if mls.is_some() {
@@ -131,6 +142,9 @@ impl DeviceGroup {
         group.mls = mls;
         if let Some(mls) = group.mls.as_mut() {
             records.extend(mls.changes(cx.group, true));
+        }
+        if let Some(carried) = carried {
+            records.extend(group.carry_over(cx.group, carried));
         }
         cx.persist(records);
         group
@@ -143,20 +157,20 @@ impl DeviceGroup {
         Carried { round_floor: self.round_floor, own_seq_below }
     }
 
-    /// Takes on what the group this device forgot had given out, durably: none of its ballots
-    /// or update ids is used again.
-    pub(crate) fn carry_over(&mut self, cx: &mut Context<'_>, carried: Carried) {
+    /// Takes on what the group this device forgot had given out, so that none of its ballots or
+    /// update ids is used again; returns the records that keep it so.
+    fn carry_over(&mut self, group: GroupId, carried: Carried) -> Vec<Record> {
         self.round_floor = self.round_floor.max(carried.round_floor);
         self.highest_round_seen = self.highest_round_seen.max(carried.round_floor);
-        let mut records = vec![Record::RoundFloor { group: cx.group, round: self.round_floor }];
+        let mut records = vec![Record::RoundFloor { group, round: self.round_floor }];
         if let Some(replica) = self.replica.as_mut() {
             let outbox = &mut replica.outbox;
             assert!(outbox.open.is_none() && outbox.unsafe_len() == 0, "invariant: carried over before any edit");
             outbox.next_seq = outbox.next_seq.max(carried.own_seq_below);
             outbox.safe_below = outbox.safe_below.max(carried.own_seq_below);
-            records.push(Record::SafeBelow { group: cx.group, seq: outbox.safe_below });
+            records.push(Record::SafeBelow { group, seq: outbox.safe_below });
         }
-        cx.persist(records);
+        records
     }
 
     /// A group rebuilt from disk.
@@ -598,6 +612,10 @@ impl DeviceGroup {
                 events.push(Event::Committed { group: cx.group, slot });
             }
         }
+        // Welcomes first: once the records below are durable our pending commit is gone, and
+        // with it the Welcome, so a crash in between would leave a joiner added that never
+        // gets in. (A crash before the records resumes the commit, and finds the Welcome kept.)
+        self.on_invitees_added(cx, welcomes);
         if let Some(mls) = self.mls.as_mut() {
             records.extend(mls.changes(cx.group, false));
         }
@@ -605,7 +623,6 @@ impl DeviceGroup {
         for (compaction, ours) in compactions {
             self.on_compaction_chosen(cx, compaction, ours);
         }
-        self.on_invitees_added(cx, welcomes);
         let epoch_changed = events.iter().any(|e| matches!(e, Event::EpochChanged { .. }));
         for event in events {
             cx.effects.notify(event);

@@ -83,6 +83,24 @@ impl Invites {
         Invites { invites }
     }
 
+    /// After a restart: an invite whose joiner's key package was taken (`Adding`) but whose add
+    /// commit is neither pending (`pending`: the invite of the commit that is) nor applied (the
+    /// joiner is not a member, by `is_member`) lost its add with the restart, since the proposal
+    /// queue is in memory. It is open again: the mailbox still holds the key package, which is
+    /// taken again and added. (Until 2026-12-07 such an invite stayed `Adding` for good, and its
+    /// joiner waited for ever.) Not written: a restart before it is taken again does the same.
+    pub(crate) fn reopen_lost_adds(&mut self, pending: Option<Mailbox>, is_member: impl Fn(NodeId) -> bool) {
+        for (mailbox, invite) in &mut self.invites {
+            if let Stage::Adding { joiner } = invite.stage
+                && pending != Some(*mailbox)
+                && !is_member(joiner)
+            {
+                cov_mark::hit!(admin_takes_a_key_package_again_after_losing_its_add);
+                invite.stage = Stage::Open;
+            }
+        }
+    }
+
     /// Opens a new invite whose joiner ends with `role`; returns its code.
     pub(crate) fn create(
         &mut self,

@@ -95,6 +95,11 @@ impl Device {
             };
             let mut group = DeviceGroup::restore(Time::ZERO, state, device.config.chosen_in_memory_max, mls);
             group.invites = invites;
+            if let Some(mls) = group.mls.as_ref() {
+                let pending = mls.pending.as_ref().and_then(|pending| pending.mailbox);
+                let members = mls.member.members();
+                group.invites.reopen_lost_adds(pending, |joiner| members.iter().any(|name| name.as_slice() == joiner.0));
+            }
             group.joined_through = joined_through;
             if let Some((replica, refused)) = replica {
                 (0..refused).for_each(|_| device.counters.count(Rejection::Invalid));
@@ -178,7 +183,7 @@ impl Device {
     fn on_command(&mut self, now: Time, command: Command, effects: &mut Effects) {
         let result = match command {
             Command::OpenGroup { genesis } if genesis.is_mls() => Err(CommandError::NotOpaque(genesis.group_id())),
-            Command::OpenGroup { genesis } => self.open_group(now, genesis, None, None, effects),
+            Command::OpenGroup { genesis } => self.open_group(now, genesis, None, None, None, effects),
             Command::CreateGroup { acceptors, nonce, rotation_interval_ms } => {
                 self.create_group(now, acceptors, nonce, rotation_interval_ms, effects)
             }
@@ -222,7 +227,7 @@ impl Device {
         let group_info = member.group_info(&identity).map_err(|error| CommandError::Mls(error.to_string()))?;
         let genesis = GroupGenesis { nonce, acceptors, proposers: vec![self.me], group_info: Some(group_info) };
         let membership = Membership::new(member, identity, mls_group_id.to_vec());
-        self.open_group(now, genesis.clone(), Some(membership), None, effects)?;
+        self.open_group(now, genesis.clone(), Some(membership), None, None, effects)?;
         effects.notify(Event::GroupCreated { group: genesis.group_id(), genesis });
         Ok(())
     }
@@ -258,7 +263,7 @@ impl Device {
                 Ok((member, welcomed)) => {
                     let mls_group_id = member.group_id();
                     let membership = Membership::new(member, self.identity(), mls_group_id);
-                    self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
+                    self.open_group(now, genesis.clone(), Some(membership), welcomed, None, effects)?;
                     effects.notify(Event::Joined { group: genesis.group_id(), genesis });
                     return Ok(());
                 }
@@ -279,6 +284,7 @@ impl Device {
         genesis: GroupGenesis,
         mls: Option<Membership>,
         welcomed: Option<Vec<u8>>,
+        carried: Option<group::Carried>,
         effects: &mut Effects,
     ) -> Result<(), CommandError> {
         if !genesis.is_well_formed(self.config.acceptors_max, self.config.proposers_max) {
@@ -292,7 +298,7 @@ impl Device {
             return Err(CommandError::TooManyGroups(self.groups.len()));
         }
         let mut cx = Context::new(now, self.me, id, &self.config, &mut self.rng, &mut self.counters, effects);
-        let mut group = DeviceGroup::open(&mut cx, genesis, mls);
+        let mut group = DeviceGroup::open(&mut cx, genesis, mls, carried);
         if let Some(bytes) = welcomed {
             group.adopt_welcomed_compaction(&mut cx, &bytes);
         }
@@ -381,22 +387,21 @@ impl Device {
         }
     }
 
-    /// Drops a group this device was removed from, in memory and on disk
-    /// (`Record::GroupForgotten`), so that it can join it again from a Welcome; returns what the
-    /// new membership must keep.
-    fn forget(&mut self, id: GroupId, effects: &mut Effects) -> Option<group::Carried> {
+    /// Drops a group this device was removed from, in memory, so that it can join it again
+    /// from a Welcome; returns what the new membership must keep, and how many of its own
+    /// messages go: those written after the removal (the acceptors refused them) or not stored
+    /// by a quorum before it, which the group does not hold. The disk forgets it in the same
+    /// batch as the new membership's records (`DeviceGroup::open`), so that a crash cannot
+    /// leave it forgotten without what it must keep.
+    fn forget(&mut self, id: GroupId) -> Option<(group::Carried, usize)> {
         let group = self.groups.remove(&id)?;
         cov_mark::hit!(removed_device_forgets_the_group_to_join_it_again);
         self.deadlines.remove(id);
         self.flushes_wanted.remove(&id);
         self.safe_marks_behind.remove(&id);
         self.touched.remove(&id);
-        // Messages written after the removal (the acceptors refused them) or not stored by a
-        // quorum before it: the group does not hold them, and they go with it.
         let unsafe_dropped = group.replica.as_ref().map_or(0, |replica| replica.outbox.unsafe_count());
-        effects.notify(Event::GroupForgotten { group: id, unsafe_dropped });
-        effects.persist(WriteBatch { records: vec![Record::GroupForgotten { group: id }] });
-        Some(group.carried(self.me))
+        Some((group.carried(self.me), unsafe_dropped))
     }
 
     /// Opens the group a Welcome put this device in, if the genesis an acceptor gave is that
@@ -431,13 +436,13 @@ impl Device {
                 Some(_) => cov_mark::hit!(welcomed_back_after_hearing_of_its_removal),
                 None => {}
             }
-            let carried = held.is_some().then(|| self.forget(id, effects)).flatten();
+            let forgotten = held.is_some().then(|| self.forget(id)).flatten();
             cov_mark::hit!(joiner_joins_through_an_invite);
             let membership = Membership::new(member, self.identity(), mls_group_id);
-            self.open_group(now, genesis.clone(), Some(membership), welcomed, effects)?;
-            if let Some(carried) = carried {
-                let (group, mut cx) = self.touch(now, id, effects).expect("invariant: opened above");
-                group.carry_over(&mut cx, carried);
+            let carried = forgotten.map(|(carried, _)| carried);
+            self.open_group(now, genesis.clone(), Some(membership), welcomed, carried, effects)?;
+            if let Some((_, unsafe_dropped)) = forgotten {
+                effects.notify(Event::GroupForgotten { group: id, unsafe_dropped });
             }
         }
         let (group, mut cx) = self.touch(now, id, effects).expect("invariant: the group is held, opened above or before");
