@@ -179,8 +179,11 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
                 .iter()
                 .map(|text| text.parse::<Ticket>().map_err(|error| AppError::BadInput(error.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
+            // Subscribed first: an acceptor's refusal to host may come before the creation
+            // returns, and is told once.
+            let events = app.driver().subscribe();
             let handle = app.create_document(&doc, &tickets).await?;
-            until_idle(app, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
+            until_idle_from(app, events, std::slice::from_ref(&handle), Duration::from_secs(30)).await?;
             println!("created {doc} group={}", hex(&handle.group().0));
         }
         DeviceCommand::Invite { doc, role, ttl } => {
@@ -322,7 +325,16 @@ async fn run_on(app: &DeviceApp, command: DeviceCommand) -> Result<(), AppError>
 /// host a document is said on stderr at once (it may take it later: a full one keeps being
 /// asked) and named in the error if the edits are still not safe by the timeout.
 async fn until_idle(app: &DeviceApp, documents: &[DocumentHandle], timeout: Duration) -> Result<(), AppError> {
-    let mut events = app.driver().subscribe();
+    until_idle_from(app, app.driver().subscribe(), documents, timeout).await
+}
+
+/// [`until_idle`] from `events`, subscribed before the work it waits for began.
+async fn until_idle_from(
+    app: &DeviceApp,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    documents: &[DocumentHandle],
+    timeout: Duration,
+) -> Result<(), AppError> {
     let started = tokio::time::Instant::now();
     let deadline = started + timeout;
     let mut last_news = started;
