@@ -10,7 +10,7 @@ use crate::device::messages::Messages;
 use crate::device::proposer::{Leading, Proposer};
 use crate::document::Document;
 use crate::idle::IdlePace;
-use crate::ids::{Ballot, GroupId, Incarnation, NodeId, Slot};
+use crate::ids::{Ballot, Incarnation, NodeId, Slot};
 use crate::io::{CommandError, Event, Rejection};
 use crate::log::{AcceptorHistory, AcceptorSet, Entry, GroupGenesis};
 use crate::storage::{AcceptedValue, Record, RestoredGroup};
@@ -23,6 +23,9 @@ pub(crate) mod confirming;
 mod document;
 mod messaging;
 mod proposing;
+mod rejoining;
+
+pub(crate) use rejoining::Carried;
 
 /// Something this device wants in the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,39 +36,11 @@ pub(crate) enum Proposal {
     Intent(Intent),
 }
 
-/// The writes of a page's messages, gathered while it is read: openmls's state is compared with
-/// what is durable once per page instead of once per message (a copy of its ~5 KiB of message
-/// secrets each time), and the page's updates become durable in one batch with it, before any
-/// of them is announced.
-#[derive(Debug, Default)]
-pub(crate) struct PageWrites {
-    /// The page's `Record::Update`s.
-    pub(crate) records: Vec<Record>,
-    /// The updates applied, to announce once durable.
-    pub(crate) changed: Vec<crate::updates::UpdateId>,
-    /// Whether openmls read any of the page's messages (a page of copies already applied
-    /// writes nothing: see `save_cursors`).
-    pub(crate) decrypted: bool,
-}
-
 /// What a device's sync rounds count as progress in a group (see [`crate::idle`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SyncProgress {
     next_slot: Slot,
     updates_applied: u64,
-}
-
-/// What a device keeps of a group it was removed from when it joins the group again (the
-/// rest goes: `Record::GroupForgotten`). Ballots are `(round, device)`, so a round used again
-/// could carry a second value at the same ballot; update ids are `(device, seq)`, and acceptors
-/// and readers take an id they hold as a copy of what they have, so a number used again would
-/// be dropped as a duplicate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Carried {
-    /// The highest round reserved.
-    pub(crate) round_floor: u64,
-    /// Own sequence numbers below this were given out.
-    pub(crate) own_seq_below: u64,
 }
 
 /// A device's state for one group.
@@ -109,7 +84,7 @@ pub(crate) struct DeviceGroup {
     /// edits leave together: sealed in one go, one frame to each acceptor.
     pub(crate) post_on_flush: bool,
     /// While a page is read: what its messages wrote, made durable together at its end.
-    page_writes: Option<PageWrites>,
+    page_writes: Option<document::PageWrites>,
     /// The most recently applied entries (at most `chosen_in_memory_max`), to hand to an
     /// acceptor that missed them (for example because the proposer that chose them crashed).
     recent: std::collections::BTreeMap<Slot, Entry>,
@@ -148,29 +123,6 @@ impl DeviceGroup {
         }
         cx.persist(records);
         group
-    }
-
-    /// What a device that forgets this group to join it again must keep (see
-    /// [`Carried`]): the rounds it reserved and its own sequence numbers given out.
-    pub(crate) fn carried(&self, me: NodeId) -> Carried {
-        let own_seq_below = self.replica.as_ref().map_or(0, |replica| replica.outbox.next_seq.max(replica.applied.next_of(me)));
-        Carried { round_floor: self.round_floor, own_seq_below }
-    }
-
-    /// Takes on what the group this device forgot had given out, so that none of its ballots or
-    /// update ids is used again; returns the records that keep it so.
-    fn carry_over(&mut self, group: GroupId, carried: Carried) -> Vec<Record> {
-        self.round_floor = self.round_floor.max(carried.round_floor);
-        self.highest_round_seen = self.highest_round_seen.max(carried.round_floor);
-        let mut records = vec![Record::RoundFloor { group, round: self.round_floor }];
-        if let Some(replica) = self.replica.as_mut() {
-            let outbox = &mut replica.outbox;
-            assert!(outbox.open.is_none() && outbox.unsafe_len() == 0, "invariant: carried over before any edit");
-            outbox.next_seq = outbox.next_seq.max(carried.own_seq_below);
-            outbox.safe_below = outbox.safe_below.max(carried.own_seq_below);
-            records.push(Record::SafeBelow { group, seq: outbox.safe_below });
-        }
-        records
     }
 
     /// A group rebuilt from disk.

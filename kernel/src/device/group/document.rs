@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::acceptor::positions_follow;
 use crate::canary::canary;
 use crate::context::Context;
+use crate::device::group::DeviceGroup;
 use crate::device::group::messaging::Read;
-use crate::device::group::{DeviceGroup, PageWrites};
 use crate::device::replica::Replica;
 use crate::document::Document;
 use crate::ids::NodeId;
@@ -25,6 +25,21 @@ const BUSY_RETRY_MS: u64 = 20;
 /// `post_resend_ms` keeps a device with many such messages from sending a full acceptor up to
 /// `posts_per_round_max` large messages every second for nothing.
 const FULL_RETRY_MS: u64 = 5_000;
+
+/// The writes of a page's messages, gathered while it is read: openmls's state is compared with
+/// what is durable once per page instead of once per message (a copy of its ~5 KiB of message
+/// secrets each time), and the page's updates become durable in one batch with it, before any
+/// of them is announced.
+#[derive(Debug, Default)]
+pub(crate) struct PageWrites {
+    /// The page's `Record::Update`s.
+    pub(crate) records: Vec<Record>,
+    /// The updates applied, to announce once durable.
+    pub(crate) changed: Vec<crate::updates::UpdateId>,
+    /// Whether openmls read any of the page's messages (a page of copies already applied
+    /// writes nothing: see `save_cursors`).
+    pub(crate) decrypted: bool,
+}
 
 impl DeviceGroup {
     /// The document (MLS groups only).
