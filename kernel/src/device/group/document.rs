@@ -131,7 +131,7 @@ impl DeviceGroup {
     /// ciphertext leaves). Nothing is sealed while our own commit is undecided.
     pub(crate) fn post_due(&mut self, cx: &mut Context<'_>) {
         let (Some(mls), Some(replica)) = (self.mls.as_mut(), self.replica.as_mut()) else { return };
-        if !mls.member.is_active() || mls.pending.is_some() || mls.may_write(cx.group, cx.me).is_err() {
+        if !mls.may_post() {
             return;
         }
         let epoch = mls.member.epoch();
