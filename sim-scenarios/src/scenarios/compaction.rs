@@ -4,13 +4,13 @@
 //! message its compaction covers), and, where the run is long enough, a compaction in force and
 //! every acceptor's storage bounded by its snapshot and the tail it does not cover.
 
-use plait_io_sim::{Chance, Cluster, FaultProfile, SimRng};
+use plait_io_sim::{Cluster, FaultProfile, SimRng};
 use plait_kernel::mls::Role;
 use plait_kernel::{Command, Event, NodeId, Time};
 
 use crate::outline::Session;
 use crate::scenarios::document::{finish, settle_documents, typing};
-use crate::scenarios::mls::{invite_code, lossy, rotations, start_configured};
+use crate::scenarios::mls::{crashing_between_effects, invite_code, lossy, rotations, start_configured};
 use crate::{Outcome, RunOptions, Scenario};
 
 /// Every `compaction/` scenario.
@@ -205,9 +205,7 @@ fn admit_while_typing(
 fn crashes_between_snapshot_and_commit(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = lossy(&mut rng);
-    profile.crashes = true;
-    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
-    profile.fault_interval_ms = rng.between(300, 1_500);
+    crashing_between_effects(&mut profile, &mut rng);
     typing_under_faults(options, profile)
 }
 

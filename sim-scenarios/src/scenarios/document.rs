@@ -7,7 +7,7 @@ use plait_kernel::mls::Role;
 use plait_kernel::{Command, GroupId, Time};
 
 use crate::outline::{LIVENESS_MS_MAX, Session};
-use crate::scenarios::mls::{FOUNDERS, invite_code, lossy, rotations, start_configured};
+use crate::scenarios::mls::{FOUNDERS, crashing_between_effects, invite_code, lossy, rotations, start_configured};
 use crate::{Outcome, RunOptions, Scenario};
 
 /// Every `document/` scenario.
@@ -227,9 +227,7 @@ fn crash_with_checkpoints(options: &RunOptions) -> Outcome {
 fn crashing_while_typing(options: &RunOptions, checkpoint_after_updates: u64) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = lossy(&mut rng);
-    profile.crashes = true;
-    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
-    profile.fault_interval_ms = rng.between(300, 1_500);
+    crashing_between_effects(&mut profile, &mut rng);
     let mut session = match start_checkpointing(options, 3, profile, checkpoint_after_updates) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
@@ -305,9 +303,7 @@ fn removed_member_joins_again(options: &RunOptions) -> Outcome {
     let mut profile = lossy(&mut rng);
     // From the redemption on, nodes also crash between any two effects (and now and then
     // outright): forgetting the group and keeping what it must is one write or none.
-    profile.crashes = true;
-    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
-    profile.fault_interval_ms = rng.between(300, 1_500);
+    crashing_between_effects(&mut profile, &mut rng);
     // Compactions by count too: a joiner that restarts after reading what was sealed before it
     // joined forgets that it asked for a compaction (ARCHITECTURE.md, "Known limits"), and waits
     // for the next one the count brings.

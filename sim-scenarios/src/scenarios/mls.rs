@@ -201,6 +201,14 @@ pub(crate) fn lossy(rng: &mut SimRng) -> FaultProfile {
     profile
 }
 
+/// Adds crashes to `profile`: whole nodes now and then, and between any two effects of an
+/// input (a write and the sends after it, or two writes, cut apart), at seed-chosen rates.
+pub(crate) fn crashing_between_effects(profile: &mut FaultProfile, rng: &mut SimRng) {
+    profile.crashes = true;
+    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
+    profile.fault_interval_ms = rng.between(300, 1_500);
+}
+
 /// [`start`] on a calm network with a fixed, seed-chosen latency and no rotation timer.
 fn calm_start(options: &RunOptions) -> Result<Session, Box<Outcome>> {
     let mut rng = SimRng::new(options.seed);
@@ -263,9 +271,7 @@ fn device_crashes_mid_commit(options: &RunOptions) -> Outcome {
     let mut rng = SimRng::new(options.seed);
     let mut profile = FaultProfile::calm();
     profile.latency.min_ms = rng.between(2, 15);
-    profile.crashes = true;
-    profile.crash_mid_effects = Chance(rng.between(20_000, 80_000) as u32);
-    profile.fault_interval_ms = rng.between(300, 1_500);
+    crashing_between_effects(&mut profile, &mut rng);
     let mut session = match start(options, profile, 0) {
         Ok(session) => session,
         Err(outcome) => return *outcome,
