@@ -184,8 +184,9 @@ pub enum Record {
         snapshot: Vec<u8>,
     },
     /// Device: deletes its stored updates that `covered` names (for each sender it lists, every
-    /// seq below that entry's `below` and each seq in its `beyond`, whatever their order). The
-    /// kernel writes it after an `ImportedSnapshot` that holds them.
+    /// seq below that entry's `below` and each seq in its `beyond`, whatever their order), and
+    /// its `Undecryptable` records of them. The kernel writes it after an `ImportedSnapshot` that
+    /// holds them.
     UpdatesDropped {
         /// Which group.
         group: GroupId,
@@ -208,6 +209,18 @@ pub enum Record {
     GroupForgotten {
         /// Which group.
         group: GroupId,
+    },
+    /// Device: a stored message it cannot decrypt (sealed in `epoch`, before it joined or too
+    /// long ago), which it asks the members to compact. Kept so that a restart goes on asking:
+    /// its cursor has moved past the message. An `UpdatesDropped` naming it deletes it, as it
+    /// deletes updates. (After `GroupForgotten`, so that the encoding of the others stays.)
+    Undecryptable {
+        /// Which group.
+        group: GroupId,
+        /// The message's id.
+        id: UpdateId,
+        /// The epoch it was sealed in.
+        epoch: u64,
     },
 }
 
@@ -234,7 +247,8 @@ impl Record {
             | Record::Compacted { group, .. }
             | Record::ImportedSnapshot { group, .. }
             | Record::UpdatesDropped { group, .. }
-            | Record::GroupForgotten { group } => *group,
+            | Record::GroupForgotten { group }
+            | Record::Undecryptable { group, .. } => *group,
             Record::Redeeming { .. } => return None,
         };
         Some(group)
@@ -311,6 +325,8 @@ pub struct RestoredGroup {
     pub compacted: Option<(Compaction, Option<ContentKey>)>,
     /// Device: the snapshot it imported last, with what it covers.
     pub imported: Option<(Covered, Vec<u8>)>,
+    /// Device: stored messages it cannot decrypt, with the epoch each was sealed in.
+    pub undecryptable: BTreeMap<UpdateId, u64>,
 }
 
 impl RestoredGroup {
@@ -335,6 +351,7 @@ impl RestoredGroup {
             snapshots: BTreeMap::new(),
             compacted: None,
             imported: None,
+            undecryptable: BTreeMap::new(),
         }
     }
 
@@ -443,7 +460,13 @@ impl Restored {
             Record::Update { id, update, .. } => {
                 state.updates.insert(*id, update.clone());
             }
-            Record::UpdatesDropped { covered, .. } => state.updates.retain(|id, _| !dropped_by(covered, id)),
+            Record::UpdatesDropped { covered, .. } => {
+                state.updates.retain(|id, _| !dropped_by(covered, id));
+                state.undecryptable.retain(|id, _| !dropped_by(covered, id));
+            }
+            Record::Undecryptable { id, epoch, .. } => {
+                state.undecryptable.insert(*id, *epoch);
+            }
             Record::SafeBelow { seq, .. } => state.safe_below = state.safe_below.max(*seq),
             Record::ReadCursor { acceptor, cursor, .. } => {
                 state.cursors.insert(*acceptor, *cursor);

@@ -58,6 +58,9 @@ pub(crate) struct Changes {
     pub(crate) updates_dropped: BTreeMap<GroupId, Vec<Covered>>,
     /// Last update per update id (a device rewrites its open update with every edit).
     pub(crate) updates: BTreeMap<(GroupId, UpdateId), Vec<u8>>,
+    /// Messages a device cannot decrypt, with the epoch each was sealed in (deleted by the same
+    /// `updates_dropped`).
+    pub(crate) undecryptable: BTreeMap<(GroupId, UpdateId), u64>,
     /// Highest `SafeBelow` per group; the write keeps the higher of this and the durable one.
     pub(crate) safe_below: BTreeMap<GroupId, u64>,
     /// Last read cursor per acceptor (it may move back: replaced, not maximised).
@@ -103,6 +106,7 @@ impl Changes {
             && self.stored.is_empty()
             && self.updates_dropped.is_empty()
             && self.updates.is_empty()
+            && self.undecryptable.is_empty()
             && self.safe_below.is_empty()
             && self.read_cursors.is_empty()
             && self.unstored_below.is_empty()
@@ -184,7 +188,11 @@ impl Changes {
             }
             Record::UpdatesDropped { covered, .. } => {
                 self.updates.retain(|(of, id), _| *of != group || !dropped_by(covered, id));
+                self.undecryptable.retain(|(of, id), _| *of != group || !dropped_by(covered, id));
                 self.updates_dropped.entry(group).or_default().push(covered.clone());
+            }
+            Record::Undecryptable { id, epoch, .. } => {
+                self.undecryptable.insert((group, *id), *epoch);
             }
             Record::SafeBelow { seq, .. } => {
                 let safe_below = self.safe_below.entry(group).or_insert(*seq);
@@ -216,6 +224,7 @@ impl Changes {
         self.imported.remove(&group);
         self.updates_dropped.remove(&group);
         self.updates.retain(|(of, _), _| *of != group);
+        self.undecryptable.retain(|(of, _), _| *of != group);
         self.safe_below.remove(&group);
         self.read_cursors.retain(|(of, _), _| *of != group);
     }

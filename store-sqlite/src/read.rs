@@ -107,6 +107,11 @@ async fn load_documents(connection: &mut SqliteConnection, restored: &mut Restor
         let id = UpdateId { sender: Column("updates.sender").node_id(sender)?, seq: Column("updates.seq").u64(seq)? };
         group_of(restored, "updates", group)?.updates.insert(id, body.to_vec());
     }
+    for row in fetch(connection, "SELECT group_id, sender, seq, epoch, checksum FROM undecryptable").await? {
+        let [group, sender, seq, epoch] = checked(&row, "undecryptable")?;
+        let id = UpdateId { sender: Column("undecryptable.sender").node_id(sender)?, seq: Column("undecryptable.seq").u64(seq)? };
+        group_of(restored, "undecryptable", group)?.undecryptable.insert(id, Column("undecryptable.epoch").u64(epoch)?);
+    }
     for row in fetch(connection, "SELECT group_id, seq, checksum FROM safe_below").await? {
         let [group, seq] = checked(&row, "safe_below")?;
         group_of(restored, "safe_below", group)?.safe_below = Column("safe_below.seq").u64(seq)?;

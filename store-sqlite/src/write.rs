@@ -50,7 +50,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
 
 /// Tables that hold a group's rows, each keyed by `group_id`; those that refer to another
 /// come before it, and `groups` (which every other refers to) last.
-const GROUP_TABLES: [&str; 19] = [
+const GROUP_TABLES: [&str; 20] = [
     "incarnations",
     "recovered",
     "promised",
@@ -67,6 +67,7 @@ const GROUP_TABLES: [&str; 19] = [
     "compacted",
     "imported_snapshots",
     "updates",
+    "undecryptable",
     "safe_below",
     "read_cursors",
     "groups",
@@ -282,6 +283,16 @@ fn write_documents(script: &mut Script, changes: &Changes) {
     script.upsert(&statement, rows.collect());
 
     let statement = Statement {
+        table: "undecryptable",
+        head: "INSERT INTO undecryptable (group_id, sender, seq, epoch, checksum) ",
+        tail: " ON CONFLICT (group_id, sender, seq) DO UPDATE SET epoch = excluded.epoch, checksum = excluded.checksum",
+    };
+    let rows = changes.undecryptable.iter().map(|((group, id), epoch)| {
+        vec![group.0.to_vec(), id.sender.0.to_vec(), u64_to_column(id.seq).to_vec(), u64_to_column(*epoch).to_vec()]
+    });
+    script.upsert(&statement, rows.collect());
+
+    let statement = Statement {
         table: "safe_below",
         head: "INSERT INTO safe_below (group_id, seq, checksum) ",
         tail: " ON CONFLICT (group_id) DO UPDATE SET seq = excluded.seq, checksum = excluded.checksum \
@@ -307,13 +318,17 @@ fn write_documents(script: &mut Script, changes: &Changes) {
     script.upsert(&statement, rows.collect());
 }
 
-/// Deletes the updates of `group` that `covered` names (see `Record::UpdatesDropped`): each
-/// sender's run below its `below`, then its listed seqs.
+/// Deletes the updates of `group` that `covered` names (see `Record::UpdatesDropped`), and the
+/// records of undecryptable messages it names: each sender's run below its `below`, then its
+/// listed seqs.
 fn drop_updates(script: &mut Script, group: GroupId, covered: &Covered) {
-    for sender in &covered.senders {
-        script.delete_below(group, sender.sender, sender.below);
-        let keys = sender.beyond.iter().map(|seq| vec![group.0.to_vec(), sender.sender.0.to_vec(), u64_to_column(*seq).to_vec()]);
-        script.delete("DELETE FROM updates WHERE (group_id, sender, seq) IN (", keys.collect());
+    for table in ["updates", "undecryptable"] {
+        for sender in &covered.senders {
+            script.delete_below(table, group, sender.sender, sender.below);
+            let keys =
+                sender.beyond.iter().map(|seq| vec![group.0.to_vec(), sender.sender.0.to_vec(), u64_to_column(*seq).to_vec()]);
+            script.delete(&format!("DELETE FROM {table} WHERE (group_id, sender, seq) IN ("), keys.collect());
+        }
     }
 }
 
@@ -419,13 +434,14 @@ impl Script {
         }
     }
 
-    /// Deletes the updates of `sender` in `group` numbered below `below`.
-    fn delete_below(&mut self, group: GroupId, sender: NodeId, below: u64) {
+    /// Deletes the rows of `table` (keyed by group, sender and seq) of `sender` in `group`
+    /// numbered below `below`.
+    fn delete_below(&mut self, table: &str, group: GroupId, sender: NodeId, below: u64) {
         if below == 0 {
             return;
         }
         self.rows += 1;
-        self.builder.push("DELETE FROM updates WHERE group_id = ");
+        self.builder.push(format!("DELETE FROM {table} WHERE group_id = "));
         self.builder.push_bind(group.0.to_vec());
         self.builder.push(" AND sender = ");
         self.builder.push_bind(sender.0.to_vec());

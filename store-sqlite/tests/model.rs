@@ -162,6 +162,8 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, compaction, key)| Record::Compacted { group, compaction, key }),
         1 => (any_group.clone(), covered(), prop::collection::vec(any::<u8>(), 0..40))
             .prop_map(|(group, covered, snapshot)| Record::ImportedSnapshot { group, covered, snapshot }),
+        // Over the ids `Update` writes, so that `UpdatesDropped` deletes both; the epoch rewritten.
+        2 => (any_group.clone(), update_id(), number()).prop_map(|(group, id, epoch)| Record::Undecryptable { group, id, epoch }),
         // Often over ids `Update` writes (few senders, small seqs), in any order.
         1 => (any_group.clone(), covered()).prop_map(|(group, covered)| Record::UpdatesDropped { group, covered }),
         // Raised, lowered, and moved to another incarnation: the last one wins.

@@ -235,7 +235,8 @@ impl Replica {
         let checkpointed: Vec<UpdateId> =
             replica.checkpoint.ids_outside(latest.as_ref().map(|l| &l.compaction.covered)).take(SEALED_TRACKED_MAX).collect();
         let stored = restored.updates.keys().copied().chain(checkpointed);
-        replica.compactor = Compactor::restore(latest, stored, confirming);
+        let undecryptable = restored.undecryptable.iter().filter(|(id, _)| !replica.applied.contains(id));
+        replica.compactor = Compactor::restore(latest, stored, undecryptable.map(|(id, epoch)| (*id, *epoch)), confirming);
         Ok((replica, refused))
     }
 }

@@ -339,3 +339,79 @@ fn members_refuse_a_readers_relayed_message_other_than_a_compaction_request() {
     let heard = net.events.iter().any(|(id, e)| *id == third && matches!(e, Event::Message { sender, .. } if *sender == second));
     assert!(!heard, "the reader's message reached no app");
 }
+
+/// A group of three with compaction thresholds no run reaches, whose third member (`away`) missed
+/// six epochs of the admin's typing and the writer's key rotations (more than it keeps) and then
+/// caught up while the others hear nothing (they send, but nothing reaches them): it could not
+/// decrypt the oldest messages, and its requests for a compaction reached nobody.
+fn back_from_six_epochs_away() -> (Net, GroupId, [NodeId; 3]) {
+    let config = Config { compact_after_messages: 1_000_000, compact_after_bytes: u64::MAX, ..Config::default() }
+        .validate()
+        .expect("valid");
+    let (mut net, group, [admin, writer, away]) = group_of_three_in(support::net_with(3, config).0);
+    net.offline = vec![away];
+    for round in 0..6 {
+        net.command(admin, Command::Edit { group, position: 0, delete: 0, insert: format!("a{round} ") });
+        settle(&mut net);
+        net.command(writer, Command::RotateKeys { group });
+        settle(&mut net);
+    }
+    net.offline = Vec::new();
+    net.unreachable = vec![admin, writer];
+    settle(&mut net);
+    assert!(net.device(away).counters().of(Rejection::Expired) > 0, "it could not read what was sealed while it was away");
+    (net, group, [admin, writer, away])
+}
+
+fn durable(net: &Net, node: NodeId) -> &plait_kernel::storage::Restored {
+    &net.members.iter().find(|member| member.id == node).expect("a member").durable
+}
+
+/// The member reads a newer message, which makes its cursors durable past the ones it cannot
+/// decrypt, and restarts: it never meets those again, so it must go on asking from what it wrote
+/// down. With thresholds no run reaches, only its asking brings the compaction that gives it the
+/// text.
+#[test]
+fn a_member_that_restarts_while_asking_for_a_compaction_goes_on_asking() {
+    let (mut net, group, [admin, writer, away]) = back_from_six_epochs_away();
+    net.command(writer, Command::Edit { group, position: 0, delete: 0, insert: "w ".into() });
+    settle(&mut net);
+    let updates = &durable(&net, away).groups[&group].updates;
+    assert!(updates.keys().any(|id| id.sender == writer), "it read the newer message");
+    cov_mark::check!(device_restarts_still_wanting_a_compaction);
+    net.restart(away, 9, false);
+    net.unreachable = Vec::new();
+    // Idle members sync every few seconds at most (`idle_sync_interval_max_ms`).
+    for _ in 0..10 {
+        settle(&mut net);
+    }
+    assert_eq!(text(&net, away, group), text(&net, admin, group));
+}
+
+/// A page can hold a message the member reads and, after it, one it cannot decrypt (a copy
+/// from a peer keeps its older epoch at a later position). Asking for a compaction then seals
+/// a message in the middle of the page, and the write of the keys the page used so far must
+/// carry the updates they opened: written apart, a crash between the two writes kept the used
+/// keys and lost the updates for good (a key is used once). Found at seed 931 of
+/// `document/a-device-crashing-between-an-edit-and-its-send-loses-nothing`.
+#[test]
+fn a_request_sealed_in_the_middle_of_a_page_is_written_with_the_updates_read_before_it() {
+    let (mut net, group, [admin, _, away]) = back_from_six_epochs_away();
+    net.unreachable = vec![admin, away];
+    net.command(admin, Command::Edit { group, position: 0, delete: 0, insert: "new ".into() });
+    settle(&mut net);
+    let acceptor = NodeId::from_index(1);
+    let stored = &durable(&net, acceptor).groups[&group].stored;
+    let (oldest, newest) = (stored.values().next().expect("stored").clone(), stored.values().last().expect("stored").clone());
+    let after = plait_kernel::updates::Cursor { position: 1_000, ..durable(&net, away).groups[&group].cursors[&acceptor] };
+    let messages = vec![(1_001, newest.clone()), (1_002, oldest)];
+    // A request is due again (at most one per sync interval), and no timer has sent it yet.
+    net.now = net.now.plus_ms(net.config.sync_interval_ms);
+    let first_line = net.log.len();
+    cov_mark::check!(device_seals_a_message_while_reading_a_page);
+    send(&mut net, acceptor, away, group, Message::Page { after, messages, more: false });
+    let writes: Vec<&String> = net.log[first_line..].iter().filter(|line| line.starts_with(&format!("{away} persist"))).collect();
+    let keys_used = writes.iter().position(|line| line.contains("MlsState {")).expect("the page's keys are written");
+    let update = format!("Update {{ group: {group:?}, id: {:?}", newest.id);
+    assert!(writes[keys_used].contains(&update), "the keys are written with the update they opened: {writes:#?}");
+}

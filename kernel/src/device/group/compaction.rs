@@ -101,17 +101,29 @@ pub(super) struct CatchingUp {
 }
 
 impl Compactor {
-    /// The state rebuilt from disk: the latest compaction, and the applied messages it does not
-    /// cover. Their epochs were in memory, so each counts as sealed in epoch 0: the next member
-    /// added makes them due. (Catching up is decided by the group.)
+    /// The state rebuilt from disk: the latest compaction, the applied messages it does not
+    /// cover, and the messages we could not decrypt that it does not cover either (we go on
+    /// asking for those at once). The applied messages' epochs were in memory, so each counts as
+    /// sealed in epoch 0: the next member added makes them due. (Catching up is decided by the
+    /// group.)
     pub(crate) fn restore(
         latest: Option<KeyedCompaction>,
         applied: impl Iterator<Item = UpdateId>,
+        undecryptable: impl Iterator<Item = (UpdateId, u64)>,
         confirming: Option<super::confirming::Confirming>,
     ) -> Compactor {
         let covered = |id: &UpdateId| latest.as_ref().is_some_and(|l| l.compaction.covered.contains(id));
         let sealed_in = applied.filter(|id| !covered(id)).take(SEALED_TRACKED_MAX).map(|id| (id, 0)).collect();
-        Compactor { latest, sealed_in, confirming, ..Compactor::default() }
+        let mut wanted = BTreeSet::new();
+        let mut wanted_before = 0;
+        for (id, epoch) in undecryptable.filter(|(id, _)| !covered(id)).take(WANTED_TRACKED_MAX) {
+            wanted.insert(id);
+            wanted_before = wanted_before.max(epoch + 1);
+        }
+        if !wanted.is_empty() {
+            cov_mark::hit!(device_restarts_still_wanting_a_compaction);
+        }
+        Compactor { latest, sealed_in, wanted, wanted_before, confirming, ..Compactor::default() }
     }
 
     /// When the compactor next needs the timer.
@@ -369,8 +381,9 @@ impl DeviceGroup {
         if compactor.latest.as_ref().is_some_and(|latest| latest.compaction.covered.contains(&id)) {
             return;
         }
-        if compactor.wanted.len() < WANTED_TRACKED_MAX {
-            compactor.wanted.insert(id);
+        // Durable, since our cursor moves past the message: a restart goes on asking.
+        if compactor.wanted.len() < WANTED_TRACKED_MAX && compactor.wanted.insert(id) {
+            cx.persist(vec![Record::Undecryptable { group: cx.group, id, epoch }]);
         }
         compactor.wanted_before = compactor.wanted_before.max(epoch + 1);
         self.ask_for_a_compaction(cx);
