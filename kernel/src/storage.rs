@@ -213,7 +213,9 @@ pub enum Record {
     /// Device: a stored message it cannot decrypt (sealed in `epoch`, before it joined or too
     /// long ago), which it asks the members to compact. Kept so that a restart goes on asking:
     /// its cursor has moved past the message. An `UpdatesDropped` naming it deletes it, as it
-    /// deletes updates. (After `GroupForgotten`, so that the encoding of the others stays.)
+    /// deletes updates (the checkpoint after the import of a snapshot that covers it); a restart
+    /// ignores one the device has applied meanwhile. (After `GroupForgotten`, so that the
+    /// encoding of the others stays.)
     Undecryptable {
         /// Which group.
         group: GroupId,
