@@ -48,7 +48,15 @@ pub(crate) struct Unsafe {
     /// When to post it again to acceptors that have not acknowledged it. Set only through
     /// [`Outbox::posted`].
     post_at: Time,
+    /// `Busy` refusals since an acceptor last acknowledged it: each doubles the wait before the
+    /// next post (see [`Outbox::post_after_busy`]).
+    busy_refusals: u32,
 }
+
+/// How soon a message goes again to an acceptor that was busy (`PostRefusal::Busy`) the first
+/// time: its undecided slot is decided within a few round trips. Later refusals wait twice as
+/// long each, up to the normal resend pace.
+pub(crate) const BUSY_RETRY_MS: u64 = 20;
 
 /// Own messages of one group.
 ///
@@ -140,6 +148,21 @@ impl Outbox {
         self.post_again_at(seq, at, |planned| at < planned);
     }
 
+    /// An acceptor was busy (a slot of its undecided) when `seq` reached it: post it again soon,
+    /// but each time later while it stays busy (up to `resend_ms`, the normal pace), and at a
+    /// multiple of [`BUSY_RETRY_MS`], so that the messages one busy spell refused go again
+    /// together. Without either, an acceptor kept busy for seconds (cut off from a quorum while
+    /// it held an accepted value) had each of a device's unsafe messages posted every 20 ms on a
+    /// timer of its own: hundreds of wake-ups a second (seed 1087 of
+    /// `document/four-devices-editing-at-once-converge-under-faults`, `timers-never-spin`).
+    pub(crate) fn post_after_busy(&mut self, seq: u64, now: Time, resend_ms: u64) {
+        let Some(message) = self.unsafe_messages.get_mut(&seq) else { return };
+        let wait = BUSY_RETRY_MS.saturating_mul(1 << message.busy_refusals.min(16)).min(resend_ms.max(BUSY_RETRY_MS));
+        message.busy_refusals = message.busy_refusals.saturating_add(1);
+        let at = now.plus_ms(wait).0.div_ceil(BUSY_RETRY_MS).saturating_mul(BUSY_RETRY_MS);
+        self.post_sooner(seq, Time(at));
+    }
+
     /// Posts `seq` again at `at` if that is later than planned (and it needs no new sealing).
     pub(crate) fn post_later(&mut self, seq: u64, at: Time) {
         self.post_again_at(seq, at, |planned| at > planned);
@@ -224,6 +247,7 @@ impl Outbox {
     pub(crate) fn acknowledge(&mut self, seq: u64, from: NodeId, set: &[NodeId], needed: usize) -> bool {
         let Some(message) = self.unsafe_messages.get_mut(&seq) else { return false };
         message.acks.insert(from);
+        message.busy_refusals = 0;
         if message.acks.iter().filter(|a| set.contains(a)).count() < needed {
             return false;
         }
@@ -282,6 +306,7 @@ impl Unsafe {
             sealed: None,
             stale_epoch: None,
             post_at: now,
+            busy_refusals: 0,
         }
     }
 }
@@ -304,6 +329,37 @@ mod tests {
     fn closed(outbox: &mut Outbox, at: u64) -> u64 {
         outbox.write_open(Time(at + 20), vec![1]);
         outbox.close(Time(at)).expect("a batch was open")
+    }
+
+    #[test]
+    fn messages_a_busy_acceptor_refused_go_again_together_and_less_often_while_it_stays_busy() {
+        let mut outbox = Outbox::default();
+        let (first, second) = (closed(&mut outbox, 0), closed(&mut outbox, 0));
+        for seq in [first, second] {
+            outbox.posted(seq, Time(1_000));
+        }
+        // Refused at 103 and 109 ms: both go again at 140 ms, not at 123 and 129.
+        outbox.post_after_busy(first, Time(103), 1_000);
+        outbox.post_after_busy(second, Time(109), 1_000);
+        assert_eq!(outbox.wake_at(Some(0)), Some(Time(140)));
+        assert_eq!(outbox.due(Time(140), 0, 64), vec![first, second]);
+        // Refused again and again: 40, 80, 160 ms later (rounded up to 20), then the resend pace.
+        let mut waits = Vec::new();
+        let mut now = Time(140);
+        for _ in 0..7 {
+            outbox.posted(first, now.plus_ms(1_000));
+            outbox.post_after_busy(first, now, 1_000);
+            let at = outbox.unsafe_messages[&first].post_at;
+            waits.push(at.0 - now.0);
+            now = at;
+        }
+        assert_eq!(waits, vec![40, 80, 160, 320, 640, 1_000, 1_000]);
+        // An acknowledgement from another acceptor starts the doubling over.
+        assert!(!outbox.acknowledge(first, NodeId::from_index(1), &[NodeId::from_index(1), NodeId::from_index(2)], 2));
+        outbox.posted(first, now.plus_ms(1_000));
+        outbox.post_after_busy(first, now, 1_000);
+        assert_eq!(outbox.unsafe_messages[&first].post_at, now.plus_ms(20));
+        assert_indexed(&outbox);
     }
 
     #[test]

@@ -16,10 +16,6 @@ use crate::storage::Record;
 use crate::updates::{Cursor, Payload, PostRefusal, Posted, StoredMessage, UpdateId, frame_full, framed_cost};
 use crate::wire::Message;
 
-/// How soon a message goes again to an acceptor that was busy (`PostRefusal::Busy`): its
-/// undecided slot is decided within a few round trips.
-const BUSY_RETRY_MS: u64 = 20;
-
 /// How long a device waits before posting again a message an acceptor had no room for. Room
 /// comes back with a compaction or an operator, not within a second: waiting longer than
 /// `post_resend_ms` keeps a device with many such messages from sending a full acceptor up to
@@ -222,7 +218,7 @@ impl DeviceGroup {
     }
 
     /// An acceptor will not store one of our messages. Sealed in an epoch it has left: catch
-    /// up, then seal it again. Busy: ask again soon. Out of room: say so once, and keep asking
+    /// up, then seal it again. Busy: ask again soon, then less and less often. Out of room: say so once, and keep asking
     /// every `FULL_RETRY_MS`. Too large for it: say so once, and stop asking it.
     pub(super) fn on_post_refused(&mut self, cx: &mut Context<'_>, from: NodeId, seq: u64, reason: PostRefusal) {
         let Some(replica) = self.replica.as_mut() else { return cx.reject(Rejection::Unauthorised) };
@@ -239,7 +235,7 @@ impl DeviceGroup {
         }
         if reason == PostRefusal::Busy {
             cov_mark::hit!(device_posts_again_soon_after_an_acceptor_was_busy);
-            replica.outbox.post_sooner(seq, cx.now.plus_ms(BUSY_RETRY_MS));
+            replica.outbox.post_after_busy(seq, cx.now, cx.config.post_resend_ms);
             return;
         }
         let first = if reason == PostRefusal::QuotaExceeded {
