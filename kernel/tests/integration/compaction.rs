@@ -367,6 +367,20 @@ fn durable(net: &Net, node: NodeId) -> &plait_kernel::storage::Restored {
     &net.members.iter().find(|member| member.id == node).expect("a member").durable
 }
 
+/// A page's writes go in one batch, before its cursor: the notes of the messages it carried that
+/// are too old to decrypt too, with the keys the page used (or, when a note makes a request for
+/// a compaction due, with the keys that sealed the request), not in a batch each.
+#[test]
+fn a_page_notes_the_messages_it_cannot_decrypt_in_the_write_of_its_keys() {
+    let (net, _, [_, _, away]) = back_from_six_epochs_away();
+    let writes = net.log.iter().filter(|line| line.starts_with(&format!("{away} persist")));
+    let notes: Vec<&String> = writes.filter(|line| line.contains("Undecryptable {")).collect();
+    assert!(!notes.is_empty(), "it noted what it could not decrypt");
+    for write in notes {
+        assert!(write.contains("MlsState {"), "a note is written with the page's keys: {write}");
+    }
+}
+
 /// The member reads a newer message, which makes its cursors durable past the ones it cannot
 /// decrypt, and restarts: it never meets those again, so it must go on asking from what it wrote
 /// down. With thresholds no run reaches, only its asking brings the compaction that gives it the

@@ -381,9 +381,14 @@ impl DeviceGroup {
         if compactor.latest.as_ref().is_some_and(|latest| latest.compaction.covered.contains(&id)) {
             return;
         }
-        // Durable, since our cursor moves past the message: a restart goes on asking.
+        // Durable, since our cursor moves past the message: a restart goes on asking. Read from
+        // a page, it goes in the page's one batch, which comes before the cursor's.
         if compactor.wanted.len() < WANTED_TRACKED_MAX && compactor.wanted.insert(id) {
-            cx.persist(vec![Record::Undecryptable { group: cx.group, id, epoch }]);
+            let record = Record::Undecryptable { group: cx.group, id, epoch };
+            match self.page_writes.as_mut() {
+                Some(page) => page.records.push(record),
+                None => cx.persist(vec![record]),
+            }
         }
         compactor.wanted_before = compactor.wanted_before.max(epoch + 1);
         self.ask_for_a_compaction(cx);

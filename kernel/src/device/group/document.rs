@@ -28,7 +28,8 @@ const FULL_RETRY_MS: u64 = 5_000;
 /// of them is announced.
 #[derive(Debug, Default)]
 pub(crate) struct PageWrites {
-    /// The page's `Record::Update`s.
+    /// The page's `Record::Update`s, and a `Record::Undecryptable` for each message it could not
+    /// decrypt for being too old.
     pub(crate) records: Vec<Record>,
     /// The updates applied, to announce once durable.
     pub(crate) changed: Vec<crate::updates::UpdateId>,
