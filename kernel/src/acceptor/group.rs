@@ -82,6 +82,7 @@ pub(crate) struct AcceptorGroup {
     pub(crate) history: AcceptorHistory,
     /// The acceptor set a device last told us about; used to find peers before we know the log.
     pub(crate) hint: Option<AcceptorSet>,
+    /// Nodes told of the group's news (see `subscribers.rs`).
     pub(crate) subscribers: BTreeSet<NodeId>,
     /// Document messages stored for the group.
     pub(crate) store: crate::acceptor::store::MessageStore,
@@ -177,7 +178,7 @@ impl AcceptorGroup {
             chosen_accepts: BTreeMap::new(),
             history,
             hint: None,
-            subscribers: BTreeSet::new(),
+            subscribers: crate::acceptor::subscribers::restore(&restored.mls),
             store: crate::acceptor::store::MessageStore::restore(restored.stored, restored.positions_below),
             snapshots: crate::acceptor::snapshots::Snapshots::restore(
                 restored.snapshots,
@@ -394,16 +395,13 @@ impl AcceptorGroup {
             cx.reject(Rejection::Unauthorised);
             return None;
         }
-        if self.subscribers.len() < cx.config.subscribers_max || self.subscribers.contains(&from) {
-            self.subscribers.insert(from);
-        } else {
-            cx.reject(Rejection::OverLimit);
-        }
         if self.hint.as_ref() != Some(&acceptors) && !matches!(self.phase, Phase::Voting) {
             self.hint = Some(acceptors);
             self.ask_peers(cx);
         }
-        self.serve(cx, from, from_slot, true)
+        let load = self.serve(cx, from, from_slot, true);
+        self.subscribe(cx, from);
+        load
     }
 
     fn on_prepare(&mut self, cx: &mut Context<'_>, from: NodeId, ballot: Ballot, from_slot: Slot) -> Option<LoadWanted> {

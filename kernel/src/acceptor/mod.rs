@@ -5,6 +5,7 @@ mod mailbox;
 mod recovery;
 mod snapshots;
 mod store;
+mod subscribers;
 
 use std::collections::{BTreeMap, BTreeSet};
 

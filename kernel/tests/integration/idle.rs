@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use plait_kernel::{Command, GroupId, NodeId};
+use plait_kernel::{Command, Config, Event, GroupId, Input, NodeId};
 
 use support::Net;
 use support::groups::*;
@@ -60,4 +60,54 @@ fn news_brings_back_the_base_pace() {
     net.deliver_all(10_000);
     idle_for(&mut net, 4_000);
     assert!(sent(&net, admin, "Sync") - syncs >= 3 * 3, "{} syncs", sent(&net, admin, "Sync") - syncs);
+}
+
+/// `author` edits and posts at once, and only what that sends is delivered: no other timer fires.
+fn edit_and_post(net: &mut Net, author: NodeId, group: GroupId, insert: &str) {
+    edit(net, author, group, insert);
+    // Only the author's timer: it closes the batch, and the flush posts it.
+    net.now = net.now.plus_ms(net.config.flush_after_ms);
+    net.input(author, Input::Timer);
+    net.flush(author);
+    net.deliver_all(10_000);
+}
+
+/// Whether `member` applied an edit of `author`'s.
+fn heard_from(net: &Net, member: NodeId, group: GroupId, author: NodeId) -> bool {
+    net.events.iter().any(|(node, event)| {
+        *node == member && matches!(event, Event::DocumentChanged { group: g, id } if *g == group && id.sender == author)
+    })
+}
+
+/// Every acceptor restarts (an upgrade, say) while the group is idle. They still know whom to
+/// tell: an edit reaches the other members at once, pushed, not at their next sync (up to the
+/// ceiling's 8 s later).
+#[test]
+fn acceptors_that_restart_push_news_to_their_subscribers_at_once() {
+    let (mut net, group, [admin, second, third]) = group_of_three();
+    settle(&mut net);
+    idle_for(&mut net, 60_000);
+    for (index, acceptor) in [1, 2, 3].map(NodeId::from_index).into_iter().enumerate() {
+        net.restart(acceptor, 7 + index as u64, false);
+    }
+    edit_and_post(&mut net, second, group, "news");
+    for member in [admin, third] {
+        assert!(heard_from(&net, member, group, second), "{member} heard of the edit without a sync");
+    }
+}
+
+/// Subscribers are durable, so a set full of members that left would stay full: at the limit,
+/// they make room for a member who syncs.
+#[test]
+fn members_that_left_make_room_for_new_subscribers() {
+    let config = Config { subscribers_max: 3, ..Config::default() }.validate().expect("valid");
+    let (mut net, group, [admin, _, third]) = group_of_three_in(support::net_with(4, config).0);
+    net.command(admin, Command::RemoveMember { group, member: third });
+    settle(&mut net);
+    let fourth = NodeId::from_index(104);
+    let genesis = created(&net);
+    cov_mark::check!(acceptor_drops_subscribers_that_left_to_make_room);
+    add(&mut net, admin, fourth, &genesis);
+    edit_and_post(&mut net, admin, group, "welcome");
+    assert!(heard_from(&net, fourth, group, admin), "the new member is told of edits");
 }
