@@ -6,6 +6,12 @@
 //! device behind a NAT over the link it opened. Every link has a reader task that hands frames
 //! to the driver through one bounded channel (back-pressure falls on the reading link).
 //!
+//! A link we opened that dies is dialed again at once (with backoff, `redials_max` times at
+//! most), not only when a frame is next sent: the peer may have restarted, and a peer that
+//! cannot dial us (a device behind a NAT, or one whose address it never learned) reaches us only
+//! over a link we open. An acceptor that restarts pushes news to its subscribers at once; this
+//! is what lets those pushes reach a device that is idle, not sending.
+//!
 //! Frames are best effort, as the kernel expects of a network: a frame that finds its peer's
 //! queue full, its peer unreachable until the next dial is due, or fails `send_attempts_max`
 //! times, is dropped and counted; the kernel resends what matters.
@@ -42,6 +48,9 @@ pub struct LinkLimits {
     pub backoff_ms_min: u64,
     /// Longest wait between dials.
     pub backoff_ms_max: u64,
+    /// Dials again, though nothing waits to be sent, after a link we opened dies (see
+    /// `write_to_peer`), with the same backoff as other dials.
+    pub redials_max: u32,
     /// A dial that takes longer has failed.
     pub dial_timeout_ms: u64,
     /// A frame write that takes longer has failed.
@@ -59,6 +68,7 @@ impl Default for LinkLimits {
             send_attempts_max: 2,
             backoff_ms_min: 100,
             backoff_ms_max: 5_000,
+            redials_max: 8,
             dial_timeout_ms: 5_000,
             write_timeout_ms: 5_000,
         }
@@ -329,23 +339,34 @@ async fn write_to_peer<N: Network>(
     mut controls: mpsc::Receiver<Control<N::Writer>>,
 ) {
     let limits = shared.limits.clone();
-    let mut jitter = Jitter(shared.seed ^ u64::from_le_bytes(peer.0[..8].try_into().expect("8 bytes")));
-    let mut link: Option<(u64, FramedWrite<N::Writer, LengthDelimitedCodec>)> = None;
-    let mut failures = 0u32;
-    // While a peer is unreachable, frames are dropped rather than queued until the next dial
-    // is due: the kernel resends what matters, and a returning peer gets no stale backlog.
-    let mut next_dial_at = tokio::time::Instant::now();
+    let jitter = Jitter(shared.seed ^ u64::from_le_bytes(peer.0[..8].try_into().expect("8 bytes")));
+    let mut link: Option<Link<N::Writer>> = None;
+    let mut dialing = Dialing { jitter, failures: 0, next_at: tokio::time::Instant::now(), redials_left: 0 };
     loop {
+        let redial_due = link.is_none() && dialing.redials_left > 0;
         let first = tokio::select! {
             biased;
             Some(control) = controls.recv() => {
                 match control {
-                    Control::Adopt(id, writer) => link = Some((id, greet(&shared, peer, shared.framed_writer(writer)).await)),
+                    Control::Adopt(id, writer) => {
+                        dialing.redials_left = 0;
+                        link = Some(Link { id, dialed: false, writer: greet(&shared, peer, shared.framed_writer(writer)).await });
+                    }
                     Control::Dead(id) => {
-                        if link.as_ref().is_some_and(|(current, _)| *current == id) {
-                            link = None;
+                        if let Some(dead) = link.take_if(|current| current.id == id)
+                            && dead.dialed
+                        {
+                            dialing.redial_soon(&limits);
                         }
                     }
+                }
+                continue;
+            }
+            () = tokio::time::sleep_until(dialing.next_at), if redial_due => {
+                dialing.redials_left -= 1;
+                if let Some(dialed) = dialing.dial(&shared, peer).await {
+                    dialing.redials_left = 0;
+                    link = Some(dialed);
                 }
                 continue;
             }
@@ -364,21 +385,14 @@ async fn write_to_peer<N: Network>(
         let mut attempts = 0;
         let delivered = loop {
             let writer = match link.as_mut() {
-                Some((_, writer)) => writer,
-                None if tokio::time::Instant::now() < next_dial_at => break false,
-                None => match dial(&shared, peer).await {
-                    Ok((id, writer)) => {
-                        failures = 0;
-                        &mut link.insert((id, greet(&shared, peer, writer).await)).1
+                Some(link) => &mut link.writer,
+                None if tokio::time::Instant::now() < dialing.next_at => break false,
+                None => match dialing.dial(&shared, peer).await {
+                    Some(dialed) => {
+                        dialing.redials_left = 0;
+                        &mut link.insert(dialed).writer
                     }
-                    Err(error) => {
-                        shared.failed(peer, &error);
-                        failures = failures.saturating_add(1);
-                        shared.count(|stats| stats.peers.entry(peer).or_default().failures = failures);
-                        let wait = jitter.backoff_ms(failures, limits.backoff_ms_min, limits.backoff_ms_max);
-                        next_dial_at = tokio::time::Instant::now() + Duration::from_millis(wait);
-                        break false;
-                    }
+                    None => break false,
                 },
             };
             match tokio::time::timeout(Duration::from_millis(limits.write_timeout_ms), write_all(writer, &batch)).await {
@@ -401,6 +415,54 @@ async fn write_to_peer<N: Network>(
         };
         if !delivered {
             shared.count(|stats| stats.frames_dropped += batch.len() as u64);
+        }
+    }
+}
+
+/// The link a writer task sends over.
+struct Link<W> {
+    id: u64,
+    /// We opened it (else the peer did).
+    dialed: bool,
+    writer: FramedWrite<W, LengthDelimitedCodec>,
+}
+
+/// A writer task's dialing: failures in a row, and when the next dial may start.
+struct Dialing {
+    jitter: Jitter,
+    failures: u32,
+    /// While a peer is unreachable, frames are dropped rather than queued until the next dial is
+    /// due: the kernel resends what matters, and a returning peer gets no stale backlog.
+    next_at: tokio::time::Instant,
+    /// Dials still to make without a frame to send (after a link we opened died).
+    redials_left: u32,
+}
+
+impl Dialing {
+    /// A link we opened died: dial again soon, whether or not a frame waits.
+    fn redial_soon(&mut self, limits: &LinkLimits) {
+        self.redials_left = limits.redials_max;
+        let wait = self.jitter.backoff_ms(0, limits.backoff_ms_min, limits.backoff_ms_max);
+        self.next_at = self.next_at.max(tokio::time::Instant::now() + Duration::from_millis(wait));
+    }
+
+    /// Dials `peer`; after a failure, the next dial waits out the backoff.
+    async fn dial<N: Network>(&mut self, shared: &Arc<Shared<N>>, peer: NodeId) -> Option<Link<N::Writer>> {
+        match dial(shared, peer).await {
+            Ok((id, writer)) => {
+                self.failures = 0;
+                Some(Link { id, dialed: true, writer: greet(shared, peer, writer).await })
+            }
+            Err(error) => {
+                shared.failed(peer, &error);
+                self.failures = self.failures.saturating_add(1);
+                let failures = self.failures;
+                shared.count(|stats| stats.peers.entry(peer).or_default().failures = failures);
+                let limits = &shared.limits;
+                let wait = self.jitter.backoff_ms(failures, limits.backoff_ms_min, limits.backoff_ms_max);
+                self.next_at = tokio::time::Instant::now() + Duration::from_millis(wait);
+                None
+            }
         }
     }
 }

@@ -197,6 +197,37 @@ fn dials_max_within(window_ms: u64) -> u32 {
     }
 }
 
+/// An idle device's link to an acceptor that restarts comes back up without the device sending
+/// anything: it dials again because the link it opened died, so the acceptor (which keeps its
+/// subscribers) can push to it at once rather than after the device's next sync, up to 8 s
+/// later while idle.
+#[test]
+fn a_device_dials_again_an_acceptor_whose_link_died() {
+    let ((), _) = Cluster::new(Options::new(support::seed(29))).run(|script| async move {
+        let (first, second, restarted) = (device(1), device(2), acceptor(2));
+        let group = group_of_two(&script).await?;
+        script.edit(first, group, "before ").await?;
+        script.converge(&[first, second], group, &["before "], CONVERGE_MS).await?;
+        // Idle long enough that syncs are at the ceiling's pace.
+        script.sleep_ms(60_000).await;
+        script.crash(restarted).await;
+        script.sleep_ms(1_000).await;
+        script.restart(restarted).await;
+        let sent_before = script.device_links(second).await.frames_sent;
+        let script = &script;
+        script
+            .until("the link comes back up, or the device sends", CONVERGE_MS, || async move {
+                let links = script.device_links(second).await;
+                Ok(links.frames_sent > sent_before || links.peers.get(&restarted).is_some_and(|peer| peer.connected))
+            })
+            .await?;
+        let links = script.device_links(second).await;
+        assert_eq!(links.frames_sent, sent_before, "the link came back only with the device's own traffic: {links:?}");
+        assert!(links.peers.get(&restarted).is_some_and(|peer| peer.connected), "{links:?}");
+        Ok(())
+    });
+}
+
 /// Edits made safe by exactly two acceptors survive one of them crashing: it restarts from its
 /// disk, and the third acceptor (cut off until then) can only learn those edits from the
 /// restarted one. Edits typed while no quorum was up become safe once one is back.
