@@ -10,7 +10,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use iroh::endpoint::{
-    ConnectError, ConnectWithOptsError, ConnectingError, Connection, ConnectionError, RecvStream, SendStream, presets,
+    ConnectError, ConnectWithOptsError, ConnectingError, Connection, ConnectionError, IdleTimeout, QuicTransportConfig,
+    RecvStream, SendStream, presets,
 };
 use iroh::{Endpoint, EndpointAddr, PublicKey, RelayMode, SecretKey, TransportAddr};
 use plait_kernel::NodeId;
@@ -46,6 +47,12 @@ pub struct IrohOptions {
     pub address_book_max: usize,
     /// A handshake (and its first stream) that takes longer is dropped.
     pub handshake_timeout_ms: u64,
+    /// A connection that hears nothing for this long is closed (iroh sends a keep-alive every
+    /// 5 s). A peer that vanished without closing (killed, or its machine gone) is noticed only
+    /// this way, and a link we opened is dialed again once it is (`links.rs`): with QUIC's 30 s,
+    /// a device watching a document heard nothing for ~32 s after its acceptors were killed and
+    /// restarted.
+    pub idle_timeout_ms: u64,
 }
 
 impl Default for IrohOptions {
@@ -60,6 +67,7 @@ impl Default for IrohOptions {
             handshakes_max: 64,
             address_book_max: 4096,
             handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 12_000,
         }
     }
 }
@@ -204,6 +212,9 @@ pub async fn bare_endpoint(secret_key: [u8; 32], alpn: &[u8], options: &IrohOpti
     if options.mdns {
         builder = builder.address_lookup(iroh_mdns_address_lookup::MdnsAddressLookup::builder().service_name("plait"));
     }
+    let idle = IdleTimeout::try_from(Duration::from_millis(options.idle_timeout_ms))
+        .map_err(|error| BindError(format!("idle timeout: {error}")))?;
+    builder = builder.transport_config(QuicTransportConfig::builder().max_idle_timeout(Some(idle)).build());
     builder = builder.clear_ip_transports().bind_addr(options.listen).map_err(|error| BindError(error.to_string()))?;
     builder.bind().await.map_err(|error| BindError(error.to_string()))
 }

@@ -1,13 +1,16 @@
 //! Bad input against a live acceptor: wrong ALPN, garbage, unknown and oversized frames, one
 //! peer opening many connections; bad invite codes and a data directory from a newer Plait at
-//! the command line. The server keeps serving everyone else throughout.
+//! the command line. The server keeps serving everyone else throughout. And a peer that vanishes
+//! without a word is found dead within the idle timeout.
 
 use std::process::Command;
 use std::time::Duration;
 
 use iroh::{Endpoint, EndpointAddr, TransportAddr};
+use plait_io_iroh::Network;
 use plait_io_iroh::app::{DeviceApp, DocumentHandle, DocumentStatus, NodeOptions};
-use plait_io_iroh::iroh_net::{ALPN, IrohOptions, bare_endpoint};
+use plait_io_iroh::iroh_net::{ALPN, IrohNetwork, IrohOptions, bare_endpoint};
+use plait_io_iroh::links::{LinkLimits, Links};
 use plait_io_iroh::server::AcceptorServer;
 use plait_io_iroh::ticket::Ticket;
 use plait_kernel::mls::Role;
@@ -350,4 +353,42 @@ async fn a_device_invited_back_after_its_removal_drops_what_the_group_refused_an
     until(&doc, "the admin gets it", |_, text| text == "hello, bob").await;
     bob.shutdown().await;
     admin.shutdown().await;
+}
+
+/// A peer that vanishes without closing its connection (its process killed, its machine gone)
+/// is found dead within `idle_timeout_ms`, not QUIC's default 30 s, so a link we opened to it
+/// is dialed again soon (an acceptor killed and restarted can push to its devices again).
+#[test]
+fn a_peer_that_vanishes_without_a_word_is_found_dead_within_the_idle_timeout() {
+    let options = IrohOptions { idle_timeout_ms: 1_000, ..IrohOptions::default() };
+    let runtime = |name| tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name).enable_all().build();
+    // The peer runs on a runtime of its own, shut down without closing anything: as if killed.
+    let peer_runtime = runtime("peer").expect("runtime");
+    let (peer, _peer_links, _peer_inbound) = peer_runtime.block_on(async {
+        let network = IrohNetwork::bind([9; 32], options.clone()).await.expect("bind");
+        let ticket = network.ticket();
+        let (links, inbound) = Links::start(network, LinkLimits::default(), 1);
+        (ticket, links, inbound)
+    });
+    runtime("us").expect("runtime").block_on(async move {
+        let network = IrohNetwork::bind([8; 32], options).await.expect("bind");
+        network.learn(peer.node, &peer.addresses);
+        let (links, _inbound) = Links::start(network, LinkLimits::default(), 2);
+        let connected = |links: &Links<IrohNetwork>| links.stats().peers.get(&peer.node).is_some_and(|p| p.connected);
+        links.send(peer.node, b"hello");
+        let up = tokio::time::timeout(Duration::from_secs(10), async {
+            while !connected(&links) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        up.await.expect("the link comes up");
+        peer_runtime.shutdown_background();
+        // QUIC's own idle timeout is 30 s: the link must be found dead well before.
+        let down = tokio::time::timeout(Duration::from_secs(20), async {
+            while connected(&links) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        down.await.expect("the silent peer's link is found dead");
+    });
 }
