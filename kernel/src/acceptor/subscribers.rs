@@ -4,9 +4,10 @@
 //! They are durable, one key each in the group's key-value state, so that an acceptor that
 //! restarts pushes to them at once. Kept in memory only, a restart forgot them, and an idle
 //! device heard that acceptor's pushes again only at its next `Sync`, up to
-//! `idle_sync_interval_max_ms` later: after a restart of every acceptor (an upgrade), a device
-//! watching a document saw each edit seconds late. The write does not hold anything back (the
-//! answer to the `Sync` goes first): lost in a crash, it costs only that wait.
+//! `idle_sync_interval_max_ms` later (what it takes on real processes, where a device must also
+//! open a link again: ARCHITECTURE.md, "A restarted acceptor reaches its devices again"). The
+//! write does not hold anything back (the answer to the `Sync` goes first): lost in a crash, it
+//! costs only that wait.
 //!
 //! At most `subscribers_max` per group. Durable, a set full of nodes that left would stay full,
 //! so at the limit the nodes that may no longer propose (members removed, for an MLS group) make
