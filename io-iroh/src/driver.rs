@@ -408,6 +408,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                         return Ok(());
                     }
                     Next::Inbound(Inbound::Frame { from, frame }) => self.step(Input::Received { from, frame }).await?,
+                    Next::Inbound(Inbound::LinkUp { peer }) => self.step(Input::LinkUp { peer }).await?,
                     Next::Timer => {
                         self.wake_at = None;
                         self.step(Input::Timer).await?;

@@ -85,6 +85,12 @@ pub enum Inbound {
         /// The bytes (untrusted).
         frame: Vec<u8>,
     },
+    /// A link to `peer` came up after it had none (`Input::LinkUp`; dropped if the driver is
+    /// that far behind, as it is only a hint).
+    LinkUp {
+        /// The peer.
+        peer: NodeId,
+    },
 }
 
 /// One peer's link state, for status output.
@@ -283,13 +289,18 @@ impl<N: Network> Shared<N> {
     }
 
     fn connected(&self, peer: NodeId, up: bool) {
+        let mut came_up = false;
         self.count(|stats| {
             let state = stats.peers.entry(peer).or_default();
+            came_up = up && !state.connected;
             state.connected = up;
             if up {
                 state.failures = 0;
             }
         });
+        if came_up {
+            let _ = self.inbound.try_send(Inbound::LinkUp { peer });
+        }
     }
 
     fn link_id(&self) -> u64 {

@@ -197,10 +197,11 @@ fn dials_max_within(window_ms: u64) -> u32 {
     }
 }
 
-/// An idle device's link to an acceptor that restarts comes back up without the device sending
-/// anything: it dials again because the link it opened died, so the acceptor (which keeps its
-/// subscribers) can push to it at once rather than after the device's next sync, up to 8 s
-/// later while idle.
+/// An idle device's link to an acceptor that restarts comes back up at once, though the device
+/// has nothing to send (its syncs are 8 s apart while idle): it dials again because the link it
+/// opened died, so the acceptor (which keeps its subscribers) can push to it again, and the
+/// device syncs with it as soon as the link is up (`Input::LinkUp`). Virtual time: with
+/// `redials_max` 0 this seed's link is not back within the 2 s (only the device's next round brings it).
 #[test]
 fn a_device_dials_again_an_acceptor_whose_link_died() {
     let ((), _) = Cluster::new(Options::new(support::seed(29))).run(|script| async move {
@@ -213,17 +214,12 @@ fn a_device_dials_again_an_acceptor_whose_link_died() {
         script.crash(restarted).await;
         script.sleep_ms(1_000).await;
         script.restart(restarted).await;
-        let sent_before = script.device_links(second).await.frames_sent;
         let script = &script;
         script
-            .until("the link comes back up, or the device sends", CONVERGE_MS, || async move {
-                let links = script.device_links(second).await;
-                Ok(links.frames_sent > sent_before || links.peers.get(&restarted).is_some_and(|peer| peer.connected))
+            .until("the device's link to the restarted acceptor is up again", 2_000, || async move {
+                Ok(script.device_links(second).await.peers.get(&restarted).is_some_and(|peer| peer.connected))
             })
             .await?;
-        let links = script.device_links(second).await;
-        assert_eq!(links.frames_sent, sent_before, "the link came back only with the device's own traffic: {links:?}");
-        assert!(links.peers.get(&restarted).is_some_and(|peer| peer.connected), "{links:?}");
         Ok(())
     });
 }

@@ -36,6 +36,14 @@ pub enum Input {
     /// one page per reader instead of one frame per message) and lets them out now. A host
     /// delivers it once the inputs already waiting are handled, without waiting for new ones.
     Flush,
+    /// The host has a link to `peer` again, after it had none. A hint, never needed for
+    /// correctness: a device syncs with its acceptors at once rather than at its next round,
+    /// since what an acceptor pushed while there was no link was lost. (A simulator need not
+    /// deliver it.)
+    LinkUp {
+        /// The peer.
+        peer: NodeId,
+    },
 }
 
 /// A request from the local app to a device.

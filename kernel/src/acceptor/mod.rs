@@ -300,6 +300,8 @@ impl Node for Acceptor {
             Input::Loaded { request, result } => self.on_loaded(now, request, result, &mut effects),
             Input::Command(_) => self.counters.count(Rejection::Invalid),
             Input::Flush => self.on_flush(now, &mut effects),
+            // Peers are asked on their own pace; a hint changes nothing here.
+            Input::LinkUp { .. } => {}
         }
         Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush: !self.flush_wanted.is_empty() }
     }

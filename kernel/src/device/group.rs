@@ -629,6 +629,15 @@ impl DeviceGroup {
         }
     }
 
+    /// Syncs with the acceptors at the next timer, which is due now: a link to one of them came
+    /// back, and what it pushed while there was none was lost.
+    pub(crate) fn sync_soon(&mut self, cx: &Context<'_>) {
+        if self.next_sync_at > cx.now {
+            cov_mark::hit!(device_syncs_at_once_with_an_acceptor_it_reaches_again);
+            self.next_sync_at = cx.now;
+        }
+    }
+
     /// Periodic work: sync with acceptors; retry or abandon ballots that timed out; rotate keys;
     /// send and re-send document messages.
     pub(crate) fn on_timer(&mut self, cx: &mut Context<'_>) {

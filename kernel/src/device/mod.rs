@@ -542,6 +542,16 @@ impl Device {
         }
     }
 
+    /// A link to `peer` is up again: every group it is an acceptor of syncs now.
+    fn on_link_up(&mut self, now: Time, peer: NodeId, effects: &mut Effects) {
+        let ids: Vec<GroupId> =
+            self.groups.iter().filter(|(_, group)| group.acceptors().contains(peer)).map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some((group, cx)) = self.touch(now, id, effects) else { continue };
+            group.sync_soon(&cx);
+        }
+    }
+
     fn on_timer(&mut self, now: Time, effects: &mut Effects) {
         if self.invitations.wake_at().is_some_and(|at| at <= now) {
             let mut cx = Context::new(now, self.me, invites::NO_GROUP, &self.config, &mut self.rng, &mut self.counters, effects);
@@ -571,6 +581,7 @@ impl Node for Device {
             Input::Timer => self.on_timer(now, &mut effects),
             Input::Loaded { .. } => self.counters.count(Rejection::Invalid),
             Input::Flush => self.on_flush(now, &mut effects),
+            Input::LinkUp { peer } => self.on_link_up(now, peer, &mut effects),
         }
         // Groups whose `SafeBelow` began to lag in this input write it with its writes too.
         self.record_touched();

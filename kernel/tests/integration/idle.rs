@@ -96,6 +96,20 @@ fn acceptors_that_restart_push_news_to_their_subscribers_at_once() {
     }
 }
 
+/// The host has a link to an acceptor again (it had none: what the acceptor pushed meanwhile
+/// was lost): the device syncs at once, not at its next round, up to the ceiling's 8 s later.
+#[test]
+fn a_device_syncs_at_once_with_an_acceptor_it_reaches_again() {
+    let (mut net, _, [admin, _, _]) = group_of_three();
+    settle(&mut net);
+    idle_for(&mut net, 60_000);
+    let syncs = sent(&net, admin, "Sync");
+    cov_mark::check!(device_syncs_at_once_with_an_acceptor_it_reaches_again);
+    net.input(admin, Input::LinkUp { peer: NodeId::from_index(2) });
+    net.input(admin, Input::Timer);
+    assert_eq!(sent(&net, admin, "Sync") - syncs, 3, "a sync to each acceptor, at once");
+}
+
 /// Subscribers are durable, so a set full of members that left would stay full: at the limit,
 /// they make room for a member who syncs.
 #[test]
