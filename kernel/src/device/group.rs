@@ -74,6 +74,9 @@ pub(crate) struct DeviceGroup {
     /// Consecutive failed ballots, for backoff.
     failures: u32,
     next_sync_at: Time,
+    /// When the last sync went out (a link coming up brings the next one no sooner than
+    /// `sync_interval_ms` after it, so links that flap cannot make a device sync on and on).
+    synced_at: Time,
     /// How far apart syncs are while nothing happens (see [`crate::idle`]).
     sync_pace: IdlePace<SyncProgress>,
     /// Since when acceptors report an accepted-but-undecided slot at our frontier.
@@ -172,6 +175,7 @@ impl DeviceGroup {
             next_rotation_at: None,
             failures: 0,
             next_sync_at: now,
+            synced_at: Time::ZERO,
             sync_pace: IdlePace::default(),
             undecided_since: None,
             finish_stuck_slot: false,
@@ -629,12 +633,14 @@ impl DeviceGroup {
         }
     }
 
-    /// Syncs with the acceptors at the next timer, which is due now: a link to one of them came
-    /// back, and what it pushed while there was none was lost.
+    /// Syncs with the acceptors at the next timer, which is due now (or a sync interval after the
+    /// last sync, if that is later): a link to one of them came back, and what it pushed while
+    /// there was none was lost.
     pub(crate) fn sync_soon(&mut self, cx: &Context<'_>) {
-        if self.next_sync_at > cx.now {
+        let at = cx.now.max(self.synced_at.plus_ms(cx.config.sync_interval_ms));
+        if self.next_sync_at > at {
             cov_mark::hit!(device_syncs_at_once_with_an_acceptor_it_reaches_again);
-            self.next_sync_at = cx.now;
+            self.next_sync_at = at;
         }
     }
 
@@ -661,6 +667,7 @@ impl DeviceGroup {
                 cov_mark::hit!(device_slows_its_syncs_while_idle);
             }
             self.next_sync_at = cx.now.plus_ms(interval);
+            self.synced_at = cx.now;
         } else if self.invites.wake_at().is_some_and(|at| at <= cx.now) {
             let acceptors = self.history.latest().clone();
             self.invites.on_timer(cx, &acceptors);

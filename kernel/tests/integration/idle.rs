@@ -108,6 +108,16 @@ fn a_device_syncs_at_once_with_an_acceptor_it_reaches_again() {
     net.input(admin, Input::LinkUp { peer: NodeId::from_index(2) });
     net.input(admin, Input::Timer);
     assert_eq!(sent(&net, admin, "Sync") - syncs, 3, "a sync to each acceptor, at once");
+    // A link that flaps brings no more than one sync per interval.
+    for _ in 0..5 {
+        net.input(admin, Input::LinkUp { peer: NodeId::from_index(3) });
+        net.input(admin, Input::Timer);
+    }
+    assert_eq!(sent(&net, admin, "Sync") - syncs, 3, "no sync again within the interval");
+    net.now = net.now.plus_ms(net.config.sync_interval_ms);
+    net.input(admin, Input::LinkUp { peer: NodeId::from_index(3) });
+    net.input(admin, Input::Timer);
+    assert_eq!(sent(&net, admin, "Sync") - syncs, 6, "a sync again an interval later");
 }
 
 /// Subscribers are durable, so a set full of members that left would stay full: at the limit,
