@@ -9,6 +9,8 @@
 //! so the same edits give the same update bytes. `LoroDoc::new` draws a random peer id of its own from the
 //! OS before we replace it; no operation runs under that id (see ARCHITECTURE.md).
 
+use std::collections::BTreeMap;
+
 use loro::{ExportMode, IdSpan, LoroDoc};
 
 /// Why a document refused an edit or an update.
@@ -39,8 +41,15 @@ pub trait Document {
     /// The local edits not yet marked sent, encoded for other replicas as one update (`None` if
     /// there are none). Asking again without new edits gives the same bytes.
     fn pending_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError>;
+    /// The local edits since the last call (or since they were last marked sent), encoded as one
+    /// update (`None` if there were none): what a pending update gained, to save alone.
+    fn unsaved_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError>;
     /// Marks every local edit so far as sent: the next pending update starts after them.
     fn mark_local_update_sent(&mut self);
+    /// One update with exactly the operations of `updates`, which were merged already and applied
+    /// (not waiting for a predecessor: an error then): how the unsaved updates of one pending
+    /// update, saved one by one, become that update again.
+    fn joined(&self, updates: &[&[u8]]) -> Result<Vec<u8>, DocumentError>;
     /// The local edits since the last call, encoded for other replicas (`None` if there were none).
     fn take_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
         let update = self.pending_local_update()?;
@@ -69,9 +78,11 @@ pub const TEXT_CONTAINER: &str = "text";
 pub struct LoroDocument {
     doc: LoroDoc,
     peer: u64,
-    /// Our own operations below this counter have been exported; later ones go in the next
-    /// update (only ours: imported operations are other replicas' to send).
-    exported: i32,
+    /// Our own operations below this counter have been sent; later ones go in the next update
+    /// (only ours: imported operations are other replicas' to send).
+    sent: i32,
+    /// Our own operations below this counter were handed out to be saved (at or above `sent`).
+    saved: i32,
 }
 
 impl LoroDocument {
@@ -79,7 +90,7 @@ impl LoroDocument {
     pub fn new(peer: u64) -> Result<LoroDocument, DocumentError> {
         let doc = LoroDoc::new();
         doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
-        Ok(LoroDocument { doc, peer, exported: 0 })
+        Ok(LoroDocument { doc, peer, sent: 0, saved: 0 })
     }
 }
 
@@ -97,7 +108,8 @@ impl LoroDocument {
             self.doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
             self.peer = peer;
         }
-        self.exported = self.own_counter();
+        self.sent = self.own_counter();
+        self.saved = self.sent;
         Ok(())
     }
 
@@ -105,6 +117,20 @@ impl LoroDocument {
     fn own_counter(&self) -> i32 {
         self.doc.commit();
         self.doc.oplog_vv().get(&self.peer).copied().unwrap_or(0)
+    }
+
+    /// Our own operations from counter `from` to our last, as one update (`None` if none).
+    fn own_update_from(&self, from: i32) -> Result<Option<Vec<u8>>, DocumentError> {
+        let ours = self.own_counter();
+        if ours == from {
+            return Ok(None);
+        }
+        let span = [IdSpan::new(self.peer, from, ours)];
+        let update = self
+            .doc
+            .export(ExportMode::updates_in_range(&span[..]))
+            .map_err(|error| DocumentError::Internal(error.to_string()))?;
+        Ok(Some(update))
     }
 }
 
@@ -120,20 +146,40 @@ impl Document for LoroDocument {
     }
 
     fn pending_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
-        let ours = self.own_counter();
-        if ours == self.exported {
-            return Ok(None);
-        }
-        let span = [IdSpan::new(self.peer, self.exported, ours)];
-        let update = self
-            .doc
-            .export(ExportMode::updates_in_range(&span[..]))
-            .map_err(|error| DocumentError::Internal(error.to_string()))?;
-        Ok(Some(update))
+        self.own_update_from(self.sent)
+    }
+
+    fn unsaved_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        let update = self.own_update_from(self.saved)?;
+        self.saved = self.own_counter();
+        Ok(update)
     }
 
     fn mark_local_update_sent(&mut self) {
-        self.exported = self.own_counter();
+        self.sent = self.own_counter();
+        self.saved = self.sent;
+    }
+
+    fn joined(&self, updates: &[&[u8]]) -> Result<Vec<u8>, DocumentError> {
+        // Each peer's operations from the earliest start to the latest end: the updates of one
+        // pending update are consecutive, so this is exactly theirs.
+        let mut spans: BTreeMap<u64, (i32, i32)> = BTreeMap::new();
+        for update in updates {
+            let meta =
+                LoroDoc::decode_import_blob_meta(update, false).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+            for (peer, end) in meta.partial_end_vv.iter() {
+                let start = meta.partial_start_vv.get(peer).copied().unwrap_or(0);
+                let span = spans.entry(*peer).or_insert((start, *end));
+                *span = (span.0.min(start), span.1.max(*end));
+            }
+        }
+        self.doc.commit();
+        let applied = self.doc.oplog_vv();
+        if let Some((peer, _)) = spans.iter().find(|(peer, (_, end))| applied.get(peer).copied().unwrap_or(0) < *end) {
+            return Err(DocumentError::Internal(format!("operations of peer {peer} to join are not applied")));
+        }
+        let spans: Vec<IdSpan> = spans.into_iter().map(|(peer, (start, end))| IdSpan::new(peer, start, end)).collect();
+        self.doc.export(ExportMode::updates_in_range(&spans[..])).map_err(|error| DocumentError::Internal(error.to_string()))
     }
 
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {
@@ -154,5 +200,34 @@ impl Document for LoroDocument {
         // No transaction is open here (every call above commits its own), so exporting changes
         // nothing the next update would carry.
         self.doc.export(ExportMode::Snapshot).map_err(|error| DocumentError::Internal(error.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Edits saved one by one and joined give one update with every one of them, which a
+    /// replica that saw none of them applies to the same text.
+    #[test]
+    fn unsaved_updates_joined_are_the_pending_update() {
+        let mut doc = LoroDocument::new(1).expect("doc");
+        doc.splice(0, 0, "before ").expect("edit");
+        let sent = doc.take_local_update().expect("export").expect("an update");
+        let mut parts = Vec::new();
+        for (index, insert) in ["a", "bc", "def"].iter().enumerate() {
+            doc.splice(index, 0, insert).expect("edit");
+            parts.push(doc.unsaved_local_update().expect("export").expect("an update"));
+        }
+        let pending = doc.pending_local_update().expect("export").expect("an update");
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let joined = doc.joined(&parts).expect("joined");
+        for update in [pending, joined] {
+            let mut other = LoroDocument::new(2).expect("doc");
+            other.merge(&sent).expect("merge");
+            other.merge(&update).expect("merge");
+            assert!(!other.has_pending());
+            assert_eq!(other.text(), doc.text());
+        }
     }
 }

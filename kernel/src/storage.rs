@@ -185,8 +185,8 @@ pub enum Record {
     },
     /// Device: deletes its stored updates that `covered` names (for each sender it lists, every
     /// seq below that entry's `below` and each seq in its `beyond`, whatever their order), and
-    /// its `Undecryptable` records of them. The kernel writes it after an `ImportedSnapshot` that
-    /// holds them.
+    /// its `Undecryptable` and `BatchPart` records of them. The kernel writes it after an
+    /// `ImportedSnapshot` that holds them.
     UpdatesDropped {
         /// Which group.
         group: GroupId,
@@ -224,6 +224,31 @@ pub enum Record {
         /// The epoch it was sealed in.
         epoch: u64,
     },
+    /// Device: the update of one edit in its open batch `id`, after the batch's first edit
+    /// (whose update is the batch's `Update`): every edit writes what it changed, not the batch
+    /// so far. A restart joins a batch's parts into one update. `BatchClosed` replaces them, and
+    /// an `UpdatesDropped` naming `id` deletes them. (After `Undecryptable`, so that the encoding
+    /// of the others stays.)
+    BatchPart {
+        /// Which group.
+        group: GroupId,
+        /// The batch's update id.
+        id: UpdateId,
+        /// Its place in the batch: 1 for the second edit, 2 for the third, ...
+        part: u32,
+        /// The edit's encoded CRDT update.
+        update: Vec<u8>,
+    },
+    /// Device: its batch `id` closed with more than one edit: `update`, the whole batch, replaces
+    /// the batch's `Update`, and its `BatchPart`s are deleted.
+    BatchClosed {
+        /// Which group.
+        group: GroupId,
+        /// The batch's update id.
+        id: UpdateId,
+        /// The batch's encoded CRDT update.
+        update: Vec<u8>,
+    },
 }
 
 impl Record {
@@ -250,7 +275,9 @@ impl Record {
             | Record::ImportedSnapshot { group, .. }
             | Record::UpdatesDropped { group, .. }
             | Record::GroupForgotten { group }
-            | Record::Undecryptable { group, .. } => *group,
+            | Record::Undecryptable { group, .. }
+            | Record::BatchPart { group, .. }
+            | Record::BatchClosed { group, .. } => *group,
             Record::Redeeming { .. } => return None,
         };
         Some(group)
@@ -329,6 +356,8 @@ pub struct RestoredGroup {
     pub imported: Option<(Covered, Vec<u8>)>,
     /// Device: stored messages it cannot decrypt, with the epoch each was sealed in.
     pub undecryptable: BTreeMap<UpdateId, u64>,
+    /// Device: the edits of an open batch after its first, by the batch's id and their place.
+    pub batch_parts: BTreeMap<(UpdateId, u32), Vec<u8>>,
 }
 
 impl RestoredGroup {
@@ -354,6 +383,7 @@ impl RestoredGroup {
             compacted: None,
             imported: None,
             undecryptable: BTreeMap::new(),
+            batch_parts: BTreeMap::new(),
         }
     }
 
@@ -465,6 +495,14 @@ impl Restored {
             Record::UpdatesDropped { covered, .. } => {
                 state.updates.retain(|id, _| !dropped_by(covered, id));
                 state.undecryptable.retain(|id, _| !dropped_by(covered, id));
+                state.batch_parts.retain(|(id, _), _| !dropped_by(covered, id));
+            }
+            Record::BatchPart { id, part, update, .. } => {
+                state.batch_parts.insert((*id, *part), update.clone());
+            }
+            Record::BatchClosed { id, update, .. } => {
+                state.updates.insert(*id, update.clone());
+                state.batch_parts.retain(|(of, _), _| of != id);
             }
             Record::Undecryptable { id, epoch, .. } => {
                 state.undecryptable.insert(*id, *epoch);

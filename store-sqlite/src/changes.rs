@@ -61,6 +61,11 @@ pub(crate) struct Changes {
     /// Messages a device cannot decrypt, with the epoch each was sealed in (deleted by the same
     /// `updates_dropped`).
     pub(crate) undecryptable: BTreeMap<(GroupId, UpdateId), u64>,
+    /// Batches closed (`Record::BatchClosed`): their durable parts are deleted before
+    /// `batch_parts` are written (a close also removes the parts folded before it).
+    pub(crate) batches_closed: BTreeSet<(GroupId, UpdateId)>,
+    /// The parts of open batches, by batch and place (deleted by the same `updates_dropped`).
+    pub(crate) batch_parts: BTreeMap<(GroupId, UpdateId, u32), Vec<u8>>,
     /// Highest `SafeBelow` per group; the write keeps the higher of this and the durable one.
     pub(crate) safe_below: BTreeMap<GroupId, u64>,
     /// Last read cursor per acceptor (it may move back: replaced, not maximised).
@@ -107,6 +112,8 @@ impl Changes {
             && self.updates_dropped.is_empty()
             && self.updates.is_empty()
             && self.undecryptable.is_empty()
+            && self.batches_closed.is_empty()
+            && self.batch_parts.is_empty()
             && self.safe_below.is_empty()
             && self.read_cursors.is_empty()
             && self.unstored_below.is_empty()
@@ -189,7 +196,16 @@ impl Changes {
             Record::UpdatesDropped { covered, .. } => {
                 self.updates.retain(|(of, id), _| *of != group || !dropped_by(covered, id));
                 self.undecryptable.retain(|(of, id), _| *of != group || !dropped_by(covered, id));
+                self.batch_parts.retain(|(of, id, _), _| *of != group || !dropped_by(covered, id));
                 self.updates_dropped.entry(group).or_default().push(covered.clone());
+            }
+            Record::BatchPart { id, part, update, .. } => {
+                self.batch_parts.insert((group, *id, *part), update.clone());
+            }
+            Record::BatchClosed { id, update, .. } => {
+                self.updates.insert((group, *id), update.clone());
+                self.batch_parts.retain(|(of, batch, _), _| (*of, *batch) != (group, *id));
+                self.batches_closed.insert((group, *id));
             }
             Record::Undecryptable { id, epoch, .. } => {
                 self.undecryptable.insert((group, *id), *epoch);
@@ -225,6 +241,8 @@ impl Changes {
         self.updates_dropped.remove(&group);
         self.updates.retain(|(of, _), _| *of != group);
         self.undecryptable.retain(|(of, _), _| *of != group);
+        self.batches_closed.retain(|(of, _)| *of != group);
+        self.batch_parts.retain(|(of, _, _), _| *of != group);
         self.safe_below.remove(&group);
         self.read_cursors.retain(|(of, _), _| *of != group);
     }

@@ -112,6 +112,12 @@ async fn load_documents(connection: &mut SqliteConnection, restored: &mut Restor
         let id = UpdateId { sender: Column("undecryptable.sender").node_id(sender)?, seq: Column("undecryptable.seq").u64(seq)? };
         group_of(restored, "undecryptable", group)?.undecryptable.insert(id, Column("undecryptable.epoch").u64(epoch)?);
     }
+    for row in fetch(connection, "SELECT group_id, sender, seq, part, body, checksum FROM batch_parts").await? {
+        let [group, sender, seq, part, body] = checked(&row, "batch_parts")?;
+        let id = UpdateId { sender: Column("batch_parts.sender").node_id(sender)?, seq: Column("batch_parts.seq").u64(seq)? };
+        let part = Column("batch_parts.part").u32(part)?;
+        group_of(restored, "batch_parts", group)?.batch_parts.insert((id, part), body.to_vec());
+    }
     for row in fetch(connection, "SELECT group_id, seq, checksum FROM safe_below").await? {
         let [group, seq] = checked(&row, "safe_below")?;
         group_of(restored, "safe_below", group)?.safe_below = Column("safe_below.seq").u64(seq)?;

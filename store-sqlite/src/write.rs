@@ -50,7 +50,7 @@ pub(crate) async fn write_changes(connection: &mut SqliteConnection, changes: &C
 
 /// Tables that hold a group's rows, each keyed by `group_id`; those that refer to another
 /// come before it, and `groups` (which every other refers to) last.
-const GROUP_TABLES: [&str; 20] = [
+const GROUP_TABLES: [&str; 21] = [
     "incarnations",
     "recovered",
     "promised",
@@ -68,6 +68,7 @@ const GROUP_TABLES: [&str; 20] = [
     "imported_snapshots",
     "updates",
     "undecryptable",
+    "batch_parts",
     "safe_below",
     "read_cursors",
     "groups",
@@ -282,6 +283,28 @@ fn write_documents(script: &mut Script, changes: &Changes) {
     });
     script.upsert(&statement, rows.collect());
 
+    let closed: Vec<Columns> = changes
+        .batches_closed
+        .iter()
+        .map(|(group, id)| vec![group.0.to_vec(), id.sender.0.to_vec(), u64_to_column(id.seq).to_vec()])
+        .collect();
+    script.delete("DELETE FROM batch_parts WHERE (group_id, sender, seq) IN (", closed);
+    let statement = Statement {
+        table: "batch_parts",
+        head: "INSERT INTO batch_parts (group_id, sender, seq, part, body, checksum) ",
+        tail: " ON CONFLICT (group_id, sender, seq, part) DO UPDATE SET body = excluded.body, checksum = excluded.checksum",
+    };
+    let rows = changes.batch_parts.iter().map(|((group, id, part), update)| {
+        vec![
+            group.0.to_vec(),
+            id.sender.0.to_vec(),
+            u64_to_column(id.seq).to_vec(),
+            u32_to_column(*part).to_vec(),
+            update.clone(),
+        ]
+    });
+    script.upsert(&statement, rows.collect());
+
     let statement = Statement {
         table: "undecryptable",
         head: "INSERT INTO undecryptable (group_id, sender, seq, epoch, checksum) ",
@@ -319,10 +342,10 @@ fn write_documents(script: &mut Script, changes: &Changes) {
 }
 
 /// Deletes the updates of `group` that `covered` names (see `Record::UpdatesDropped`), and the
-/// records of undecryptable messages it names: each sender's run below its `below`, then its
-/// listed seqs.
+/// records of undecryptable messages and batch parts it names: each sender's run below its
+/// `below`, then its listed seqs.
 fn drop_updates(script: &mut Script, group: GroupId, covered: &Covered) {
-    for table in ["updates", "undecryptable"] {
+    for table in ["updates", "undecryptable", "batch_parts"] {
         for sender in &covered.senders {
             script.delete_below(table, group, sender.sender, sender.below);
             let keys =

@@ -164,6 +164,12 @@ fn record() -> impl Strategy<Value = Record> {
             .prop_map(|(group, covered, snapshot)| Record::ImportedSnapshot { group, covered, snapshot }),
         // Over the ids `Update` writes, so that `UpdatesDropped` deletes both; the epoch rewritten.
         2 => (any_group.clone(), update_id(), number()).prop_map(|(group, id, epoch)| Record::Undecryptable { group, id, epoch }),
+        // Over the ids `Update` writes, so that `BatchClosed` and `UpdatesDropped` delete them;
+        // few places, so that parts are rewritten.
+        2 => (any_group.clone(), update_id(), 1..4u32, prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(group, id, part, update)| Record::BatchPart { group, id, part, update }),
+        1 => (any_group.clone(), update_id(), prop::collection::vec(any::<u8>(), 0..40))
+            .prop_map(|(group, id, update)| Record::BatchClosed { group, id, update }),
         // Often over ids `Update` writes (few senders, small seqs), in any order.
         1 => (any_group.clone(), covered()).prop_map(|(group, covered)| Record::UpdatesDropped { group, covered }),
         // Raised, lowered, and moved to another incarnation: the last one wins.

@@ -8,9 +8,13 @@
 //! The durable `SafeBelow` may lag the one in memory ([`SafeMark`]): it goes with the group's
 //! next write, or alone once `safe_below_write_ms` passed.
 //!
-//! Every edit rewrites the open batch's durable record before the command returns, so a crash
-//! loses no edit the app was told about. A message keeps its id and content for ever; only its
-//! ciphertext changes when it must be sealed again in a later epoch.
+//! Every edit is durable before the command returns, so a crash loses no edit the app was told
+//! about: the first edit of a batch as the batch's update, each later one as a part of it
+//! (`Record::BatchPart`: writing the batch so far again at every edit cost each edit an export
+//! of everything before it in its batch). The batch is exported whole once, when it closes, and
+//! written over its parts; a restart joins the parts of a batch that had not closed. A message
+//! keeps its id and content for ever; only its ciphertext changes when it must be sealed again
+//! in a later epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,8 +27,12 @@ pub(crate) struct Open {
     pub(crate) seq: u64,
     /// When it closes at the latest (`flush_after_ms` after its first edit).
     pub(crate) flush_at: Time,
-    /// Its update so far (as last made durable).
-    pub(crate) update: Vec<u8>,
+    /// The update of its first edit: the batch's whole update while it has one part.
+    pub(crate) first: Vec<u8>,
+    /// How many edits' updates it holds (at least 1).
+    pub(crate) parts: u32,
+    /// The sizes of its parts added up: about the size of the batch's update.
+    pub(crate) bytes: usize,
 }
 
 /// A closed message no write quorum has acknowledged yet.
@@ -192,23 +200,27 @@ impl Outbox {
         self.unsafe_messages.len() + usize::from(self.open.is_some())
     }
 
-    /// Puts `update` (everything edited since the last batch closed) in the open batch, opening
-    /// one if none is open; returns its sequence number.
-    pub(crate) fn write_open(&mut self, flush_at: Time, update: Vec<u8>) -> u64 {
-        let next_seq = &mut self.next_seq;
-        let open = self.open.get_or_insert_with(|| {
-            let seq = *next_seq;
-            *next_seq += 1;
-            Open { seq, flush_at, update: Vec::new() }
-        });
-        open.update = update;
-        open.seq
+    /// Adds `update` (one edit's) to the open batch, opening one if none is open; returns the
+    /// batch's sequence number and the update's place in it (0 for the first).
+    pub(crate) fn add_to_open(&mut self, flush_at: Time, update: &[u8]) -> (u64, u32) {
+        if let Some(open) = self.open.as_mut() {
+            let part = open.parts;
+            open.parts += 1;
+            open.bytes += update.len();
+            return (open.seq, part);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.open = Some(Open { seq, flush_at, first: update.to_vec(), parts: 1, bytes: update.len() });
+        (seq, 0)
     }
 
-    /// Closes the open batch; it is posted from now on.
-    pub(crate) fn close(&mut self, now: Time) -> Option<u64> {
+    /// Closes the open batch, whose whole update is `whole` (`None` if it has one part, its
+    /// first); it is posted from now on.
+    pub(crate) fn close(&mut self, now: Time, whole: Option<Vec<u8>>) -> Option<u64> {
         let open = self.open.take()?;
-        self.insert(open.seq, open.update, now);
+        debug_assert_eq!(whole.is_some(), open.parts > 1, "a batch of several edits is exported whole when it closes");
+        self.insert(open.seq, whole.unwrap_or(open.first), now);
         Some(open.seq)
     }
 
@@ -327,8 +339,8 @@ mod tests {
     }
 
     fn closed(outbox: &mut Outbox, at: u64) -> u64 {
-        outbox.write_open(Time(at + 20), vec![1]);
-        outbox.close(Time(at)).expect("a batch was open")
+        outbox.add_to_open(Time(at + 20), &[1]);
+        outbox.close(Time(at), None).expect("a batch was open")
     }
 
     #[test]

@@ -168,6 +168,14 @@ impl Replica {
         Some(crate::storage::Record::MlsState { group, key: PEER_KEY.to_vec(), value })
     }
 
+    /// Merges the first update of one of our batches that had not closed and its later parts.
+    fn merge_batch(&mut self, first: &[u8], parts: &[&[u8]]) -> Result<(), ReplicaError> {
+        for update in std::iter::once(first).chain(parts.iter().copied()) {
+            self.doc.merge(update)?;
+        }
+        Ok(())
+    }
+
     /// The replica rebuilt from disk, its future edits under its recorded peer id (`PEER_KEY`),
     /// or `fresh_peer` if it has none or one of its own updates does not import. Updates that do
     /// not import are counted and skipped (they were checked before they were stored).
@@ -198,10 +206,28 @@ impl Replica {
         }
         // The updates left on disk that the snapshot covers are our own not yet safe (kept for
         // the outbox): they need no import, but for our last one it covers, which may have been
-        // our open batch and rewritten with more edits since.
+        // our open batch and grown with more edits since, and any batch saved in parts.
         let last_own_covered = replica.checkpoint.last_of(me);
         let mut own = BTreeMap::new();
+        let mut batches = Vec::new();
         for (id, update) in &restored.updates {
+            let parts: Vec<&[u8]> = if id.sender == me {
+                restored.batch_parts.range((*id, 0)..=(*id, u32::MAX)).map(|(_, part)| part.as_slice()).collect()
+            } else {
+                Vec::new()
+            };
+            if !parts.is_empty() {
+                // Joined once every update is merged: an edit's operations depend on others'
+                // that may come later in this loop, and Loro exports only what it applied.
+                if replica.merge_batch(update, &parts).is_ok() {
+                    replica.applied.insert(*id, out_of_order_max);
+                    batches.push((id.seq, std::iter::once(update.as_slice()).chain(parts).collect::<Vec<_>>()));
+                } else {
+                    refused += 1;
+                    own_refused = true;
+                }
+                continue;
+            }
             let rewritable = id.sender == me && Some(id.seq) == last_own_covered;
             if replica.checkpoint.contains(id) && !rewritable {
                 cov_mark::hit!(device_restores_an_update_its_snapshot_holds_without_importing_it);
@@ -218,6 +244,18 @@ impl Replica {
             replica.applied.insert(*id, out_of_order_max);
             if id.sender == me {
                 own.insert(id.seq, update.clone());
+            }
+        }
+        for (seq, updates) in batches {
+            match replica.doc.joined(&updates) {
+                Ok(whole) => {
+                    cov_mark::hit!(device_joins_the_parts_of_a_batch_it_had_not_closed);
+                    own.insert(seq, whole);
+                }
+                Err(_) => {
+                    refused += 1;
+                    own_refused = true;
+                }
             }
         }
         let peer = match recorded {

@@ -5,6 +5,7 @@ mod support;
 
 mod acceptor_model;
 mod bad_input;
+mod batches;
 mod budgets;
 mod bursts;
 mod compaction;

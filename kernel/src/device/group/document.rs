@@ -71,49 +71,69 @@ impl DeviceGroup {
             return Err(CommandError::QueueFull(replica.outbox.unsafe_len()));
         }
         // A batch this edit would push past the flush size leaves first.
-        if replica.outbox.open.as_ref().is_some_and(|open| open.update.len() + insert.len() > cx.config.flush_bytes) {
-            self.flush(cx);
+        if replica.outbox.open.as_ref().is_some_and(|open| open.bytes + insert.len() > cx.config.flush_bytes) {
+            self.flush(cx).map_err(CommandError::Document)?;
         }
         let replica = self.replica_mut();
         replica.doc.splice(position, delete, insert).map_err(CommandError::Document)?;
-        let update = match replica.doc.pending_local_update() {
+        let update = match replica.doc.unsaved_local_update() {
             Ok(Some(update)) => update,
             Ok(None) => return Ok(()),
             Err(error) => return Err(CommandError::Document(error)),
         };
-        let full = update.len() >= cx.config.flush_bytes;
-        let seq = replica.outbox.write_open(cx.now.plus_ms(cx.config.flush_after_ms), update.clone());
+        let (seq, part) = replica.outbox.add_to_open(cx.now.plus_ms(cx.config.flush_after_ms), &update);
+        let full = replica.outbox.open.as_ref().is_some_and(|open| open.bytes >= cx.config.flush_bytes);
         let id = UpdateId { sender: cx.me, seq };
         replica.applied.insert(id, cx.config.updates_out_of_order_max);
         let epoch = self.mls.as_ref().map_or(0, |mls| mls.member.epoch());
         self.note_uncovered(id, epoch, 0);
         if !canary!(cx.config, OutboxNotPersisted) {
             let peer = self.replica_mut().record_peer(cx.group);
-            cx.persist(peer.into_iter().chain([Record::Update { group: cx.group, id, update }]).collect());
+            let record = match part {
+                0 => Record::Update { group: cx.group, id, update },
+                part => Record::BatchPart { group: cx.group, id, part, update },
+            };
+            cx.persist(peer.into_iter().chain([record]).collect());
         }
         if full {
-            self.flush(cx);
+            self.flush(cx).map_err(CommandError::Document)?;
         }
         self.checkpoint_when_due(cx);
         Ok(())
     }
 
-    /// Closes the open batch; it is posted on the next `Input::Flush`.
-    pub(super) fn flush(&mut self, cx: &mut Context<'_>) {
+    /// Closes the open batch; it is posted on the next `Input::Flush`. A batch of several edits
+    /// is exported whole and written over its parts (in one batch with the sealing that follows,
+    /// when the driver joins consecutive writes).
+    pub(super) fn flush(&mut self, cx: &mut Context<'_>) -> Result<(), crate::document::DocumentError> {
         let replica = self.replica_mut();
+        let Some(open) = replica.outbox.open.as_ref() else { return Ok(()) };
+        let (seq, several) = (open.seq, open.parts > 1);
+        let whole = if several { replica.doc.pending_local_update()? } else { None };
         replica.doc.mark_local_update_sent();
-        if replica.outbox.close(cx.now).is_some() {
+        if let Some(update) = whole.clone() {
+            cx.persist(vec![Record::BatchClosed { group: cx.group, id: UpdateId { sender: cx.me, seq }, update }]);
+        }
+        if replica.outbox.close(cx.now, whole).is_some() {
             self.post_on_flush = true;
         }
+        Ok(())
     }
 
     /// Document work on the group's timer: close a batch that waited long enough, post again.
     pub(super) fn document_timer(&mut self, cx: &mut Context<'_>) {
         let Some(replica) = self.replica.as_ref() else { return };
-        if replica.outbox.open.as_ref().is_some_and(|open| cx.now >= open.flush_at) {
-            self.flush(cx);
-        } else {
+        if replica.outbox.open.as_ref().is_none_or(|open| cx.now < open.flush_at) {
             self.post_due(cx);
+            return;
+        }
+        if self.flush(cx).is_err() {
+            // Loro could not export operations it holds: our own invariant broke, or Loro's. The
+            // batch stays open (and durable, part by part) and is tried again a little later,
+            // rather than the timer firing at once, again and again.
+            if let Some(open) = self.replica_mut().outbox.open.as_mut() {
+                open.flush_at = cx.now.plus_ms(cx.config.flush_after_ms.max(1));
+            }
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Net {
     pub members: Vec<Member>,
     pub queue: VecDeque<(NodeId, NodeId, Vec<u8>)>,
     pub log: Vec<String>,
+    /// Every write batch any node persisted, in order.
+    pub written: Vec<(NodeId, plait_kernel::storage::WriteBatch)>,
     /// Frames to these nodes are dropped.
     pub unreachable: Vec<NodeId>,
     /// These nodes are off the network: frames to and from them are dropped and their timers
@@ -83,6 +85,7 @@ pub fn net_with_acceptors(acceptors: u64, devices: u64, config: plait_kernel::Va
             members,
             queue: VecDeque::new(),
             log: Vec::new(),
+            written: Vec::new(),
             unreachable: Vec::new(),
             offline: Vec::new(),
             events: Vec::new(),
@@ -127,6 +130,7 @@ impl Net {
                 Effect::Persist(batch) => {
                     self.log.push(format!("{id} persist {:?}", batch.records));
                     member.durable.apply(&batch);
+                    self.written.push((id, batch));
                 }
                 Effect::Send { to, frame } => {
                     let message = decode(&frame, usize::MAX).expect("nodes send valid frames").message;
