@@ -218,9 +218,11 @@ impl Replica {
             };
             if !parts.is_empty() {
                 // Joined once every update is merged: an edit's operations depend on others'
-                // that may come later in this loop, and Loro exports only what it applied.
+                // that may come later in this loop, and Loro exports only what it applied. Its
+                // id counts as applied even if a part does not merge, so that its sequence
+                // number is not given again (its rows stay on disk until it is dropped).
+                replica.applied.insert(*id, out_of_order_max);
                 if replica.merge_batch(update, &parts).is_ok() {
-                    replica.applied.insert(*id, out_of_order_max);
                     batches.push((id.seq, std::iter::once(update.as_slice()).chain(parts).collect::<Vec<_>>()));
                 } else {
                     refused += 1;
