@@ -195,7 +195,7 @@ impl Replica {
         // were deleted. If it does not import, our own operations in it are lost here while
         // others may hold them: a fresh peer id, so no operation id is reused.
         if let Some((covered, snapshot)) = &restored.imported {
-            if replica.doc.merge(snapshot).is_ok() {
+            if replica.doc.merge_snapshot(snapshot).is_ok() {
                 cov_mark::hit!(device_restores_its_document_from_a_snapshot);
                 replica.applied.absorb(covered, out_of_order_max);
                 replica.checkpoint = covered.clone();

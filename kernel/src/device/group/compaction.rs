@@ -500,7 +500,7 @@ impl DeviceGroup {
             return cx.reject(Rejection::Invalid);
         };
         if import {
-            if replica.doc.merge(&snapshot).is_err() {
+            if replica.doc.merge_snapshot(&snapshot).is_err() {
                 replica.compactor.unusable = Some(latest.compaction);
                 return cx.reject(Rejection::Invalid);
             }
