@@ -163,6 +163,21 @@ impl AcceptorHistory {
         AcceptorHistory { changes: vec![(Slot(0), genesis.acceptors.clone())] }
     }
 
+    /// The history of an MLS member that has applied nothing of the log yet, whose settings name
+    /// `set` (it joined from a Welcome when `set` was in force): `set` orders every slot, from
+    /// the first. The member reads the log from slot 0, and the genesis acceptors may be long
+    /// gone (replaced, their disks wiped): it could never read slot 0 from them. What it reads
+    /// before its own epoch it cannot apply anyway (commits of epochs before its Welcome), and
+    /// from its epoch on `set` is the set in force, so it trusts no one the log did not. The
+    /// genesis set stays in the history (`ever_contained`).
+    pub fn for_joiner(genesis: &GroupGenesis, set: Option<&AcceptorSet>) -> AcceptorHistory {
+        let mut history = AcceptorHistory::new(genesis);
+        if let Some(set) = set.filter(|set| **set != genesis.acceptors) {
+            history.changes.push((Slot(0), set.clone()));
+        }
+        history
+    }
+
     /// Records that `entry` was chosen at `slot`. Must be called in slot order.
     pub fn record(&mut self, slot: Slot, entry: &Entry) {
         let last = self.changes.last().expect("invariant: history starts with the genesis set").0;
@@ -208,6 +223,18 @@ mod tests {
 
     fn set(ids: &[u64]) -> AcceptorSet {
         AcceptorSet::new(ids.iter().map(|i| NodeId::from_index(*i)).collect(), 16).expect("non-empty")
+    }
+
+    #[test]
+    fn a_joiners_history_takes_its_settings_set_from_the_first_slot_and_remembers_the_genesis_set() {
+        let genesis =
+            GroupGenesis { nonce: 0, acceptors: set(&[1, 2, 3]), proposers: vec![NodeId::from_index(9)], group_info: None };
+        let history = AcceptorHistory::for_joiner(&genesis, Some(&set(&[4, 5, 6])));
+        assert_eq!(history.at(Slot(0)), &set(&[4, 5, 6]));
+        assert!(history.ever_contained(NodeId::from_index(1)));
+        let unchanged = AcceptorHistory::for_joiner(&genesis, None);
+        assert_eq!(unchanged, AcceptorHistory::new(&genesis));
+        assert_eq!(AcceptorHistory::for_joiner(&genesis, Some(&set(&[1, 2, 3]))), AcceptorHistory::new(&genesis));
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl DeviceGroup {
             records.push(Record::GroupForgotten { group: cx.group });
         }
         records.push(Record::Group { group: cx.group, genesis: genesis.clone() });
-        let history = AcceptorHistory::new(&genesis);
+        let history = AcceptorHistory::for_joiner(&genesis, mls.as_ref().and_then(Membership::acceptors).as_ref());
         let mut group = DeviceGroup::with(genesis, Slot(0), history, 0, cx.now);
         if mls.is_some() {
             let peer = cx.rng.next_u64();
@@ -139,8 +139,10 @@ impl DeviceGroup {
         // An MLS member restarts at its latest epoch without replaying the log, so the acceptor
         // set its settings name is taken as in force from the next slot (earlier slots are
         // applied and need no quorum any more).
-        if let Some(previous) = next_slot.0.checked_sub(1) {
-            history.record_settings(Slot(previous), mls.as_ref().and_then(Membership::acceptors).as_ref());
+        let settings = mls.as_ref().and_then(Membership::acceptors);
+        match next_slot.0.checked_sub(1) {
+            Some(previous) => history.record_settings(Slot(previous), settings.as_ref()),
+            None => history = AcceptorHistory::for_joiner(&restored.genesis, settings.as_ref()),
         }
         let mut group = DeviceGroup::with(restored.genesis, next_slot, history, restored.round_floor, now);
         group.recent = restored.chosen.into_iter().rev().take(chosen_in_memory_max).collect();

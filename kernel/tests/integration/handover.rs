@@ -53,3 +53,29 @@ fn a_new_acceptor_set_copies_the_old_ones_store_and_the_old_ones_then_delete_it(
     assert_eq!(text(101), text(102));
     assert!(text(101).is_some_and(|text| text.starts_with("after before 3")), "{:?}", text(101));
 }
+
+/// A device welcomed once every genesis acceptor was replaced and gone reads the log from the set
+/// its Welcome names. From the genesis set it could never read slot 0 and waited for ever (seed
+/// 2260 of `compaction/every-acceptor-replaced-while-acceptors-crash-and-lose-disks-loses-nothing`,
+/// where the replaced acceptors had lost their disks).
+#[test]
+fn a_device_welcomed_after_the_genesis_acceptors_are_gone_reads_the_log_from_the_set_in_force() {
+    let (net, _) = support::net_with_acceptors(6, 4, support::config());
+    let (mut net, group, [admin, writer, _]) = group_of_three_in(net);
+    let genesis = created(&net);
+    net.command(writer, Command::Edit { group, position: 0, delete: 0, insert: "before ".into() });
+    settle(&mut net);
+    let new_set = AcceptorSet::new((4..=6).map(NodeId::from_index).collect(), 16).expect("three");
+    net.command(admin, Command::ChangeAcceptors { group, acceptors: new_set });
+    run(&mut net, 40);
+    net.offline = (1..=3).map(NodeId::from_index).collect();
+
+    let joiner = NodeId::from_index(104);
+    add(&mut net, admin, joiner, &genesis);
+    run(&mut net, 20);
+    let text = |net: &Net, device: NodeId| net.device(device).group(group).and_then(|view| view.text());
+    assert_eq!(text(&net, joiner).as_deref(), Some("before "));
+    net.command(joiner, Command::Edit { group, position: 0, delete: 0, insert: "joined ".into() });
+    run(&mut net, 5);
+    assert_eq!(text(&net, writer).as_deref(), Some("joined before "));
+}
