@@ -1,6 +1,8 @@
 //! Runs scenarios over seed ranges on every core, with progress and failure lines.
 
+use std::cell::Cell;
 use std::io::{IsTerminal, Write};
+use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -55,6 +57,7 @@ pub fn run(scenarios: &[Scenario], batch: &Batch) -> Summary {
     let stop = AtomicBool::new(false);
     let summary = Mutex::new(Summary::default());
     let progress = Progress::new(total);
+    name_the_run_that_panics(batch.canary_name.clone());
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..threads {
@@ -66,21 +69,33 @@ pub fn run(scenarios: &[Scenario], batch: &Batch) -> Summary {
                     }
                     let (scenario, seed) = jobs[index as usize];
                     let options = RunOptions { seed, ..batch.options.clone() };
-                    let outcome = (scenario.run)(&options);
+                    RUNNING.set(Some((scenario.name, seed)));
+                    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| (scenario.run)(&options)));
+                    RUNNING.set(None);
+                    let failure = match outcome {
+                        Ok(Outcome { violation: None, .. }) => None,
+                        Ok(Outcome { violation: Some(violation), profile, .. }) => Some((
+                            violation.invariant,
+                            format!("  at {}: {}", violation.at, violation.detail),
+                            format!("  faults: {profile}"),
+                        )),
+                        Err(payload) => Some(("panic", format!("  panic: {}", panic_message(&*payload)), String::new())),
+                    };
                     let mut summary = summary.lock().expect("no thread panics while holding the summary");
-                    match outcome.violation {
+                    match failure {
                         None => summary.passed += 1,
-                        Some(violation) => {
+                        Some((invariant, detail, faults)) => {
                             summary.failed += 1;
                             let line = format!(
-                                "FAILED scenario={} seed={seed} invariant={} replay: {}",
+                                "FAILED scenario={} seed={seed} invariant={invariant} replay: {}",
                                 scenario.name,
-                                violation.invariant,
                                 replay_command(scenario.name, seed, batch.canary_name.as_deref())
                             );
                             progress.println(&line);
-                            progress.println(&format!("  at {}: {}", violation.at, violation.detail));
-                            progress.println(&format!("  faults: {}", outcome.profile));
+                            progress.println(&detail);
+                            if !faults.is_empty() {
+                                progress.println(&faults);
+                            }
                             summary.failures.push(line);
                             if batch.fail_fast {
                                 stop.store(true, Ordering::Relaxed);
@@ -95,6 +110,34 @@ pub fn run(scenarios: &[Scenario], batch: &Batch) -> Summary {
     });
     progress.finish();
     summary.into_inner().expect("no thread panicked")
+}
+
+thread_local! {
+    /// The scenario and seed this thread is running, for the panic hook.
+    static RUNNING: Cell<Option<(&'static str, u64)>> = const { Cell::new(None) };
+}
+
+/// Makes a panic print which run it came from before anything else. A run that panics is
+/// caught and counted as failed (`invariant=panic`), but a panic can also abort the process
+/// before it is caught (a Loro document poisoned by a panic panics again when dropped), and
+/// then this line is all that names the seed.
+fn name_the_run_that_panics(canary: Option<String>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some((scenario, seed)) = RUNNING.get() {
+            eprintln!("PANICKED scenario={scenario} seed={seed} replay: {}", replay_command(scenario, seed, canary.as_deref()));
+        }
+        previous(info);
+    }));
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(not text)")
 }
 
 /// Runs one seed of one scenario, keeping the trace text if asked.
@@ -138,5 +181,38 @@ impl Progress {
         if self.terminal {
             eprintln!();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passes(_: &RunOptions) -> Outcome {
+        Outcome { violation: None, trace_hash: String::new(), events: 0, trace_text: None, profile: String::new() }
+    }
+
+    fn panics_on_odd_seeds(options: &RunOptions) -> Outcome {
+        assert!(options.seed.is_multiple_of(2), "seed {} is odd", options.seed);
+        passes(options)
+    }
+
+    /// A run that panics is one failed run, named with its seed; the others go on.
+    #[test]
+    fn a_panicking_run_counts_as_failed_and_the_rest_still_run() {
+        let scenarios = [
+            Scenario { name: "test/panics-on-odd-seeds", description: "", run: panics_on_odd_seeds },
+            Scenario { name: "test/passes", description: "", run: passes },
+        ];
+        let batch = Batch { prefix: "test/".into(), seeds: 4, ..Batch::default() };
+        let summary = run(&scenarios, &batch);
+        assert_eq!((summary.passed, summary.failed), (6, 2));
+        let mut failures = summary.failures.clone();
+        failures.sort();
+        assert!(
+            failures[0].starts_with("FAILED scenario=test/panics-on-odd-seeds seed=1 invariant=panic replay: "),
+            "{failures:?}"
+        );
+        assert!(failures[1].contains("seed=3 invariant=panic"), "{failures:?}");
     }
 }
