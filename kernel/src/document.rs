@@ -11,7 +11,9 @@
 
 use std::collections::BTreeMap;
 
-use loro::{ExportMode, IdSpan, LoroDoc};
+use loro::{ExportMode, IdSpan, LoroDoc, VersionVector};
+
+use crate::loro_blob::{self, Operations};
 
 /// Why a document refused an edit or an update.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -59,6 +61,10 @@ pub trait Document {
     /// Merges an update from another replica. Order and repetition do not matter; an update whose
     /// causal predecessors have not arrived waits inside the document until they do.
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError>;
+    /// Merges one of our own updates read back from our own disk, which may overlap operations
+    /// the document holds: a checkpoint can hold the start of our open batch, which grew on
+    /// disk with later edits. Another replica's update never may (`merge` refuses it).
+    fn merge_own(&mut self, update: &[u8]) -> Result<(), DocumentError>;
     /// Merges a whole document (another replica's `export_snapshot`), which may hold operations
     /// this one has too. On an error this document is as it was.
     fn merge_snapshot(&mut self, snapshot: &[u8]) -> Result<(), DocumentError>;
@@ -80,6 +86,8 @@ pub const TEXT_CONTAINER: &str = "text";
 #[derive(Debug)]
 pub struct LoroDocument {
     doc: LoroDoc,
+    /// The operations of updates Loro holds back, waiting for a predecessor.
+    waiting: Waiting,
     peer: u64,
     /// Our own operations below this counter have been sent; later ones go in the next update
     /// (only ours: imported operations are other replicas' to send).
@@ -93,7 +101,7 @@ impl LoroDocument {
     pub fn new(peer: u64) -> Result<LoroDocument, DocumentError> {
         let doc = LoroDoc::new();
         doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
-        Ok(LoroDocument { doc, peer, sent: 0, saved: 0 })
+        Ok(LoroDocument { doc, waiting: Waiting::default(), peer, sent: 0, saved: 0 })
     }
 }
 
@@ -113,6 +121,17 @@ impl LoroDocument {
         }
         self.sent = self.own_counter();
         self.saved = self.sent;
+        Ok(())
+    }
+
+    /// Hands `update` to Loro, noting the operations it holds back.
+    fn import(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        let status = self.doc.import(update).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+        if let Some(pending) = status.pending {
+            for (peer, (start, end)) in pending.iter() {
+                self.waiting.insert(*peer, *start, *end);
+            }
+        }
         Ok(())
     }
 
@@ -202,15 +221,39 @@ impl Document for LoroDocument {
     }
 
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        let refused = |why: &str| Err(DocumentError::BadUpdate(why.to_string()));
+        let Some(operations) = one_replicas_operations(update)? else { return Ok(()) };
+        // See `loro_blob` for why Loro must not see operations it holds or waits on already.
         self.doc.commit();
-        self.doc.import(update).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
-        Ok(())
+        let applied = self.doc.oplog_vv().get(&operations.peer).copied().unwrap_or(0);
+        if operations.end <= applied {
+            return Ok(());
+        }
+        if operations.start < applied {
+            return refused("overlaps operations the document holds");
+        }
+        if let Some(waiting) = self.waiting.waiting_beside(operations) {
+            return if waiting { Ok(()) } else { refused("overlaps operations waiting for a predecessor") };
+        }
+        if operations.start > applied && !self.waiting.has_room(&self.doc.oplog_vv()) {
+            return refused("too many updates wait for a predecessor");
+        }
+        self.import(update)
+    }
+
+    fn merge_own(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        if one_replicas_operations(update)?.is_none() {
+            return Ok(());
+        }
+        self.doc.commit();
+        self.import(update)
     }
 
     fn merge_snapshot(&mut self, snapshot: &[u8]) -> Result<(), DocumentError> {
         self.doc.commit();
         if self.doc.oplog_vv().is_empty() && !self.has_pending() {
-            return self.merge(snapshot);
+            self.doc.import(snapshot).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+            return Ok(());
         }
         // Loro 1.17.1 can panic ("counter should be continuous", in its change store) importing
         // a snapshot whose operations overlap ones the document holds, and a panic poisons the
@@ -247,6 +290,43 @@ impl Document for LoroDocument {
         // No transaction is open here (every call above commits its own), so exporting changes
         // nothing the next update would carry.
         self.doc.export(ExportMode::Snapshot).map_err(|error| DocumentError::Internal(error.to_string()))
+    }
+}
+
+/// The operations `update` holds, if it is one replica's in Loro's update encoding.
+fn one_replicas_operations(update: &[u8]) -> Result<Option<Operations>, DocumentError> {
+    loro_blob::operations(update).map_err(|unreadable| DocumentError::BadUpdate(format!("{unreadable:?}")))
+}
+
+/// At most this many ranges of operations waiting for a predecessor (`Config::
+/// updates_out_of_order_max` is 4,096 by default): one more update that would wait is refused.
+const WAITING_RANGES_MAX: usize = 8_192;
+
+/// The operations handed to Loro that wait for a predecessor, by peer and first counter. No two
+/// overlap: `merge` refuses an update that overlaps one.
+#[derive(Debug, Default)]
+struct Waiting {
+    ranges: BTreeMap<(u64, i32), i32>,
+}
+
+impl Waiting {
+    fn insert(&mut self, peer: u64, start: i32, end: i32) {
+        self.ranges.insert((peer, start), end);
+    }
+
+    /// Whether `operations` are all waiting already (`Some(true)`), overlap waiting ones
+    /// without being all of them (`Some(false)`), or touch none (`None`).
+    fn waiting_beside(&self, operations: Operations) -> Option<bool> {
+        let ((peer, start), end) = self.ranges.range(..(operations.peer, operations.end)).next_back()?;
+        (*peer == operations.peer && *end > operations.start).then_some(*start <= operations.start && operations.end <= *end)
+    }
+
+    /// Forgets the ranges Loro has applied since (below `applied`); whether one more fits.
+    fn has_room(&mut self, applied: &VersionVector) -> bool {
+        if self.ranges.len() >= WAITING_RANGES_MAX {
+            self.ranges.retain(|(peer, _), end| *end > applied.get(peer).copied().unwrap_or(0));
+        }
+        self.ranges.len() < WAITING_RANGES_MAX
     }
 }
 
@@ -305,7 +385,7 @@ mod tests {
         doc.merge_snapshot(LATER).expect("merge");
 
         let expected = LoroDocument::new(8).and_then(|mut other| {
-            other.merge(LATER)?;
+            other.merge_snapshot(LATER)?;
             other.merge(&ours)?;
             Ok(other.text())
         });
@@ -343,5 +423,74 @@ mod tests {
         for part in ["mine ", "other ", "first second"] {
             assert!(text.contains(part), "{text:?} lacks {part:?}");
         }
+    }
+
+    /// Updates that would reach Loro's panic are refused before Loro sees them: operations of
+    /// several peers, and one peer's that overlap what the document holds (exported from the
+    /// later snapshot, over the earlier one: both reach the panic without the check).
+    #[test]
+    fn updates_overlapping_the_document_are_refused_before_loro_sees_them() {
+        let later = LoroDoc::new();
+        later.import(LATER).expect("import");
+        let peers: Vec<(u64, i32)> = later.oplog_vv().iter().map(|(peer, end)| (*peer, *end)).collect();
+        let export = |spans: &[IdSpan]| later.export(ExportMode::updates_in_range(spans)).expect("export");
+
+        let mut doc = LoroDocument::new(7).expect("doc");
+        doc.merge_snapshot(EARLIER).expect("into an empty document");
+        let held = doc.doc.oplog_vv();
+        let several: Vec<IdSpan> = peers.iter().map(|(peer, end)| IdSpan::new(*peer, 0, *end)).collect();
+        assert!(matches!(doc.merge(&export(&several)), Err(DocumentError::BadUpdate(_))));
+        assert!(matches!(doc.merge(LATER), Err(DocumentError::BadUpdate(_))), "a snapshot is not an update");
+        for (peer, end) in &peers {
+            let overlapping = export(&[IdSpan::new(*peer, 0, *end)]);
+            assert!(matches!(doc.merge(&overlapping), Err(DocumentError::BadUpdate(_))));
+            let held_already = export(&[IdSpan::new(*peer, 0, held.get(peer).copied().unwrap_or(0))]);
+            assert_eq!(doc.merge(&held_already), Ok(()), "a repeat is harmless");
+        }
+        for (peer, end) in &peers {
+            doc.merge(&export(&[IdSpan::new(*peer, held.get(peer).copied().unwrap_or(0), *end)])).expect("what it lacks");
+        }
+        assert!(!doc.has_pending());
+        let expected = LoroDocument::new(8).and_then(|mut other| {
+            other.merge_snapshot(LATER)?;
+            Ok(other.text())
+        });
+        assert_eq!(Ok(doc.text()), expected);
+    }
+
+    /// An update waiting for a predecessor may come again, but none may overlap it otherwise.
+    #[test]
+    fn an_update_overlapping_one_that_waits_is_refused() {
+        let mut writer = LoroDocument::new(2).expect("doc");
+        let mut updates = Vec::new();
+        for word in ["one ", "two ", "three "] {
+            writer.splice(0, 0, word).expect("edit");
+            updates.push(writer.take_local_update().expect("export").expect("an update"));
+        }
+        let mut doc = LoroDocument::new(1).expect("doc");
+        doc.merge(&updates[1]).expect("waits");
+        assert!(doc.has_pending());
+        assert_eq!(doc.merge(&updates[1]), Ok(()), "the same again");
+        let spanning = writer.doc.export(ExportMode::updates_in_range(&[IdSpan::new(2, 4, 14)][..])).expect("export");
+        assert!(matches!(doc.merge(&spanning), Err(DocumentError::BadUpdate(_))));
+        doc.merge(&updates[2]).expect("waits");
+        doc.merge(&updates[0]).expect("applies every one");
+        assert!(!doc.has_pending());
+        assert_eq!(doc.text(), writer.text());
+    }
+
+    /// An update large enough for several blocks, all of one replica, merges.
+    #[test]
+    fn a_large_update_of_one_replica_merges() {
+        let mut writer = LoroDocument::new(1).expect("doc");
+        for round in 0..2_000 {
+            writer.splice(0, 0, &format!("edit {round} ")).expect("edit");
+        }
+        let update = writer.take_local_update().expect("export").expect("an update");
+        let meta = LoroDoc::decode_import_blob_meta(&update, false).expect("meta");
+        assert!(meta.change_num > 1, "one change: make the update larger");
+        let mut reader = LoroDocument::new(2).expect("doc");
+        reader.merge(&update).expect("merge");
+        assert_eq!(reader.text(), writer.text());
     }
 }

@@ -20,6 +20,7 @@ pub mod ids;
 pub mod invite;
 pub mod io;
 pub mod log;
+mod loro_blob;
 pub mod mls;
 pub mod rng;
 pub mod snapshot;

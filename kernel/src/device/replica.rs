@@ -171,7 +171,7 @@ impl Replica {
     /// Merges the first update of one of our batches that had not closed and its later parts.
     fn merge_batch(&mut self, first: &[u8], parts: &[&[u8]]) -> Result<(), ReplicaError> {
         for update in std::iter::once(first).chain(parts.iter().copied()) {
-            self.doc.merge(update)?;
+            self.doc.merge_own(update)?;
         }
         Ok(())
     }
@@ -238,7 +238,8 @@ impl Replica {
                 }
                 continue;
             }
-            if replica.doc.merge(update).is_err() {
+            let merged = if id.sender == me { replica.doc.merge_own(update) } else { replica.doc.merge(update) };
+            if merged.is_err() {
                 refused += 1;
                 own_refused |= id.sender == me;
                 continue;
