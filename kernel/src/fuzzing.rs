@@ -159,6 +159,56 @@ fn run_document_frames(bytes: &[u8]) -> Device {
     device
 }
 
+/// A document snapshot the simulator made (seed 87 of a compaction scenario: three peers, ~500
+/// operations each), which [`loro_updates`] starts from.
+const LORO_START: &[u8] = include_bytes!("../tests/data/overlapping-snapshot-a.loro");
+/// A later snapshot of the same document, whose operations overlap the first's.
+const LORO_LATER: &[u8] = include_bytes!("../tests/data/overlapping-snapshot-b.loro");
+
+/// Feeds arbitrary updates (each a 2-byte length and its bytes) to a document with history,
+/// as another member's messages reach it (`Document::merge`), with a local edit after every
+/// fourth. Nothing may panic: Loro panics on some overlapping operations (`loro_blob.rs`).
+pub fn loro_updates(bytes: &[u8]) {
+    use crate::document::{Document, LoroDocument};
+    let Ok(mut doc) = LoroDocument::new(7) else { return };
+    if doc.merge_snapshot(LORO_START).is_err() {
+        return;
+    }
+    for (i, update) in length_prefixed(bytes).enumerate() {
+        let _ = doc.merge(update);
+        if i % 4 == 3 {
+            let _ = doc.splice(0, 0, "x");
+            let _ = doc.take_local_update();
+        }
+    }
+    let _ = doc.text();
+}
+
+/// Inputs for [`loro_updates`]: the later snapshot's operations as updates, one peer at a
+/// time, over the whole run (overlapping what the document holds) and over what it lacks.
+pub fn loro_seeds() -> Vec<Vec<u8>> {
+    use loro::{ExportMode, IdSpan, LoroDoc};
+    let (start, later) = (LoroDoc::new(), LoroDoc::new());
+    if start.import(LORO_START).is_err() || later.import(LORO_LATER).is_err() {
+        return Vec::new();
+    }
+    let held = start.oplog_vv();
+    let mut seeds = Vec::new();
+    for (peer, end) in later.oplog_vv().iter() {
+        let from_held = held.get(peer).copied().unwrap_or(0);
+        let mut input = Vec::new();
+        for from in [0, from_held] {
+            let Ok(update) = later.export(ExportMode::updates_in_range(&[IdSpan::new(*peer, from, *end)][..])) else { continue };
+            let Ok(length) = u16::try_from(update.len()) else { continue };
+            input.extend_from_slice(&length.to_le_bytes());
+            input.extend_from_slice(&update);
+        }
+        seeds.push(input);
+    }
+    seeds.sort();
+    seeds
+}
+
 /// One input for [`document_frames`]: a valid frame of each kind a device's document takes
 /// from acceptors, for the fixture's group.
 pub fn document_seed() -> Vec<u8> {

@@ -91,6 +91,10 @@ fn write_seeds() {
     for (i, message) in fuzzing::mls_seeds().iter().enumerate() {
         std::fs::write(corpus("mls_messages").join(format!("seed-{i:02}")), message).expect("write");
     }
+    std::fs::create_dir_all(corpus("loro_updates")).expect("create");
+    for (i, input) in fuzzing::loro_seeds().iter().enumerate() {
+        std::fs::write(corpus("loro_updates").join(format!("seed-{i:02}")), input).expect("write");
+    }
 }
 
 fn replay(target: &str, run: fn(&[u8])) -> usize {
@@ -119,4 +123,5 @@ fn corpus_replays_without_panics() {
     assert!(replay("handle_frames", fuzzing::handle_frames) >= 1);
     assert!(replay("mls_messages", fuzzing::mls_messages) >= 6);
     assert!(replay("document_frames", fuzzing::document_frames) >= 1);
+    assert!(replay("loro_updates", fuzzing::loro_updates) >= 3);
 }
