@@ -45,6 +45,8 @@ const EDIT_STARTED: u32 = 0;
 const EDIT_VISIBLE: u32 = 1;
 
 fn main() {
+    // As the `plait` binary does (`src/main.rs`), so the figures are the binary's.
+    plait_io_iroh::huge_pages::turn_off_transparent_huge_pages().expect("transparent huge pages turned off");
     let messages: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(2_000);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod data_dir;
 pub mod driver;
 pub mod frames;
+pub mod huge_pages;
 pub mod iroh_net;
 pub mod links;
 pub mod network;

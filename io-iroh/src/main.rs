@@ -58,6 +58,10 @@ enum Top {
 }
 
 fn main() -> ExitCode {
+    // Before the nodes allocate: see `huge_pages.rs` for what huge pages cost a node.
+    if let Err(error) = plait_io_iroh::huge_pages::turn_off_transparent_huge_pages() {
+        eprintln!("warning: cannot turn transparent huge pages off ({error}); memory may cost more");
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
