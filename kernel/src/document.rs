@@ -36,6 +36,13 @@ pub enum DocumentError {
     Internal(String),
 }
 
+impl DocumentError {
+    /// An update or a snapshot refused, and why.
+    fn bad_update(why: impl std::fmt::Display) -> Self {
+        DocumentError::BadUpdate(why.to_string())
+    }
+}
+
 /// A replicated text document.
 pub trait Document {
     /// Replaces `delete` characters at `position` with `insert`.
@@ -126,7 +133,7 @@ impl LoroDocument {
 
     /// Hands `update` to Loro, noting the operations it holds back.
     fn import(&mut self, update: &[u8]) -> Result<(), DocumentError> {
-        let status = self.doc.import(update).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+        let status = self.doc.import(update).map_err(DocumentError::bad_update)?;
         if let Some(pending) = status.pending {
             for (peer, (start, end)) in pending.iter() {
                 self.waiting.insert(*peer, *start, *end);
@@ -142,7 +149,7 @@ impl LoroDocument {
             DocumentError::Internal(error.to_string())
         }
         merged.set_peer_id(self.peer).map_err(internal)?;
-        merged.import(snapshot).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+        merged.import(snapshot).map_err(DocumentError::bad_update)?;
         let missing = self.doc.export(ExportMode::updates(&merged.oplog_vv())).map_err(internal)?;
         merged.import(&missing).map_err(internal)?;
         if let Some(waiting) = self.doc.export_pending_updates().map_err(internal)? {
@@ -203,8 +210,7 @@ impl Document for LoroDocument {
         // pending update are consecutive, so this is exactly theirs.
         let mut spans: BTreeMap<u64, (i32, i32)> = BTreeMap::new();
         for update in updates {
-            let meta =
-                LoroDoc::decode_import_blob_meta(update, false).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+            let meta = LoroDoc::decode_import_blob_meta(update, false).map_err(DocumentError::bad_update)?;
             for (peer, end) in meta.partial_end_vv.iter() {
                 let start = meta.partial_start_vv.get(peer).copied().unwrap_or(0);
                 let span = spans.entry(*peer).or_insert((start, *end));
@@ -221,7 +227,7 @@ impl Document for LoroDocument {
     }
 
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {
-        let refused = |why: &str| Err(DocumentError::BadUpdate(why.to_string()));
+        let refused = |why: &str| Err(DocumentError::bad_update(why));
         let Some(operations) = one_replicas_operations(update)? else { return Ok(()) };
         // See `loro_blob` for why Loro must not see operations it holds or waits on already.
         self.doc.commit();
@@ -252,7 +258,7 @@ impl Document for LoroDocument {
     fn merge_snapshot(&mut self, snapshot: &[u8]) -> Result<(), DocumentError> {
         self.doc.commit();
         if self.doc.oplog_vv().is_empty() && !self.has_pending() {
-            self.doc.import(snapshot).map_err(|error| DocumentError::BadUpdate(error.to_string()))?;
+            self.doc.import(snapshot).map_err(DocumentError::bad_update)?;
             return Ok(());
         }
         // Loro 1.17.1 can panic ("counter should be continuous", in its change store) importing
@@ -295,7 +301,7 @@ impl Document for LoroDocument {
 
 /// The operations `update` holds, if it is one replica's in Loro's update encoding.
 fn one_replicas_operations(update: &[u8]) -> Result<Option<Operations>, DocumentError> {
-    loro_blob::operations(update).map_err(|unreadable| DocumentError::BadUpdate(format!("{unreadable:?}")))
+    loro_blob::operations(update).map_err(DocumentError::bad_update)
 }
 
 /// At most this many ranges of operations waiting for a predecessor (`Config::

@@ -30,13 +30,17 @@ pub(crate) struct Operations {
 }
 
 /// Why an update was refused before Loro saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Unreadable {
+    #[error("not a Loro encoding")]
     NotLoro,
     /// A snapshot, or Loro's outdated encoding of updates.
+    #[error("not Loro's encoding of updates")]
     NotUpdates,
+    #[error("a malformed Loro block")]
     Malformed,
     /// Not one peer's consecutive operations.
+    #[error("not one replica's consecutive operations")]
     SeveralReplicas,
 }
 
