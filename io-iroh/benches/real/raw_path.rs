@@ -11,7 +11,7 @@
 //!
 //! Its fsyncs follow each other within a hop. On a virtual disk that matters: an fsync issued
 //! within a few tens of microseconds of the last one is far cheaper than one issued after the
-//! disk has idled longer (on this machine, 2026-12-06: 38 µs against 0.4–1.1 ms; ARCHITECTURE.md,
+//! disk has idled longer (on this machine, 2026-12-06: 38 µs against 0.4–1.1 ms; `io-iroh/BENCHMARK.md`,
 //! *Session of 2026-12-06*), and Plait's work between an edit's fsyncs is longer than that.
 
 use std::io::{Seek, SeekFrom, Write};

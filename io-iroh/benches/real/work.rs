@@ -6,7 +6,7 @@
 //! beside it, this says how much of the latency above the floor is cryptography and CRDT that
 //! the design requires, and how much is Plait's own. It is not part of the floor the target
 //! names. Timed in a tight loop, so with warm caches: the best case, as the back-to-back fsync
-//! is (ARCHITECTURE.md, *Twenty-second session*, has what the same Loro calls cost inside the
+//! is (`io-iroh/BENCHMARK.md`, *Twenty-second session*, has what the same Loro calls cost inside the
 //! latency phase).
 
 use std::time::Instant;
