@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
 use crate::data_dir::{self, DataDir, DataDirError, NodeKind};
-use crate::driver::{Driver, DriverHandle, NotRunning, Timers};
+use crate::driver::{Driver, DriverHandle, NotRunning, Rebuild, Timers};
 use crate::frames::AddressHint;
 use crate::iroh_net::{BindError, IrohNetwork, IrohOptions};
 use crate::links::{LinkLimits, Links};
@@ -144,7 +144,7 @@ pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
     data: &DataDir,
     secret_key: [u8; 32],
     options: &NodeOptions,
-    make: impl FnOnce(ValidConfig, NodeId, plait_kernel::Restored, u64) -> (K, plait_kernel::Outputs),
+    mut make: impl FnMut(ValidConfig, NodeId, plait_kernel::Restored, u64) -> (K, plait_kernel::Outputs) + Send + 'static,
 ) -> Result<Booted<K>, AppError> {
     let config = options.config.clone().validate().map_err(|error| AppError::Config(error.to_string()))?;
     let me = data_dir::node_id(&secret_key);
@@ -154,9 +154,13 @@ pub(crate) async fn boot<K: plait_kernel::Node + Send + 'static>(
     let network = IrohNetwork::bind(secret_key, options.iroh.clone()).await?;
     let seed = data_dir::boot_seed();
     let (node, first) = make(config.clone(), me, restored, seed);
+    // A node built again (after a contained panic: `Outputs::rebuild_from_storage`) draws a
+    // fresh boot seed, as a restarted process does.
+    let node_config = config.clone();
+    let rebuild: Rebuild<K> = Box::new(move |restored| make(node_config.clone(), me, restored, data_dir::boot_seed()));
     let timers = if options.offline { Timers::Held } else { Timers::Fed };
     let parts = (Clock::wall(), network.clone(), store);
-    let (handle, links, task) = Driver::start_with(node, first, parts, options.links.clone(), seed, timers);
+    let (handle, links, task) = Driver::start_with(node, first, parts, options.links.clone(), seed, (timers, Some(rebuild)));
     Ok(Booted { handle, links, network, task, config })
 }
 
@@ -183,8 +187,10 @@ impl DeviceApp {
         }
         let identity = data_dir::identity_seed(&secret_key);
         let Booted { handle, links, network, task, config } =
-            boot(&data, secret_key, &options, |config, me, restored, seed| Device::new(config, me, identity, seed, restored))
-                .await?;
+            boot(&data, secret_key, &options, move |config, me, restored, seed| {
+                Device::new(config, me, identity, seed, restored)
+            })
+            .await?;
         let documents: BTreeMap<String, DocumentEntry> = data.read_json(DOCUMENTS_FILE)?;
         let documents = std::sync::Mutex::new(documents);
         let app = DeviceApp { data, handle, links, network, config, documents, task, offline: options.offline };

@@ -23,7 +23,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Time, WriteBatch, wire};
+use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Restored, Time, WriteBatch, wire};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::clock::Clock;
@@ -127,6 +127,9 @@ pub struct DriverStatus {
     pub updates_applied: u64,
     /// Snapshots imported by a device that fell behind a compaction (`Event::SnapshotImported`).
     pub snapshots_imported: u64,
+    /// Times the node was built again from storage because it asked to: a library it uses
+    /// panicked on an input, and the panic was contained (`Outputs::rebuild_from_storage`).
+    pub rebuilds: u64,
     /// Why the driver stopped, if it did.
     pub stopped: Option<String>,
 }
@@ -140,7 +143,15 @@ pub enum DriverError {
     /// The node asked for more loads in one step than the driver keeps.
     #[error("more than {PENDING_INPUTS_MAX} inputs pending in one step")]
     TooManyPendingInputs,
+    /// The node asked to be built again from storage (`Outputs::rebuild_from_storage`), and
+    /// this driver was started without a way to build one ([`Rebuild`]).
+    #[error("the node asked to be rebuilt from storage, and this driver cannot build one")]
+    CannotRebuild,
 }
+
+/// Builds the node again from what storage holds, for a node that asks to be
+/// (`Outputs::rebuild_from_storage`): as the host built it at start, from a [`Restored`].
+pub type Rebuild<K> = Box<dyn FnMut(Restored) -> (K, Outputs) + Send>;
 
 /// The host's handle on a running driver.
 pub struct DriverHandle<K> {
@@ -271,6 +282,8 @@ pub struct Driver<K, N: Network, S> {
     /// Where to mark what it does, and as which node (off unless the host asks).
     timeline: Option<(Timeline, u32)>,
     timers: Timers,
+    /// How to build the node again from storage, if the host gave a way.
+    rebuild: Option<Rebuild<K>>,
 }
 
 /// Whether the driver feeds the node the inputs it asks for itself (`Input::Timer` at `wake_at`,
@@ -299,17 +312,19 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
         limits: LinkLimits,
         seed: u64,
     ) -> (DriverHandle<K>, Links<N>, tokio::task::JoinHandle<Result<(), DriverError>>) {
-        Driver::start_with(node, first, (clock, network, storage), limits, seed, Timers::Fed)
+        Driver::start_with(node, first, (clock, network, storage), limits, seed, (Timers::Fed, None))
     }
 
-    /// [`Driver::start`], feeding the node its timers or not.
+    /// [`Driver::start`], feeding the node its timers or not, and with a way to build the node
+    /// again from storage or without one (a node that then asks stops the driver:
+    /// [`DriverError::CannotRebuild`]).
     pub fn start_with(
         node: K,
         first: Outputs,
         (clock, network, storage): (Clock, N, S),
         limits: LinkLimits,
         seed: u64,
-        timers: Timers,
+        (timers, rebuild): (Timers, Option<Rebuild<K>>),
     ) -> (DriverHandle<K>, Links<N>, tokio::task::JoinHandle<Result<(), DriverError>>) {
         let (links, inbound) = Links::start(network, limits, seed);
         let (request_sender, requests) = mpsc::channel(REQUESTS_QUEUED_MAX);
@@ -338,6 +353,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             in_flight: None,
             timeline: None,
             timers,
+            rebuild,
         };
         let task = tokio::spawn(async move {
             let links = driver.links.clone();
@@ -458,6 +474,7 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
             let started = tokio::time::Instant::now();
             let outputs = self.node.handle(self.clock.now(), input);
             let micros = started.elapsed().as_micros() as u64;
+            let rebuild = outputs.rebuild_from_storage;
             if let Some(told) = told.as_deref_mut() {
                 told.extend(outputs.effects.iter().filter_map(|effect| match effect {
                     Effect::Notify(event) => Some(event.clone()),
@@ -470,8 +487,27 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
                 status.handle_micros_total += micros;
             }
             self.carry_out(outputs).await?;
+            if rebuild {
+                self.rebuild().await?;
+            }
         }
         Ok(())
+    }
+
+    /// Builds the node again from storage, as it asked, once what it wrote so far is durable
+    /// (and what that held back let out): its last writes are its last word.
+    async fn rebuild(&mut self) -> Result<(), DriverError> {
+        self.settle().await?;
+        let Some(make) = self.rebuild.as_mut() else { return Err(DriverError::CannotRebuild) };
+        let storage = self.storage.as_mut().expect("settled: no commit holds the storage");
+        let restored = storage.load().await?;
+        let (node, first) = make(restored);
+        // The old node's memory goes (what panicked in it was leaked where it panicked), and
+        // with it the answers to its loads: the new node asks for what it needs.
+        self.node = node;
+        self.pending.clear();
+        self.status.lock().expect("status lock").rebuilds += 1;
+        self.carry_out(first).await
     }
 
     /// Carries out effects in order. Writes collect into the round; every send and
@@ -480,7 +516,8 @@ impl<K: Node + Send + 'static, N: Network, S: Storage> Driver<K, N, S> {
     /// that does not wait for writes. A load settles first, so it reads everything written
     /// before it.
     async fn carry_out(&mut self, outputs: Outputs) -> Result<(), DriverError> {
-        let Outputs { effects, wake_at, wants_flush } = outputs;
+        // `rebuild_from_storage` is the caller's to act on, once these effects are carried out.
+        let Outputs { effects, wake_at, wants_flush, rebuild_from_storage: _ } = outputs;
         // The node's latest answer replaces its earlier one: each `wake_at` covers all its timers.
         self.wake_at = wake_at;
         self.wants_flush = wants_flush;

@@ -26,5 +26,5 @@ pub mod storage;
 pub mod ticket;
 pub mod timeline;
 
-pub use driver::{Driver, DriverHandle, DriverStatus, Timers};
+pub use driver::{Driver, DriverError, DriverHandle, DriverStatus, Rebuild, Timers};
 pub use network::{LinkError, LinkErrorKind, Network};

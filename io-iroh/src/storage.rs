@@ -13,6 +13,9 @@ pub trait Storage: Send + 'static {
     fn apply(&mut self, batches: &[WriteBatch]) -> impl Future<Output = Result<(), StorageError>> + Send;
     /// Answers a load query.
     fn answer(&mut self, query: &LoadQuery) -> impl Future<Output = Result<LoadResult, StorageError>> + Send;
+    /// Everything durable, as a node is built from it (for a node that asks to be built again:
+    /// `Outputs::rebuild_from_storage`).
+    fn load(&mut self) -> impl Future<Output = Result<Restored, StorageError>> + Send;
 }
 
 /// Storage failed: the node must stop (an fsync that failed leaves unknown what is durable).
@@ -33,6 +36,10 @@ impl Storage for Store {
 
     async fn answer(&mut self, query: &LoadQuery) -> Result<LoadResult, StorageError> {
         Ok(Store::answer(self, query).await?)
+    }
+
+    async fn load(&mut self) -> Result<Restored, StorageError> {
+        Ok(Store::load(self).await?)
     }
 }
 
@@ -60,5 +67,9 @@ impl Storage for MemoryStorage {
 
     async fn answer(&mut self, query: &LoadQuery) -> Result<LoadResult, StorageError> {
         Ok(query.answer(&self.disk.lock().expect("memory disk lock")))
+    }
+
+    async fn load(&mut self) -> Result<Restored, StorageError> {
+        Ok(self.restored())
     }
 }

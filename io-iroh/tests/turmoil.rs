@@ -13,12 +13,12 @@ use std::time::Duration;
 use plait_io_iroh::clock::Clock;
 use plait_io_iroh::links::{LinkStats, Links};
 use plait_io_iroh::storage::MemoryStorage;
-use plait_io_iroh::{Driver, LinkErrorKind, Timers};
+use plait_io_iroh::{Driver, LinkErrorKind, Rebuild, Timers};
 use plait_kernel::log::GroupGenesis;
 use plait_kernel::storage::{Record, WriteBatch};
 use plait_kernel::updates::UpdateId;
 use plait_kernel::wire::{self, Envelope, Message, kind};
-use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Time};
+use plait_kernel::{Command, Effect, Event, Input, Node, Outputs, Restored, Time};
 use plait_kernel::{GroupId, NodeId, Rejection};
 use tokio::io::AsyncWriteExt;
 use turmoil::net::TcpStream;
@@ -471,7 +471,7 @@ impl Node for WriteThenResend {
             }
             effects.push(Effect::Send { to: self.peer, frame: vec![self.commands] });
         }
-        Outputs { effects, wake_at: None, wants_flush: false }
+        Outputs { effects, wake_at: None, wants_flush: false, rebuild_from_storage: false }
     }
 }
 
@@ -531,7 +531,7 @@ impl Node for WriteThenTell {
             effects.push(Effect::Notify(Event::Committed { group, slot: plait_kernel::ids::Slot(1) }));
             effects.push(Effect::Send { to: self.peer, frame: vec![1] });
         }
-        Outputs { effects, wake_at: None, wants_flush: false }
+        Outputs { effects, wake_at: None, wants_flush: false, rebuild_from_storage: false }
     }
 }
 
@@ -590,7 +590,7 @@ impl Node for Gatherer {
             Input::Flush => effects.push(Effect::Send { to: self.peer, frame: vec![std::mem::take(&mut self.gathered)] }),
             _ => {}
         }
-        Outputs { effects, wake_at: None, wants_flush: self.gathered > 0 }
+        Outputs { effects, wake_at: None, wants_flush: self.gathered > 0, rebuild_from_storage: false }
     }
 }
 
@@ -637,7 +637,7 @@ impl Node for Eager {
             _ => None,
         };
         let effects = frame.map(|byte| Effect::Send { to: self.peer, frame: vec![byte] }).into_iter().collect();
-        Outputs { effects, wake_at: Some(now), wants_flush: matches!(input, Input::Command(_)) }
+        Outputs { effects, wake_at: Some(now), wants_flush: matches!(input, Input::Command(_)), rebuild_from_storage: false }
     }
 }
 
@@ -654,7 +654,8 @@ fn eager_run(timers: Timers) -> (Vec<u8>, u64) {
     sim.client("writer", async move {
         let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
         let parts = (Clock::starting_at(0), network, MemoryStorage::default());
-        let (handle, _links, _task) = Driver::start_with(Eager { peer }, Outputs::default(), parts, link_limits(), 1, timers);
+        let (handle, _links, _task) =
+            Driver::start_with(Eager { peer }, Outputs::default(), parts, link_limits(), 1, (timers, None));
         for _ in 0..2 {
             handle.command(Command::RotateKeys { group: group_genesis().group_id() }).await?;
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -708,7 +709,7 @@ impl Node for TellMany {
             }
             effects.push(Effect::Notify(Event::SnapshotImported { group, covered_messages: 0 }));
         }
-        Outputs { effects, wake_at: None, wants_flush: false }
+        Outputs { effects, wake_at: None, wants_flush: false, rebuild_from_storage: false }
     }
 }
 
@@ -745,4 +746,90 @@ fn the_driver_counts_every_update_told_though_a_subscriber_falls_behind() {
         Ok(())
     });
     sim.run().expect("the run ends");
+}
+
+/// A node that, at a command, writes a group and a frame to send after it, and asks to be built
+/// again from storage, as a device whose document library panicked does.
+struct Fragile {
+    peer: NodeId,
+}
+
+impl Node for Fragile {
+    fn handle(&mut self, _now: Time, input: Input) -> Outputs {
+        let Input::Command(_) = input else { return Outputs::default() };
+        let group = group_genesis().group_id();
+        let effects = vec![
+            Effect::Persist(WriteBatch { records: vec![Record::Group { group, genesis: group_genesis() }] }),
+            Effect::Send { to: self.peer, frame: vec![7] },
+        ];
+        Outputs { effects, wake_at: None, wants_flush: false, rebuild_from_storage: true }
+    }
+}
+
+/// What a [`Fragile`] node's driver did with one command, given a way to build the node again
+/// or not.
+struct FragileRun {
+    /// For each node built again, how many groups storage handed it.
+    built: Vec<usize>,
+    /// The frames it sent.
+    sent: Vec<u8>,
+    rebuilds: u64,
+    /// Why the driver stopped, if it did.
+    stopped: Option<String>,
+}
+
+fn fragile_run(can_rebuild: bool) -> FragileRun {
+    let (writer, peer, book) = writer_and_peer();
+    let sent: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let built: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let outcome: Arc<Mutex<(u64, Option<String>)>> = Arc::default();
+    let mut sim = turmoil::Builder::new().rng_seed(support::seed(17)).build();
+    sink_peer(&mut sim, peer, &book);
+    let tap_sent = Arc::clone(&sent);
+    let tap: Tap = Arc::new(move |_, _, frame| tap_sent.lock().expect("sent lock").push(frame[0]));
+    let (made, result) = (Arc::clone(&built), Arc::clone(&outcome));
+    sim.client("writer", async move {
+        let network = TurmoilNetwork::bind(writer, book, TurmoilOptions::default(), Some(tap)).await?;
+        let parts = (Clock::starting_at(0), network, MemoryStorage::default());
+        let rebuild: Option<Rebuild<Fragile>> = can_rebuild.then(|| {
+            Box::new(move |restored: Restored| {
+                made.lock().expect("built lock").push(restored.groups.len());
+                (Fragile { peer }, Outputs::default())
+            }) as Rebuild<Fragile>
+        });
+        let (handle, _links, task) =
+            Driver::start_with(Fragile { peer }, Outputs::default(), parts, link_limits(), 1, (Timers::Fed, rebuild));
+        handle.command(Command::RotateKeys { group: group_genesis().group_id() }).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rebuilds = handle.status().rebuilds;
+        let stopped =
+            if task.is_finished() { task.await.expect("the driver task ends").err().map(|e| e.to_string()) } else { None };
+        *result.lock().expect("outcome lock") = (rebuilds, stopped);
+        Ok(())
+    });
+    sim.run().expect("the run ends");
+    let (rebuilds, stopped) = std::mem::take(&mut *outcome.lock().expect("outcome lock"));
+    let built = std::mem::take(&mut *built.lock().expect("built lock"));
+    let sent = std::mem::take(&mut *sent.lock().expect("sent lock"));
+    FragileRun { built, sent, rebuilds, stopped }
+}
+
+/// A node that asks is built again from what it made durable, once its writes are durable
+/// and what they held back went out.
+#[test]
+fn a_node_that_asks_is_built_again_from_storage_after_its_writes() {
+    let run = fragile_run(true);
+    assert_eq!(run.built, vec![1], "built again once, from the group it wrote");
+    assert_eq!(run.sent.first(), Some(&7), "what the write held back went out");
+    assert_eq!((run.rebuilds, run.stopped), (1, None));
+}
+
+/// A driver started without a way to build the node again stops, and says why.
+#[test]
+fn a_driver_that_cannot_build_the_node_again_stops_with_a_typed_error() {
+    let run = fragile_run(false);
+    assert!(run.built.is_empty() && run.rebuilds == 0);
+    assert_eq!(run.sent.first(), Some(&7), "the node's last writes and sends were carried out first");
+    let stopped = run.stopped.expect("the driver stopped");
+    assert!(stopped.contains("cannot build one"), "{stopped}");
 }

@@ -34,6 +34,11 @@ pub enum DocumentError {
     /// The CRDT library failed on something that is not the input's fault.
     #[error("document library failure: {0}")]
     Internal(String),
+    /// The CRDT library panicked importing an update: the document is gone from memory and
+    /// must be built again from what storage holds (the node asks its host to, see
+    /// `Outputs::rebuild_from_storage`). Every call refuses until then.
+    #[error("the document library panicked; the document must be rebuilt from storage")]
+    Broken,
 }
 
 impl DocumentError {
@@ -92,7 +97,10 @@ pub const TEXT_CONTAINER: &str = "text";
 /// A [`Document`] on Loro.
 #[derive(Debug)]
 pub struct LoroDocument {
+    /// Empty once `broken`: the document Loro panicked in is leaked (see `import`).
     doc: LoroDoc,
+    /// Loro panicked importing an update; every call refuses with `DocumentError::Broken`.
+    broken: bool,
     /// The operations of updates Loro holds back, waiting for a predecessor.
     waiting: Waiting,
     peer: u64,
@@ -108,7 +116,7 @@ impl LoroDocument {
     pub fn new(peer: u64) -> Result<LoroDocument, DocumentError> {
         let doc = LoroDoc::new();
         doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
-        Ok(LoroDocument { doc, waiting: Waiting::default(), peer, sent: 0, saved: 0 })
+        Ok(LoroDocument { doc, broken: false, waiting: Waiting::default(), peer, sent: 0, saved: 0 })
     }
 }
 
@@ -118,9 +126,20 @@ impl LoroDocument {
         self.peer
     }
 
+    /// Whether Loro panicked in this document (see [`DocumentError::Broken`]).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Refuses every call once the document is broken.
+    fn intact(&self) -> Result<(), DocumentError> {
+        if self.broken { Err(DocumentError::Broken) } else { Ok(()) }
+    }
+
     /// Goes on editing as `peer` after a restore: every operation of `peer` the document holds
     /// came from a durable update, so none goes in the next one.
     pub fn continue_as(&mut self, peer: u64) -> Result<(), DocumentError> {
+        self.intact()?;
         self.doc.commit();
         if peer != self.peer {
             self.doc.set_peer_id(peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
@@ -132,13 +151,35 @@ impl LoroDocument {
     }
 
     /// Hands `update` to Loro, noting the operations it holds back.
+    ///
+    /// A panic inside Loro is contained here: it poisons the document's locks, so the document
+    /// is leaked (dropping it would panic again) and replaced by an empty one that nothing may
+    /// use: the document is `broken` until the node is built again from storage. The update
+    /// was not saved (it is saved only once merged), so the rebuilt document lacks it.
     fn import(&mut self, update: &[u8]) -> Result<(), DocumentError> {
-        let status = self.doc.import(update).map_err(DocumentError::bad_update)?;
+        self.intact()?;
+        let imported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            faults::panic_if_armed(update);
+            self.doc.import(update)
+        }));
+        let Ok(imported) = imported else {
+            std::mem::forget(std::mem::replace(&mut self.doc, LoroDoc::new()));
+            self.broken = true;
+            return Err(DocumentError::Broken);
+        };
+        let status = imported.map_err(DocumentError::bad_update)?;
         if let Some(pending) = status.pending {
             for (peer, (start, end)) in pending.iter() {
                 self.waiting.insert(*peer, *start, *end);
             }
         }
+        Ok(())
+    }
+
+    /// Fills `fresh` (an empty document) with `snapshot`, under our peer id.
+    fn filled_with(&self, fresh: &LoroDoc, snapshot: &[u8]) -> Result<(), DocumentError> {
+        fresh.set_peer_id(self.peer).map_err(|error| DocumentError::Internal(error.to_string()))?;
+        fresh.import(snapshot).map_err(DocumentError::bad_update)?;
         Ok(())
     }
 
@@ -181,6 +222,7 @@ impl LoroDocument {
 
 impl Document for LoroDocument {
     fn splice(&mut self, position: usize, delete: usize, insert: &str) -> Result<(), DocumentError> {
+        self.intact()?;
         let text = self.doc.get_text(TEXT_CONTAINER);
         let len = text.len_unicode();
         if position.checked_add(delete).is_none_or(|end| end > len) {
@@ -191,21 +233,27 @@ impl Document for LoroDocument {
     }
 
     fn pending_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        self.intact()?;
         self.own_update_from(self.sent)
     }
 
     fn unsaved_local_update(&mut self) -> Result<Option<Vec<u8>>, DocumentError> {
+        self.intact()?;
         let update = self.own_update_from(self.saved)?;
         self.saved = self.own_counter();
         Ok(update)
     }
 
     fn mark_local_update_sent(&mut self) {
+        if self.broken {
+            return;
+        }
         self.sent = self.own_counter();
         self.saved = self.sent;
     }
 
     fn joined(&self, updates: &[&[u8]]) -> Result<Vec<u8>, DocumentError> {
+        self.intact()?;
         // Each peer's operations from the earliest start to the latest end: the updates of one
         // pending update are consecutive, so this is exactly theirs.
         let mut spans: BTreeMap<u64, (i32, i32)> = BTreeMap::new();
@@ -227,6 +275,7 @@ impl Document for LoroDocument {
     }
 
     fn merge(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        self.intact()?;
         let refused = |why: &str| Err(DocumentError::bad_update(why));
         let Some(operations) = one_replicas_operations(update)? else { return Ok(()) };
         // See `loro_blob` for why Loro must not see operations it holds or waits on already.
@@ -248,6 +297,7 @@ impl Document for LoroDocument {
     }
 
     fn merge_own(&mut self, update: &[u8]) -> Result<(), DocumentError> {
+        self.intact()?;
         if one_replicas_operations(update)?.is_none() {
             return Ok(());
         }
@@ -256,11 +306,10 @@ impl Document for LoroDocument {
     }
 
     fn merge_snapshot(&mut self, snapshot: &[u8]) -> Result<(), DocumentError> {
+        self.intact()?;
         self.doc.commit();
-        if self.doc.oplog_vv().is_empty() && !self.has_pending() {
-            self.doc.import(snapshot).map_err(DocumentError::bad_update)?;
-            return Ok(());
-        }
+        // Into an empty document the snapshot alone (the common case: a joiner, a restart).
+        let empty = self.doc.oplog_vv().is_empty() && !self.has_pending();
         // Loro 1.17.1 can panic ("counter should be continuous", in its change store) importing
         // a snapshot whose operations overlap ones the document holds, and a panic poisons the
         // document for good (found by the simulator: two snapshots of one document, a test
@@ -268,9 +317,12 @@ impl Document for LoroDocument {
         // side lacks, do not. So the merged document is built aside: the snapshot, then ours it
         // lacks, then ours still waiting for a predecessor; it replaces this one only whole. A
         // panic inside Loro all the same is contained there: that document is leaked, not
-        // dropped (dropping a poisoned one panics again), and the snapshot refused.
+        // dropped (dropping a poisoned one panics again), and the snapshot refused. An empty
+        // document is filled aside too, so that no panic leaves this one broken.
         let merged = std::mem::ManuallyDrop::new(LoroDoc::new());
-        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.merged_with(&merged, snapshot)));
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if empty { self.filled_with(&merged, snapshot) } else { self.merged_with(&merged, snapshot) }
+        }));
         match built {
             Ok(Ok(())) => {
                 self.doc = std::mem::ManuallyDrop::into_inner(merged);
@@ -285,14 +337,17 @@ impl Document for LoroDocument {
     }
 
     fn text(&self) -> String {
+        // Broken, the document is empty: the node is rebuilt before anyone reads it again.
         self.doc.get_text(TEXT_CONTAINER).to_string()
     }
 
     fn has_pending(&self) -> bool {
-        !matches!(self.doc.export_pending_updates(), Ok(None))
+        // Broken counts as waiting, so that nothing snapshots the empty stand-in.
+        self.broken || !matches!(self.doc.export_pending_updates(), Ok(None))
     }
 
     fn export_snapshot(&self) -> Result<Vec<u8>, DocumentError> {
+        self.intact()?;
         // No transaction is open here (every call above commits its own), so exporting changes
         // nothing the next update would carry.
         self.doc.export(ExportMode::Snapshot).map_err(|error| DocumentError::Internal(error.to_string()))
@@ -334,6 +389,48 @@ impl Waiting {
         }
         self.ranges.len() < WAITING_RANGES_MAX
     }
+}
+
+/// Fault injection for tests: a panic inside the document library, on demand.
+#[cfg(feature = "fault-injection")]
+pub mod faults {
+    use std::cell::RefCell;
+
+    thread_local! {
+        static MARKER: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+    }
+
+    /// From now on, importing an update whose bytes contain `marker` panics inside the document
+    /// library's call on this thread, as a Loro bug that every replica meets would (tests only:
+    /// the feature is enabled by the kernel's own tests). Text typed into a small update appears
+    /// in its bytes as it is.
+    pub fn panic_on_updates_containing(marker: &[u8]) {
+        MARKER.with(|armed| *armed.borrow_mut() = Some(marker.to_vec()));
+    }
+
+    /// Imports stop panicking.
+    pub fn stop_panicking() {
+        MARKER.with(|armed| *armed.borrow_mut() = None);
+    }
+
+    pub(super) fn panic_if_armed(update: &[u8]) {
+        let hit = MARKER.with(|armed| {
+            armed
+                .borrow()
+                .as_ref()
+                .is_some_and(|marker| !marker.is_empty() && update.windows(marker.len()).any(|window| window == marker))
+        });
+        if hit {
+            panic!("fault injected: the document library panics importing an update");
+        }
+    }
+}
+
+/// Without the feature: nothing to inject.
+#[cfg(not(feature = "fault-injection"))]
+mod faults {
+    #[inline(always)]
+    pub(super) fn panic_if_armed(_update: &[u8]) {}
 }
 
 #[cfg(test)]
@@ -380,6 +477,23 @@ mod tests {
         let imported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| doc.import(LATER).is_ok()));
         std::mem::forget(doc); // poisoned: dropping it would panic again
         assert!(imported.is_err(), "Loro imported it: merge_snapshot's detour may go");
+    }
+
+    /// The panic above, reached through `import` (which `merge`'s check would not let it
+    /// reach): contained, and the document refuses everything until it is rebuilt.
+    #[test]
+    fn a_panic_inside_loro_leaves_the_document_broken_not_the_node() {
+        let mut doc = LoroDocument::new(7).expect("doc");
+        doc.merge_snapshot(EARLIER).expect("into an empty document");
+        assert_eq!(doc.import(LATER), Err(DocumentError::Broken));
+        assert!(doc.is_broken());
+        assert_eq!(doc.splice(0, 0, "x"), Err(DocumentError::Broken));
+        assert_eq!(doc.merge(LATER), Err(DocumentError::Broken));
+        assert_eq!(doc.export_snapshot(), Err(DocumentError::Broken));
+        assert_eq!(doc.pending_local_update(), Err(DocumentError::Broken));
+        assert!(doc.has_pending(), "nothing may snapshot a broken document");
+        assert_eq!(doc.text(), "");
+        drop(doc); // the poisoned Loro document was leaked: dropping ours does not panic
     }
 
     #[test]

@@ -449,6 +449,10 @@ pub struct Outputs {
     /// The node holds sends back until `Input::Flush` (which the host must then deliver once
     /// the inputs already waiting are handled).
     pub wants_flush: bool,
+    /// The node's memory can no longer be trusted (a library it uses panicked, and the panic
+    /// was contained): the host carries out these effects, waits until their writes are
+    /// durable, and then builds the node again from what storage holds, as after a restart.
+    pub rebuild_from_storage: bool,
 }
 
 /// A node of either kind, as a host drives it.
@@ -563,6 +567,8 @@ impl Counters {
 #[derive(Debug, Default)]
 pub(crate) struct Effects {
     pub(crate) list: Vec<Effect>,
+    /// See [`Outputs::rebuild_from_storage`].
+    pub(crate) rebuild_from_storage: bool,
 }
 
 impl Effects {

@@ -616,4 +616,8 @@ impl Storage for SlowDisk {
     async fn answer(&mut self, query: &LoadQuery) -> Result<LoadResult, StorageError> {
         self.disk.answer(query).await
     }
+
+    async fn load(&mut self) -> Result<plait_kernel::Restored, StorageError> {
+        self.disk.load().await
+    }
 }

@@ -509,8 +509,16 @@ impl Cluster {
             self.liar_receives(index, from, &frame);
         }
         let wants_flush = outputs.wants_flush;
+        let rebuild = outputs.rebuild_from_storage;
         let boot = self.nodes[index].boot;
         self.execute(index, outputs);
+        if rebuild && self.nodes[index].machine.is_some() && self.nodes[index].boot == boot {
+            // The node asked to be built again from its disk (a contained panic), as a driver
+            // does at once: what `execute` persisted is durable already.
+            self.trace.line(|| format!("{now} {} REBUILD", self.nodes[index].id));
+            self.crash(index);
+            self.restart(index, false);
+        }
         // After what is due now, as a driver flushes once the inputs waiting are handled.
         let node = &mut self.nodes[index];
         if wants_flush && !node.flush_due && node.machine.is_some() && node.boot == boot {

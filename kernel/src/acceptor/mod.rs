@@ -96,7 +96,7 @@ impl Acceptor {
             acceptor.groups.insert(group, restored);
         }
         let wake_at = acceptor.wake_at();
-        (acceptor, Outputs { effects: effects.list, wake_at, wants_flush: false })
+        (acceptor, Outputs { effects: effects.list, wake_at, wants_flush: false, rebuild_from_storage: false })
     }
 
     /// This node's identity.
@@ -303,7 +303,12 @@ impl Node for Acceptor {
             // Peers are asked on their own pace; a hint changes nothing here.
             Input::LinkUp { .. } => {}
         }
-        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush: !self.flush_wanted.is_empty() }
+        Outputs {
+            effects: effects.list,
+            wake_at: self.wake_at(),
+            wants_flush: !self.flush_wanted.is_empty(),
+            rebuild_from_storage: false,
+        }
     }
 }
 

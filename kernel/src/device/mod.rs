@@ -119,7 +119,7 @@ impl Device {
         }
         device.record_touched();
         let wake_at = device.wake_at();
-        (device, Outputs { effects: Vec::new(), wake_at, wants_flush: false })
+        (device, Outputs { effects: Vec::new(), wake_at, wants_flush: false, rebuild_from_storage: false })
     }
 
     fn identity(&self) -> Identity {
@@ -587,7 +587,12 @@ impl Node for Device {
         self.record_touched();
         self.write_safe_marks(now, &mut effects);
         self.record_touched();
-        Outputs { effects: effects.list, wake_at: self.wake_at(), wants_flush: !self.flushes_wanted.is_empty() }
+        Outputs {
+            effects: effects.list,
+            wake_at: self.wake_at(),
+            wants_flush: !self.flushes_wanted.is_empty(),
+            rebuild_from_storage: effects.rebuild_from_storage,
+        }
     }
 }
 

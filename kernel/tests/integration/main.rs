@@ -17,5 +17,6 @@ mod handover;
 mod idle;
 mod mls;
 mod mls_log;
+mod panics;
 mod properties;
 mod views;

@@ -9,7 +9,7 @@ use crate::context::Context;
 use crate::device::group::DeviceGroup;
 use crate::device::group::messaging::Read;
 use crate::device::replica::Replica;
-use crate::document::Document;
+use crate::document::{Document, DocumentError};
 use crate::ids::NodeId;
 use crate::io::{CommandError, Event, Rejection};
 use crate::storage::Record;
@@ -319,6 +319,11 @@ impl DeviceGroup {
             if contiguous && !held {
                 reached = position;
             }
+            if self.replica().doc.is_broken() {
+                // The rest of the page waits for the rebuilt node: the cursor stops after the
+                // update that broke the document, so they are fetched again.
+                break;
+            }
         }
         self.finish_page(cx);
         let cursor = Cursor { incarnation: after.incarnation, position: reached };
@@ -393,10 +398,22 @@ impl DeviceGroup {
             cx.reject(Rejection::Duplicate);
             return None;
         }
-        if replica.doc.merge(&update).is_err() {
-            cov_mark::hit!(device_refuses_an_update_that_does_not_import);
-            cx.reject(Rejection::Invalid);
-            return None;
+        match replica.doc.merge(&update) {
+            Ok(()) => {}
+            Err(DocumentError::Broken) => {
+                // Loro panicked on it. The update is refused like any that does not import;
+                // the document is gone from memory, so the node is built again from storage,
+                // which holds everything merged before it (see `LoroDocument::import`).
+                cov_mark::hit!(device_rebuilds_after_its_document_library_panicked);
+                cx.reject(Rejection::Invalid);
+                cx.effects.rebuild_from_storage = true;
+                return None;
+            }
+            Err(_) => {
+                cov_mark::hit!(device_refuses_an_update_that_does_not_import);
+                cx.reject(Rejection::Invalid);
+                return None;
+            }
         }
         replica.applied.insert(id, cx.config.updates_out_of_order_max);
         Some(Record::Update { group: cx.group, id, update })

@@ -174,6 +174,11 @@ impl DeviceGroup {
         message: Vec<u8>,
         stored: Option<UpdateId>,
     ) -> Read {
+        if stored.is_some() && self.replica.as_ref().is_some_and(|replica| replica.doc.is_broken()) {
+            // The node is about to be built again from storage (see `apply_update`), and reads
+            // the message then: no cursor passed it, so its acceptor hands it over again.
+            return Read::Held;
+        }
         let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
         if let Some(page) = self.page_writes.as_mut() {
             page.decrypted = true;

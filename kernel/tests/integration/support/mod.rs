@@ -144,6 +144,13 @@ impl Net {
                 Effect::Load { request, query } => self.log.push(format!("{id} load {request:?} {query:?}")),
             }
         }
+        if outputs.rebuild_from_storage {
+            // As a driver does: at once, from what the node made durable (seeded by the log's
+            // length, so a run is repeatable).
+            self.log.push(format!("{id} rebuilt from storage"));
+            let seed = self.log.len() as u64;
+            return self.restart(id, seed, false);
+        }
         if outputs.wants_flush && !self.hold_flushes {
             self.input(id, Input::Flush);
         } else if outputs.wants_flush && !self.flushes_wanted.contains(&id) {
