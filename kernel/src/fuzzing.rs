@@ -112,6 +112,8 @@ fn document_fixture() -> DocumentFixture {
 fn drive(device: &mut Device, now: Time, input: Input, restored: &mut Restored, created: &mut Option<crate::GroupId>) {
     use crate::io::{Effect, Event};
     let outputs = device.handle(now, input);
+    // A contained panic (the node asks to be rebuilt) is still a panic the fuzzer must report.
+    assert!(!outputs.rebuild_from_storage, "a library panicked inside the device (contained)");
     for effect in outputs.effects {
         match effect {
             Effect::Persist(batch) => restored.apply(&batch),
@@ -167,15 +169,18 @@ const LORO_LATER: &[u8] = include_bytes!("../tests/data/overlapping-snapshot-b.l
 
 /// Feeds arbitrary updates (each a 2-byte length and its bytes) to a document with history,
 /// as another member's messages reach it (`Document::merge`), with a local edit after every
-/// fourth. Nothing may panic: Loro panics on some overlapping operations (`loro_blob.rs`).
+/// fourth. Nothing may panic: Loro panics on some overlapping operations (`loro_blob.rs`). A
+/// panic inside Loro is contained (the document is `Broken` and the device rebuilt), which
+/// would hide it from the fuzzer, so a broken document fails here as the panic did.
 pub fn loro_updates(bytes: &[u8]) {
-    use crate::document::{Document, LoroDocument};
+    use crate::document::{Document, DocumentError, LoroDocument};
     let Ok(mut doc) = LoroDocument::new(7) else { return };
     if doc.merge_snapshot(LORO_START).is_err() {
         return;
     }
     for (i, update) in length_prefixed(bytes).enumerate() {
-        let _ = doc.merge(update);
+        let merged = doc.merge(update);
+        assert_ne!(merged, Err(DocumentError::Broken), "Loro panicked on an update that merge let through");
         if i % 4 == 3 {
             let _ = doc.splice(0, 0, "x");
             let _ = doc.take_local_update();
