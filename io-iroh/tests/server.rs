@@ -13,6 +13,7 @@ use plait_io_iroh::iroh_net::{ALPN, IrohNetwork, IrohOptions, bare_endpoint};
 use plait_io_iroh::links::{LinkLimits, Links};
 use plait_io_iroh::server::AcceptorServer;
 use plait_io_iroh::ticket::Ticket;
+use plait_kernel::document::faults;
 use plait_kernel::mls::Role;
 use tokio::io::AsyncWriteExt;
 
@@ -351,6 +352,40 @@ async fn a_device_invited_back_after_its_removal_drops_what_the_group_refused_an
     until(&bob_doc, "bob is back", |status, text| status.role == Some(Role::Writer) && text == "hello").await;
     bob_doc.append(", bob").await.expect("an edit after coming back");
     until(&doc, "the admin gets it", |_, text| text == "hello, bob").await;
+    bob.shutdown().await;
+    admin.shutdown().await;
+}
+
+/// A member's update that the document library panics on (as on a Loro bug) is refused by the
+/// device that reads it, which is built again from its SQLite store in the same process and
+/// goes on: it keeps its text, and its next edit reaches the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_whose_document_library_panics_on_an_update_is_rebuilt_from_its_store_and_goes_on() {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let servers = start_acceptors(root.path(), 1).await;
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let admin = DeviceApp::open(&root.path().join("admin"), NodeOptions::default()).await.expect("admin");
+    let doc = admin.create_document("doc", &tickets).await.expect("create");
+    doc.append("hello").await.expect("edit");
+    let code = doc.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
+    let bob = DeviceApp::open(&root.path().join("bob"), NodeOptions::default()).await.expect("bob");
+    let bob_doc = bob.join(&code, Duration::from_secs(60)).await.expect("join");
+    until(&bob_doc, "bob gets the text", |_, text| text == "hello").await;
+
+    // The switch is one for the process: the marker is this test's own.
+    faults::panic_on_updates_containing(b"POISON-server");
+    doc.append(" POISON-server").await.expect("edit");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while bob.driver().status().rebuilds == 0 {
+        assert!(std::time::Instant::now() < deadline, "bob never met the update: {:?}", bob.driver().status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    faults::stop_panicking();
+    assert_eq!(bob_doc.text().await.expect("text"), "hello", "rebuilt with what it had");
+    bob_doc.insert(0, "bob: ").await.expect("an edit after the rebuild");
+    until(&doc, "the admin gets it", |_, text| text == "bob: hello POISON-server").await;
+    let status = bob.driver().status();
+    assert_eq!((status.rebuilds, status.stopped), (1, None), "rebuilt once, and running");
     bob.shutdown().await;
     admin.shutdown().await;
 }

@@ -28,12 +28,13 @@ fn an_update_the_document_library_panics_on_is_refused_and_the_reader_goes_on() 
     edit(&mut net, admin, group, "hello");
     settle(&mut net);
 
-    // Every replica but its author panics importing it, as on a Loro bug.
-    faults::panic_on_updates_containing(b"POISON");
-    edit(&mut net, writer, group, "POISON ");
+    // Every replica but its author panics importing it, as on a Loro bug (the marker is this
+    // test's own: the switch is one for the process).
+    faults::panic_on_updates_containing(b"POISON-kernel ");
+    edit(&mut net, writer, group, "POISON-kernel ");
     settle(&mut net);
     faults::stop_panicking();
-    assert_eq!(text(&net, writer, group), "POISON hello");
+    assert_eq!(text(&net, writer, group), "POISON-kernel hello");
     for reader in [admin, third] {
         assert_eq!(rebuilds(&net, reader), 1, "built again once: the copies other acceptors push do not reach the library");
         assert_eq!(text(&net, reader, group), "hello", "the rebuilt document holds what was merged before");
