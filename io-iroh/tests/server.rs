@@ -315,23 +315,39 @@ async fn until(doc: &DocumentHandle, what: &str, holds: impl Fn(&DocumentStatus,
     }
 }
 
+/// An admin's document with "hello" in it, and bob, a writer it invited who has the text, on
+/// one acceptor in `root`.
+struct AdminAndBob {
+    _servers: Vec<AcceptorServer>,
+    tickets: Vec<Ticket>,
+    admin: DeviceApp,
+    doc: DocumentHandle,
+    bob: DeviceApp,
+    bob_doc: DocumentHandle,
+}
+
+async fn admin_and_bob(root: &std::path::Path) -> AdminAndBob {
+    let servers = start_acceptors(root, 1).await;
+    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
+    let admin = DeviceApp::open(&root.join("admin"), NodeOptions::default()).await.expect("admin");
+    let doc = admin.create_document("doc", &tickets).await.expect("create");
+    doc.append("hello").await.expect("edit");
+    let code = doc.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
+    let bob = DeviceApp::open(&root.join("bob"), NodeOptions::default()).await.expect("bob");
+    let bob_doc = bob.join(&code, Duration::from_secs(60)).await.expect("join");
+    until(&bob_doc, "bob gets the text", |_, text| text == "hello").await;
+    AdminAndBob { _servers: servers, tickets, admin, doc, bob, bob_doc }
+}
+
 /// A device removed from a document while it was away, which typed meanwhile, is invited back:
 /// it drops the edit the group never stored (and says so), gets the text again, and its edits
 /// reach the others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_invited_back_after_its_removal_drops_what_the_group_refused_and_edits_again() {
     let root = tempfile::tempdir().expect("temporary folder");
-    let servers = start_acceptors(root.path(), 1).await;
-    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
-    let admin = DeviceApp::open(&root.path().join("admin"), NodeOptions::default()).await.expect("admin");
-    let doc = admin.create_document("doc", &tickets).await.expect("create");
-    doc.append("hello").await.expect("edit");
+    let AdminAndBob { _servers, tickets, admin, doc, bob, .. } = admin_and_bob(root.path()).await;
     let invite = || doc.invite(Role::Writer, Duration::from_secs(600), tickets.clone());
-    let code = invite().await.expect("invite");
     let bob_dir = root.path().join("bob");
-    let bob = DeviceApp::open(&bob_dir, NodeOptions::default()).await.expect("bob");
-    let bob_doc = bob.join(&code, Duration::from_secs(60)).await.expect("join");
-    until(&bob_doc, "bob gets the text", |_, text| text == "hello").await;
     let bob_id = bob.id();
     bob.shutdown().await;
 
@@ -362,15 +378,7 @@ async fn a_device_invited_back_after_its_removal_drops_what_the_group_refused_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_whose_document_library_panics_on_an_update_is_rebuilt_from_its_store_and_goes_on() {
     let root = tempfile::tempdir().expect("temporary folder");
-    let servers = start_acceptors(root.path(), 1).await;
-    let tickets: Vec<Ticket> = servers.iter().map(AcceptorServer::ticket).collect();
-    let admin = DeviceApp::open(&root.path().join("admin"), NodeOptions::default()).await.expect("admin");
-    let doc = admin.create_document("doc", &tickets).await.expect("create");
-    doc.append("hello").await.expect("edit");
-    let code = doc.invite(Role::Writer, Duration::from_secs(600), tickets.clone()).await.expect("invite");
-    let bob = DeviceApp::open(&root.path().join("bob"), NodeOptions::default()).await.expect("bob");
-    let bob_doc = bob.join(&code, Duration::from_secs(60)).await.expect("join");
-    until(&bob_doc, "bob gets the text", |_, text| text == "hello").await;
+    let AdminAndBob { _servers, admin, doc, bob, bob_doc, .. } = admin_and_bob(root.path()).await;
 
     // The switch is one for the process: the marker is this test's own.
     faults::panic_on_updates_containing(b"POISON-server");
