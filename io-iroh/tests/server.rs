@@ -13,7 +13,7 @@ use plait_io_iroh::iroh_net::{ALPN, IrohNetwork, IrohOptions, bare_endpoint};
 use plait_io_iroh::links::{LinkLimits, Links};
 use plait_io_iroh::server::AcceptorServer;
 use plait_io_iroh::ticket::Ticket;
-use plait_kernel::document::faults;
+use plait_kernel::faults;
 use plait_kernel::mls::Role;
 use tokio::io::AsyncWriteExt;
 

@@ -14,6 +14,7 @@ mod context;
 mod deadlines;
 pub mod device;
 pub mod document;
+pub mod faults;
 pub mod fuzzing;
 mod idle;
 pub mod ids;

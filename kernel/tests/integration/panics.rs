@@ -3,7 +3,7 @@
 
 use crate::support;
 
-use plait_kernel::document::faults;
+use plait_kernel::faults;
 use plait_kernel::{Command, GroupId, NodeId};
 
 use support::Net;
