@@ -388,7 +388,7 @@ async fn a_device_whose_document_library_panics_on_an_update_is_rebuilt_from_its
         assert!(std::time::Instant::now() < deadline, "bob never met the update: {:?}", bob.driver().status());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    faults::stop_panicking();
+    faults::stop_panicking(faults::Library::Loro);
     assert_eq!(bob_doc.text().await.expect("text"), "hello", "rebuilt with what it had");
     bob_doc.insert(0, "bob: ").await.expect("an edit after the rebuild");
     until(&doc, "the admin gets it", |_, text| text == "bob: hello POISON-server").await;

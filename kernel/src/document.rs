@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use loro::{ExportMode, IdSpan, LoroDoc, VersionVector};
 
-use crate::faults;
+use crate::faults::{self, Library};
 use crate::loro_blob::{self, Operations};
 
 /// Why a document refused an edit or an update.
@@ -160,7 +160,7 @@ impl LoroDocument {
     fn import(&mut self, update: &[u8]) -> Result<(), DocumentError> {
         self.intact()?;
         let imported = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            faults::panic_if_armed(update);
+            faults::panic_if_armed(Library::Loro, update);
             self.doc.import(update)
         }));
         let Ok(imported) = imported else {

@@ -47,7 +47,7 @@ fn mls_fixture() -> MlsFixture {
 /// panic, and a member and an acceptor's view accept exactly the same commits, so their epochs
 /// stay equal (the seeds include a valid commit, which moves both).
 pub fn mls_messages(bytes: &[u8]) {
-    use crate::mls::{Identity, Joining, PublicView};
+    use crate::mls::{Identity, Joining, MlsError, PublicView};
     thread_local! {
         // Built once per thread (MLS setup is slow); only validly signed input changes it.
         static FIXTURE: std::cell::RefCell<Option<MlsFixture>> = const { std::cell::RefCell::new(None) };
@@ -55,18 +55,24 @@ pub fn mls_messages(bytes: &[u8]) {
     FIXTURE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let fixture = slot.get_or_insert_with(mls_fixture);
-        let member_took = fixture.member.apply_commit(bytes).is_ok();
-        let _ = fixture.member.decrypt(bytes);
-        let _ = fixture.view.check_application(bytes, 2);
-        let view_would = fixture.view.check_commit(bytes).is_ok();
-        let view_took = fixture.view.apply_commit(bytes).is_ok();
+        // A contained panic (`MlsError::Panicked`) is still a panic the fuzzer must report.
+        let unpanicked = |result: Result<_, MlsError>| {
+            assert!(!matches!(result, Err(MlsError::Panicked)), "openmls panicked (contained)");
+            result.is_ok()
+        };
+        let member_took = unpanicked(fixture.member.apply_commit(bytes));
+        unpanicked(fixture.member.decrypt(bytes).map(drop));
+        unpanicked(fixture.view.check_application(bytes, 2).map(drop));
+        let view_would = unpanicked(fixture.view.check_commit(bytes).map(drop));
+        let view_took = unpanicked(fixture.view.apply_commit(bytes).map(drop));
         assert_eq!(view_would, view_took, "checking and applying a commit disagree");
         assert_eq!(member_took, view_took, "a member and an acceptor disagree about a commit");
         assert_eq!(fixture.member.epoch(), fixture.view.epoch());
     });
-    let _ = PublicView::from_group_info(bytes);
+    assert!(!matches!(PublicView::from_group_info(bytes), Err(MlsError::Panicked)), "openmls panicked (contained)");
     if let Ok(joining) = Joining::new([5; 32], &Identity::from_seed([6; 32], b"joiner")) {
-        let _ = joining.join(bytes, 2);
+        let joined = joining.join(bytes, 2);
+        assert!(!matches!(joined.as_ref().map_err(|failed| &failed.1), Err(MlsError::Panicked)), "openmls panicked (contained)");
     }
 }
 

@@ -558,6 +558,11 @@ impl AcceptorGroup {
                     Some(compaction) => return self.refuses_compaction(cx, slot, &compaction),
                     None => true,
                 },
+                Err(crate::mls::MlsError::Panicked) => {
+                    // Contained: checking runs on `&self`, so the view is as it was.
+                    cov_mark::hit!(acceptor_refuses_a_commit_its_mls_library_panicked_on);
+                    false
+                }
                 Err(_) => false,
             },
             // MLS groups change acceptors by an admin's commit to their settings, which is

@@ -182,6 +182,11 @@ impl DeviceGroup {
         }
     }
 
+    /// Whether openmls panicked inside this group's member (see `Member`).
+    pub(crate) fn mls_is_broken(&self) -> bool {
+        self.mls.as_ref().is_some_and(|mls| mls.member.is_broken())
+    }
+
     /// When this group next needs a timer.
     pub(crate) fn wake_at(&self) -> Time {
         let wake = earliest(Some(self.next_sync_at), self.proposer.deadline());
@@ -521,6 +526,7 @@ impl DeviceGroup {
         let mut events = Vec::new();
         let mut welcomes = Vec::new();
         let mut compactions = Vec::new();
+        let first_slot = self.next_slot;
         for (slot, entry) in entries {
             assert_eq!(slot, self.next_slot, "entries are applied in slot order");
             records.push(Record::Chosen { group: cx.group, slot, entry: entry.clone() });
@@ -533,6 +539,11 @@ impl DeviceGroup {
             let value_hash = entry.hash();
             let mut committed = own_slot == Some(slot);
             if let Some(mls) = self.mls.as_mut() {
+                if slot != first_slot {
+                    // What the entries before this one changed, taken now: if openmls panics
+                    // on this one, the member writes nothing more (see `Member`).
+                    records.extend(mls.changes(cx.group, false));
+                }
                 let invite = mls.pending.as_ref().and_then(|pending| pending.mailbox);
                 let members_before = mls.member.members();
                 let followed = mls.follow(cx, &entry, value_hash);
@@ -562,6 +573,13 @@ impl DeviceGroup {
             if committed {
                 self.queue.pop_front();
                 events.push(Event::Committed { group: cx.group, slot });
+            }
+            if self.mls_is_broken() {
+                // openmls panicked on this commit: it counts as skipped, as an invalid one is
+                // (this slot's record is kept, none of the MLS state), and the entries after it
+                // are learned again by the node built again from storage.
+                cov_mark::hit!(device_skips_a_commit_its_mls_library_panicked_on);
+                break;
             }
         }
         // Welcomes first: once the records below are durable our pending commit is gone, and

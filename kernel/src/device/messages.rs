@@ -115,7 +115,7 @@ pub(crate) fn rejection_of(error: &MlsError) -> Rejection {
     match error {
         MlsError::TooOld(_) => Rejection::Expired,
         MlsError::Malformed | MlsError::Rejected(_) | MlsError::FutureEpoch(_) => Rejection::Invalid,
-        MlsError::Impossible(_) | MlsError::Internal(_) => Rejection::Invalid,
+        MlsError::Impossible(_) | MlsError::Internal(_) | MlsError::Panicked => Rejection::Invalid,
     }
 }
 

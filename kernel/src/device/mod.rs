@@ -583,6 +583,12 @@ impl Node for Device {
             Input::Flush => self.on_flush(now, &mut effects),
             Input::LinkUp { peer } => self.on_link_up(now, peer, &mut effects),
         }
+        if self.touched.iter().any(|id| self.groups.get(id).is_some_and(DeviceGroup::mls_is_broken)) {
+            // openmls panicked inside a member's call (contained): its memory is not to be
+            // trusted, and it wrote none of it (see `Member`).
+            cov_mark::hit!(device_rebuilds_after_its_mls_library_panicked);
+            effects.rebuild_from_storage = true;
+        }
         // Groups whose `SafeBelow` began to lag in this input write it with its writes too.
         self.record_touched();
         self.write_safe_marks(now, &mut effects);

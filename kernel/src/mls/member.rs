@@ -11,6 +11,8 @@ use openmls::prelude::*;
 use openmls_traits::OpenMlsProvider;
 use tls_codec::{Deserialize as _, Serialize as _};
 
+use crate::faults::{self, Library};
+use crate::mls::contained;
 use crate::mls::digest::{AUTHENTICATORS_KEPT, DigestCheck, ForkEvidence, SignedDigest, authenticator_hash};
 use crate::mls::identity::{CIPHERSUITE, Identity};
 use crate::mls::journal::{Journal, StorageChange};
@@ -58,6 +60,9 @@ pub enum MlsError {
     /// openmls failed on something that is not the peer's fault.
     #[error("MLS library failure: {0}")]
     Internal(String),
+    /// openmls panicked on a peer's bytes (or did before, in this member: see [`Member`]).
+    #[error("the MLS library panicked on the input")]
+    Panicked,
 }
 
 fn internal(error: impl std::fmt::Debug) -> MlsError {
@@ -99,6 +104,12 @@ pub struct Joining {
 }
 
 /// One group as a member sees it.
+///
+/// A panic inside openmls while it reads a peer's message is contained
+/// ([`MlsError::Panicked`]), but it may have left the group's state half written: the member
+/// is then `broken`. It refuses every later call that reads or changes that state, and
+/// [`Member::changes`] hands over nothing, so none of it becomes durable and nothing sealed
+/// with it leaves. Its owner builds it again from what is durable.
 #[derive(Debug)]
 pub struct Member {
     provider: DeterministicProvider,
@@ -106,6 +117,7 @@ pub struct Member {
     group: MlsGroup,
     /// Hashes of the last [`AUTHENTICATORS_KEPT`] epoch authenticators, for fork detection.
     authenticators: BTreeMap<u64, [u8; 32]>,
+    broken: bool,
 }
 
 /// Key packages are valid for all time: openmls checks lifetimes against the system clock, and a
@@ -137,7 +149,10 @@ impl Joining {
     /// compaction and its key), checked with the rest of the Welcome. On failure the key package
     /// comes back, so another Welcome can be tried with it.
     pub fn join_with_extension(self, welcome: &[u8], past_epochs: usize) -> Result<(Member, Option<Vec<u8>>), FailedJoin> {
-        match self.try_join(welcome, past_epochs) {
+        // A panic refuses the Welcome like any failure: a member is made only on success. What
+        // openmls wrote meanwhile stays in the joining's store, in memory, under the group the
+        // Welcome named (at worst the key package's keys are gone and a retry fails too).
+        match contained(|| self.try_join(welcome, past_epochs)) {
             Ok((group, extension)) => Ok((Member::with(self.provider, self.journal, group), extension)),
             Err(error) => Err(Box::new((self, error))),
         }
@@ -211,7 +226,7 @@ impl Member {
     }
 
     fn with(provider: DeterministicProvider, journal: Journal, group: MlsGroup) -> Member {
-        let mut member = Member { provider, journal, group, authenticators: BTreeMap::new() };
+        let mut member = Member { provider, journal, group, authenticators: BTreeMap::new(), broken: false };
         member.remember_epoch();
         member
     }
@@ -228,9 +243,30 @@ impl Member {
         }
     }
 
+    /// Whether openmls panicked inside one of this member's calls (see [`Member`]).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn intact(&self) -> Result<(), MlsError> {
+        if self.broken { Err(MlsError::Panicked) } else { Ok(()) }
+    }
+
+    /// Runs a call that may change the group's state on a peer's bytes; a panic inside it
+    /// breaks the member.
+    fn guarded<T>(&mut self, call: impl FnOnce(&mut Member) -> Result<T, MlsError>) -> Result<T, MlsError> {
+        self.intact()?;
+        let result = contained(|| call(self));
+        if matches!(result, Err(MlsError::Panicked)) {
+            self.broken = true;
+        }
+        result
+    }
+
     /// This member's signed digest of the current epoch.
     pub fn epoch_digest(&self, identity: &Identity) -> Result<SignedDigest, MlsError> {
         use openmls_traits::signatures::Signer as _;
+        self.intact()?;
         let group = self.group.group_id().as_slice().to_vec();
         let hash = authenticator_hash(self.group.epoch_authenticator().as_slice());
         let bytes = SignedDigest::signed_bytes(&group, self.epoch(), &hash);
@@ -279,6 +315,9 @@ impl Member {
 
     /// Storage changes since the last call: persist them before anything depending on them leaves.
     pub fn changes(&mut self) -> Vec<StorageChange> {
+        if self.broken {
+            return Vec::new();
+        }
         let storage = self.provider.storage();
         if storage.secrets_behind() {
             // openmls's one public call that writes its message secrets as they are: setting
@@ -330,6 +369,7 @@ impl Member {
 
     /// Commits new settings (admins only; acceptors and members refuse it otherwise).
     pub fn commit_settings(&mut self, identity: &Identity, settings: &GroupSettings) -> Result<OwnCommit, MlsError> {
+        self.intact()?;
         let (commit, _, _) = self
             .group
             .update_group_context_extensions(&self.provider, settings.to_extensions()?, &identity.signer)
@@ -344,12 +384,12 @@ impl Member {
 
     /// A signed GroupInfo carrying the ratchet tree: what an acceptor starts following from.
     pub fn group_info(&self, identity: &Identity) -> Result<Vec<u8>, MlsError> {
+        self.intact()?;
         let info = self.group.export_group_info(self.provider.crypto(), &identity.signer, true).map_err(internal)?;
         encode(&info)
     }
 
     /// Commits adding the member whose encoded key package this is.
-    /// Commits adding the member whose key package this is.
     pub fn commit_add(&mut self, identity: &Identity, key_package: &[u8]) -> Result<OwnCommit, MlsError> {
         self.commit_add_with_extension(identity, key_package, None)
     }
@@ -362,11 +402,16 @@ impl Member {
         key_package: &[u8],
         extension: Option<Vec<u8>>,
     ) -> Result<OwnCommit, MlsError> {
-        let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;
-        let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else { return Err(MlsError::Malformed) };
-        let key_package = key_package
-            .validate(self.provider.crypto(), ProtocolVersion::Mls10)
-            .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
+        self.intact()?;
+        // The joiner's bytes are checked on their own first: a panic there leaves our state as
+        // it was, so it only refuses the key package.
+        let key_package = contained(|| {
+            let message = MlsMessageIn::tls_deserialize_exact(key_package).map_err(|_| MlsError::Malformed)?;
+            let MlsMessageBodyIn::KeyPackage(key_package) = message.extract() else { return Err(MlsError::Malformed) };
+            key_package
+                .validate(self.provider.crypto(), ProtocolVersion::Mls10)
+                .map_err(|error| MlsError::Rejected(format!("{error:?}")))
+        })?;
         let impossible = |error: &dyn std::fmt::Debug| MlsError::Impossible(format!("{error:?}"));
         let extensions = extension.map(|bytes| Extension::Unknown(PLAIT_EXTENSION, UnknownExtension(bytes)));
         let bundle = self
@@ -387,6 +432,7 @@ impl Member {
 
     /// Commits removing the member named `name`.
     pub fn commit_remove(&mut self, identity: &Identity, name: &[u8]) -> Result<OwnCommit, MlsError> {
+        self.intact()?;
         let leaf = self
             .group
             .members()
@@ -408,6 +454,7 @@ impl Member {
     /// [`Member::commit_update`] with `aad` as the commit's authenticated data (signed by us,
     /// readable by acceptors).
     pub fn commit_update_with_aad(&mut self, identity: &Identity, aad: Vec<u8>) -> Result<OwnCommit, MlsError> {
+        self.intact()?;
         self.group.set_aad(aad);
         let bundle = self
             .group
@@ -419,6 +466,7 @@ impl Member {
     /// Our pending commit was chosen: move to the next epoch, unless our role does not allow it
     /// (then every other member refuses it too, so we discard it and stay, as they do).
     pub fn merge_own_commit(&mut self) -> Result<(), MlsError> {
+        self.intact()?;
         if let Some(staged) = self.group.pending_commit() {
             let own = self.group.own_leaf_node().map(|leaf| leaf.credential().serialized_content().to_vec()).unwrap_or_default();
             let summary = CommitSummary::of(staged, own, |leaf| self.group.member(leaf).map(|c| c.serialized_content().to_vec()));
@@ -435,12 +483,14 @@ impl Member {
 
     /// Another value was chosen for the slot our commit wanted: forget ours.
     pub fn discard_own_commit(&mut self) -> Result<(), MlsError> {
+        self.intact()?;
         self.group.clear_pending_commit(self.provider.storage()).map_err(internal)
     }
 
     /// A secret of the current epoch that every member can derive and nobody else can, bound to
     /// `label` and `context`.
     pub fn export_secret(&self, label: &str, context: &[u8]) -> Result<[u8; 32], MlsError> {
+        self.intact()?;
         let secret = self.group.export_secret(self.provider.crypto(), label, context, 32).map_err(internal)?;
         secret.try_into().map_err(|_| MlsError::Internal("exporter gave the wrong length".into()))
     }
@@ -455,6 +505,10 @@ impl Member {
     /// authenticated data while the epoch it was made in is still current (to derive that
     /// epoch's secrets).
     pub fn apply_commit_with(&mut self, bytes: &[u8], before_merge: impl FnOnce(&Member, &[u8])) -> Result<(), MlsError> {
+        self.guarded(|member| member.try_apply_commit(bytes, before_merge))
+    }
+
+    fn try_apply_commit(&mut self, bytes: &[u8], before_merge: impl FnOnce(&Member, &[u8])) -> Result<(), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PublicMessage(_)) {
@@ -479,6 +533,7 @@ impl Member {
 
     /// Encrypts application data for the current epoch (a PrivateMessage).
     pub fn encrypt(&mut self, identity: &Identity, plaintext: &[u8]) -> Result<Vec<u8>, MlsError> {
+        self.intact()?;
         let message = self
             .group
             .create_message(&self.provider, &identity.signer, plaintext)
@@ -490,6 +545,10 @@ impl Member {
     /// epochs not reached yet are reported (`FutureEpoch`) so the caller can buffer them;
     /// messages from members removed before that epoch are refused, and those of readers marked.
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Decrypted, MlsError> {
+        self.guarded(|member| member.try_decrypt(bytes))
+    }
+
+    fn try_decrypt(&mut self, bytes: &[u8]) -> Result<Decrypted, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
@@ -510,7 +569,9 @@ impl Member {
         let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
             return Err(MlsError::Rejected("not application data".into()));
         };
-        Ok(Decrypted { sender, epoch, data: application.into_bytes(), from_reader })
+        let data = application.into_bytes();
+        faults::panic_if_armed(Library::Mls, &data);
+        Ok(Decrypted { sender, epoch, data, from_reader })
     }
 }
 

@@ -20,3 +20,11 @@ pub use member::{Decrypted, Joining, Member, MlsError, OwnCommit};
 pub use provider::DeterministicProvider;
 pub use public_view::{CheckedCommit, PublicView};
 pub use roles::{CommitSummary, GroupSettings, Role, Roles};
+
+/// Runs `call`, which hands openmls bytes from a peer, turning a panic inside it into
+/// [`MlsError::Panicked`]: bad input must not end the process. What the panic left behind is the
+/// caller's to judge (a call on `&self` left nothing; a member's call may have written half its
+/// state, see [`Member`]).
+pub(crate) fn contained<T>(call: impl FnOnce() -> Result<T, MlsError>) -> Result<T, MlsError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or(Err(MlsError::Panicked))
+}

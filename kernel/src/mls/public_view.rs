@@ -7,6 +7,8 @@ use openmls::prelude::*;
 use openmls_traits::OpenMlsProvider;
 use tls_codec::Deserialize as _;
 
+use crate::faults::{self, Library};
+use crate::mls::contained;
 use crate::mls::journal::{Journal, StorageChange};
 use crate::mls::member::MlsError;
 use crate::mls::provider::DeterministicProvider;
@@ -34,6 +36,11 @@ pub struct PublicView {
 impl PublicView {
     /// Starts following a group from a GroupInfo that carries the ratchet tree.
     pub fn from_group_info(group_info: &[u8]) -> Result<PublicView, MlsError> {
+        // A panic leaves nothing behind: the view is made only on success.
+        contained(|| PublicView::try_from_group_info(group_info))
+    }
+
+    fn try_from_group_info(group_info: &[u8]) -> Result<PublicView, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(group_info).map_err(|_| MlsError::Malformed)?;
         let MlsMessageBodyIn::GroupInfo(group_info) = message.extract() else { return Err(MlsError::Malformed) };
         let tree = group_info
@@ -113,6 +120,10 @@ impl PublicView {
     /// PrivateMessage of this group, from this epoch or one of the `past_epochs` before it.
     /// Returns its epoch.
     pub fn check_application(&self, bytes: &[u8], past_epochs: usize) -> Result<u64, MlsError> {
+        contained(|| self.try_check_application(bytes, past_epochs))
+    }
+
+    fn try_check_application(&self, bytes: &[u8], past_epochs: usize) -> Result<u64, MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PrivateMessage(_)) {
@@ -145,7 +156,16 @@ impl PublicView {
         Ok(checked)
     }
 
+    /// Checks a commit on `&self`: a panic inside openmls leaves the view as it was, so it
+    /// only refuses the commit.
     fn stage(&self, bytes: &[u8]) -> Result<(CheckedCommit, StagedCommit), MlsError> {
+        contained(|| {
+            faults::panic_if_armed(Library::Mls, bytes);
+            self.try_stage(bytes)
+        })
+    }
+
+    fn try_stage(&self, bytes: &[u8]) -> Result<(CheckedCommit, StagedCommit), MlsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| MlsError::Malformed)?;
         let protocol = message.try_into_protocol_message().map_err(|_| MlsError::Malformed)?;
         if !matches!(protocol, ProtocolMessage::PublicMessage(_)) {

@@ -417,6 +417,12 @@ fn a_request_sealed_in_the_middle_of_a_page_is_written_with_the_updates_read_bef
     let acceptor = NodeId::from_index(1);
     let stored = &durable(&net, acceptor).groups[&group].stored;
     let (oldest, newest) = (stored.values().next().expect("stored").clone(), stored.values().last().expect("stored").clone());
+    // The member meets the old message as if for the first time (a copy of one it never noted):
+    // one it knows it cannot read is skipped before decryption, and asks for nothing.
+    let member = net.members.iter_mut().find(|member| member.id == away).expect("a member");
+    let noted = member.durable.groups.get_mut(&group).expect("the group").undecryptable.remove(&oldest.id);
+    assert!(noted.is_some(), "it had noted the old message");
+    net.restart(away, 9, false);
     let after = plait_kernel::updates::Cursor { position: 1_000, ..durable(&net, away).groups[&group].cursors[&acceptor] };
     let messages = vec![(1_001, newest.clone()), (1_002, oldest)];
     // A request is due again (at most one per sync interval), and no timer has sent it yet.

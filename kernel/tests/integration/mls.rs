@@ -338,3 +338,29 @@ mod application_messages {
         assert!(!decrypted.from_reader);
     }
 }
+
+/// A panic inside openmls while a member reads a message (injected after openmls advanced the
+/// ratchet, so its state is half written) breaks the member: it refuses every later call that
+/// reads or changes that state and hands over no change, so nothing of it becomes durable and
+/// nothing sealed with it leaves. Built again from what was durable, it reads the next message.
+#[test]
+fn a_member_whose_library_panicked_writes_nothing_and_is_rebuilt_from_storage() {
+    use plait_kernel::faults;
+    let (identities, mut members, _) = group_of(2);
+    let durable: BTreeMap<Vec<u8>, Vec<u8>> = members[1].changes().into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
+    faults::panic_in_mls_on_messages_containing(b"MLS-POISON-member");
+    let poisoned = members[0].encrypt(&identities[0], b"MLS-POISON-member").expect("encrypt");
+    let refused = members[1].decrypt(&poisoned);
+    faults::stop_panicking(faults::Library::Mls);
+    assert!(matches!(refused, Err(MlsError::Panicked)), "contained: {refused:?}");
+    assert!(members[1].is_broken());
+    assert!(members[1].changes().is_empty(), "the half-written state is not handed over");
+    assert!(matches!(members[1].encrypt(&identities[1], b"sealed with it"), Err(MlsError::Panicked)));
+    let next = members[0].encrypt(&identities[0], b"next").expect("encrypt");
+    assert!(matches!(members[1].decrypt(&next), Err(MlsError::Panicked)));
+    assert!(matches!(members[1].commit_update(&identities[1]), Err(MlsError::Panicked)));
+
+    let mut rebuilt = Member::restore(seed(9, 9), durable, b"group-one").expect("restore");
+    assert!(!rebuilt.is_broken());
+    assert_eq!(rebuilt.decrypt(&next).expect("decrypt").data, b"next");
+}

@@ -126,6 +126,11 @@ impl Compactor {
         Compactor { latest, sealed_in, wanted, wanted_before, confirming, ..Compactor::default() }
     }
 
+    /// Whether `id` is a stored message we know we cannot read, waiting for a snapshot.
+    pub(crate) fn awaits_snapshot_of(&self, id: &UpdateId) -> bool {
+        self.wanted.contains(id)
+    }
+
     /// When the compactor next needs the timer.
     pub(crate) fn wake_at(&self) -> Option<Time> {
         let making = self.making.as_ref().filter(|m| !m.committing).map(|m| m.resend_at);

@@ -319,9 +319,9 @@ impl DeviceGroup {
             if contiguous && !held {
                 reached = position;
             }
-            if self.replica().doc.is_broken() {
+            if self.replica().doc.is_broken() || self.mls.as_ref().is_some_and(|mls| mls.member.is_broken()) {
                 // The rest of the page waits for the rebuilt node: the cursor stops after the
-                // update that broke the document, so they are fetched again.
+                // message that broke the document or the MLS member, so they are fetched again.
                 break;
             }
         }
@@ -332,7 +332,9 @@ impl DeviceGroup {
             replica.cursors.insert(from, cursor);
             replica.cursors_unsaved.insert(from);
         }
-        self.save_cursors(cx, cx.effects.persists() > writes_before);
+        // A cursor that passed a message openmls panicked on is saved even when nothing else
+        // is written: the node is built again from storage next, and would read it again.
+        self.save_cursors(cx, cx.effects.persists() > writes_before || self.mls_is_broken());
         self.checkpoint_when_due(cx);
         let gap = after.position > known.position;
         if (contiguous && more && !held) || gap {
@@ -385,6 +387,12 @@ impl DeviceGroup {
     fn read_stored(&mut self, cx: &mut Context<'_>, message: StoredMessage) -> Read {
         let id = message.id;
         if id.sender == cx.me || self.replica().applied.contains(&id) {
+            cx.reject(Rejection::Duplicate);
+            return Read::Done;
+        }
+        if self.replica().compactor.awaits_snapshot_of(&id) {
+            // Known unreadable (too old, or openmls panicked on it): only a snapshot brings it.
+            cov_mark::hit!(device_skips_a_message_it_knows_it_cannot_read);
             cx.reject(Rejection::Duplicate);
             return Read::Done;
         }

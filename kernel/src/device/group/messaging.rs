@@ -180,11 +180,30 @@ impl DeviceGroup {
             return Read::Held;
         }
         let mls = self.mls.as_mut().expect("invariant: only MLS groups receive application data");
+        if mls.member.is_broken() {
+            // The node is about to be built again from storage (see below) and reads it then.
+            return Read::Held;
+        }
         if let Some(page) = self.page_writes.as_mut() {
             page.decrypted = true;
         }
         let decrypted = match mls.member.decrypt(&message) {
             Ok(decrypted) => decrypted,
+            Err(MlsError::Panicked) => {
+                // openmls panicked on it, maybe halfway through advancing the ratchet: the
+                // member writes nothing more and the node is built again from storage (see
+                // `Device::handle`), without this message's ratchet step. So that it does not
+                // meet the message again, a stored one counts as one it cannot decrypt: the
+                // cursor passes it, its copies are skipped, and a snapshot that covers it
+                // brings what it held, if another member could read it.
+                cov_mark::hit!(device_refuses_a_message_its_mls_library_panicked_on);
+                cx.reject(Rejection::Invalid);
+                if let Some(id) = stored {
+                    let epoch = mls.member.epoch();
+                    self.want_compaction(cx, id, epoch);
+                }
+                return Read::Done;
+            }
             Err(MlsError::FutureEpoch(epoch)) => {
                 self.messages.hold_early(cx, epoch, sender, message, stored);
                 return Read::Held;
