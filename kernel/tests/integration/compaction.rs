@@ -435,3 +435,43 @@ fn a_request_sealed_in_the_middle_of_a_page_is_written_with_the_updates_read_bef
     let update = format!("Update {{ group: {group:?}, id: {:?}", newest.id);
     assert!(writes[keys_used].contains(&update), "the keys are written with the update they opened: {writes:#?}");
 }
+
+/// The turn a member waits for to confirm a compaction (after the first two in line, who stay
+/// silent here: one is offline, the other committed it) is kept on disk: a member that
+/// restarts while waiting takes its turn after it, and the acceptors delete what the
+/// compaction covers. Before, only the first two kept theirs, and nobody ever confirmed this
+/// one.
+#[test]
+fn a_member_that_restarts_while_waiting_its_turn_to_confirm_still_confirms() {
+    cov_mark::check!(device_takes_its_turn_to_confirm_again_after_a_restart);
+    let config = Config { compact_after_messages: 6, compaction_takeover_ms: 10_000, ..Config::default() };
+    let (net, _) = support::net_with(3, config.validate().expect("valid"));
+    let (mut net, group, [admin, writer, third]) = group_of_three_in(net);
+    net.offline = vec![third];
+    type_rounds(&mut net, group, &[admin, writer], 5);
+    let acceptor = acceptor_ids()[0];
+    let in_force = |net: &Net| net.acceptor(acceptor).group(group).and_then(|view| view.compaction().cloned());
+    // Making a compaction takes turns too: the offline member's may come first.
+    let mut waited = 0;
+    while in_force(&net).is_none() {
+        assert!(waited < 60, "a compaction is chosen");
+        net.tick(500);
+        net.deliver_all(10_000);
+        waited += 1;
+    }
+    let chosen = in_force(&net).expect("in force");
+    let turn = durable(&net, admin).groups[&group].mls.get(b"\xffplait/confirm-duty".as_slice()).cloned();
+    let turn: Option<(SnapshotHash, u64)> = turn.map(|bytes| postcard::from_bytes(&bytes).expect("a turn"));
+    // This setup's snapshot puts the writer (who committed it) and the offline member first.
+    assert_eq!(turn, Some((chosen.hash, 2)), "the admin waits its turn, third in line");
+    assert_eq!(net.acceptor(acceptor).group(group).and_then(|view| view.confirmed().cloned()), None);
+
+    net.restart(admin, 9, false);
+    for _ in 0..7 {
+        settle(&mut net);
+    }
+    for acceptor in acceptor_ids() {
+        let view = net.acceptor(acceptor).group(group).expect("hosts");
+        assert_eq!(view.confirmed(), Some(&chosen), "{acceptor}: the admin confirmed it in its turn");
+    }
+}

@@ -13,8 +13,9 @@
 //! Turns follow a keyed order over all members (readers too) by the snapshot's hash: the first
 //! [`FIRST_CONFIRMERS`] start at once, so at least one is not the committer, who cannot choose
 //! the hash to be alone; each next one waits `compaction_takeover_ms` longer, in case those
-//! stay silent. The first ones' duty is kept durably, so a restart resumes it. A member that
-//! imports the snapshot anyway confirms it too. A committer alone in its group confirms its
+//! stay silent. Each member's turn is kept durably until it is done or outdated, so a restart
+//! resumes it: the first ones at once, the others after their wait again, counted from the
+//! restart. A member that imports the snapshot anyway confirms it too. A committer alone in its group confirms its
 //! own, having opened what it stored: nobody else could, and its device keeps every update.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,8 +29,9 @@ use crate::storage::Record;
 use crate::time::Time;
 use crate::wire::Message;
 
-/// Where a duty to confirm is kept, in the group's key-value state (openmls never writes keys
-/// starting 0xff).
+/// Where a turn to confirm is kept, in the group's key-value state (openmls never writes keys
+/// starting 0xff): the snapshot's hash and our rank (a store written before ranks were kept
+/// holds the hash alone, and only the first confirmers wrote one: rank 0).
 pub(crate) const DUTY_KEY: &[u8] = b"\xffplait/confirm-duty";
 
 /// Members that confirm each compaction at once (the others take over in turn).
@@ -41,8 +43,10 @@ pub(crate) struct Confirming {
     hash: SnapshotHash,
     /// We opened it (else we fetch it to, from `resend_at` on).
     opened: bool,
-    /// We are one of the first to confirm (the duty is on disk until every acceptor answered).
+    /// Our turn is on disk (until every acceptor answered, or another member confirmed).
     duty: bool,
+    /// Restored with this rank: the wait for our turn starts at the first timer.
+    rank_after_restart: Option<u64>,
     /// Acceptors that noted our confirmation.
     answered_by: BTreeSet<NodeId>,
     /// When to start (or check on) fetching, or to send the confirmation again.
@@ -50,16 +54,32 @@ pub(crate) struct Confirming {
 }
 
 impl Confirming {
-    /// A duty to confirm kept on disk (opened again after a restart).
+    /// A turn to confirm kept on disk (taken again after a restart).
     pub(crate) fn restore(state: &BTreeMap<Vec<u8>, Vec<u8>>) -> Option<Confirming> {
-        let hash = postcard::from_bytes::<SnapshotHash>(state.get(DUTY_KEY)?).ok()?;
-        Some(Confirming { hash, opened: false, duty: true, answered_by: BTreeSet::new(), resend_at: Time::ZERO })
+        let bytes = state.get(DUTY_KEY)?;
+        let (hash, rank) = postcard::from_bytes::<(SnapshotHash, u64)>(bytes)
+            .or_else(|_| postcard::from_bytes::<SnapshotHash>(bytes).map(|hash| (hash, 0)))
+            .ok()?;
+        Some(Confirming {
+            hash,
+            opened: false,
+            duty: true,
+            rank_after_restart: Some(rank),
+            answered_by: BTreeSet::new(),
+            resend_at: Time::ZERO,
+        })
     }
 
     /// When the confirmation next needs the timer.
     pub(super) fn wake_at(&self) -> Time {
         self.resend_at
     }
+}
+
+/// How long a member of `rank` waits before its turn: the first ones not at all, each next one
+/// `takeover_ms` longer.
+fn turn_wait_ms(rank: u64, takeover_ms: u64) -> u64 {
+    (rank + 1).saturating_sub(FIRST_CONFIRMERS).saturating_mul(takeover_ms)
 }
 
 impl DeviceGroup {
@@ -75,15 +95,20 @@ impl DeviceGroup {
             return;
         }
         let rank = mls.confirm_rank(&hash.0, &cx.me.0);
-        let duty = rank < FIRST_CONFIRMERS;
-        if duty {
+        if rank < FIRST_CONFIRMERS {
             cov_mark::hit!(device_is_chosen_to_confirm_a_snapshot);
-            let value = postcard::to_allocvec(&hash).expect("invariant: hashes encode");
-            cx.persist(vec![Record::MlsState { group: cx.group, key: DUTY_KEY.to_vec(), value: Some(value) }]);
         }
-        let wait = (rank + 1).saturating_sub(FIRST_CONFIRMERS).saturating_mul(cx.config.compaction_takeover_ms);
-        let resend_at = cx.now.plus_ms(wait);
-        self.compactor().confirming = Some(Confirming { hash, opened: false, duty, answered_by: BTreeSet::new(), resend_at });
+        let value = postcard::to_allocvec(&(hash, rank)).expect("invariant: hashes encode");
+        cx.persist(vec![Record::MlsState { group: cx.group, key: DUTY_KEY.to_vec(), value: Some(value) }]);
+        let resend_at = cx.now.plus_ms(turn_wait_ms(rank, cx.config.compaction_takeover_ms));
+        self.compactor().confirming = Some(Confirming {
+            hash,
+            opened: false,
+            duty: true,
+            rank_after_restart: None,
+            answered_by: BTreeSet::new(),
+            resend_at,
+        });
         self.confirming_timer(cx);
     }
 
@@ -91,7 +116,14 @@ impl DeviceGroup {
     pub(super) fn confirm(&mut self, cx: &mut Context<'_>, hash: SnapshotHash) {
         let compactor = self.compactor();
         let duty = compactor.confirming.as_ref().is_some_and(|c| c.hash == hash && c.duty);
-        compactor.confirming = Some(Confirming { hash, opened: true, duty, answered_by: BTreeSet::new(), resend_at: cx.now });
+        compactor.confirming = Some(Confirming {
+            hash,
+            opened: true,
+            duty,
+            rank_after_restart: None,
+            answered_by: BTreeSet::new(),
+            resend_at: cx.now,
+        });
         self.confirming_timer(cx);
     }
 
@@ -107,6 +139,10 @@ impl DeviceGroup {
         if latest != Some(confirming.hash) || unusable {
             // Outdated, or it did not open: there is nothing to confirm.
             return self.stop_confirming(cx);
+        }
+        if let Some(rank) = confirming.rank_after_restart.take() {
+            cov_mark::hit!(device_takes_its_turn_to_confirm_again_after_a_restart);
+            confirming.resend_at = cx.now.plus_ms(turn_wait_ms(rank, cx.config.compaction_takeover_ms));
         }
         if cx.now < confirming.resend_at {
             return;
@@ -154,5 +190,25 @@ impl DeviceGroup {
         if self.compactor().confirming.take().is_some_and(|c| c.duty) {
             cx.persist(vec![Record::MlsState { group: cx.group, key: DUTY_KEY.to_vec(), value: None }]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A turn written before ranks were kept (the hash alone, by one of the first confirmers)
+    /// is taken again at once; one written now keeps its rank.
+    #[test]
+    fn a_turn_on_disk_is_read_in_both_formats() {
+        let hash = SnapshotHash([7; 32]);
+        for (bytes, rank) in
+            [(postcard::to_allocvec(&hash).expect("encodes"), 0), (postcard::to_allocvec(&(hash, 3u64)).expect("encodes"), 3)]
+        {
+            let state = BTreeMap::from([(DUTY_KEY.to_vec(), bytes)]);
+            let restored = Confirming::restore(&state).expect("a turn");
+            assert_eq!((restored.hash, restored.rank_after_restart, restored.duty), (hash, Some(rank), true));
+        }
+        assert!(Confirming::restore(&BTreeMap::from([(DUTY_KEY.to_vec(), vec![1, 2])])).is_none(), "garbage is no turn");
     }
 }
