@@ -15,8 +15,9 @@
 //! the hash to be alone; each next one waits `compaction_takeover_ms` longer, in case those
 //! stay silent. Each member's turn is kept durably until it is done or outdated, so a restart
 //! resumes it: the first ones at once, the others after their wait again, counted from the
-//! restart. A member that imports the snapshot anyway confirms it too. A committer alone in its group confirms its
-//! own, having opened what it stored: nobody else could, and its device keeps every update.
+//! restart. A member that imports the snapshot anyway confirms it too. A committer alone in its
+//! group confirms its own, having opened what it stored: nobody else could, and its device
+//! keeps every update.
 
 use std::collections::{BTreeMap, BTreeSet};
 
