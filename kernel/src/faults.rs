@@ -12,6 +12,9 @@ pub enum Library {
     /// openmls, reading application data (the hook sees the plaintext, after openmls advanced
     /// its state) or checking a commit (the hook sees the commit's bytes).
     Mls,
+    /// openmls merging a chosen commit into an acceptor's view, after it passed the check (the
+    /// hook sees the commit's bytes).
+    MlsMerge,
 }
 
 #[cfg(feature = "fault-injection")]
@@ -24,11 +27,13 @@ mod armed {
     /// nodes on. Tests that run at once choose markers no other test types.
     static LORO_MARKER: Mutex<Option<Vec<u8>>> = Mutex::new(None);
     static MLS_MARKER: Mutex<Option<Vec<u8>>> = Mutex::new(None);
+    static MLS_MERGE_MARKER: Mutex<Option<Vec<u8>>> = Mutex::new(None);
 
     fn marker(library: Library) -> &'static Mutex<Option<Vec<u8>>> {
         match library {
             Library::Loro => &LORO_MARKER,
             Library::Mls => &MLS_MARKER,
+            Library::MlsMerge => &MLS_MERGE_MARKER,
         }
     }
 
@@ -47,6 +52,12 @@ mod armed {
     /// half-written state); so does checking a commit whose bytes contain it.
     pub fn panic_in_mls_on_messages_containing(marker: &[u8]) {
         arm(Library::Mls, Some(marker.to_vec()));
+    }
+
+    /// From now on, an acceptor merging a chosen commit whose bytes contain `marker` into its
+    /// view panics inside the MLS library's call (checking the same commit does not).
+    pub fn panic_in_mls_merging_commits_containing(marker: &[u8]) {
+        arm(Library::MlsMerge, Some(marker.to_vec()));
     }
 
     /// `library` stops panicking (the other's marker stays: tests of each may run at once).

@@ -26,11 +26,17 @@ pub struct CheckedCommit {
 }
 
 /// A group as an acceptor follows it.
+///
+/// A panic inside openmls while it merges a chosen commit (which passed the same check first)
+/// may leave the group half merged: the view is then `broken` and refuses to check or verify
+/// anything more, so its acceptor stops serving that group (and only it). Replaying the log
+/// after a restart meets the same commit, so the view stays broken, without a loop.
 #[derive(Debug)]
 pub struct PublicView {
     provider: DeterministicProvider,
     journal: Journal,
     group: PublicGroup,
+    broken: bool,
 }
 
 impl PublicView {
@@ -54,7 +60,7 @@ impl PublicView {
         let (group, _) =
             PublicGroup::from_external(provider.crypto(), provider.storage(), tree, group_info, ProposalStore::new())
                 .map_err(|error| MlsError::Rejected(format!("{error:?}")))?;
-        Ok(PublicView { provider, journal: Journal::default(), group })
+        Ok(PublicView { provider, journal: Journal::default(), group, broken: false })
     }
 
     /// Rebuilds a view from what was persisted of its storage.
@@ -64,7 +70,7 @@ impl PublicView {
         let group = PublicGroup::load(provider.storage(), &GroupId::from_slice(id))
             .map_err(|error| MlsError::Internal(format!("{error:?}")))?
             .ok_or_else(|| MlsError::Impossible("no such group in storage".into()))?;
-        Ok(PublicView { provider, journal, group })
+        Ok(PublicView { provider, journal, group, broken: false })
     }
 
     /// Storage changes since the last call.
@@ -100,12 +106,18 @@ impl PublicView {
     /// Whether `signature` over `bytes` verifies with the signature key of current member `name`.
     pub fn verifies(&self, name: &[u8], bytes: &[u8], signature: &[u8]) -> bool {
         use openmls_traits::crypto::OpenMlsCrypto as _;
+        if self.broken {
+            return false;
+        }
         let Some(signer) = self.group.members().find(|m| m.credential.serialized_content() == name) else { return false };
         self.provider.crypto().verify_signature(SignatureScheme::ED25519, bytes, &signer.signature_key, signature).is_ok()
     }
 
     /// Whether `name` is a current member allowed to send application data (not a reader).
     pub fn is_writer(&self, name: &[u8]) -> bool {
+        if self.broken {
+            return false;
+        }
         let member = self.group.members().any(|member| member.credential.serialized_content() == name);
         member && self.roles().is_ok_and(|roles| roles.of(name) != crate::mls::Role::Reader)
     }
@@ -120,6 +132,7 @@ impl PublicView {
     /// PrivateMessage of this group, from this epoch or one of the `past_epochs` before it.
     /// Returns its epoch.
     pub fn check_application(&self, bytes: &[u8], past_epochs: usize) -> Result<u64, MlsError> {
+        self.intact()?;
         contained(|| self.try_check_application(bytes, past_epochs))
     }
 
@@ -152,13 +165,29 @@ impl PublicView {
     /// Applies a chosen commit (checking it first).
     pub fn apply_commit(&mut self, bytes: &[u8]) -> Result<CheckedCommit, MlsError> {
         let (checked, staged) = self.stage(bytes)?;
-        self.group.merge_commit(self.provider.storage(), staged).map_err(|error| MlsError::Internal(format!("{error:?}")))?;
-        Ok(checked)
+        let merged = contained(|| {
+            faults::panic_if_armed(Library::MlsMerge, bytes);
+            self.group.merge_commit(self.provider.storage(), staged).map_err(|error| MlsError::Internal(format!("{error:?}")))
+        });
+        if matches!(merged, Err(MlsError::Panicked)) {
+            self.broken = true;
+        }
+        merged.map(|()| checked)
+    }
+
+    /// Whether openmls panicked merging a commit into this view (see [`PublicView`]).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn intact(&self) -> Result<(), MlsError> {
+        if self.broken { Err(MlsError::Panicked) } else { Ok(()) }
     }
 
     /// Checks a commit on `&self`: a panic inside openmls leaves the view as it was, so it
     /// only refuses the commit.
     fn stage(&self, bytes: &[u8]) -> Result<(CheckedCommit, StagedCommit), MlsError> {
+        self.intact()?;
         contained(|| {
             faults::panic_if_armed(Library::Mls, bytes);
             self.try_stage(bytes)

@@ -127,3 +127,51 @@ fn a_commit_the_mls_library_panics_on_is_refused_by_the_acceptors_who_go_on() {
     settle(&mut net);
     assert_eq!(text(&net, writer, group), "joined ");
 }
+
+/// A chosen commit that makes openmls panic while an acceptor merges it into its view (it passed
+/// the same check first) is contained too: that group's view is broken, and the acceptor
+/// stores nothing more of the group, while it goes on serving its other groups.
+#[test]
+fn an_acceptor_whose_mls_library_panics_merging_a_commit_stops_that_group_and_serves_the_others() {
+    cov_mark::check!(acceptor_stops_following_a_group_its_mls_library_panicked_in);
+    let (mut net, _) = support::net(4);
+    let [admin, writer, other, joiner] = [101, 102, 103, 104].map(NodeId::from_index);
+    net.command(admin, Command::CreateGroup { acceptors: acceptors(), nonce: 1, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let genesis = created(&net);
+    let group = genesis.group_id();
+    add(&mut net, admin, writer, &genesis);
+    net.command(other, Command::CreateGroup { acceptors: acceptors(), nonce: 2, rotation_interval_ms: 0 });
+    settle(&mut net);
+    let second = net
+        .events
+        .iter()
+        .rev()
+        .find_map(|(id, event)| match event {
+            plait_kernel::Event::GroupCreated { group, .. } if *id == other => Some(*group),
+            _ => None,
+        })
+        .expect("the second group was created");
+
+    // The add carries the joiner's key package, and with it the joiner's id.
+    faults::panic_in_mls_merging_commits_containing(&joiner.0);
+    net.command(joiner, Command::MakeKeyPackage);
+    let key_package = last_key_package(&net, joiner);
+    net.command(admin, Command::AddMember { group, key_package });
+    settle(&mut net);
+    faults::stop_panicking(faults::Library::MlsMerge);
+
+    edit(&mut net, writer, group, "after the add ");
+    edit(&mut net, other, second, "elsewhere ");
+    settle(&mut net);
+    let stored = |net: &Net, group: GroupId| {
+        acceptors()
+            .members()
+            .iter()
+            .map(|acceptor| net.acceptor(*acceptor).group(group).map_or(0, |view| view.stored_messages().0))
+            .sum::<usize>()
+    };
+    assert_eq!(stored(&net, group), 0, "no acceptor stores the broken group's messages");
+    assert_eq!(stored(&net, second), 3, "every acceptor stores the other group's");
+    assert!(net.device(other).group(second).is_some_and(|g| g.unsafe_messages() == 0), "and acknowledges them");
+}

@@ -88,6 +88,11 @@ impl AcceptorGroup {
         if let (Some(view), Entry::Value(bytes)) = (self.mls.as_mut(), &entry) {
             // A chosen commit every member refuses is skipped the same way here.
             compaction = view.apply_commit(bytes).ok().and_then(|checked| compaction_and_committer(&checked));
+            if view.is_broken() {
+                // openmls panicked merging it (contained): this group's view refuses everything
+                // from now on, and the acceptor serves its other groups (see `PublicView`).
+                cov_mark::hit!(acceptor_stops_following_a_group_its_mls_library_panicked_in);
+            }
             self.history.record_settings(slot, view.settings().ok().and_then(|s| s.acceptors).as_ref());
             self.remember_members();
         }
